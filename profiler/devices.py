@@ -1,0 +1,118 @@
+"""Which device to run on, what it is, and how to time work on it. Nothing else in OpLens assumes CUDA."""
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import contextmanager
+
+import torch
+
+from .schema import DeviceInfo, ModelRunError
+
+# CPU features that decide which optimization wins (bf16 and int8 kernels differ by ISA).
+_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile", "fma")
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def available_devices() -> list[str]:
+    """Devices a user can pick, best first."""
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] + ["cpu"]
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """'auto' -> first CUDA GPU, else CPU; an explicit CUDA request without CUDA is an error, not a silent fallback."""
+    if requested in ("auto", "", None):
+        return torch.device("cuda:0" if cuda_available() else "cpu")
+    try:
+        dev = torch.device(requested)
+    except RuntimeError as exc:
+        raise ModelRunError(f"unknown device '{requested}': use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not cuda_available():
+            raise ModelRunError(f"device '{requested}' asked for, but no CUDA GPU is available here; use --device cpu")
+        index = dev.index or 0
+        if index >= torch.cuda.device_count():
+            raise ModelRunError(f"device '{requested}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+        return torch.device("cuda", index)
+    if dev.type != "cpu":
+        raise ModelRunError(f"device type '{dev.type}' is not supported: use cpu or cuda")
+    return dev
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in _INTERESTING_FLAGS if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def device_info(device: torch.device) -> DeviceInfo:
+    try:
+        import transformers
+
+        tf_version = transformers.__version__
+    except ImportError:
+        tf_version = None
+    common = dict(threads=torch.get_num_threads(), torch=torch.__version__, transformers=tf_version, cpu_features=cpu_features())
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return DeviceInfo(kind="cuda", name=props.name, index=device.index or 0, total_memory_bytes=props.total_memory,
+                          capability=f"{props.major}.{props.minor}", **common)
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    except ImportError:
+        total = None
+    return DeviceInfo(kind="cpu", name=cpu_name(), total_memory_bytes=total, **common)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Times one region in milliseconds: CUDA events on a GPU (device time), perf_counter on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+
+    @contextmanager
+    def time(self, out: list[float]):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(self.device)
+            start.record()
+            yield
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            out.append((time.perf_counter() - t0) * 1e3)
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

@@ -1,0 +1,210 @@
+"""The model's computation graph G = (V, E) with per-node FLOPs and measured T_exec / T_trans.
+
+Capture: torch.export (TorchScript files via its converter), falling back to fx symbolic tracing, falling back to
+the module tree for models neither can trace; the method used is recorded. Per-node times come from running the
+captured graph node by node, each node wrapped in a record_function tag, under torch.profiler: a node's time is the
+self time of the ATen ops inside its tag, the same quantity the operator table sums, so the two reconcile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.utils._pytree as pytree
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import FlopCounterMode
+
+from .ops import time_by_tag
+from .schema import Graph, GraphNode
+
+NODE_TAG = "oplens.node:"
+
+
+@dataclass
+class Captured:
+    method: str
+    gm: fx.GraphModule | None
+    flat_inputs: list | None
+    note: str = ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
+    """Try torch.export, then fx; never raises: an untraceable model falls back to its module tree."""
+    notes = []
+    ep = getattr(module, "exported_program", None)
+    try:
+        if ep is None and isinstance(module, torch.jit.ScriptModule):
+            from torch._export.converter import TS2EPConverter
+
+            ep = TS2EPConverter(module, args, kwargs or None).convert()
+        elif ep is None:
+            ep = torch.export.export(module, args, kwargs, strict=False)
+        gm = ep.module()
+        flat, _ = pytree.tree_flatten((args, kwargs))
+        return Captured("torch.export", gm, flat)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
+        notes.append(f"torch.export failed ({_short(exc)})")
+    if not kwargs and not isinstance(module, torch.jit.ScriptModule):
+        try:
+            gm = fx.symbolic_trace(module)
+            return Captured("fx", gm, list(args), note="; ".join(notes))
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"fx tracing failed ({_short(exc)})")
+    return Captured("module-tree", None, None, note="; ".join(notes) + "; showing the module tree instead")
+
+
+class _NodeInterpreter(fx.Interpreter):
+    """Runs a graph node by node, tagging each node for the profiler and remembering output metadata."""
+
+    def __init__(self, gm: fx.GraphModule, tag: bool, flops: FlopCounterMode | None = None):
+        super().__init__(gm)
+        self.tag = tag
+        self.flop_mode = flops
+        self.outputs: dict[str, tuple[str, str]] = {}
+        self.flops: dict[str, float] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        before = self.flop_mode.get_total_flops() if self.flop_mode is not None else 0
+        if self.tag:
+            with record_function(NODE_TAG + n.name):
+                result = super().run_node(n)
+        else:
+            result = super().run_node(n)
+        if self.flop_mode is not None:
+            self.flops[n.name] = float(self.flop_mode.get_total_flops() - before)
+            self.outputs[n.name] = _describe(result)
+        return result
+
+
+def _describe(value: Any) -> tuple[str, str]:
+    if isinstance(value, torch.Tensor):
+        return str(list(value.shape)), str(value.dtype).replace("torch.", "")
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return str([list(v.shape) for v in value if isinstance(v, torch.Tensor)]), str(value[0].dtype).replace("torch.", "")
+    return "", type(value).__name__ if value is not None else ""
+
+
+def _module_path(n: fx.Node) -> str:
+    stack = n.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1]
+        path = path[0] if isinstance(path, tuple) else path
+        return str(path).replace("L['self'].", "").replace("L['self']", "")
+    if n.op == "call_module":
+        return str(n.target)
+    return ""
+
+
+def _op_name(n: fx.Node) -> str:
+    if n.op == "call_function":
+        name = getattr(n.target, "__name__", str(n.target))
+        if isinstance(n.target, torch._ops.OpOverload):
+            name = str(n.target.overloadpacket).replace("aten.", "aten::", 1)
+        return name
+    if n.op == "call_method":
+        return f"Tensor.{n.target}"
+    if n.op == "call_module":
+        return type(n.graph.owning_module.get_submodule(str(n.target))).__name__ if n.graph.owning_module else str(n.target)
+    return n.op
+
+
+def _graph_nodes(gm: fx.GraphModule, times: dict, interp: _NodeInterpreter) -> list[GraphNode]:
+    nodes = []
+    for n in gm.graph.nodes:
+        if n.op == "get_attr":
+            continue  # parameters and buffers: hundreds of nodes that carry weights, not work
+        ex, tr, _ = times.get(n.name, (0.0, 0.0, 0.0))
+        shape, dtype = interp.outputs.get(n.name, ("", ""))
+        nodes.append(GraphNode(
+            id=n.name, op=_op_name(n), kind=n.op, module=_module_path(n),
+            inputs=[a.name for a in n.all_input_nodes if a.op != "get_attr"],
+            output_shape=shape, output_dtype=dtype, flops=interp.flops.get(n.name, 0.0), exec_ms=ex, trans_ms=tr))
+    return nodes
+
+
+def _profile_runs(run_once: Callable[[], Any], iterations: int, activities, device: torch.device):
+    with profile(activities=activities, with_flops=False) as prof:
+        for _ in range(iterations):
+            run_once()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return prof.events()
+
+
+def profile_graph(captured: Captured, module: nn.Module, args: tuple, kwargs: dict, device: torch.device,
+                  iterations: int, activities) -> Graph:
+    """Time every node of a captured graph; module-tree graphs are timed with forward hooks instead."""
+    on_cuda = device.type == "cuda"
+    if captured.gm is None:
+        return _module_tree(module, args, kwargs, device, iterations, activities, captured.note)
+    gm, flat = captured.gm, captured.flat_inputs
+    with torch.inference_mode(), FlopCounterMode(display=False) as flop_mode:
+        meta = _NodeInterpreter(gm, tag=False, flops=flop_mode)
+        meta.run(*flat)
+    timed = _NodeInterpreter(gm, tag=True)
+    with torch.inference_mode():
+        events = _profile_runs(lambda: timed.run(*flat), iterations, activities, device)
+    times = time_by_tag(events, NODE_TAG, iterations, on_cuda)
+    nodes = _graph_nodes(gm, times, meta)
+    return _finish(captured.method, nodes, captured.note)
+
+
+def _finish(method: str, nodes: list[GraphNode], note: str) -> Graph:
+    timed = [n for n in nodes if n.exec_ms + n.trans_ms > 0]
+    return Graph(method=method, nodes=nodes, note=note.strip("; "), timed_nodes=len(timed),
+                 exec_ms=sum(n.exec_ms for n in nodes), trans_ms=sum(n.trans_ms for n in nodes))
+
+
+def _module_tree(module: nn.Module, args, kwargs, device, iterations, activities, note: str) -> Graph:
+    """Fallback graph: one node per module (self time: ops not inside a child), edges in execution order."""
+    if isinstance(module, torch.jit.ScriptModule):
+        nodes = [GraphNode(id=name or "<root>", op=getattr(m, "original_name", type(m).__name__), kind="module",
+                           module=name, inputs=[]) for name, m in module.named_modules()]
+        return Graph(method="module-tree", nodes=nodes, note=(note + "; TorchScript modules take no hooks, so nodes are "
+                                                                  "untimed").strip("; "))
+    order: list[str] = []
+    live: dict[int, Any] = {}
+    handles = []
+
+    def pre(name):
+        def hook(mod, inp):
+            rf = record_function(NODE_TAG + (name or "<root>"))
+            rf.__enter__()
+            live.setdefault(id(mod), []).append(rf)
+            if name not in order:
+                order.append(name)
+        return hook
+
+    def post(mod, inp, out):
+        stack = live.get(id(mod))
+        if stack:
+            stack.pop().__exit__(None, None, None)
+
+    names = {}
+    for name, m in module.named_modules():
+        names[name] = type(m).__name__
+        handles.append(m.register_forward_pre_hook(pre(name)))
+        handles.append(m.register_forward_hook(post))
+    try:
+        with torch.inference_mode():
+            events = _profile_runs(lambda: module(*args, **kwargs), iterations, activities, device)
+    finally:
+        for h in handles:
+            h.remove()
+    times = time_by_tag(events, NODE_TAG, iterations, device.type == "cuda")
+    nodes, prev = [], None
+    for name in order:
+        key = name or "<root>"
+        ex, tr, fl = times.get(key, (0.0, 0.0, 0.0))
+        nodes.append(GraphNode(id=key, op=names[name], kind="module", module=name, inputs=[prev] if prev else [],
+                               flops=fl, exec_ms=ex, trans_ms=tr))
+        prev = key
+    return _finish("module-tree", nodes, note + "; edges follow execution order, not data flow")

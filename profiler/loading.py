@@ -1,0 +1,349 @@
+"""Turn a model spec (registry name, file, HF directory, hub id, TorchScript, .pt2, state dict) into a LoadedModel.
+
+Loading user code or pickles executes code, so each source is explicit: a `.py` file runs only when named,
+and state dicts and input files are read with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import sample_models
+
+from .schema import ModelInfo, ModelLoadError
+
+DEFAULT_FACTORIES = ("build_model", "get_model", "make_model", "model")
+
+
+@dataclass
+class LoadedModel:
+    """A runnable model plus the example inputs it is profiled with."""
+
+    module: nn.Module
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo = None  # type: ignore[assignment]
+    batch_size: int = 1
+    seq_len: int = 0
+
+    def __call__(self):
+        return self.module(*self.args, **self.kwargs)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(parameter count, bytes of parameters and buffers)."""
+    params = list(module.parameters())
+    size = sum(p.numel() * p.element_size() for p in params) + sum(b.numel() * b.element_size() for b in module.buffers())
+    return sum(p.numel() for p in params), size
+
+
+def _quiet_transformers() -> None:
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, task: str, batch: int, seq_len: int,
+            check_signature: bool = True) -> LoadedModel:
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"{spec}: expected a torch.nn.Module, got {type(module).__name__}")
+    module.eval()
+    args = tuple(args or ())
+    kwargs = dict(kwargs or {})
+    if check_signature:
+        check_inputs_match(module, args, kwargs, spec)
+    n, size = count_parameters(module)
+    dtype = next((str(p.dtype).replace("torch.", "") for p in module.parameters()), "float32")
+    info = ModelInfo(name=name, source=source, parameters=n, spec=spec, task=task, dtype=dtype, size_bytes=size)
+    return LoadedModel(module=module, args=args, kwargs=kwargs, info=info, batch_size=batch, seq_len=seq_len)
+
+
+def check_inputs_match(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> None:
+    """Raise ModelLoadError when the example inputs cannot bind to forward()'s signature."""
+    if isinstance(module, torch.jit.ScriptModule) or isinstance(module, torch.fx.GraphModule):
+        return  # their forward signatures are generic or compiled; a mismatch surfaces when run
+    try:
+        sig = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        given = [f"arg{i}" for i in range(len(args))] + list(kwargs)
+        raise ModelLoadError(f"{spec}: the example inputs ({', '.join(given) or 'none'}) do not match "
+                             f"forward{sig}: {exc}") from None
+
+
+# ---------------------------------------------------------------- inputs for models that come without them
+
+def infer_inputs(module: nn.Module, batch: int, seq_len: int) -> tuple[tuple, dict] | None:
+    """Guess example inputs from a HF config or from the first layer; None when there is no safe guess."""
+    config = getattr(module, "config", None)
+    if config is not None and hasattr(config, "model_type"):
+        if hasattr(config, "image_size") and hasattr(config, "num_channels"):
+            size = seq_len or config.image_size
+            return (), {"pixel_values": sample_models.image_inputs(batch, size, config.num_channels)}
+        if getattr(config, "vocab_size", None):
+            seq = seq_len or 128
+            token_types = "token_type_ids" in inspect.signature(module.forward).parameters
+            return (), sample_models.text_inputs(config.vocab_size, batch, seq, token_types=token_types)
+    first = next((m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding, nn.Conv1d))), None)
+    g = torch.Generator().manual_seed(sample_models.SEED)
+    if isinstance(first, nn.Linear):
+        return (torch.randn(batch, first.in_features, generator=g),), {}
+    if isinstance(first, nn.Conv2d):
+        return (torch.randn(batch, first.in_channels, seq_len or 224, seq_len or 224, generator=g),), {}
+    if isinstance(first, nn.Conv1d):
+        return (torch.randn(batch, first.in_channels, seq_len or 128, generator=g),), {}
+    if isinstance(first, nn.Embedding):
+        return (torch.randint(0, first.num_embeddings, (batch, seq_len or 128), generator=g),), {}
+    return None
+
+
+def _split_inputs(obj: Any) -> tuple[tuple, dict]:
+    if isinstance(obj, torch.Tensor):
+        return (obj,), {}
+    if isinstance(obj, dict) or hasattr(obj, "keys"):
+        return (), dict(obj)
+    if isinstance(obj, (list, tuple)):
+        if len(obj) == 2 and isinstance(obj[0], (list, tuple)) and isinstance(obj[1], dict):
+            return tuple(obj[0]), dict(obj[1])
+        return tuple(obj), {}
+    raise ModelLoadError(f"example inputs must be a tensor, a tuple of tensors or a dict of tensors, got {type(obj).__name__}")
+
+
+def load_inputs_file(path: str) -> tuple[tuple, dict]:
+    """Example inputs saved with torch.save (tensor, tuple or dict); read with weights_only=True."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"inputs file not found: {path}")
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
+        raise ModelLoadError(f"{path}: not a torch-saved tensor, tuple or dict of tensors ({_short(exc)})") from None
+    return _split_inputs(obj)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+# ---------------------------------------------------------------- each source
+
+def _from_registry(name: str, batch: int | None, seq_len: int | None) -> LoadedModel:
+    sm = sample_models.get(name)
+    b = batch or sm.default_batch
+    s = seq_len if seq_len is not None else sm.default_seq_len
+    _quiet_transformers()
+    try:
+        built = sm.build(b, s)
+    except ImportError as exc:
+        raise ModelLoadError(f"{name}: {exc}") from None
+    return _finish(built.module, built.args, built.kwargs, name, "registry", name, built.task, b, s)
+
+
+def _from_python_file(spec: str, batch: int, seq_len: int) -> LoadedModel:
+    path, _, factory_name = spec.partition(".py:")
+    path = path + ".py" if not path.endswith(".py") else path
+    if spec.endswith(".py"):
+        path, factory_name = spec, ""
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"model file not found: {path}")
+    mod_name = "oplens_user_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    try:
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        user = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(user)
+    except Exception as exc:  # noqa: BLE001 - user code can raise anything
+        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {_short(exc)}") from None
+    candidates = [factory_name] if factory_name else [n for n in DEFAULT_FACTORIES if callable(getattr(user, n, None))]
+    if not candidates or not hasattr(user, candidates[0]):
+        public = sorted(n for n, v in vars(user).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", "") == mod_name)
+        wanted = factory_name or "one of " + ", ".join(DEFAULT_FACTORIES)
+        raise ModelLoadError(f"factory '{wanted}' not found in {path}; callables there: {', '.join(public) or 'none'}. "
+                             f"Use {path}:FACTORY")
+    factory: Callable = getattr(user, candidates[0])
+    if not callable(factory):
+        raise ModelLoadError(f"{path}:{candidates[0]} is not callable")
+    params = inspect.signature(factory).parameters
+    call_kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if k in params}
+    try:
+        result = factory(**call_kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}:{candidates[0]}() raised {type(exc).__name__}: {_short(exc)}") from None
+    inputs = None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
+        result, inputs = result
+    if not isinstance(result, nn.Module):
+        raise ModelLoadError(f"{path}:{candidates[0]}() returned {type(result).__name__}, not a torch.nn.Module "
+                             "(or a (module, example_inputs) pair)")
+    return _with_inputs(result, inputs, Path(path).stem, "file", spec, batch, seq_len)
+
+
+def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int, seq_len: int,
+                 task: str = "") -> LoadedModel:
+    if inputs is not None:
+        args, kwargs = _split_inputs(inputs)
+    else:
+        guessed = infer_inputs(module, batch, seq_len)
+        if guessed is None:
+            raise ModelLoadError(f"{spec}: no example inputs given and none can be inferred; return (module, inputs) "
+                                 "from the factory or pass --inputs FILE (a torch-saved tensor, tuple or dict)")
+        args, kwargs = guessed
+    return _finish(module, args, kwargs, name, source, spec, task, batch, seq_len)
+
+
+def _hf_task(model: nn.Module) -> str:
+    name = type(model).__name__
+    for key, task in (("SequenceClassification", "text-classification"), ("ImageClassification", "image-classification"),
+                      ("CausalLM", "text-generation"), ("LMHead", "text-generation"), ("MaskedLM", "fill-mask")):
+        if key in name:
+            return task
+    return "feature-extraction"
+
+
+def _hf_model(source: str, location: str, spec: str, batch: int, seq_len: int) -> LoadedModel:
+    _quiet_transformers()
+    try:
+        import transformers
+    except ImportError:
+        raise ModelLoadError("loading Hugging Face models needs the 'transformers' package") from None
+    try:
+        config = transformers.AutoConfig.from_pretrained(location)
+    except OSError as exc:
+        if source == "hub":
+            raise ModelLoadError(f"could not fetch '{location}' from the Hugging Face Hub: no network or unknown id "
+                                 f"({_short(exc)}). Offline, use a local model directory instead") from None
+        raise ModelLoadError(f"{location}: not a Hugging Face model directory ({_short(exc)})") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"{location}: unreadable config.json ({_short(exc)})") from None
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    cls = getattr(transformers, arch, None) if arch else None
+    cls = cls or transformers.AutoModel
+    try:
+        model = cls.from_pretrained(location)
+    except Exception as exc:  # noqa: BLE001 - missing weights, bad safetensors, no network
+        raise ModelLoadError(f"{location}: weights could not be loaded ({type(exc).__name__}: {_short(exc)})") from None
+    inputs = None
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(location)
+        seq = seq_len or 128
+        enc = tok([sample_models.MINILM_SENTENCES[i % 8] for i in range(batch)], padding="max_length", truncation=True,
+                  max_length=seq, return_tensors="pt")
+        accepted = inspect.signature(model.forward).parameters
+        inputs = {k: v for k, v in enc.items() if k in accepted}
+    except Exception:  # noqa: BLE001 - no tokenizer: fall back to synthetic inputs from the config
+        inputs = None
+    name = Path(location).name if source == "hf-dir" else location
+    return _with_inputs(model, inputs, name, source, spec, batch, seq_len, task=_hf_task(model))
+
+
+def _zip_names(path: str) -> list[str] | None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+def _from_torchscript(path: str, spec: str, batch: int, seq_len: int, inputs) -> LoadedModel:
+    try:
+        module = torch.jit.load(path, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: not a loadable TorchScript file ({_short(exc)})") from None
+    if inputs is None:
+        sidecar = Path(path).with_suffix(".inputs.pt")
+        if sidecar.is_file():
+            inputs = torch.load(sidecar, weights_only=True)
+    return _with_inputs(module, inputs, Path(path).stem, "torchscript", spec, batch, seq_len)
+
+
+def _from_export(path: str, spec: str, batch: int, seq_len: int, inputs) -> LoadedModel:
+    try:
+        ep = torch.export.load(path)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: not a torch.export .pt2 archive ({_short(exc)})") from None
+    if inputs is None and getattr(ep, "example_inputs", None) is not None:
+        inputs = ep.example_inputs  # (args, kwargs), saved by torch.export.save
+    module = ep.module()
+    module.exported_program = ep  # keep the graph for profiler.graph, which uses it instead of re-exporting
+    if inputs is None:
+        raise ModelLoadError(f"{path}: the archive holds no example inputs; pass --inputs FILE")
+    args, kwargs = _split_inputs(inputs)
+    return _finish(module, args, kwargs, Path(path).stem, "export", spec, "", batch, seq_len, check_signature=False)
+
+
+def _from_state_dict(path: str, spec: str, arch: str | None, batch: int | None, seq_len: int | None) -> LoadedModel:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: not a model file: neither TorchScript, .pt2 nor a weights-only state dict "
+                             f"({_short(exc)})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path}: holds {type(state).__name__}, not a state dict of tensors")
+    if not arch:
+        raise ModelLoadError(f"{path} is a state dict (weights only): name its architecture with --arch NAME "
+                             f"(one of `python -m profiler models`)")
+    if arch not in sample_models.REGISTRY:
+        raise ModelLoadError(f"unknown architecture '{arch}' for {path}; see `python -m profiler models`")
+    loaded = _from_registry(arch, batch, seq_len)
+    result = loaded.module.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ModelLoadError(f"{path} does not fit architecture '{arch}': {len(result.missing_keys)} missing keys, e.g. "
+                             f"{result.missing_keys[0]}")
+    loaded.info.source, loaded.info.spec, loaded.info.name = "state-dict", spec, f"{arch}:{Path(path).stem}"
+    return loaded
+
+
+def load_model(spec: str, batch_size: int | None = None, seq_len: int | None = None, arch: str | None = None,
+               inputs: str | Any | None = None) -> LoadedModel:
+    """Load any supported model spec; raises ModelLoadError with a message a person can act on."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelLoadError("no model given: name a sample model (see `python -m profiler models`) or a file")
+    if isinstance(inputs, str):
+        inputs = load_inputs_file(inputs)
+    if spec in sample_models.REGISTRY:
+        if inputs is not None:
+            raise ModelLoadError("--inputs applies to model files, not to sample models (they build their own)")
+        return _from_registry(spec, batch_size, seq_len)
+    batch = batch_size or 1
+    seq = seq_len or 0
+    if spec.startswith("hf:"):
+        return _hf_model("hub", spec[3:], spec, batch, seq)
+    if ".py:" in spec or spec.endswith(".py"):
+        return _from_python_file(spec, batch, seq)
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ModelLoadError(f"{spec}: directory has no config.json, so it is not a Hugging Face model directory")
+        return _hf_model("hf-dir", path, spec, batch, seq)
+    if not os.path.exists(path):
+        if os.sep in spec or "." in spec:
+            raise ModelLoadError(f"model file not found: {spec}")
+        raise ModelLoadError(f"unknown model '{spec}': not a sample model (see `python -m profiler models`), "
+                             "a file, a directory or an hf:<hub id>")
+    if path.endswith(".pt2"):
+        return _from_export(path, spec, batch, seq, inputs)
+    names = _zip_names(path)
+    if names is not None and any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return _from_torchscript(path, spec, batch, seq, inputs)
+    if names is not None and any(n.endswith("models/model.json") or "/models/" in n for n in names):
+        return _from_export(path, spec, batch, seq, inputs)
+    return _from_state_dict(path, spec, arch, batch_size, seq_len)

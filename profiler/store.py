@@ -1,0 +1,138 @@
+"""The run store: runs/<run_id>/run.json plus the raw Kineto trace, so the runs dir is also a TensorBoard logdir
+(torch-tb-profiler treats each run directory as a run and finds `<worker>.<timestamp>.pt.trace.json.gz` in it)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError
+
+RUN_FILE = "run.json"
+
+
+def runs_dir(path: str | os.PathLike | None = None) -> Path:
+    """--runs-dir, else $OPLENS_RUNS_DIR, else ./runs."""
+    return Path(path or os.environ.get("OPLENS_RUNS_DIR") or "runs")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise RunStoreError(f"invalid run id '{run_id}'")
+    return runs_dir(root) / run_id
+
+
+def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
+    """Write run.json (atomically) and move its trace beside it; returns the run directory."""
+    d = _run_dir(run.id, root)
+    d.mkdir(parents=True, exist_ok=True)
+    src = Path(run.trace_path) if run.trace_path else None
+    if src is not None and src.is_file() and src.parent.resolve() != d.resolve():
+        target = d / src.name
+        shutil.move(src, target)
+        if src.parent.name.startswith("oplens-trace-"):  # the runner's temp dir, now empty
+            shutil.rmtree(src.parent, ignore_errors=True)
+        run.trace_path = str(target.resolve())
+    data = run.to_dict()
+    if data.get("trace_path"):
+        data["trace_path"] = Path(data["trace_path"]).name  # relative: the run dir may move
+    _atomic_write(d / RUN_FILE, json.dumps(data, indent=1))
+    return d
+
+
+def from_json(data: dict, where: str = "run") -> ProfileRun:
+    if not isinstance(data, dict) or "id" not in data or "latency" not in data:
+        raise RunStoreError(f"{where}: not an OpLens run")
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise RunStoreError(f"{where} was written by a newer OpLens (schema {version}, this one reads up to "
+                            f"{SCHEMA_VERSION}); upgrade OpLens to open it")
+    if version < 1:
+        raise RunStoreError(f"{where}: schema version {version} predates OpLens 1 and cannot be read")
+    try:
+        return ProfileRun.from_dict(data)
+    except (TypeError, KeyError) as exc:
+        raise RunStoreError(f"{where}: run.json is damaged ({exc})") from None
+
+
+def load(run_id: str, root: str | os.PathLike | None = None) -> ProfileRun:
+    d = _run_dir(run_id, root)
+    f = d / RUN_FILE
+    if not f.is_file():
+        raise RunStoreError(f"no saved run '{run_id}' in {runs_dir(root)}")
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunStoreError(f"run '{run_id}': run.json is unreadable ({exc})") from None
+    run = from_json(data, f"run '{run_id}'")
+    if run.trace_path:
+        run.trace_path = str((d / run.trace_path).resolve())
+    return run
+
+
+@dataclass
+class RunSummary:
+    id: str
+    label: str
+    model: str
+    device: str
+    created: str
+    median_ms: float
+    batch_size: int
+    seq_len: int
+    error: str = ""
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
+    """Saved runs, newest first; unreadable ones are listed with their error rather than hidden."""
+    base = runs_dir(root)
+    if not base.is_dir():
+        return []
+    out = []
+    for d in base.iterdir():
+        f = d / RUN_FILE
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text())
+            from_json(data, d.name)
+            out.append(RunSummary(id=data["id"], label=data.get("label", ""), model=data["model"]["name"],
+                                  device=f"{data['device']['kind']}: {data['device']['name']}", created=data["created"],
+                                  median_ms=data["latency"]["median_ms"], batch_size=data["config"]["batch_size"],
+                                  seq_len=data["config"]["seq_len"]))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, RunStoreError) as exc:
+            out.append(RunSummary(id=d.name, label="", model="?", device="?", created="", median_ms=0.0, batch_size=0,
+                                  seq_len=0, error=str(exc)))
+    out.sort(key=lambda r: (r.created, r.id), reverse=True)
+    return out
+
+
+def rename(run_id: str, label: str, root: str | os.PathLike | None = None) -> ProfileRun:
+    """Set a run's display label (its id and directory stay, so links and traces keep working)."""
+    run = load(run_id, root)
+    run.label = label.strip()
+    save(run, root)
+    return run
+
+
+def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
+    d = _run_dir(run_id, root)
+    if not (d / RUN_FILE).is_file():
+        raise RunStoreError(f"no saved run '{run_id}' in {runs_dir(root)}")
+    shutil.rmtree(d)
