@@ -46,10 +46,12 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
 
             ep = TS2EPConverter(module, args, kwargs or None).convert()
         elif ep is None:
-            ep = torch.export.export(module, args, kwargs, strict=False)
+            ep = _export(module, args, kwargs, notes)
         gm = ep.module()
-        flat, _ = pytree.tree_flatten((args, kwargs))
-        return Captured("torch.export", gm, flat)
+        if notes:  # exported with extra kwargs: feed the graph what it was traced with
+            kwargs = {**kwargs, "use_cache": False}
+        flat = pytree.tree_leaves((args, kwargs))
+        return Captured("torch.export", gm, flat, note="; ".join(notes))
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
         notes.append(f"torch.export failed ({_short(exc)})")
     if not kwargs and not isinstance(module, torch.jit.ScriptModule):
@@ -59,6 +61,19 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
         except Exception as exc:  # noqa: BLE001
             notes.append(f"fx tracing failed ({_short(exc)})")
     return Captured("module-tree", None, None, note="; ".join(notes) + "; showing the module tree instead")
+
+
+def _export(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
+    try:
+        return torch.export.export(module, args, kwargs, strict=False)
+    except Exception as exc:  # noqa: BLE001
+        # HF decoders return a KV-cache object export cannot flatten; the forward pass itself is the same without it
+        config = getattr(module, "config", None)
+        if "Cache" in str(exc) and getattr(config, "use_cache", False) and "use_cache" not in kwargs:
+            ep = torch.export.export(module, args, {**kwargs, "use_cache": False}, strict=False)
+            notes.append("graph exported with use_cache=False (the KV cache object cannot be exported)")
+            return ep
+        raise
 
 
 class _NodeInterpreter(fx.Interpreter):

@@ -60,7 +60,10 @@ def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, 
             check_signature: bool = True) -> LoadedModel:
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{spec}: expected a torch.nn.Module, got {type(module).__name__}")
-    module.eval()
+    try:
+        module.eval()
+    except NotImplementedError:  # ExportedProgram.module() has no train/eval mode: it is already inference-only
+        pass
     args = tuple(args or ())
     kwargs = dict(kwargs or {})
     if check_signature:
@@ -100,17 +103,26 @@ def infer_inputs(module: nn.Module, batch: int, seq_len: int) -> tuple[tuple, di
             seq = seq_len or 128
             token_types = "token_type_ids" in inspect.signature(module.forward).parameters
             return (), sample_models.text_inputs(config.vocab_size, batch, seq, token_types=token_types)
-    first = next((m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding, nn.Conv1d))), None)
+    first, kind = next(((m, _layer_kind(m)) for m in module.modules() if _layer_kind(m)), (None, None))
     g = torch.Generator().manual_seed(sample_models.SEED)
-    if isinstance(first, nn.Linear):
-        return (torch.randn(batch, first.in_features, generator=g),), {}
-    if isinstance(first, nn.Conv2d):
-        return (torch.randn(batch, first.in_channels, seq_len or 224, seq_len or 224, generator=g),), {}
-    if isinstance(first, nn.Conv1d):
-        return (torch.randn(batch, first.in_channels, seq_len or 128, generator=g),), {}
-    if isinstance(first, nn.Embedding):
-        return (torch.randint(0, first.num_embeddings, (batch, seq_len or 128), generator=g),), {}
+    try:
+        if kind == "Linear":
+            return (torch.randn(batch, first.in_features, generator=g),), {}
+        if kind == "Conv2d":
+            return (torch.randn(batch, first.in_channels, seq_len or 224, seq_len or 224, generator=g),), {}
+        if kind == "Conv1d":
+            return (torch.randn(batch, first.in_channels, seq_len or 128, generator=g),), {}
+        if kind == "Embedding":
+            return (torch.randint(0, first.num_embeddings, (batch, seq_len or 128), generator=g),), {}
+    except AttributeError:  # a scripted layer that did not keep its size attributes
+        return None
     return None
+
+
+def _layer_kind(m: nn.Module) -> str | None:
+    """'Linear', 'Conv2d', ... for eager and TorchScript layers alike (scripted ones keep only original_name)."""
+    name = getattr(m, "original_name", None) if isinstance(m, torch.jit.ScriptModule) else type(m).__name__
+    return name if name in ("Linear", "Conv2d", "Conv1d", "Embedding") else None
 
 
 def _split_inputs(obj: Any) -> tuple[tuple, dict]:

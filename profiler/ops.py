@@ -85,7 +85,7 @@ def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable 
         a["calls"] += 1
         a["host"] += evt.self_cpu_time_total
         a["device"] += getattr(evt, "self_device_time_total", 0) or 0
-        a["total"] += evt.cpu_time_total
+        a["total"] += (getattr(evt, "device_time_total", 0) or 0) if on_cuda else evt.cpu_time_total
         mem = (getattr(evt, "self_device_memory_usage", 0) if on_cuda else evt.self_cpu_memory_usage) or 0
         a["mem"] += max(0, mem)
     n = max(1, iterations)
@@ -95,7 +95,7 @@ def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable 
         transfer = is_transfer(name)
         out.append(OpStat(
             name=name, calls=a["calls"] / n, exec_ms=0.0 if transfer else timed, trans_ms=timed if transfer else 0.0,
-            host_ms=a["host"] / 1e3 / n, device_ms=a["device"] / 1e3 / n, total_host_ms=a["total"] / 1e3 / n,
+            host_ms=a["host"] / 1e3 / n, device_ms=a["device"] / 1e3 / n, total_ms=a["total"] / 1e3 / n,
             flops=flops.get(name, 0.0) / max(1, scale), memory_bytes=a["mem"] / n,
             input_shapes=[s for s, _ in shapes.get(name, Counter()).most_common(5)],
             category="transfer" if transfer else "compute"))

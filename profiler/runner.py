@@ -189,7 +189,7 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
         id=new_run_id(loaded.info.name), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         model=copy.copy(loaded.info), device=info, config=config_out, latency=latency, totals=totals, ops=op_stats,
         transfers=transfers, graph=graph, memory=memory, profiled_latency=profiled, paired_latency=paired,
-        overhead_ratio=profiled.median_ms / paired.median_ms if paired.median_ms else 0.0, trace_path=traces[0] if traces else None,
+        overhead_ratio=_median_ratio(profiled_samples, paired_samples), trace_path=traces[0] if traces else None,
         notes=notes, versions=_versions())
     say("done", 1.0)
     return run
@@ -208,8 +208,9 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
     events, profiled, plain = [], [], []
     for i in range(pairs):
         check_cancel()
-        with stopwatch.time(plain):
-            inference()
+        if i % 2 == 0:  # ABBA order: a steady drift in machine speed cancels out of the pair ratios
+            with stopwatch.time(plain):
+                inference()
         handler = tensorboard_trace_handler(trace_dir, worker_name=worker, use_gzip=True) if i == 0 else None
         with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
                            on_trace_ready=handler, profile_memory=True) as prof:
@@ -218,6 +219,9 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
                     inference()
                 prof.step()
         events.extend(prof.events())
+        if i % 2 == 1:
+            with stopwatch.time(plain):
+                inference()
     check_cancel()
     with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
                        record_shapes=True, with_flops=True) as prof:
@@ -243,6 +247,12 @@ def _graph(loaded: LoadedModel, module, resident, config: ProfileConfig, device,
         notes.append(f"graph timing failed ({type(exc).__name__}: {str(exc)[:200]}); showing the module tree")
         return graph_mod.profile_graph(graph_mod.Captured("module-tree", None, None, captured.note), module, args,
                                        kwargs, device, 1, activities)
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    """Median of pairwise ratios: robust to the machine getting faster or slower between pairs."""
+    ratios = sorted(a / b for a, b in zip(num, den) if b > 0)
+    return summarize(ratios).median_ms if ratios else 0.0
 
 
 def _versions() -> dict[str, str]:

@@ -126,7 +126,7 @@ class OpStat(_Dict):
     trans_ms: float  # data-movement time per inference
     host_ms: float = 0.0  # self CPU time per inference
     device_ms: float = 0.0  # self device (kernel) time per inference
-    total_host_ms: float = 0.0  # CPU time including children
+    total_ms: float = 0.0  # inclusive time (with children) on the timing device: for FLOP/s, as FLOPs sit on wrappers
     flops: float = 0.0  # per inference
     memory_bytes: float = 0.0  # self allocated bytes per inference
     input_shapes: list[str] = field(default_factory=list)  # distinct shapes, most frequent first
@@ -199,7 +199,7 @@ class ProfileRun(_Dict):
     memory: MemoryStats | None = None
     profiled_latency: LatencyStats | None = None  # the iterations torch.profiler recorded
     paired_latency: LatencyStats | None = None  # unprofiled iterations interleaved with those, for the overhead ratio
-    overhead_ratio: float = 0.0  # profiled median / paired unprofiled median
+    overhead_ratio: float = 0.0  # median over interleaved pairs of profiled / unprofiled time
     trace_path: str | None = None
     label: str = ""
     notes: list[str] = field(default_factory=list)

@@ -1,0 +1,242 @@
+"""python -m profiler: list sample models, profile a model, manage saved runs.
+
+Bad input exits 2 with one `error:` line on stderr and no traceback; Ctrl-C cancels a measurement and saves nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import sample_models
+
+from . import store
+from .loading import load_model
+from .runner import profile
+from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
+from .timing import significant
+
+
+class CliError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: same contract, exit 2 with `error:`
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(kind: Callable = int, minimum: float = 1):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m profiler", description="Profile PyTorch models: latency, per-op time, transfers, graph.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    m = sub.add_parser("models", help="list the sample models")
+    m.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("profile", help="profile a model and save the run")
+    pr.add_argument("model", help="sample model name, file.py:factory, HF directory, hf:<hub id>, TorchScript, .pt2, "
+                                  "or a state dict with --arch")
+    pr.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
+    pr.add_argument("--batch-size", type=_positive(), default=None)
+    pr.add_argument("--seq-len", type=_positive(), default=None, help="sequence length, or image size for vision models")
+    pr.add_argument("--warmup", type=_positive(minimum=0), default=3)
+    pr.add_argument("--repeats", type=_positive(), default=10, help="minimum timed iterations")
+    pr.add_argument("--min-time", type=_positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")
+    pr.add_argument("--profile-iters", type=_positive(), default=3, help="iterations recorded by torch.profiler")
+    pr.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    pr.add_argument("--no-graph", action="store_true", help="skip graph capture")
+    pr.add_argument("--arch", help="architecture (sample model name) for a state-dict file")
+    pr.add_argument("--inputs", help="example inputs for a model file: torch-saved tensor, tuple or dict")
+    pr.add_argument("--runs-dir", help="where runs are saved (default $OPLENS_RUNS_DIR or ./runs)")
+    pr.add_argument("--top", type=_positive(), default=15, help="operators shown in the table")
+    pr.add_argument("--json", action="store_true", help="print only the run, as JSON")
+
+    r = sub.add_parser("runs", help="list saved runs")
+    r.add_argument("--runs-dir")
+    r.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("show", help="print a saved run")
+    s.add_argument("run_id")
+    s.add_argument("--runs-dir")
+    s.add_argument("--top", type=_positive(), default=15)
+    s.add_argument("--json", action="store_true")
+
+    rn = sub.add_parser("rename", help="set a saved run's label")
+    rn.add_argument("run_id")
+    rn.add_argument("label")
+    rn.add_argument("--runs-dir")
+
+    d = sub.add_parser("delete", help="delete a saved run")
+    d.add_argument("run_id")
+    d.add_argument("--runs-dir")
+    return p
+
+
+# ---------------------------------------------------------------- text rendering
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def format_table(rows: list[list[str]], header: list[str], left: tuple[int, ...] = (0,)) -> str:
+    """Plain-text table; columns in `left` are left-aligned (text), the rest right-aligned (numbers)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def render_run(run: ProfileRun, top: int = 15) -> str:
+    t, lat = run.totals, run.latency
+    total = t.exec_ms + t.trans_ms or 1.0
+    rows = []
+    for o in run.ops[:top]:
+        own = o.exec_ms + o.trans_ms
+        gflops = o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0  # FLOPs sit on wrappers: inclusive time
+        rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
+                     f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
+    out = [f"Top operators of {run.model.name} (per inference, self time on {run.device.kind})",
+           format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)), ""]
+    med = significant(lat.median_ms, lat.iqr_ms)
+    out.append(f"run        {run.id}")
+    out.append(f"model      {run.model.name} ({run.model.source}, {run.model.parameters:,} parameters) "
+               f"batch {run.config.batch_size}, seq/image {run.config.seq_len}, {run.config.dtype}")
+    out.append(f"device     {run.device.kind}: {run.device.name}, {run.device.threads} threads, torch {run.device.torch}")
+    out.append(f"latency    median {med} ms (IQR {lat.iqr_ms:.2g}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
+               f"n={len(lat.samples_ms)}), throughput {1000 * run.config.batch_size / lat.median_ms:.1f} samples/s")
+    out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "
+               f"{_ms(t.wall_ms)} ms profiled wall time; unexplained {_ms(t.unexplained_ms)} ms")
+    out.append(f"           T_trans here is {t.trans_label}")
+    if run.memory:
+        out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
+                   f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} during inference")
+    out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
+               f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: {run.overhead_ratio:.3f}x")
+    g = run.graph
+    out.append(f"graph      {g.method}: {len(g.nodes)} nodes, {g.timed_nodes} with measured time"
+               + (f" ({g.note})" if g.note else ""))
+    for tr in run.transfers:
+        out.append(f"transfer   {tr.direction}: {tr.calls:g} copies, {_bytes(tr.bytes)}, {_ms(tr.time_ms)} ms")
+    if run.trace_path:
+        out.append(f"trace      {run.trace_path}")
+    for note in run.notes:
+        out.append(f"note       {note}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- commands
+
+def _cmd_models(a) -> int:
+    if a.json:
+        print(json.dumps([{"name": m.name, "description": m.description, "input": m.input_kind,
+                           "batch_size": m.default_batch, "seq_len": m.default_seq_len} for m in sample_models.REGISTRY.values()],
+                         indent=1))
+        return 0
+    rows = [[m.name, m.input_kind, str(m.default_batch), str(m.default_seq_len or ""), m.description]
+            for m in sample_models.REGISTRY.values()]
+    print(format_table(rows, ["name", "input", "batch", "seq/img", "description"], left=(0, 1, 4)))
+    return 0
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, file=sys.stderr, bar_format="{desc:<36} {bar} {percentage:3.0f}% {elapsed}", leave=False)
+
+    def update(stage: str, fraction: float):
+        bar.set_description_str(stage[:36])
+        bar.n = int(100 * fraction)
+        bar.refresh()
+    return update, bar.close
+
+
+def _cmd_profile(a) -> int:
+    config = ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time,
+                           profile_iters=a.profile_iters, dtype=a.dtype, graph=not a.no_graph)
+    progress, close = _progress_bar(sys.stderr.isatty())
+    try:
+        if progress:
+            progress(f"loading {a.model}", 0.0)
+        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len, arch=a.arch, inputs=a.inputs)
+        config.batch_size, config.seq_len = loaded.batch_size, loaded.seq_len
+        run = profile(loaded, config, progress=progress)
+    finally:
+        close()
+    store.save(run, a.runs_dir)
+    print(json.dumps(run.to_dict(), indent=1) if a.json else render_run(run, a.top))
+    return 0
+
+
+def _cmd_runs(a) -> int:
+    runs = store.list_runs(a.runs_dir)
+    if a.json:
+        print(json.dumps([vars(r) for r in runs], indent=1))
+        return 0
+    if not runs:
+        print(f"no saved runs in {store.runs_dir(a.runs_dir)}")
+        return 0
+    rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms), r.error[:60]] for r in runs]
+    print(format_table(rows, ["id", "label", "model", "device", "created", "median ms", "problem"], left=(0, 1, 2, 3, 4, 6)))
+    return 0
+
+
+def _cmd_show(a) -> int:
+    run = store.load(a.run_id, a.runs_dir)
+    print(json.dumps(run.to_dict(), indent=1) if a.json else render_run(run, a.top))
+    return 0
+
+
+def _cmd_rename(a) -> int:
+    store.rename(a.run_id, a.label, a.runs_dir)
+    print(f"renamed {a.run_id} to '{a.label}'")
+    return 0
+
+
+def _cmd_delete(a) -> int:
+    store.delete(a.run_id, a.runs_dir)
+    print(f"deleted {a.run_id}")
+    return 0
+
+
+COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "runs": _cmd_runs, "show": _cmd_show,
+            "rename": _cmd_rename, "delete": _cmd_delete}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ProfileCancelled:
+        print("error: cancelled; nothing was saved", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    except OpLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,40 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TRACES = ROOT.parent / "shared" / "traces"
+DATA = Path(__file__).parent / "data"
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Every test gets its own runs dir and lock file: nothing touches ./runs or another test's lock."""
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("OPLENS_LOCK_FILE", str(tmp_path / "measure.lock"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fast_config():
+    from profiler import ProfileConfig
+
+    return ProfileConfig(warmup=1, repeats=3, min_time_s=0.0, profile_iters=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_run(tmp_path_factory):
+    """One saved bert-tiny run shared by the tests that only read a run."""
+    import profiler
+
+    root = tmp_path_factory.mktemp("shared-runs")
+    os.environ.setdefault("OPLENS_LOCK_FILE", str(root / "lock"))
+    loaded = profiler.load_model("bert-tiny")
+    run = profiler.profile(loaded, profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0.0, profile_iters=2))
+    profiler.store.save(run, root)
+    return run, root
