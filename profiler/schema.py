@@ -221,3 +221,33 @@ _NESTED = {
     ("ProfileRun", "memory"): MemoryStats,
     ("Graph", "nodes"): GraphNode,
 }
+
+
+@dataclass
+class OpDiff(_Dict):
+    name: str
+    status: str  # "faster", "slower", "same", "new", "removed"
+    base_ms: float
+    new_ms: float
+    delta_ms: float
+    ratio: float  # base / new (>1 means faster)
+
+
+@dataclass
+class Comparison(_Dict):
+    base_id: str
+    new_id: str
+    speedup: float  # ratio of medians, base / new
+    speedup_low: float  # from the medians' 95% intervals
+    speedup_high: float
+    base_median_ms: float
+    new_median_ms: float
+    same_setup: bool  # same device, dtype, threads, batch and sequence length
+    setup_differences: list[str] = field(default_factory=list)
+    ops: list[OpDiff] = field(default_factory=list)
+    max_abs_err: float | None = None  # output comparison, when outputs were compared
+    cosine: float | None = None
+    top1_agreement: float | None = None
+
+
+_NESTED[("Comparison", "ops")] = OpDiff

@@ -39,16 +39,22 @@ def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
 
 
 def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
-    """Write run.json (atomically) and move its trace beside it; returns the run directory."""
+    """Write run.json (atomically) with its trace beside it; returns the run directory.
+
+    A trace fresh from the runner (in its temp dir) is moved and `run.trace_path` updated; a trace already saved
+    elsewhere is copied, leaving that store and the caller's run as they were.
+    """
     d = _run_dir(run.id, root)
     d.mkdir(parents=True, exist_ok=True)
     src = Path(run.trace_path) if run.trace_path else None
     if src is not None and src.is_file() and src.parent.resolve() != d.resolve():
         target = d / src.name
-        shutil.move(src, target)
-        if src.parent.name.startswith("oplens-trace-"):  # the runner's temp dir, now empty
+        if src.parent.name.startswith("oplens-trace-"):
+            shutil.move(src, target)
             shutil.rmtree(src.parent, ignore_errors=True)
-        run.trace_path = str(target.resolve())
+            run.trace_path = str(target.resolve())
+        else:
+            shutil.copy2(src, target)
     data = run.to_dict()
     if data.get("trace_path"):
         data["trace_path"] = Path(data["trace_path"]).name  # relative: the run dir may move

@@ -77,3 +77,12 @@ def test_runs_dir_resolution(monkeypatch, tmp_path):
     assert store.runs_dir(tmp_path / "arg") == tmp_path / "arg"
     monkeypatch.delenv("OPLENS_RUNS_DIR")
     assert store.runs_dir() == Path("runs")
+
+
+def test_saving_into_a_second_store_copies_the_trace(tiny_bert_run, tmp_path):
+    run, root = tiny_bert_run
+    original = run.trace_path
+    store.save(run, tmp_path / "other")
+    assert run.trace_path == original and Path(original).is_file()
+    copy = store.load(run.id, tmp_path / "other")
+    assert Path(copy.trace_path).is_file() and Path(copy.trace_path) != Path(original)

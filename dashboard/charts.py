@@ -1,0 +1,133 @@
+"""Plotly figures as pure functions: data in, go.Figure out. No Streamlit, no I/O."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from profiler.analysis import GraphView
+from profiler.schema import Comparison, LatencyStats
+from profiler.traces import TraceEvent
+
+EXEC, TRANS, OTHER = "#3b6fd4", "#e8842c", "#b8bec9"
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+
+
+def breakdown_bar(parts: dict[str, float]) -> go.Figure:
+    """One horizontal stacked bar: T_exec, T_trans and unexplained against wall time."""
+    fig = go.Figure()
+    for name, color in (("T_exec", EXEC), ("T_trans", TRANS), ("unexplained", OTHER)):
+        v = parts.get(name, 0.0)
+        fig.add_bar(y=["per inference"], x=[v], name=f"{name} {v:.3g} ms", orientation="h", marker_color=color,
+                    hovertemplate=f"{name}: %{{x:.4g}} ms<extra></extra>")
+    fig.update_layout(barmode="stack", height=150, xaxis_title="ms", legend=dict(orientation="h", y=-0.5),
+                      title=f"Where the {parts.get('wall', 0):.3g} ms of a profiled inference went", **_LAYOUT)
+    return fig
+
+
+def latency_histogram(stats: LatencyStats, title: str = "Latency distribution") -> go.Figure:
+    fig = go.Figure(go.Histogram(x=stats.samples_ms, nbinsx=min(40, max(5, len(stats.samples_ms) // 2)),
+                                 marker_color=EXEC, hovertemplate="%{x} ms: %{y} runs<extra></extra>"))
+    for x, name, dash in ((stats.median_ms, "median", "solid"), (stats.p90_ms, "p90", "dash")):
+        fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position="top")
+    fig.update_layout(title=title, xaxis_title="ms per inference", yaxis_title="iterations", height=300, **_LAYOUT)
+    return fig
+
+
+def top_ops_bar(frame: pd.DataFrame, k: int = 15) -> go.Figure:
+    top = frame.sort_values("time_ms", ascending=False).head(k).iloc[::-1]
+    fig = go.Figure()
+    fig.add_bar(y=top["name"], x=top["exec_ms"], name="T_exec", orientation="h", marker_color=EXEC)
+    fig.add_bar(y=top["name"], x=top["trans_ms"], name="T_trans", orientation="h", marker_color=TRANS)
+    fig.update_layout(barmode="stack", title=f"Top {len(top)} operators (ms per inference)", xaxis_title="ms",
+                      height=max(250, 24 * len(top) + 80), legend=dict(orientation="h", y=-0.15), **_LAYOUT)
+    return fig
+
+
+def module_treemap(frame: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Treemap(ids=frame["id"], parents=frame["parent"], labels=frame["label"], values=frame["own_ms"],
+                               branchvalues="remainder", customdata=frame[["exec_ms", "trans_ms"]],
+                               hovertemplate="<b>%{id}</b><br>own: %{value:.4g} ms<br>exec %{customdata[0]:.4g} ms, "
+                                             "trans %{customdata[1]:.4g} ms<extra></extra>"))
+    fig.update_layout(title="Time by module (own time; a box contains its children)", height=480, **_LAYOUT)
+    return fig
+
+
+def _size(ms: float, biggest: float) -> float:
+    return 8 + 32 * math.sqrt(ms / biggest) if biggest > 0 else 10
+
+
+def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
+    """Nodes sized and coloured by T_exec, edges coloured and thickened by T_trans; hover for the details."""
+    pos = {n["id"]: (n["x"], n["y"]) for n in view.nodes}
+    max_trans = max((e["trans_ms"] for e in view.edges), default=0.0)
+    fig = go.Figure()
+    plain_x, plain_y = [], []
+    for e in view.edges:  # one trace for the untimed edges keeps ~1,000 edges fast to draw
+        (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
+        if e["trans_ms"] > 0 and max_trans > 0:
+            fig.add_scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="text", showlegend=False,
+                            line=dict(color=TRANS, width=1 + 5 * e["trans_ms"] / max_trans),
+                            text=f"{e['source']} → {e['target']}: T_trans {e['trans_ms']:.4g} ms")
+        else:
+            plain_x += [x0, x1, None]
+            plain_y += [y0, y1, None]
+    fig.add_scatter(x=plain_x, y=plain_y, mode="lines", line=dict(color="#c9ced6", width=1), hoverinfo="skip",
+                    showlegend=False)
+    biggest = max((n["exec_ms"] for n in view.nodes), default=0.0)
+    hover = [f"<b>{n['id']}</b><br>{n['op']}<br>module: {n.get('module') or '-'}<br>out: {n.get('output_shape') or '-'} "
+             f"{n.get('output_dtype') or ''}<br>T_exec {n['exec_ms']:.4g} ms · T_trans {n['trans_ms']:.4g} ms<br>"
+             f"FLOPs {n['flops']:.3g}" for n in view.nodes]
+    fig.add_scatter(
+        x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers", name="nodes",
+        customdata=[n["id"] for n in view.nodes], hovertext=hover, hoverinfo="text", showlegend=False,
+        marker=dict(size=[_size(n["exec_ms"], biggest) for n in view.nodes], color=[n["exec_ms"] for n in view.nodes],
+                    colorscale="Blues", cmin=0, showscale=True, colorbar=dict(title="T_exec ms"),
+                    line=dict(width=[3 if n["id"] == selected else 0.5 for n in view.nodes],
+                              color=["#d62728" if n["id"] == selected else "#555" for n in view.nodes])))
+    fig.update_layout(height=560, dragmode="pan", xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      title="Computation graph: left to right in execution depth", **_LAYOUT)
+    return fig
+
+
+_TIMELINE_COLORS = {"cpu_op": EXEC, "kernel": "#2ca02c", "gpu_memcpy": TRANS, "gpu_memset": "#ffbb78",
+                    "cuda_runtime": "#9467bd", "user_annotation": "#8c8c8c", "python_function": "#c7c7c7"}
+
+
+def timeline_figure(events: list[TraceEvent], title: str = "One inference") -> go.Figure:
+    """Gantt-style timeline: one row per (process, thread/stream), bars at their start with their duration."""
+    if not events:
+        return go.Figure().update_layout(title="No events in this trace window", **_LAYOUT)
+    t0 = min(e.ts_us for e in events)
+    rows = sorted({f"{e.pid}/{e.tid}" for e in events})
+    fig = go.Figure()
+    for cat in sorted({e.cat for e in events}):
+        evs = [e for e in events if e.cat == cat]
+        fig.add_bar(y=[f"{e.pid}/{e.tid}" for e in evs], x=[max(e.dur_us, 0.01) / 1e3 for e in evs],
+                    base=[(e.ts_us - t0) / 1e3 for e in evs], orientation="h", name=cat,
+                    marker_color=_TIMELINE_COLORS.get(cat, OTHER), customdata=[e.name for e in evs],
+                    hovertemplate="%{customdata}<br>start %{base:.4g} ms · %{x:.4g} ms<extra>" + cat + "</extra>")
+    fig.update_layout(barmode="overlay", title=title, xaxis_title="ms from the start of the window",
+                      height=max(260, 60 * len(rows) + 120), yaxis=dict(categoryorder="array", categoryarray=rows),
+                      **_LAYOUT)
+    return fig
+
+
+def speedup_figure(comp: Comparison, base_label: str, new_label: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[base_label, new_label], y=[comp.base_median_ms, comp.new_median_ms], marker_color=[OTHER, EXEC],
+                           hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
+    fig.update_layout(title=f"Median latency: {comp.speedup:.2f}x (range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x)",
+                      yaxis_title="ms", height=300, **_LAYOUT)
+    return fig
+
+
+def op_diff_bar(comp: Comparison, k: int = 15) -> go.Figure:
+    diffs = [d for d in comp.ops if d.status != "same"][:k][::-1]
+    colors = {"faster": "#2ca02c", "slower": "#d62728", "new": "#9467bd", "removed": "#8c8c8c"}
+    fig = go.Figure(go.Bar(y=[d.name for d in diffs], x=[d.delta_ms for d in diffs], orientation="h",
+                           marker_color=[colors[d.status] for d in diffs], customdata=[d.status for d in diffs],
+                           hovertemplate="%{y}: %{x:+.4g} ms (%{customdata})<extra></extra>"))
+    fig.update_layout(title="Per-operator change (new - base, ms per inference)", height=max(250, 24 * len(diffs) + 80),
+                      xaxis_title="ms", **_LAYOUT)
+    return fig

@@ -1,0 +1,83 @@
+"""Caches and the current selection, shared by the pages. Models: st.cache_resource; runs: st.cache_data keyed by the
+file's mtime so a rename or a new run is seen at once; the selection lives in st.session_state only."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from profiler import RunStoreError, store
+from profiler.schema import ProfileRun
+from profiler.traces import Trace, read_trace
+
+from .jobs import JobManager
+
+RUN_KEY = "run_id"
+
+
+def runs_dir() -> str:
+    return str(store.runs_dir())
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    return JobManager()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _load_run(run_id: str, root: str, mtime: float) -> ProfileRun:
+    return store.load(run_id, root)
+
+
+def load_run(run_id: str) -> ProfileRun:
+    root = runs_dir()
+    f = Path(root) / run_id / store.RUN_FILE
+    try:
+        mtime = f.stat().st_mtime
+    except OSError:
+        raise RunStoreError(f"run '{run_id}' no longer exists") from None
+    return _load_run(run_id, root, mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_trace(path: str, mtime: float) -> Trace:
+    return read_trace(path)
+
+
+def load_trace(path: str) -> Trace:
+    return _read_trace(path, os.path.getmtime(path))
+
+
+def list_runs():
+    return store.list_runs(runs_dir())
+
+
+def run_label(summary) -> str:
+    name = summary.label or summary.model
+    return f"{name} · {summary.device.split(':')[0]} · {summary.median_ms:.3g} ms · {summary.created[5:16].replace('T', ' ')}"
+
+
+def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
+    """Select box over saved runs bound to the session's current run; shows guidance when there are none."""
+    runs = [r for r in list_runs() if not r.error]
+    if not runs:
+        st.info("No saved runs yet. Profile a model on the **Profile** page first (the tiny models take seconds).")
+        st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/speed:")
+        return None
+    ids = [r.id for r in runs]
+    current = st.session_state.get(RUN_KEY)
+    index = ids.index(current) if current in ids else 0
+    labels = {r.id: run_label(r) for r in runs}
+    chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+    st.session_state[RUN_KEY] = chosen
+    try:
+        return load_run(chosen)
+    except RunStoreError as exc:
+        st.error(str(exc))
+        return None
+
+
+def about(text: str) -> None:
+    with st.expander("About / how to read this"):
+        st.markdown(text)

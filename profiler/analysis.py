@@ -1,0 +1,312 @@
+"""Pure analyses over ProfileRun: data in, new data out. Nothing here draws, prints or touches Streamlit.
+
+Modelled on HolisticTraceAnalysis: each function takes a run (or two) and returns a DataFrame or plain objects.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .schema import Comparison, GraphNode, OpDiff, ProfileRun
+
+SAME_BAND = 0.05  # per-op changes within +-5% count as "same": below that is profiler noise
+
+
+def ops_frame(run: ProfileRun) -> pd.DataFrame:
+    """One row per operator with derived columns: own time, share of the total, achieved GFLOP/s."""
+    rows = []
+    total = (run.totals.exec_ms + run.totals.trans_ms) or 1.0
+    for o in run.ops:
+        own = o.exec_ms + o.trans_ms
+        rows.append({"name": o.name, "category": o.category, "calls": o.calls, "exec_ms": o.exec_ms, "trans_ms": o.trans_ms,
+                     "time_ms": own, "share": own / total, "host_ms": o.host_ms, "device_ms": o.device_ms,
+                     "flops": o.flops, "gflops_per_s": o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0.0,
+                     "memory_bytes": o.memory_bytes, "input_shapes": " | ".join(o.input_shapes)})
+    cols = ["name", "category", "calls", "exec_ms", "trans_ms", "time_ms", "share", "host_ms", "device_ms", "flops",
+            "gflops_per_s", "memory_bytes", "input_shapes"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def nodes_frame(run: ProfileRun) -> pd.DataFrame:
+    cols = ["id", "op", "kind", "module", "inputs", "output_shape", "output_dtype", "flops", "exec_ms", "trans_ms"]
+    rows = [{**n.to_dict(), "inputs": ", ".join(n.inputs)} for n in run.graph.nodes]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def filter_ops(frame: pd.DataFrame, name: str = "", shape: str = "", category: str = "all") -> pd.DataFrame:
+    """Case-insensitive substring filters, as a person types them."""
+    out = frame
+    if name:
+        out = out[out["name"].str.contains(name, case=False, regex=False)]
+    if shape:
+        out = out[out["input_shapes"].str.contains(shape, case=False, regex=False)]
+    if category != "all":
+        out = out[out["category"] == category]
+    return out
+
+
+def breakdown(run: ProfileRun) -> dict[str, float]:
+    """The seeds' T = ΣT_exec + ΣT_trans against wall time; unexplained is clipped at zero for display."""
+    t = run.totals
+    return {"T_exec": t.exec_ms, "T_trans": t.trans_ms, "unexplained": max(0.0, t.wall_ms - t.exec_ms - t.trans_ms),
+            "wall": t.wall_ms}
+
+
+def module_times(run: ProfileRun) -> pd.DataFrame:
+    """Time by module hierarchy, for a treemap: one row per module path prefix with its own (self) time.
+
+    Columns: id (path), parent, label, exec_ms, trans_ms, own_ms. Nodes without a module go to the root.
+    """
+    own: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for n in run.graph.nodes:
+        path = n.module or ""
+        own[path][0] += n.exec_ms
+        own[path][1] += n.trans_ms
+    ids = {""}
+    for path in list(own):
+        parts = path.split(".") if path else []
+        for i in range(1, len(parts) + 1):
+            ids.add(".".join(parts[:i]))
+    rows = []
+    root = run.model.name or "model"
+    for path in sorted(ids):
+        ex, tr = own.get(path, (0.0, 0.0))
+        parent = "" if not path else (path.rsplit(".", 1)[0] if "." in path else "")
+        rows.append({"id": path or root, "parent": "" if not path else (parent or root),
+                     "label": path.rsplit(".", 1)[-1] if path else root, "exec_ms": ex, "trans_ms": tr, "own_ms": ex + tr})
+    return pd.DataFrame(rows, columns=["id", "parent", "label", "exec_ms", "trans_ms", "own_ms"])
+
+
+# ---------------------------------------------------------------- graph: collapse to modules, lay out
+
+@dataclass
+class GraphView:
+    """A drawable graph: nodes (possibly module groups) with positions, and weighted edges."""
+
+    nodes: list[dict]
+    edges: list[dict]
+    depth: int | None
+
+
+def _group_of(node: GraphNode, depth: int | None) -> str:
+    if depth is None or node.kind in ("placeholder", "output"):
+        return node.id
+    if not node.module:
+        return node.id
+    parts = node.module.split(".")
+    return ".".join(parts[:depth]) if depth > 0 else (parts[0] if parts else node.id)
+
+
+def collapse(run: ProfileRun, depth: int | None) -> GraphView:
+    """Merge nodes to module groups at `depth` path components (None: every node). Edge weight is the transfer
+    time of its source: data a copy node moved flows along its out-edges."""
+    groups: dict[str, dict] = {}
+    member: dict[str, str] = {}
+    for n in run.graph.nodes:
+        g = _group_of(n, depth)
+        member[n.id] = g
+        d = groups.setdefault(g, {"id": g, "ops": defaultdict(int), "count": 0, "exec_ms": 0.0, "trans_ms": 0.0,
+                                  "flops": 0.0, "module": n.module if g != n.id else n.module, "kind": n.kind,
+                                  "output_shape": n.output_shape, "output_dtype": n.output_dtype})
+        d["ops"][n.op] += 1
+        d["count"] += 1
+        d["exec_ms"] += n.exec_ms
+        d["trans_ms"] += n.trans_ms
+        d["flops"] += n.flops
+        d["output_shape"], d["output_dtype"] = n.output_shape, n.output_dtype  # a group's output is its last node's
+    edges: dict[tuple[str, str], float] = {}
+    by_id = {n.id: n for n in run.graph.nodes}
+    for n in run.graph.nodes:
+        for src in n.inputs:
+            a, b = member.get(src), member[n.id]
+            if a is None or a == b:
+                continue
+            edges[(a, b)] = edges.get((a, b), 0.0) + by_id[src].trans_ms
+    nodes = []
+    for g in groups.values():
+        top = sorted(g["ops"].items(), key=lambda kv: -kv[1])
+        g["op"] = top[0][0] if g["count"] == 1 else f"{g['count']} ops: " + ", ".join(f"{k} x{v}" for k, v in top[:3])
+        g["ops"] = dict(g["ops"])
+        nodes.append(g)
+    view = GraphView(nodes=nodes, edges=[{"source": a, "target": b, "trans_ms": w} for (a, b), w in edges.items()],
+                     depth=depth)
+    layout(view)
+    return view
+
+
+def layout(view: GraphView) -> None:
+    """Layered layout in place: x is the longest path from an input, y spreads each layer around zero."""
+    order = [n["id"] for n in view.nodes]  # graph order is a topological order
+    preds = defaultdict(list)
+    for e in view.edges:
+        preds[e["target"]].append(e["source"])
+    layer: dict[str, int] = {}
+    for nid in order:
+        layer[nid] = 1 + max((layer.get(p, 0) for p in preds[nid]), default=-1)
+    rows: dict[int, int] = defaultdict(int)
+    for n in view.nodes:
+        x = layer[n["id"]]
+        n["x"], n["y"] = x, rows[x]
+        rows[x] += 1
+    for n in view.nodes:  # centre each layer on y = 0
+        n["y"] = n["y"] - (rows[n["x"]] - 1) / 2
+
+
+def module_depths(run: ProfileRun) -> int:
+    return max((len(n.module.split(".")) for n in run.graph.nodes if n.module), default=0)
+
+
+# ---------------------------------------------------------------- bottlenecks
+
+@dataclass
+class Finding:
+    title: str
+    share: float  # fraction of the time it concerns, used for ranking
+    evidence: str
+    fix: str
+    kind: str  # "op", "node", "transfer", "overhead", "memory-bound", "noise"
+    details: list[str] = field(default_factory=list)
+
+
+# op family -> what usually fixes it (first match wins)
+_FIXES = [
+    (("addmm", "mm", "matmul", "linear", "bmm", "baddbmm"),
+     "Matrix multiplies dominate: try bf16 weights or autocast (fast on CPUs with AVX-512 BF16/AMX and on GPUs), "
+     "dynamic int8 quantization of Linear layers, or low-rank factorisation."),
+    (("conv", "convolution"),
+     "Convolutions dominate: fold BatchNorm into the convs, use channels_last memory layout, reduced precision or "
+     "static int8 quantization."),
+    (("scaled_dot_product", "softmax", "attention"),
+     "Attention dominates: use fused attention (attn_implementation='sdpa'), shorter sequences or reduced precision."),
+    (("lstm", "rnn", "gru"),
+     "Recurrent layers dominate: dynamic int8 quantization of LSTM/Linear, or a larger batch to fill the cores."),
+    (("gelu", "relu", "tanh", "add", "mul", "layer_norm", "native_layer_norm", "dropout", "div", "sub"),
+     "Element-wise / normalisation ops are memory-bound: fuse them with torch.compile (Inductor) or TorchScript "
+     "freeze, or cut their bytes with reduced precision."),
+    (("embedding", "index_select", "gather"),
+     "Lookups dominate: these are memory-bound; reduced precision embeddings or a smaller vocabulary help."),
+]
+_MEMORY_BOUND = ("gelu", "relu", "tanh", "add", "mul", "layer_norm", "dropout", "div", "sub", "softmax", "copy",
+                 "clone", "contiguous", "cat", "where", "masked_fill", "exp", "sigmoid", "silu", "pow", "mean")
+
+
+def fix_for(op: str) -> str:
+    key = op.lower().split("::")[-1]
+    for names, fix in _FIXES:
+        if any(key == n or key.startswith(n) or n in key for n in names):
+            return fix
+    return "Check whether this op is needed at inference; torch.compile can often fuse or remove it."
+
+
+def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
+    """Where the time goes, ranked by the share of time each finding concerns, in plain language."""
+    out: list[Finding] = []
+    wall = run.totals.wall_ms or 1.0
+    accounted = (run.totals.exec_ms + run.totals.trans_ms) or 1.0
+    frame = ops_frame(run)
+    for _, o in frame[frame["category"] == "compute"].head(top).iterrows():
+        if o["share"] < 0.05:
+            continue
+        rate = f", achieving {o['gflops_per_s']:.1f} GFLOP/s" if o["gflops_per_s"] else ""
+        out.append(Finding(
+            title=f"{o['name']} takes {100 * o['share']:.0f}% of operator time", share=o["share"], kind="op",
+            evidence=f"{o['time_ms']:.3g} ms per inference over {o['calls']:g} calls{rate}; most common shapes "
+                     f"{o['input_shapes'][:120] or 'n/a'}", fix=fix_for(o["name"])))
+    nodes = sorted(run.graph.nodes, key=lambda n: n.exec_ms + n.trans_ms, reverse=True)[:5]
+    if nodes and nodes[0].exec_ms + nodes[0].trans_ms > 0:
+        share = sum(n.exec_ms + n.trans_ms for n in nodes) / (run.graph.exec_ms + run.graph.trans_ms or 1.0)
+        out.append(Finding(
+            title=f"The 5 slowest graph nodes hold {100 * share:.0f}% of graph time", share=share * 0.5, kind="node",
+            evidence="; ".join(f"{n.id} ({n.op} in {n.module or 'top level'}) {n.exec_ms + n.trans_ms:.3g} ms" for n in nodes),
+            fix="Start with the module these nodes live in; the Graph page shows them in context.",
+            details=[n.id for n in nodes]))
+    trans_share = run.totals.trans_ms / accounted
+    if trans_share >= 0.03:
+        if run.device.kind == "cuda":
+            fix = ("Upload inputs from pinned memory with non_blocking=True, keep inputs and weights resident on the "
+                   "device, and avoid .cpu()/.item() inside forward.")
+        else:
+            fix = ("Copies and layout changes: avoid .contiguous()/permute round trips, use channels_last for conv "
+                   "nets, keep one dtype end to end; torch.compile can remove many copies.")
+        moved = ", ".join(f"{t.direction} {t.bytes / 1e6:.2f} MB in {t.time_ms:.3g} ms" for t in run.transfers)
+        out.append(Finding(title=f"Data movement (T_trans) is {100 * trans_share:.0f}% of operator time",
+                           share=trans_share, kind="transfer", evidence=f"{run.totals.trans_label}: {moved}", fix=fix))
+    tiny = frame[(frame["calls"] > 0) & (frame["time_ms"] / frame["calls"].clip(lower=1) < 0.01)]
+    calls = float(frame["calls"].sum())
+    unexplained = max(0.0, run.totals.unexplained_ms) / wall
+    tiny_share = float(tiny["time_ms"].sum()) / accounted
+    if (calls >= 200 and tiny_share + unexplained >= 0.10) or unexplained >= 0.15:
+        out.append(Finding(
+            title=f"Many tiny ops and framework overhead: {calls:.0f} op calls per inference",
+            share=tiny_share + unexplained, kind="overhead",
+            evidence=f"{tiny['calls'].sum():.0f} calls take under 10 us each ({100 * tiny_share:.0f}% of op time); "
+                     f"{100 * unexplained:.0f}% of wall time is outside any operator (Python, dispatch, launch gaps)",
+            fix="Cut per-op overhead: torch.compile, TorchScript trace + freeze, CUDA graphs on a GPU, or a larger batch."))
+    mem_bound = frame[frame["name"].str.split("::").str[-1].str.startswith(_MEMORY_BOUND) & (frame["flops"] == 0)]
+    mb_share = float(mem_bound["time_ms"].sum()) / accounted
+    if mb_share >= 0.10:
+        names = ", ".join(mem_bound.head(4)["name"])
+        out.append(Finding(
+            title=f"Memory-bound ops (no FLOPs to speak of) take {100 * mb_share:.0f}% of operator time",
+            share=mb_share, kind="memory-bound", evidence=f"mostly {names}",
+            fix="Fuse element-wise chains (torch.compile / Inductor), and halve their bytes with bf16/fp16."))
+    flops = float(frame["flops"].sum())
+    if flops > 0:
+        rate = flops / (wall * 1e6)
+        mm = frame[frame["flops"] > 0]
+        best = float(mm["gflops_per_s"].max()) if len(mm) else 0.0
+        if best > 0 and rate < 0.5 * best:
+            out.append(Finding(
+                title=f"Low achieved FLOP/s: {rate:.1f} GFLOP/s over the whole inference",
+                share=1 - rate / best, kind="flops",
+                evidence=f"the best op reaches {best:.1f} GFLOP/s, so time outside the big matmuls/convs drags the "
+                         "average down",
+                fix="Shrink what is not a matmul/conv (fusion, fewer copies) or raise the work per call (batch size)."))
+    if run.latency.noise != "ok":
+        out.append(Finding(title=f"Timing is {run.latency.noise}", share=0.0, kind="noise",
+                           evidence=f"IQR {run.latency.iqr_ms:.3g} ms on a median of {run.latency.median_ms:.3g} ms",
+                           fix="Close other programs, raise repeats, and compare runs only when their intervals do not overlap."))
+    out.sort(key=lambda f: f.share, reverse=True)
+    return out
+
+
+# ---------------------------------------------------------------- comparing two runs
+
+def setup_differences(base: ProfileRun, new: ProfileRun) -> list[str]:
+    pairs = [("device", f"{base.device.kind} {base.device.name}", f"{new.device.kind} {new.device.name}"),
+             ("threads", base.device.threads, new.device.threads), ("dtype", base.config.dtype, new.config.dtype),
+             ("batch size", base.config.batch_size, new.config.batch_size),
+             ("sequence/image size", base.config.seq_len, new.config.seq_len), ("torch", base.device.torch, new.device.torch)]
+    return [f"{what}: {a} vs {b}" for what, a, b in pairs if a != b]
+
+
+def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
+    """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow) and a per-op diff."""
+    b, n = base.latency, new.latency
+    speedup = b.median_ms / n.median_ms if n.median_ms else 0.0
+    low = b.ci_low_ms / n.ci_high_ms if n.ci_high_ms else 0.0
+    high = b.ci_high_ms / n.ci_low_ms if n.ci_low_ms else 0.0
+    base_ops = {o.name: o.exec_ms + o.trans_ms for o in base.ops}
+    new_ops = {o.name: o.exec_ms + o.trans_ms for o in new.ops}
+    diffs = []
+    for name in sorted(set(base_ops) | set(new_ops)):
+        a, c = base_ops.get(name), new_ops.get(name)
+        if a is None:
+            status = "new"
+        elif c is None:
+            status = "removed"
+        elif c < a * (1 - SAME_BAND):
+            status = "faster"
+        elif c > a * (1 + SAME_BAND):
+            status = "slower"
+        else:
+            status = "same"
+        a, c = a or 0.0, c or 0.0
+        diffs.append(OpDiff(name=name, status=status, base_ms=a, new_ms=c, delta_ms=c - a, ratio=a / c if c else 0.0))
+    diffs.sort(key=lambda d: abs(d.delta_ms), reverse=True)
+    differences = setup_differences(base, new)
+    return Comparison(base_id=base.id, new_id=new.id, speedup=speedup, speedup_low=low, speedup_high=high,
+                      base_median_ms=b.median_ms, new_median_ms=n.median_ms, same_setup=not differences,
+                      setup_differences=differences, ops=diffs)
