@@ -1,0 +1,27 @@
+"""OpLens dashboard: `streamlit run dashboard/app.py`. Navigation only; each page lives in app_pages/."""
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # so `streamlit run dashboard/app.py` works from a fresh clone without installing
+    sys.path.insert(0, str(ROOT))
+
+st.set_page_config(page_title="OpLens", page_icon=":material/speed:", layout="wide")
+
+pages = {
+    "Measure": [
+        st.Page("app_pages/profile.py", title="Profile", icon=":material/play_circle:", default=True),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+    ],
+    "Understand": [
+        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:"),
+        st.Page("app_pages/operators.py", title="Operators", icon=":material/table:"),
+        st.Page("app_pages/graph.py", title="Graph", icon=":material/account_tree:"),
+        st.Page("app_pages/timeline.py", title="Timeline", icon=":material/timeline:"),
+        st.Page("app_pages/bottlenecks.py", title="Bottlenecks", icon=":material/warning:"),
+    ],
+    "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
+}
+st.navigation(pages).run()

@@ -1,0 +1,53 @@
+import streamlit as st
+
+from dashboard import charts, state
+from profiler import analysis
+
+st.title("Graph")
+state.about("""
+The model's computation graph G = (V, E), captured with `torch.export` (or fx, or the module tree when neither can
+trace it). Each dot is an operator node, left to right in execution depth; its size and colour show its own measured
+T_exec. Orange edges carry data moved by copies (T_trans). Collapse to module level to see a large model whole, then
+expand the part that matters; click a node or pick it below for its details.
+""")
+run = state.pick_run()
+if run is not None:
+    g = run.graph
+    if not g.nodes:
+        st.info(f"This run has no graph ({g.note or g.method}).")
+    else:
+        st.caption(f"Captured with **{g.method}**: {len(g.nodes)} nodes, {g.timed_nodes} with measured time; "
+                   f"Σ node time {g.exec_ms + g.trans_ms:.4g} ms." + (f" Note: {g.note}" if g.note else ""))
+        levels = analysis.module_depths(run)
+        options = ["every node"] + [f"modules, depth {d}" for d in range(1, levels + 1)]
+        default = next((i for i, d in enumerate(range(1, levels + 1), 1)
+                        if len(analysis.collapse(run, d).nodes) >= 25), len(options) - 1) if len(g.nodes) > 150 else 0
+        choice = st.select_slider("Detail", options, value=options[default], key="graph_depth")
+        depth = None if choice == "every node" else int(choice.rsplit(" ", 1)[-1])
+        view = analysis.collapse(run, depth)
+        selected = st.session_state.get("graph_node")
+        event = st.plotly_chart(charts.graph_figure(view, selected), width="stretch", on_select="rerun",
+                                selection_mode="points", key="graph_chart")
+        points = (event or {}).get("selection", {}).get("points", []) if event else []
+        ids = [n["id"] for n in view.nodes]
+        for p in points:
+            picked = p.get("customdata") or (ids[p["point_index"]] if p.get("point_index", -1) < len(ids) else None)
+            if picked in ids:
+                selected = picked
+        by_time = sorted(view.nodes, key=lambda n: n["exec_ms"] + n["trans_ms"], reverse=True)
+        order = [n["id"] for n in by_time]
+        pick = st.selectbox("Node details (slowest first)", order, index=order.index(selected) if selected in order else 0,
+                            key="graph_pick")
+        st.session_state["graph_node"] = pick
+        node = next(n for n in view.nodes if n["id"] == pick)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("T_exec", f"{node['exec_ms']:.4g} ms")
+        c2.metric("T_trans", f"{node['trans_ms']:.4g} ms")
+        c3.metric("FLOPs", f"{node['flops']:.3g}")
+        c4.metric("Nodes inside", node["count"])
+        preds = [e["source"] for e in view.edges if e["target"] == pick]
+        succs = [e["target"] for e in view.edges if e["source"] == pick]
+        st.table({"": ["op", "module", "output", "inputs from", "outputs to"],
+                  "value": [node["op"], node.get("module") or "-",
+                            f"{node.get('output_shape') or '-'} {node.get('output_dtype') or ''}",
+                            ", ".join(preds) or "-", ", ".join(succs) or "-"]})

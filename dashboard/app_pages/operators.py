@@ -1,0 +1,39 @@
+import streamlit as st
+
+from dashboard import charts, state
+from profiler import analysis
+
+st.title("Operators")
+state.about("""
+Each row is one ATen operator, summed over its calls in one inference. **exec ms** is its *self* time (not counting
+ops it calls), so the column adds up to T_exec; **trans ms** is data movement. **GFLOP/s** is achieved throughput
+for ops that do arithmetic we can count. Filter by name or input shape; the treemap shows the same time by the
+model's own modules.
+""")
+run = state.pick_run()
+if run is not None:
+    frame = analysis.ops_frame(run)
+    c1, c2, c3 = st.columns([2, 2, 1])
+    name = c1.text_input("Filter by name", placeholder="addmm", key="op_name")
+    shape = c2.text_input("Filter by input shape", placeholder="128, 768", key="op_shape")
+    category = c3.selectbox("Kind", ["all", "compute", "transfer"], key="op_kind")
+    shown = analysis.filter_ops(frame, name, shape, category)
+    st.caption(f"{len(shown)} of {len(frame)} operators · {shown['time_ms'].sum():.4g} ms of "
+               f"{frame['time_ms'].sum():.4g} ms per inference")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        "share": st.column_config.ProgressColumn("share", format="percent", min_value=0, max_value=1),
+        "exec_ms": st.column_config.NumberColumn(format="%.4f"), "trans_ms": st.column_config.NumberColumn(format="%.4f"),
+        "time_ms": st.column_config.NumberColumn(format="%.4f"), "flops": st.column_config.NumberColumn(format="%.3e"),
+        "gflops_per_s": st.column_config.NumberColumn("GFLOP/s", format="%.1f")})
+    st.download_button("Download CSV", shown.to_csv(index=False), file_name=f"{run.id}-operators.csv",
+                       mime="text/csv", icon=":material/download:")
+    k = st.slider("Operators in the chart", 5, 40, 15, key="op_k")
+    st.plotly_chart(charts.top_ops_bar(shown, k), width="stretch")
+    modules = analysis.module_times(run)
+    if run.graph.nodes and modules["own_ms"].sum() > 0:
+        st.plotly_chart(charts.module_treemap(modules), width="stretch")
+        module = st.text_input("Filter modules by path", placeholder="encoder.layer.0", key="mod_filter")
+        table = modules[modules["id"].str.contains(module, regex=False)] if module else modules
+        st.dataframe(table.sort_values("own_ms", ascending=False), hide_index=True, width="stretch")
+    else:
+        st.info("This run has no timed graph, so there is no per-module breakdown.")

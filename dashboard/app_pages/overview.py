@@ -1,0 +1,48 @@
+import streamlit as st
+
+from dashboard import charts, state
+from profiler import analysis
+from profiler.timing import noise_message, significant
+
+st.title("Overview")
+state.about("""
+**Median latency** is the middle of the timed iterations; the ± is the interquartile range (IQR), the spread of the
+middle half. **Coverage** is how much of a profiled inference the operators explain: T = ΣT_exec + ΣT_trans. The
+rest ("unexplained") is Python and framework overhead between operators, or an idle GPU. **T_trans** is data
+movement: host↔device copies on a GPU; on a CPU-only machine, host-side copies and layout changes.
+""")
+run = state.pick_run()
+if run is not None:
+    lat, t = run.latency, run.totals
+    if msg := noise_message(lat):
+        st.warning(msg)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Median latency", f"{significant(lat.median_ms, lat.iqr_ms)} ms", f"± {lat.iqr_ms:.2g} ms IQR",
+              delta_color="off")
+    c2.metric("Throughput", f"{1000 * run.config.batch_size / lat.median_ms:,.1f} /s",
+              f"batch {run.config.batch_size}", delta_color="off")
+    c3.metric("Coverage", f"{100 * t.coverage:.1f}%", f"{t.unexplained_ms:.3g} ms unexplained", delta_color="off")
+    peak = run.memory.peak_bytes / 2**20 if run.memory else 0
+    c4.metric("Peak memory", f"{peak:,.0f} MiB", run.memory.kind if run.memory else "", delta_color="off")
+    flops = sum(o.flops for o in run.ops)
+    c5.metric("Achieved FLOP/s", f"{flops / (lat.median_ms * 1e6):,.1f} G" if flops else "n/a",
+              f"{flops / 1e9:,.2f} GFLOP per inference" if flops else "", delta_color="off")
+    st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
+    st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "
+               f"(profiled vs unprofiled iterations, interleaved).")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.latency_histogram(lat), width="stretch")
+    with right:
+        st.subheader("Percentiles")
+        st.table({"": ["median", "mean", "p10", "p90", "p99", "95% interval of median", "samples"],
+                  "ms": [f"{lat.median_ms:.4g}", f"{lat.mean_ms:.4g}", f"{lat.p10_ms:.4g}", f"{lat.p90_ms:.4g}",
+                         f"{lat.p99_ms:.4g}", f"{lat.ci_low_ms:.4g} – {lat.ci_high_ms:.4g}", str(len(lat.samples_ms))]})
+    st.subheader("Setup")
+    d, m, cfg = run.device, run.model, run.config
+    st.table({"": ["model", "parameters", "device", "threads", "CPU features", "dtype", "batch × seq/image",
+                   "torch", "transformers", "graph", "run id"],
+              "value": [f"{m.name} ({m.source})", f"{m.parameters:,}", f"{d.kind}: {d.name}", str(d.threads),
+                        ", ".join(d.cpu_features) or "-", cfg.dtype, f"{cfg.batch_size} × {cfg.seq_len}", d.torch,
+                        d.transformers or "-", f"{run.graph.method}, {len(run.graph.nodes)} nodes", run.id]})
+    for note in run.notes:
+        st.info(note)

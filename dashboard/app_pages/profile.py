@@ -1,0 +1,102 @@
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+import sample_models
+from dashboard import state
+from profiler import ProfileConfig
+from profiler.devices import available_devices
+
+st.title("Profile a model")
+state.about("""
+Pick a model and press **Profile**. OpLens times it (warm-up, then repeats until both a minimum count and a minimum
+time are met), records every operator with `torch.profiler`, captures the computation graph and times each node.
+The run is saved, and every other page reads it. Tiny models take seconds; BERT-base at batch 8 about a minute on a CPU.
+Only one measurement runs at a time on this machine: if another person's run is going, yours waits its turn.
+""")
+
+SOURCES = ["Sample model", "Upload a file", "Path on this server", "Hugging Face Hub id"]
+source = st.radio("Model source", SOURCES, horizontal=True, key="source")
+spec, arch = "", None
+kind = "text"
+if source == "Sample model":
+    names = sample_models.names()
+    name = st.selectbox("Sample model", names, index=names.index("bert-tiny"), key="sample",
+                        format_func=lambda n: f"{n} — {sample_models.get(n).description}")
+    spec, kind = name, sample_models.get(name).input_kind
+    default_batch, default_seq = sample_models.get(name).default_batch, sample_models.get(name).default_seq_len
+elif source == "Upload a file":
+    up = st.file_uploader("Model file: .py with a factory, TorchScript .pt, torch.export .pt2, or a state dict",
+                          type=["py", "pt", "pth", "pt2", "ts"], key="upload")
+    factory = st.text_input("Factory function (for .py files)", "build_model", key="factory")
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch") or None
+    if up is not None:
+        folder = Path(tempfile.gettempdir()) / "oplens-uploads"
+        folder.mkdir(exist_ok=True)
+        target = folder / Path(up.name).name
+        target.write_bytes(up.getbuffer())
+        spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
+    default_batch, default_seq = 1, 0
+elif source == "Path on this server":
+    spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
+                         placeholder="models/my_model.py:build", key="path").strip()
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch_path") or None
+    default_batch, default_seq = 1, 128
+else:
+    hub = st.text_input("Hub id (needs the network)", placeholder="bert-base-uncased", key="hub").strip()
+    spec = f"hf:{hub}" if hub else ""
+    default_batch, default_seq = 1, 128
+
+with st.form("profile_form"):
+    c1, c2, c3 = st.columns(3)
+    devices = available_devices()
+    device = c1.selectbox("Device", devices, help="Only devices present on this machine are listed")
+    batch = c2.number_input("Batch size", 1, 4096, int(default_batch or 1))
+    seq_label = "Image size (pixels)" if kind == "image" else "Sequence length (tokens)"
+    seq = c3.number_input(seq_label, 0, 65536, int(default_seq or 0), help="0 keeps the model's default")
+    c4, c5, c6 = st.columns(3)
+    warmup = c4.number_input("Warm-up iterations", 0, 100, 3)
+    repeats = c5.number_input("Minimum timed iterations", 1, 1000, 10)
+    min_time = c6.number_input("Minimum timed seconds", 0.0, 600.0, 1.0)
+    c7, c8 = st.columns(2)
+    dtype = c7.selectbox("Precision", ["float32", "bfloat16", "float16"])
+    graph = c8.checkbox("Capture and time the graph", True)
+    go = st.form_submit_button("Profile", type="primary", icon=":material/play_arrow:")
+
+jobs = state.job_manager()
+if go:
+    if not spec:
+        st.error("Choose a model first: pick a sample, upload a file, or type a path or hub id.")
+    else:
+        config = ProfileConfig(device=device, batch_size=int(batch), seq_len=int(seq), warmup=int(warmup),
+                               repeats=int(repeats), min_time_s=float(min_time), dtype=dtype, graph=graph)
+        job = jobs.submit(spec, config, state.runs_dir(), arch=arch)
+        st.session_state["job_id"] = job.id
+
+
+@st.fragment(run_every=0.5)
+def job_panel():
+    job = jobs.get(st.session_state.get("job_id", ""))
+    if job is None:
+        return
+    if job.active:
+        with st.status(f"Profiling {job.spec} ...", expanded=True):
+            st.progress(job.fraction, text=job.stage)
+            if st.button("Cancel", icon=":material/stop:", key=f"cancel_{job.id}"):
+                jobs.cancel(job.id)
+                st.toast("Cancelling after the current iteration ...")
+    elif job.status == "done":
+        st.success(f"Done: {job.spec} profiled and saved as run `{job.run_id}`.")
+        st.session_state[state.RUN_KEY] = job.run_id
+        c1, c2, c3 = st.columns(3)
+        c1.page_link("app_pages/overview.py", label="Open Overview", icon=":material/dashboard:")
+        c2.page_link("app_pages/operators.py", label="Open Operators", icon=":material/table:")
+        c3.page_link("app_pages/graph.py", label="Open Graph", icon=":material/account_tree:")
+    elif job.status == "cancelled":
+        st.warning("Cancelled; nothing was saved.")
+    else:
+        st.error(f"Profiling failed: {job.error}")
+
+
+job_panel()

@@ -1,0 +1,72 @@
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from profiler import RunStoreError, analysis, store
+
+st.title("Runs")
+state.about("""
+Every profile is saved under the runs directory. Rename a run to remember what it was, delete what you no longer need,
+and compare two runs: the speedup is the ratio of their median latencies, with the range their 95% intervals allow;
+the per-operator diff shows what got faster, slower, appeared or disappeared.
+""")
+runs = state.list_runs()
+if not runs:
+    st.info("No saved runs yet. Profile a model on the **Profile** page first.")
+    st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/play_circle:")
+else:
+    table = pd.DataFrame([{"id": r.id, "label": r.label, "model": r.model, "device": r.device, "created": r.created,
+                           "median ms": r.median_ms, "batch": r.batch_size, "seq/img": r.seq_len, "problem": r.error}
+                          for r in runs])
+    st.dataframe(table, hide_index=True, width="stretch")
+    good = [r for r in runs if not r.error]
+    labels = {r.id: state.run_label(r) for r in runs}
+    st.subheader("Manage a run")
+    target = st.selectbox("Run", [r.id for r in runs], format_func=labels.get, key="manage_run")
+    c1, c2, c3 = st.columns([3, 1, 1])
+    new_label = c1.text_input("New label", key="new_label", placeholder="baseline fp32")
+    if c2.button("Rename", key="rename"):
+        try:
+            store.rename(target, new_label, state.runs_dir())
+            st.toast(f"Renamed to '{new_label}'")
+            st.rerun()
+        except RunStoreError as exc:
+            st.error(str(exc))
+    confirm = c3.checkbox("Really delete", key="confirm_delete")
+    if c3.button("Delete", key="delete", type="secondary", disabled=not confirm):
+        try:
+            store.delete(target, state.runs_dir())
+            st.session_state.pop(state.RUN_KEY, None)
+            st.toast("Deleted")
+            st.rerun()
+        except RunStoreError as exc:
+            st.error(str(exc))
+    try:
+        payload = json.dumps(store.load(target, state.runs_dir()).to_dict(), indent=1)
+        st.download_button("Download run.json", payload, file_name=f"{target}.json", mime="application/json",
+                           icon=":material/download:")
+    except RunStoreError as exc:
+        st.error(str(exc))
+
+    st.subheader("Compare two runs")
+    if len(good) < 2:
+        st.info("Save at least two runs to compare them.")
+    else:
+        c1, c2 = st.columns(2)
+        base_id = c1.selectbox("Base", [r.id for r in good], index=1, format_func=labels.get, key="cmp_base")
+        new_id = c2.selectbox("New", [r.id for r in good], index=0, format_func=labels.get, key="cmp_new")
+        base, new = state.load_run(base_id), state.load_run(new_id)
+        comp = analysis.compare(base, new)
+        word = "faster" if comp.speedup >= 1 else "slower"
+        st.metric("Speedup (base / new median)", f"{comp.speedup:.2f}x",
+                  f"{word}; range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x", delta_color="off")
+        if not comp.same_setup:
+            st.warning("These runs differ in setup, so the ratio mixes causes: " + "; ".join(comp.setup_differences))
+        st.plotly_chart(charts.speedup_figure(comp, "base", "new"), width="stretch")
+        st.plotly_chart(charts.op_diff_bar(comp), width="stretch")
+        diff = pd.DataFrame([d.to_dict() for d in comp.ops])
+        status = st.multiselect("Show", ["faster", "slower", "new", "removed", "same"],
+                                default=["faster", "slower", "new", "removed"], key="cmp_status")
+        st.dataframe(diff[diff["status"].isin(status)], hide_index=True, width="stretch")

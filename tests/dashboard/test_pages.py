@@ -1,0 +1,112 @@
+"""Every page renders without an exception on an empty store and on a saved run; key numbers match the run's JSON."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from profiler.timing import significant
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+PAGES = ["profile", "overview", "operators", "graph", "timeline", "bottlenecks", "runs", "system"]
+
+
+def open_page(page: str, run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    if run_id:
+        at.session_state["run_id"] = run_id
+    at.run()
+    if page != "profile":
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def saved(tiny_bert_run, monkeypatch):
+    run, root = tiny_bert_run
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    return run
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [w.value for w in at.warning] + [s.value for s in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_empty_store(page):
+    at = open_page(page)
+    if page not in ("profile", "system"):
+        assert "No saved runs yet" in texts(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_with_a_saved_run(page, saved):
+    at = open_page(page, saved.id)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_overview_numbers_match_the_run(saved):
+    at = open_page("overview", saved.id)
+    metrics = {m.label: m.value for m in at.metric}
+    lat = saved.latency
+    assert metrics["Median latency"] == f"{significant(lat.median_ms, lat.iqr_ms)} ms"
+    assert metrics["Coverage"] == f"{100 * saved.totals.coverage:.1f}%"
+    assert metrics["Throughput"] == f"{1000 * saved.config.batch_size / lat.median_ms:,.1f} /s"
+
+
+def test_operators_table_matches_and_filters(saved):
+    at = open_page("operators", saved.id)
+    df = at.dataframe[0].value
+    assert list(df["name"]) == [o.name for o in saved.ops]
+    assert df["exec_ms"].sum() == pytest.approx(saved.totals.exec_ms)
+    at.text_input(key="op_name").input("addmm").run()
+    df = at.dataframe[0].value
+    assert set(df["name"]) == {o.name for o in saved.ops if "addmm" in o.name}
+
+
+def test_graph_page_shows_node_details(saved):
+    at = open_page("graph", saved.id)
+    assert f"{len(saved.graph.nodes)} nodes" in texts(at)
+    slowest = max(saved.graph.nodes, key=lambda n: n.exec_ms + n.trans_ms)
+    at.select_slider(key="graph_depth").set_value("every node").run()
+    assert at.selectbox(key="graph_pick").value == slowest.id
+    assert {m.label: m.value for m in at.metric}["T_exec"] == f"{slowest.exec_ms:.4g} ms"
+
+
+def test_bottlenecks_are_listed(saved):
+    at = open_page("bottlenecks", saved.id)
+    assert "Usually fixed by" in texts(at)
+
+
+def test_runs_page_rename_and_compare(saved, tmp_path, monkeypatch):
+    import profiler
+    from profiler import store
+
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "r"))
+    store.save(saved, tmp_path / "r")
+    other = profiler.profile(profiler.load_model("bert-tiny"),
+                             profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0, profile_iters=1, graph=False))
+    store.save(other, tmp_path / "r")
+    at = open_page("runs")
+    at.selectbox(key="manage_run").set_value(saved.id).run()
+    at.text_input(key="new_label").input("baseline").run()
+    at.button(key="rename").click().run()
+    assert store.load(saved.id, tmp_path / "r").label == "baseline"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Speedup (base / new median)"].endswith("x")
+    # delete needs the confirmation first
+    assert at.button(key="delete").disabled
+    at.checkbox(key="confirm_delete").check().run()
+    at.selectbox(key="manage_run").set_value(other.id).run()
+    at.button(key="delete").click().run()
+    assert [r.id for r in store.list_runs(tmp_path / "r")] == [saved.id]
+
+
+def test_profile_page_rejects_empty_path():
+    at = open_page("profile")
+    at.radio(key="source").set_value("Path on this server").run()
+    at.button[0].click().run()  # the form's submit button
+    assert any("Choose a model first" in e.value for e in at.error)
