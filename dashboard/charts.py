@@ -27,10 +27,17 @@ def breakdown_bar(parts: dict[str, float]) -> go.Figure:
 
 
 def latency_histogram(stats: LatencyStats, title: str = "Latency distribution") -> go.Figure:
-    fig = go.Figure(go.Histogram(x=stats.samples_ms, nbinsx=min(40, max(5, len(stats.samples_ms) // 2)),
-                                 marker_color=EXEC, hovertemplate="%{x} ms: %{y} runs<extra></extra>"))
-    for x, name, dash in ((stats.median_ms, "median", "solid"), (stats.p90_ms, "p90", "dash")):
-        fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position="top")
+    """Histogram of the timed iterations; far outliers (beyond p90 + 3 IQR) are counted in the title, not plotted,
+    so one stall does not squash the distribution into a single bar."""
+    cut = stats.p90_ms + 3 * max(stats.iqr_ms, 0.01 * stats.median_ms)
+    shown = [x for x in stats.samples_ms if x <= cut]
+    hidden = len(stats.samples_ms) - len(shown)
+    fig = go.Figure(go.Histogram(x=shown, nbinsx=min(40, max(5, len(shown) // 2)), marker_color=EXEC,
+                                 hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
+    for x, name, dash, where in ((stats.median_ms, "median", "solid", "top left"), (stats.p90_ms, "p90", "dash", "top right")):
+        fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position=where)
+    if hidden:
+        title += f" ({hidden} outlier{'s' if hidden > 1 else ''} above {cut:.3g} ms not shown)"
     fig.update_layout(title=title, xaxis_title="ms per inference", yaxis_title="iterations", height=300, **_LAYOUT)
     return fig
 

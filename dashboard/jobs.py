@@ -1,15 +1,21 @@
-"""Background profiling jobs: a job runs in its own thread, outside any page's script run, so the UI stays responsive
-and a job survives page switches. Progress and cancellation go through the profiler's own hooks. No Streamlit here."""
+"""Background profiling jobs. Each job runs `python -m profiler.worker` in a child process, watched by a thread of the
+server: the UI stays responsive, jobs survive page switches, the server's reruns do not disturb the timing, and a
+model that crashes or is killed for memory takes only its own process down. No Streamlit here."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 
-import profiler
-from profiler import OpLensError, ProfileCancelled, ProfileConfig
+from profiler import ProfileConfig
+
+MEMORY_KILL = (-9, 137)
 
 
 @dataclass
@@ -20,7 +26,7 @@ class Job:
     runs_dir: str | None
     arch: str | None = None
     status: str = "queued"  # queued, running, done, failed, cancelled
-    stage: str = "queued"
+    stage: str = "starting"
     fraction: float = 0.0
     error: str = ""
     run_id: str = ""
@@ -44,7 +50,7 @@ class JobManager:
         job = Job(id=uuid.uuid4().hex[:10], spec=spec, config=config, runs_dir=runs_dir, arch=arch)
         with self._lock:
             self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job,), daemon=True, name=f"oplens-job-{job.id}").start()
+        threading.Thread(target=self._watch, args=(job,), daemon=True, name=f"oplens-job-{job.id}").start()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -55,28 +61,50 @@ class JobManager:
         if job is not None:
             job.cancel.set()
 
-    def _progress(self, job: Job):
-        def update(stage: str, fraction: float):
-            job.stage, job.fraction = stage, max(job.fraction, fraction) if stage != "done" else 1.0
-        return update
-
-    def _run(self, job: Job) -> None:
-        job.status, job.stage = "running", "loading the model"
-        try:
-            loaded = profiler.load_model(job.spec, batch_size=job.config.batch_size or None,
-                                         seq_len=job.config.seq_len or None, arch=job.arch)
-            if job.cancel.is_set():
-                raise ProfileCancelled("profiling cancelled")
-            run = profiler.profile(loaded, job.config, progress=self._progress(job), cancel=job.cancel)
-            profiler.store.save(run, job.runs_dir)
-            job.run_id, job.status, job.stage, job.fraction = run.id, "done", "done", 1.0
-        except ProfileCancelled:
+    def _watch(self, job: Job) -> None:
+        payload = json.dumps({"spec": job.spec, "config": job.config.to_dict(), "runs_dir": job.runs_dir,
+                              "arch": job.arch})
+        job.status, job.stage = "running", "starting a worker process"
+        proc = subprocess.Popen([sys.executable, "-m", "profiler.worker", payload], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        stderr: list[str] = []
+        drain = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+        drain.start()
+        stopper = threading.Thread(target=self._forward_cancel, args=(job, proc), daemon=True)
+        stopper.start()
+        final = None
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a model printing to stdout: not ours
+            if "progress" in msg:
+                job.stage, job.fraction = msg["progress"], max(job.fraction, float(msg.get("fraction", 0)))
+            else:
+                final = msg
+        code = proc.wait()
+        drain.join(timeout=5)
+        if final and "done" in final:
+            job.run_id, job.status, job.stage, job.fraction = final["done"], "done", "done", 1.0
+        elif final and "cancelled" in final:
             job.status, job.stage = "cancelled", "cancelled; nothing was saved"
-        except OpLensError as exc:
-            job.status, job.error = "failed", str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must still reach the page as a message, not kill the thread
+        elif final and "failed" in final:
+            job.status, job.error = "failed", final["failed"]
+        elif job.cancel.is_set():
+            job.status, job.stage = "cancelled", "cancelled; nothing was saved"
+        else:
+            why = "it was killed, most likely for running out of memory" if code in MEMORY_KILL else f"exit code {code}"
+            tail = "".join(stderr[-3:]).strip().splitlines()
             job.status = "failed"
-            job.error = f"unexpected {type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        finally:
-            job.finished = time.time()
+            job.error = f"the profiling process died ({why}); nothing was saved" + (f". Last words: {tail[-1]}" if tail else "")
+        job.finished = time.time()
+
+    @staticmethod
+    def _forward_cancel(job: Job, proc: subprocess.Popen) -> None:
+        while proc.poll() is None:
+            if job.cancel.wait(0.2):
+                try:
+                    proc.send_signal(signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+                return

@@ -18,15 +18,15 @@ if run is not None:
         st.warning(msg)
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Median latency", f"{significant(lat.median_ms, lat.iqr_ms)} ms", f"± {lat.iqr_ms:.2g} ms IQR",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")
     c2.metric("Throughput", f"{1000 * run.config.batch_size / lat.median_ms:,.1f} /s",
-              f"batch {run.config.batch_size}", delta_color="off")
-    c3.metric("Coverage", f"{100 * t.coverage:.1f}%", f"{t.unexplained_ms:.3g} ms unexplained", delta_color="off")
+              f"batch {run.config.batch_size}", delta_color="off", delta_arrow="off")
+    c3.metric("Coverage", f"{100 * t.coverage:.1f}%", f"{t.unexplained_ms:.3g} ms unexplained", delta_color="off", delta_arrow="off")
     peak = run.memory.peak_bytes / 2**20 if run.memory else 0
-    c4.metric("Peak memory", f"{peak:,.0f} MiB", run.memory.kind if run.memory else "", delta_color="off")
+    c4.metric("Peak memory", f"{peak:,.0f} MiB", run.memory.kind if run.memory else "", delta_color="off", delta_arrow="off")
     flops = sum(o.flops for o in run.ops)
     c5.metric("Achieved FLOP/s", f"{flops / (lat.median_ms * 1e6):,.1f} G" if flops else "n/a",
-              f"{flops / 1e9:,.2f} GFLOP per inference" if flops else "", delta_color="off")
+              f"{flops / 1e9:,.2f} GFLOP per inference" if flops else "", delta_color="off", delta_arrow="off")
     st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
     st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "
                f"(profiled vs unprofiled iterations, interleaved).")

@@ -14,9 +14,9 @@ quiet: if CPU use is high before you start profiling, another job or another par
 def live():
     snap = snapshot()
     c1, c2, c3 = st.columns(3)
-    c1.metric("CPU", f"{snap['cpu_percent']:.0f}%", f"{snap['cpu_count']} cores", delta_color="off")
+    c1.metric("CPU", f"{snap['cpu_percent']:.0f}%", f"{snap['cpu_count']} cores", delta_color="off", delta_arrow="off")
     c2.metric("Memory", f"{snap['mem_used_gib']:.1f} / {snap['mem_total_gib']:.1f} GiB", f"{snap['mem_percent']:.0f}%",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")
     c3.metric("Load (1 min)", f"{snap['load1']:.2f}")
     st.progress(min(1.0, snap["cpu_percent"] / 100), text="CPU")
     st.progress(min(1.0, snap["mem_percent"] / 100), text="Memory")

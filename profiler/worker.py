@@ -1,0 +1,54 @@
+"""Run one profile job in its own process: `python -m profiler.worker '<job json>'`.
+
+The dashboard launches jobs this way so a model that hogs the GIL, crashes the interpreter or is killed for memory
+never takes the server down with it, and the server's own work does not disturb the timing. It prints JSON lines on
+stdout: {"progress": stage, "fraction": f}, then one of {"done": run_id}, {"failed": message}, {"cancelled": true}.
+SIGINT (or SIGTERM) cancels at the next iteration.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+from . import store
+from .loading import load_model
+from .runner import profile
+from .schema import OpLensError, ProfileCancelled, ProfileConfig
+
+
+def _say(**message) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(argv[0])
+    cancel = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: cancel.set())
+    config = ProfileConfig.from_dict(job["config"])
+    try:
+        _say(progress="loading the model", fraction=0.0)
+        loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
+                            arch=job.get("arch"))
+        if cancel.is_set():
+            raise ProfileCancelled("profiling cancelled")
+        run = profile(loaded, config, progress=lambda stage, f: _say(progress=stage, fraction=f), cancel=cancel)
+        store.save(run, job.get("runs_dir"))
+        _say(done=run.id)
+    except ProfileCancelled:
+        _say(cancelled=True)
+    except OpLensError as exc:
+        _say(failed=str(exc))
+    except Exception as exc:  # noqa: BLE001 - report it as a message; the traceback goes to stderr for the log
+        import traceback
+
+        traceback.print_exc()
+        _say(failed=f"unexpected {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""A person's first visit, in a real headless Chromium: start the server, profile the tiny BERT from the Profile page,
+then read Overview, Operators and Graph. Screenshots land in the test's temp dir (and $OPLENS_SHOTS if set)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
+sync_api = pytest.importorskip("playwright.sync_api")
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = dict(os.environ, OPLENS_RUNS_DIR=str(tmp_path / "runs"), OPLENS_LOCK_FILE=str(tmp_path / "lock"))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (proc.stdout.read() if proc.stdout else ""))
+    yield url, tmp_path / "runs"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def shot(page, tmp_path, name):
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    if os.environ.get("OPLENS_SHOTS"):
+        Path(os.environ["OPLENS_SHOTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / f"{name}.png", Path(os.environ["OPLENS_SHOTS"]) / f"{name}.png")
+
+
+def no_exception_box(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_profile_tiny_bert_and_explore(server, tmp_path):
+    url, runs = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("Profile a model").first.wait_for(timeout=30_000)
+        shot(page, tmp_path, "1-profile")
+        page.get_by_role("button", name="Profile").click()
+        page.get_by_text("profiled and saved as run").wait_for(timeout=180_000)
+        no_exception_box(page)
+        shot(page, tmp_path, "2-done")
+        [run_dir] = [d for d in runs.iterdir() if (d / "run.json").is_file()]
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["model"]["name"] == "bert-tiny"
+
+        page.get_by_role("link", name="Open Overview").click()
+        page.get_by_test_id("stMetricLabel").filter(has_text="Median latency").wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        coverage = f"{100 * run['totals']['coverage']:.1f}%"
+        assert page.get_by_text(coverage, exact=True).count() >= 1
+        assert page.get_by_text("bert-tiny (registry)").count() >= 1
+        no_exception_box(page)
+        shot(page, tmp_path, "3-overview")
+
+        page.get_by_role("link", name="Operators").click()
+        page.get_by_text("Filter by name", exact=True).wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        assert page.get_by_text(f"of {len(run['ops'])} operators").count() == 1
+        assert page.locator(".js-plotly-plot text", has_text="aten::addmm").count() >= 1  # the top-k bar chart
+        no_exception_box(page)
+        shot(page, tmp_path, "4-operators")
+
+        page.get_by_role("link", name="Graph").click()
+        page.get_by_test_id("stCaptionContainer").filter(has_text="Captured with").wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        assert page.get_by_text(f"{len(run['graph']['nodes'])} nodes").count() >= 1
+        assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 5  # node markers are drawn
+        no_exception_box(page)
+        shot(page, tmp_path, "5-graph")
+        browser.close()
