@@ -25,3 +25,21 @@ pages = {
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
 st.navigation(pages).run()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_imports():
+    """Import the heavy libraries in the background once per server, after the first page is drawn, so the first
+    page needs no torch and later pages find it loaded."""
+    import threading
+
+    def work():
+        import profiler.analysis  # noqa: F401  pandas
+        import profiler.runner  # noqa: F401  torch
+        import dashboard.charts  # noqa: F401  plotly
+
+    threading.Thread(target=work, daemon=True, name="oplens-warm-imports").start()
+    return True
+
+
+_warm_imports()

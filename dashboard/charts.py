@@ -36,9 +36,9 @@ def latency_histogram(stats: LatencyStats, title: str = "Latency distribution") 
                                  hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
     for x, name, dash, where in ((stats.median_ms, "median", "solid", "top left"), (stats.p90_ms, "p90", "dash", "top right")):
         fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position=where)
-    if hidden:
-        title += f" ({hidden} outlier{'s' if hidden > 1 else ''} above {cut:.3g} ms not shown)"
-    fig.update_layout(title=title, xaxis_title="ms per inference", yaxis_title="iterations", height=300, **_LAYOUT)
+    axis = "ms per inference" + (f" · {hidden} outlier{'s' if hidden > 1 else ''} above {cut:.3g} ms not shown"
+                                 if hidden else "")
+    fig.update_layout(title=title, xaxis_title=axis, yaxis_title="iterations", height=300, **_LAYOUT)
     return fig
 
 

