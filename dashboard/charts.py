@@ -102,21 +102,27 @@ _TIMELINE_COLORS = {"cpu_op": EXEC, "kernel": "#2ca02c", "gpu_memcpy": TRANS, "g
                     "cuda_runtime": "#9467bd", "user_annotation": "#8c8c8c", "python_function": "#c7c7c7"}
 
 
+_DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation")
+
+
 def timeline_figure(events: list[TraceEvent], title: str = "One inference") -> go.Figure:
     """Gantt-style timeline: one row per (process, thread/stream), bars at their start with their duration."""
     if not events:
         return go.Figure().update_layout(title="No events in this trace window", **_LAYOUT)
     t0 = min(e.ts_us for e in events)
-    rows = sorted({f"{e.pid}/{e.tid}" for e in events})
+    device_rows = {(e.pid, e.tid) for e in events if e.cat in _DEVICE_CATS}
+    label = lambda e: f"GPU {e.pid} stream {e.tid}" if (e.pid, e.tid) in device_rows else f"CPU thread {e.tid}"
+    rows = sorted({label(e) for e in events}, key=lambda r: (not r.startswith("CPU"), r))
     fig = go.Figure()
     for cat in sorted({e.cat for e in events}):
         evs = [e for e in events if e.cat == cat]
-        fig.add_bar(y=[f"{e.pid}/{e.tid}" for e in evs], x=[max(e.dur_us, 0.01) / 1e3 for e in evs],
+        fig.add_bar(y=[label(e) for e in evs], x=[max(e.dur_us, 0.01) / 1e3 for e in evs],
                     base=[(e.ts_us - t0) / 1e3 for e in evs], orientation="h", name=cat,
                     marker_color=_TIMELINE_COLORS.get(cat, OTHER), customdata=[e.name for e in evs],
                     hovertemplate="%{customdata}<br>start %{base:.4g} ms · %{x:.4g} ms<extra>" + cat + "</extra>")
     fig.update_layout(barmode="overlay", title=title, xaxis_title="ms from the start of the window",
-                      height=max(260, 60 * len(rows) + 120), yaxis=dict(categoryorder="array", categoryarray=rows),
+                      height=max(260, 60 * len(rows) + 120),
+                      yaxis=dict(categoryorder="array", categoryarray=rows[::-1], autorange=True),
                       **_LAYOUT)
     return fig
 

@@ -119,8 +119,10 @@ def window(trace: Trace, step: int | None = 0, max_events: int = 5000) -> list[T
         s = marks[min(step, len(marks) - 1)]
         # device work launched in the step can finish after it: keep what starts inside it
         inside = [e for e in trace.events if s.ts_us <= e.ts_us <= s.end_us and e is not s]
-    else:
-        inside = list(trace.events)
+    else:  # no steps: the stretch where operators or device work ran, not job-long annotations
+        work = [e for e in trace.events if e.cat in ("cpu_op", "kernel", "gpu_memcpy", "gpu_memset", "cuda_runtime")]
+        lo, hi = (min(e.ts_us for e in work), max(e.end_us for e in work)) if work else (float("-inf"), float("inf"))
+        inside = [e for e in trace.events if lo <= e.ts_us <= hi]
     if len(inside) > max_events:
         inside = sorted(sorted(inside, key=lambda e: e.dur_us, reverse=True)[:max_events], key=lambda e: e.ts_us)
     return inside

@@ -1,5 +1,7 @@
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
@@ -10,32 +12,57 @@ st.title("Timeline")
 state.about("""
 One recorded inference as a timeline: each bar is an operator (and, on a GPU, a kernel or memcpy) placed at its start
 time, one row per thread or CUDA stream. Nested operators overlap their parents. The raw trace is the file
-`torch.profiler` wrote; download it to dig deeper in TensorBoard or Perfetto.
+`torch.profiler` wrote; download it to dig deeper in TensorBoard or Perfetto. You can also open a trace recorded
+elsewhere (`.pt.trace.json` or `.json.gz` from `torch.profiler`, old or new format).
 """)
-run = state.pick_run()
-if run is not None:
-    if not run.trace_path or not Path(run.trace_path).is_file():
-        st.warning("This run's trace file is missing, so there is no timeline to draw.")
-    else:
-        try:
-            trace = state.load_trace(run.trace_path)
-        except TraceFormatError as exc:
-            st.error(f"The trace could not be read: {exc}")
-            trace = None
-        if trace is not None:
-            marks = steps(trace)
-            step = 0
-            if len(marks) > 1:
-                step = st.selectbox("Step", list(range(len(marks))), format_func=lambda i: marks[i].name)
-            cats = sorted({e.cat for e in trace.events})
-            default = [c for c in cats if c not in ("python_function",)]
-            chosen = st.multiselect("Show", cats, default=default, key="tl_cats")
-            events = [e for e in window(trace, step) if e.cat in chosen and not e.name.startswith("ProfilerStep#")]
-            st.plotly_chart(charts.timeline_figure(events, f"{run.model.name}: one profiled inference"), width="stretch")
-            s = summary(trace)
-            st.caption(f"{s['events']} events in the trace; " + ", ".join(
-                f"{c}: {v['count']} ({v['dur_us'] / 1e3:.3g} ms)" for c, v in sorted(s["categories"].items())))
-            st.download_button("Download trace", Path(run.trace_path).read_bytes(), file_name=Path(run.trace_path).name,
-                               mime="application/gzip", icon=":material/download:")
-            st.markdown("Open it with `tensorboard --logdir runs` (needs `pip install torch-tb-profiler`; every run "
-                        "directory is a TensorBoard run) or drop the file on https://ui.perfetto.dev.")
+source = st.radio("Trace from", ["A saved run", "A trace file"], horizontal=True, key="tl_source")
+trace_path, title = None, ""
+if source == "A saved run":
+    run = state.pick_run()
+    if run is not None:
+        if not run.trace_path or not Path(run.trace_path).is_file():
+            st.warning("This run's trace file is missing, so there is no timeline to draw.")
+        else:
+            trace_path, title = run.trace_path, f"{run.model.name}: one profiled inference"
+else:
+    up = st.file_uploader("PyTorch profiler trace", type=["json", "gz"], key="tl_upload")
+    if up is not None:
+        folder = Path(tempfile.gettempdir()) / "oplens-uploads"
+        folder.mkdir(exist_ok=True)
+        target = folder / Path(up.name).name
+        target.write_bytes(up.getbuffer())
+        trace_path, title = str(target), up.name
+
+if trace_path:
+    try:
+        trace = state.load_trace(trace_path)
+    except TraceFormatError as exc:
+        st.error(f"The trace could not be read: {exc}")
+        trace = None
+    if trace is not None and not trace.events:
+        st.warning("The trace holds no complete events to draw.")
+    elif trace is not None:
+        marks = steps(trace)
+        step = 0
+        if len(marks) > 1:
+            step = st.selectbox("Step", list(range(len(marks))), format_func=lambda i: marks[i].name, key="tl_step")
+        cats = sorted({e.cat for e in trace.events})
+        # annotations can span a whole job and flatten every op; they are one click away
+        default = [c for c in cats if c not in ("python_function", "trace", "user_annotation", "gpu_user_annotation")]
+        chosen = st.multiselect("Show", cats, default=default, key="tl_cats")
+        events = [e for e in window(trace, step) if e.cat in chosen and not e.name.startswith("ProfilerStep#")]
+        st.plotly_chart(charts.timeline_figure(events, title), width="stretch")
+        s = summary(trace)
+        c1, c2 = st.columns(2)
+        c1.dataframe(pd.DataFrame([{"category": c, "events": v["count"], "summed ms (nested events overlap)": v["dur_us"] / 1e3}
+                                   for c, v in sorted(s["categories"].items())]), hide_index=True, width="stretch")
+        if s["memcpy"]:
+            c2.dataframe(pd.DataFrame([{"direction": d, "copies": v["calls"], "MB": v["bytes"] / 1e6,
+                                        "ms": v["dur_us"] / 1e3} for d, v in s["memcpy"].items()]),
+                         hide_index=True, width="stretch")
+        else:
+            c2.caption("No device memcpy in this trace.")
+        st.download_button("Download trace", Path(trace_path).read_bytes(), file_name=Path(trace_path).name,
+                           mime="application/gzip", icon=":material/download:")
+        st.markdown("Open it with `tensorboard --logdir runs` (needs `pip install torch-tb-profiler`; every run "
+                    "directory is a TensorBoard run) or drop the file on https://ui.perfetto.dev.")

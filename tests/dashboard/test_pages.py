@@ -110,3 +110,9 @@ def test_profile_page_rejects_empty_path():
     at.radio(key="source").set_value("Path on this server").run()
     at.button[0].click().run()  # the form's submit button
     assert any("Choose a model first" in e.value for e in at.error)
+
+
+def test_timeline_trace_file_mode_renders():
+    at = open_page("timeline")
+    at.radio(key="tl_source").set_value("A trace file").run()
+    assert not at.exception and not at.error  # the upload itself is driven in the browser test

@@ -101,4 +101,19 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 5  # node markers are drawn
         no_exception_box(page)
         shot(page, tmp_path, "5-graph")
+
+        # an engineer's trace recorded elsewhere: a truncated one is named, a real one is drawn
+        data = ROOT / "tests" / "data"
+        cut = tmp_path / "cut.pt.trace.json.gz"
+        cut.write_bytes((data / "alexnet_a100.pt.trace.json.gz").read_bytes()[:2000])
+        page.get_by_role("link", name="Timeline").click()
+        page.get_by_text("A trace file").click()
+        page.locator("input[type=file]").set_input_files(str(cut))
+        page.get_by_text("The trace could not be read").wait_for(timeout=30_000)
+        no_exception_box(page)
+        page.locator("input[type=file]").set_input_files(str(data / "alexnet_a100.pt.trace.json.gz"))
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        assert page.locator(".js-plotly-plot .legendtext", has_text="kernel").count() >= 1
+        no_exception_box(page)
+        shot(page, tmp_path, "6-foreign-trace")
         browser.close()

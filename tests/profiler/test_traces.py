@@ -1,0 +1,72 @@
+"""The trace reader on real traces recorded elsewhere (figures from the traces' README) and on broken files."""
+import gzip
+import json
+
+import pytest
+
+from conftest import DATA
+from profiler import TraceFormatError
+from profiler.traces import read_trace, steps, summary, window
+
+
+def test_alexnet_a100_figures():
+    s = summary(read_trace(DATA / "alexnet_a100.pt.trace.json.gz"))
+    cats = s["categories"]
+    assert cats["cpu_op"]["count"] == 359
+    assert cats["kernel"]["count"] == 79 and cats["kernel"]["dur_us"] == pytest.approx(10_692, abs=1)
+    assert s["memcpy"]["H2D"] == {"calls": 16, "bytes": 244_403_360, "dur_us": pytest.approx(55_503, abs=1)}
+
+
+def test_training_rank_has_all_three_directions():
+    s = summary(read_trace(DATA / "sampled_rank0_gpu.pt.trace.json.gz"))
+    assert s["categories"]["cpu_op"]["count"] == 2329
+    assert s["categories"]["kernel"]["count"] == 1154
+    assert s["categories"]["kernel"]["dur_us"] == pytest.approx(606_519, abs=1)
+    m = s["memcpy"]
+    assert (m["H2D"]["calls"], m["D2H"]["calls"], m["D2D"]["calls"]) == (24, 8, 8)
+    assert m["H2D"]["dur_us"] == pytest.approx(877, abs=1)
+
+
+def test_old_tensorboard_plugin_categories_are_normalised():
+    s = summary(read_trace(DATA / "resnet50_train_gpu.pt.trace.json.gz"))
+    assert s["categories"]["cpu_op"]["count"] == 23_646  # "Operator" in the file
+    assert s["categories"]["kernel"]["count"] == 8772  # "Kernel"
+    assert s["categories"]["kernel"]["dur_us"] == pytest.approx(591_532, abs=1)
+    assert s["memcpy"]["H2D"]["calls"] == 12 and s["memcpy"]["H2D"]["dur_us"] == pytest.approx(11_492, abs=1)
+
+
+def test_cpu_only_trace():
+    t = read_trace(DATA / "cpu_only.pt.trace.json.gz")
+    s = summary(t)
+    assert s["categories"]["cpu_op"]["count"] == 4 and s["memcpy"] == {}
+
+
+def test_plain_json_and_steps(tmp_path):
+    raw = gzip.decompress((DATA / "alexnet_a100.pt.trace.json.gz").read_bytes())
+    plain = tmp_path / "t.pt.trace.json"
+    plain.write_bytes(raw)
+    t = read_trace(plain)
+    assert len(t.of("kernel")) == 79
+    marks = steps(t)
+    if marks:
+        inside = window(t, 0)
+        assert all(marks[0].ts_us <= e.ts_us <= marks[0].end_us for e in inside)
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda raw: gzip.compress(raw)[: len(gzip.compress(raw)) // 2], "truncated or corrupt"),
+    (lambda raw: raw[: len(raw) // 2], "not valid JSON, perhaps truncated"),
+    (lambda raw: json.dumps({"events": []}).encode(), "no traceEvents"),
+    (lambda raw: b"\x00\x01binary", "not valid JSON"),
+])
+def test_broken_traces_are_named(tmp_path, content, message):
+    raw = gzip.decompress((DATA / "cpu_only.pt.trace.json.gz").read_bytes())
+    f = tmp_path / "broken.pt.trace.json.gz"
+    f.write_bytes(content(raw))
+    with pytest.raises(TraceFormatError, match=message):
+        read_trace(f)
+
+
+def test_missing_trace():
+    with pytest.raises(TraceFormatError, match="not found"):
+        read_trace("nope.json")
