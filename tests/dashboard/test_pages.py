@@ -116,3 +116,27 @@ def test_timeline_trace_file_mode_renders():
     at = open_page("timeline")
     at.radio(key="tl_source").set_value("A trace file").run()
     assert not at.exception and not at.error  # the upload itself is driven in the browser test
+
+
+@pytest.mark.parametrize("path, message", [("missing_model.py:build", "model file not found"),
+                                           ("README.md", "not a model file")])
+def test_profile_page_bad_input_shows_the_reason_and_keeps_runs(path, message, saved):
+    import time
+
+    at = open_page("profile")
+    at.radio(key="source").set_value("Path on this server").run()
+    at.text_input(key="path").input(path).run()
+    at.button[0].click().run()
+    job = at.session_state["job_id"]
+    from dashboard.state import job_manager
+
+    deadline = time.time() + 60
+    while job_manager().get(job).active and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any("Profiling failed" in e and message in e for e in errors), errors
+    assert not at.exception
+    from profiler import store
+
+    assert [r.id for r in store.list_runs()] == [saved.id]  # the saved run is still there
