@@ -42,6 +42,9 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
     ep = getattr(module, "exported_program", None)
     try:
         if ep is None and isinstance(module, torch.jit.ScriptModule):
+            if not any(True for _ in module.parameters()):
+                # frozen TorchScript (weights inlined as constants) crashes the converter outright in torch 2.13
+                raise RuntimeError("frozen TorchScript cannot be converted to a graph")
             from torch._export.converter import TS2EPConverter
 
             ep = TS2EPConverter(module, args, kwargs or None).convert()

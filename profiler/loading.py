@@ -34,6 +34,8 @@ class LoadedModel:
     info: ModelInfo = None  # type: ignore[assignment]
     batch_size: int = 1
     seq_len: int = 0
+    # how the runner feeds it, set by optimizer passes: inputs_on_device (keep inputs resident), pin_memory
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self):
         return self.module(*self.args, **self.kwargs)

@@ -102,13 +102,15 @@ def prepare(loaded: LoadedModel, device: torch.device, dtype: torch.dtype):
     and the example inputs on the host, cast to the dtype."""
     module = loaded.module
     first = next(iter(module.parameters()), None)
-    needs_move = first is not None and (first.device != device or (first.is_floating_point() and first.dtype != dtype))
-    if needs_move:
+    # float32 means "as the model is": a model an optimizer pass already cast to bf16 keeps its dtype and inputs
+    cast = dtype != torch.float32 and first is not None and first.is_floating_point() and first.dtype != dtype
+    if first is not None and (first.device != device or cast):
         module = copy.deepcopy(module).to(device=device)
-        if dtype != torch.float32:
+        if cast:
             module = module.to(dtype)
-    cast = _cast_input(dtype)
-    return module, _map_tensors(loaded.args, cast), _map_tensors(loaded.kwargs, cast)
+    if dtype == torch.float32:
+        return module, loaded.args, loaded.kwargs
+    return module, _map_tensors(loaded.args, _cast_input(dtype)), _map_tensors(loaded.kwargs, _cast_input(dtype))
 
 
 def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: Progress | None = None,
@@ -130,12 +132,15 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     except Exception as exc:  # noqa: BLE001
         raise _friendly(exc, device, loaded) from None
     on_cuda = device.type == "cuda"
+    if on_cuda and loaded.options.get("pin_memory"):  # page-locked host buffers: async, faster uploads
+        host_args, host_kwargs = _map_tensors(host_args, lambda t: t.pin_memory()), _map_tensors(host_kwargs, lambda t: t.pin_memory())
     upload = (lambda x: _map_tensors(x, lambda t: t.to(device, non_blocking=True))) if on_cuda else (lambda x: x)
     resident = (upload(host_args), upload(host_kwargs))
+    inputs_on_device = config.inputs_on_device or bool(loaded.options.get("inputs_on_device"))
     stopwatch = devices.Stopwatch(device)
 
     def inference():
-        args, kwargs = resident if config.inputs_on_device else (upload(host_args), upload(host_kwargs))
+        args, kwargs = resident if inputs_on_device else (upload(host_args), upload(host_kwargs))
         return module(*args, **kwargs)
 
     def timed(samples: list[float]):

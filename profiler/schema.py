@@ -251,3 +251,41 @@ class Comparison(_Dict):
 
 
 _NESTED[("Comparison", "ops")] = OpDiff
+
+
+@dataclass
+class PassResult(_Dict):
+    name: str
+    applied: bool
+    reason: str = ""  # why it did not apply (empty when applied)
+    apply_s: float = 0.0  # time to apply, compile/calibration included: reported apart from steady-state latency
+    warnings: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # e.g. sparsity, rank, layers changed
+
+
+@dataclass
+class Accuracy(_Dict):
+    max_abs_err: float
+    rel_err: float
+    cosine: float
+    top1_agreement: float | None  # None when the output is not a classifier's
+    passed: bool
+    kind: str = ""  # what was compared: "logits", "sentence-embedding", ...
+    note: str = ""
+
+
+@dataclass
+class OptimizeResult(_Dict):
+    passes: list[PassResult]
+    base_run_id: str
+    optimized_run_id: str
+    comparison: Comparison
+    accuracy: Accuracy
+    base_size_bytes: int = 0
+    optimized_size_bytes: int = 0
+    graph_diff: dict = field(default_factory=dict)  # op -> [base count, optimized count] where they differ
+
+
+_NESTED[("OptimizeResult", "passes")] = PassResult
+_NESTED[("OptimizeResult", "comparison")] = Comparison
+_NESTED[("OptimizeResult", "accuracy")] = Accuracy

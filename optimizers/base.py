@@ -1,0 +1,140 @@
+"""The Pass plug-in, its registry, and the pipeline that applies passes in order without touching the original.
+
+A pass is a small plug-in: name, family, description, the devices it runs on, `check(model, device)` returning the
+reason it does not apply (None when it does), and `apply(model, device)` returning the changed model. The pipeline
+deep-copies the model once before the first pass, so passes may change what they are given in place and the
+caller's (cached) original is never touched.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from profiler.loading import LoadedModel
+from profiler.schema import OpLensError, PassResult
+
+
+class PassNotApplicable(OpLensError):
+    """Raised by a pass that finds, while applying, that it cannot apply; the message says why."""
+
+
+class UnknownPassError(OpLensError):
+    """A pass name that is not in the registry."""
+
+
+class PassConflictError(OpLensError):
+    """A pipeline combining passes that cannot go together."""
+
+
+Check = Callable[[LoadedModel, torch.device], "str | None"]
+Apply = Callable[[LoadedModel, torch.device], LoadedModel]
+
+
+@dataclass(frozen=True)
+class Pass:
+    name: str
+    family: str  # "compilation & fusion", "precision", "quantization", "structure", "memory & layout", "runtime"
+    description: str
+    devices: tuple[str, ...]
+    apply_fn: Apply
+    check_fn: Check | None = None
+    group: str = ""  # a pipeline holds at most one pass of a group (one precision, one quantization, ...)
+    terminal: bool = False  # compiles or freezes the model: nothing can follow it
+
+    def check(self, loaded: LoadedModel, device: torch.device) -> str | None:
+        if device.type not in self.devices:
+            return f"{self.name} runs on {' or '.join(self.devices)} only, not on {device.type}"
+        return self.check_fn(loaded, device) if self.check_fn else None
+
+    def apply(self, loaded: LoadedModel, device: torch.device) -> LoadedModel:
+        return self.apply_fn(loaded, device)
+
+
+REGISTRY: dict[str, Pass] = {}
+
+
+def register(p: Pass) -> Pass:
+    REGISTRY[p.name] = p
+    return p
+
+
+def get(name: str) -> Pass:
+    if name not in REGISTRY:
+        raise UnknownPassError(f"unknown pass '{name}'; known passes: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def conflicts(names: list[str]) -> list[str]:
+    """Reasons why this ordered pipeline cannot run; empty when it can."""
+    passes = [get(n) for n in names]
+    problems = []
+    seen: dict[str, str] = {}
+    for p in passes:
+        if p.group and p.group in seen:
+            problems.append(f"{seen[p.group]} and {p.name} are both {p.group} passes; choose one")
+        seen.setdefault(p.group, p.name) if p.group else None
+    if len(set(names)) != len(names):
+        problems.append("a pass is listed twice")
+    for i, p in enumerate(passes[:-1]):
+        if p.terminal:
+            problems.append(f"{p.name} compiles the model, so it must come last (it is followed by {passes[i + 1].name})")
+    return problems
+
+
+def with_module(loaded: LoadedModel, module: torch.nn.Module, **changes) -> LoadedModel:
+    """A LoadedModel with a new module (and optionally new args/kwargs/options), sharing the rest."""
+    return dataclasses.replace(loaded, module=module, **changes)
+
+
+def private_copy(loaded: LoadedModel, device: torch.device) -> LoadedModel:
+    module = copy.deepcopy(loaded.module).to(device)
+    return dataclasses.replace(loaded, module=module, info=copy.copy(loaded.info), options=dict(loaded.options))
+
+
+def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
+                   progress: Callable[[str], None] | None = None) -> tuple[LoadedModel, list[PassResult]]:
+    """Apply passes in order to a private copy; a pass that does not apply is skipped with its reason."""
+    problems = conflicts(names)
+    if problems:
+        raise PassConflictError("; ".join(problems))
+    current = private_copy(loaded, device)
+    results: list[PassResult] = []
+    for name in names:
+        p = get(name)
+        reason = p.check(current, device)
+        if reason:
+            results.append(PassResult(name=name, applied=False, reason=reason))
+            continue
+        if progress:
+            progress(f"applying {name}")
+        t0 = time.perf_counter()
+        try:
+            changed = p.apply(current, device)
+        except PassNotApplicable as exc:
+            results.append(PassResult(name=name, applied=False, reason=str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a pass failing on this model is reported, the pipeline goes on
+            text = str(exc).strip().splitlines()
+            results.append(PassResult(name=name, applied=False,
+                                      reason=f"failed on this model: {type(exc).__name__}: {text[0][:200] if text else ''}"))
+            continue
+        details = changed.options.pop("_details", {}) if changed.options else {}
+        warnings = changed.options.pop("_warnings", []) if changed.options else []
+        results.append(PassResult(name=name, applied=True, apply_s=time.perf_counter() - t0, details=details,
+                                  warnings=warnings))
+        current = changed
+    return current, results
+
+
+def note(loaded: LoadedModel, details: dict | None = None, warning: str | None = None) -> LoadedModel:
+    """Attach details/warnings for the pipeline to put in this pass's PassResult."""
+    if details:
+        loaded.options.setdefault("_details", {}).update(details)
+    if warning:
+        loaded.options.setdefault("_warnings", []).append(warning)
+    return loaded

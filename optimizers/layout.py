@@ -1,0 +1,42 @@
+"""Memory and layout: channels_last for conv nets; pinned memory + non_blocking uploads and resident inputs on a GPU
+(the T_trans passes)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from profiler.runner import _map_tensors
+
+from .base import Pass, note, register, with_module
+
+
+def _cl_check(loaded, device):
+    if not any(isinstance(m, nn.Conv2d) for m in loaded.module.modules()):
+        return "no nn.Conv2d layers: channels_last only helps convolutions"
+    return None
+
+
+def _cl_apply(loaded, device):
+    to_cl = lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+    module = loaded.module.to(memory_format=torch.channels_last)
+    return with_module(loaded, module, args=_map_tensors(loaded.args, to_cl), kwargs=_map_tensors(loaded.kwargs, to_cl))
+
+
+def _option(key: str, what: str):
+    def check(loaded, device):
+        return f"{what} is already on" if loaded.options.get(key) else None
+
+    def apply(loaded, device):
+        return note(with_module(loaded, loaded.module, options={**loaded.options, key: True}), {key: True})
+
+    return check, apply
+
+
+_pin_check, _pin_apply = _option("pin_memory", "pinned memory")
+_res_check, _res_apply = _option("inputs_on_device", "keeping inputs on the device")
+register(Pass("channels-last", "memory & layout", "NHWC (channels_last) memory layout for conv nets: the layout "
+              "oneDNN and cuDNN convolutions prefer.", ("cpu", "cuda"), _cl_apply, _cl_check, group="layout"))
+register(Pass("pinned-memory", "memory & layout", "Upload inputs from pinned (page-locked) host memory with "
+              "non_blocking=True: faster, asynchronous H2D copies.", ("cuda",), _pin_apply, _pin_check))
+register(Pass("resident-inputs", "memory & layout", "Keep inputs resident on the GPU between inferences: no per-call "
+              "upload (when the data is produced on the device).", ("cuda",), _res_apply, _res_check))

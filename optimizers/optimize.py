@@ -1,0 +1,76 @@
+"""Apply passes and prove the result: same inputs compared, same profiling config for base and optimized, both saved."""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Callable
+
+import torch
+
+import profiler
+from profiler import analysis, devices, store
+from profiler.loading import LoadedModel
+from profiler.runner import CancelToken
+from profiler.schema import OptimizeResult, ProfileConfig, ProfileRun
+
+from .base import apply_pipeline
+from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
+
+
+def size_bytes(module: torch.nn.Module) -> int:
+    """Serialized size of the weights (quantized modules hide packed weights from .parameters())."""
+    if isinstance(module, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        torch.jit.save(module, buf)
+        return buf.getbuffer().nbytes
+    inner = getattr(module, "_orig_mod", module)
+    buf = io.BytesIO()
+    try:
+        torch.save(inner.state_dict(), buf)
+    except Exception:  # noqa: BLE001 - exotic tensor subclasses: fall back to counting tensors
+        return sum(t.numel() * t.element_size() for t in inner.state_dict().values() if isinstance(t, torch.Tensor))
+    return buf.getbuffer().nbytes
+
+
+def outputs(loaded: LoadedModel, device: torch.device):
+    to = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x
+    with torch.inference_mode():
+        return loaded.module(*[to(a) for a in loaded.args], **{k: to(v) for k, v in loaded.kwargs.items()})
+
+
+def graph_diff(base: ProfileRun, new: ProfileRun) -> dict[str, list[int]]:
+    """Op counts that differ between the two graphs: nodes fused away, removed or added."""
+    a = Counter(n.op for n in base.graph.nodes if n.kind not in ("placeholder", "output"))
+    b = Counter(n.op for n in new.graph.nodes if n.kind not in ("placeholder", "output"))
+    return {op: [a.get(op, 0), b.get(op, 0)] for op in sorted(set(a) | set(b)) if a.get(op, 0) != b.get(op, 0)}
+
+
+def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | None = None,
+             progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
+             runs_dir: str | None = None, base_run: ProfileRun | None = None, min_cosine: float = MIN_COSINE,
+             min_top1: float = MIN_TOP1) -> OptimizeResult:
+    """Apply `passes` to a copy of `loaded`, compare outputs with the original, profile both the same way."""
+    config = config or ProfileConfig()
+    say = progress or (lambda stage, f: None)
+    device = devices.resolve_device(config.device)
+    say("reference outputs", 0.0)
+    reference = outputs(loaded, device)
+    optimized, results = apply_pipeline(loaded, passes, device, progress=lambda s: say(s, 0.05))
+    say("comparing outputs", 0.15)
+    accuracy = compare_outputs(reference, outputs(optimized, device), loaded.info.task, min_cosine, min_top1)
+    applied = [r.name for r in results if r.applied]
+    optimized.info.name = f"{loaded.info.name}+{'+'.join(applied) or 'nothing'}"
+    stage = lambda lo, hi: (lambda s, f: say(s, lo + (hi - lo) * f))
+    if base_run is None:
+        base_run = profiler.profile(loaded, config, progress=stage(0.2, 0.55), cancel=cancel)
+        store.save(base_run, runs_dir)
+    new_run = profiler.profile(optimized, config, progress=stage(0.55 if base_run else 0.2, 0.95), cancel=cancel)
+    new_run.notes.append(f"optimized from run {base_run.id} with passes: {', '.join(applied) or 'none applied'}")
+    store.save(new_run, runs_dir)
+    comparison = analysis.compare(base_run, new_run)
+    comparison.max_abs_err, comparison.cosine, comparison.top1_agreement = (accuracy.max_abs_err, accuracy.cosine,
+                                                                             accuracy.top1_agreement)
+    say("done", 1.0)
+    return OptimizeResult(passes=results, base_run_id=base_run.id, optimized_run_id=new_run.id, comparison=comparison,
+                          accuracy=accuracy, base_size_bytes=size_bytes(loaded.module),
+                          optimized_size_bytes=size_bytes(optimized.module), graph_diff=graph_diff(base_run, new_run))

@@ -1,0 +1,121 @@
+"""Automatic search over pass pipelines: beam search within a time budget, measuring every candidate the same way
+and pruning those that fail the accuracy tolerance. Returns the best pipeline and a leaderboard of all tried."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import profiler
+from profiler import devices
+from profiler.loading import LoadedModel
+from profiler.runner import CancelToken
+from profiler.schema import Accuracy, ProfileCancelled, ProfileConfig, _Dict
+
+from .base import REGISTRY, apply_pipeline, conflicts
+from .optimize import outputs
+from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
+
+
+@dataclass
+class Candidate(_Dict):
+    passes: list[str]
+    median_ms: float = 0.0
+    speedup: float = 0.0
+    speedup_low: float = 0.0
+    speedup_high: float = 0.0
+    apply_s: float = 0.0
+    accuracy: Accuracy | None = None
+    status: str = "ok"  # ok, inaccurate, not-applied, failed
+    reason: str = ""
+
+
+@dataclass
+class SearchResult(_Dict):
+    base_median_ms: float
+    best: Candidate | None
+    leaderboard: list[Candidate] = field(default_factory=list)
+    stopped: str = ""  # why the search ended
+    elapsed_s: float = 0.0
+
+
+def quick_config(config: ProfileConfig) -> ProfileConfig:
+    """Candidates are timed alike, a little lighter than a full profile: no graph, one profiled iteration."""
+    c = copy.copy(config)
+    c.graph, c.profile_iters, c.warmup = False, 1, max(1, min(config.warmup, 2))
+    c.repeats, c.min_time_s = max(5, min(config.repeats, 10)), min(config.min_time_s, 1.0)
+    return c
+
+
+def _speedup(base, run) -> tuple[float, float, float]:
+    b, n = base.latency, run.latency
+    return b.median_ms / n.median_ms, b.ci_low_ms / n.ci_high_ms, b.ci_high_ms / n.ci_low_ms
+
+
+def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
+           min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
+           progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None) -> SearchResult:
+    config = quick_config(config or ProfileConfig())
+    say = progress or (lambda stage, f: None)
+    device = devices.resolve_device(config.device)
+    start = time.monotonic()
+    left = lambda: budget_s - (time.monotonic() - start)
+    reference = outputs(loaded, device)
+    say("timing the unoptimized model", 0.0)
+    base = profiler.profile(loaded, config, cancel=cancel)
+    pool = [n for n in (passes or REGISTRY) if REGISTRY[n].check(loaded, device) is None]
+    pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
+    tried: dict[tuple[str, ...], Candidate] = {}
+    stopped = ""
+
+    def evaluate(names: list[str]) -> Candidate:
+        cand = Candidate(passes=names)
+        try:
+            model, results = apply_pipeline(loaded, names, device)
+        except Exception as exc:  # noqa: BLE001
+            cand.status, cand.reason = "failed", str(exc)[:200]
+            return cand
+        cand.apply_s = sum(r.apply_s for r in results)
+        skipped = [r for r in results if not r.applied]
+        if skipped:
+            cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
+            return cand
+        cand.accuracy = compare_outputs(reference, outputs(model, device), loaded.info.task, min_cosine, min_top1)
+        if not cand.accuracy.passed:
+            cand.status, cand.reason = "inaccurate", cand.accuracy.note
+            return cand
+        run = profiler.profile(model, config, cancel=cancel)
+        cand.median_ms = run.latency.median_ms
+        cand.speedup, cand.speedup_low, cand.speedup_high = _speedup(base, run)
+        return cand
+
+    frontier: list[list[str]] = [[]]
+    rounds = 0
+    while frontier and not stopped:
+        rounds += 1
+        queue = [f + [n] for f in frontier for n in pool if n not in f and not conflicts(f + [n])]
+        queue = [q for q in queue if tuple(q) not in tried]
+        if not queue:
+            stopped = "every compatible pipeline was tried"
+            break
+        for names in queue:
+            if left() <= 0:
+                stopped = f"time budget of {budget_s:.0f} s reached"
+                break
+            if cancel is not None and cancel.is_set():
+                raise ProfileCancelled("search cancelled")
+            say(f"round {rounds}: trying {' + '.join(names)}", min(0.99, 1 - left() / budget_s))
+            tried[tuple(names)] = evaluate(names)
+        good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
+                      key=lambda c: c.speedup, reverse=True)
+        best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0)
+        frontier = [c.passes for c in good[:beam] if c.speedup > best_before * 1.02]
+        if not frontier and not stopped:
+            stopped = f"no pipeline of {rounds} passes beat the best of {rounds - 1}" if rounds > 1 else \
+                "no single pass passed the accuracy tolerance"
+    board = sorted(tried.values(), key=lambda c: (c.status != "ok", -c.speedup))
+    best = next((c for c in board if c.status == "ok"), None)
+    say("done", 1.0)
+    return SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
+                        elapsed_s=time.monotonic() - start)
