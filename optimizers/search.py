@@ -112,10 +112,17 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0)
         frontier = [c.passes for c in good[:beam] if c.speedup > best_before * 1.02]
         if not frontier and not stopped:
-            stopped = f"no pipeline of {rounds} passes beat the best of {rounds - 1}" if rounds > 1 else \
-                "no single pass passed the accuracy tolerance"
+            if rounds > 1:
+                stopped = f"no pipeline of {rounds} passes beat the best of {rounds - 1} by 2%"
+            elif good:
+                stopped = "no single pass beat the unoptimized model by 2%"
+            else:
+                stopped = "no single pass stayed within the accuracy tolerance"
     board = sorted(tried.values(), key=lambda c: (c.status != "ok", -c.speedup))
-    best = next((c for c in board if c.status == "ok"), None)
+    best = next((c for c in board if c.status == "ok" and c.speedup > 1.0), None)
+    if best is None:  # keeping the model as it is beats every pipeline tried
+        best = Candidate(passes=[], median_ms=base.latency.median_ms, speedup=1.0, speedup_low=1.0, speedup_high=1.0,
+                         reason="no pipeline beat the unoptimized model")
     say("done", 1.0)
     return SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
                         elapsed_s=time.monotonic() - start)

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import profiler
+from optimizers.search import search
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "optimizers", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_list_json():
+    passes = json.loads(cli("list", "--json").stdout)
+    names = {p["name"] for p in passes}
+    assert {"torch-compile", "torchscript-freeze", "conv-bn-fold", "sdpa", "bf16", "fp16", "autocast", "dynamic-int8",
+            "static-int8", "weight-only-int8", "magnitude-prune", "structured-prune", "lowrank-svd", "channels-last",
+            "pinned-memory", "resident-inputs", "threads", "cuda-graphs", "sparsity-2to4"} <= names
+
+
+def test_apply_json_saves_both_runs(tmp_path):
+    r = cli("apply", "cnn-tiny", "--passes", "conv-bn-fold,pinned-memory", "--repeats", "3", "--min-time", "0",
+            "--json", "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [p["applied"] for p in out["passes"]] == [True, False]
+    assert "cuda only" in out["passes"][1]["reason"]
+    assert out["accuracy"]["passed"] and out["accuracy"]["max_abs_err"] < 1e-4
+    assert out["speedup_low"] <= out["speedup"] <= out["speedup_high"]
+    assert out["graph_diff"].get("aten::batch_norm", [0, 0])[1] == 0  # BatchNorm nodes gone from the graph
+    saved = {s.id for s in profiler.store.list_runs(tmp_path)}
+    assert saved == {out["base"]["run_id"], out["optimized"]["run_id"]}
+
+
+def test_apply_bad_input_exits_2():
+    for args, message in [(["--passes", "warp-drive"], "unknown pass 'warp-drive'"),
+                          (["--passes", "bf16,autocast"], "choose one")]:
+        r = cli("apply", "mlp-tiny", *args, "--json")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert message in [line for line in r.stderr.splitlines() if line.startswith("error:")][0]
+
+
+def test_search_builds_a_leaderboard_and_respects_the_budget():
+    loaded = profiler.load_model("mlp-tiny")
+    config = profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0)
+    result = search(loaded, config, budget_s=30, passes=["magnitude-prune", "dynamic-int8", "structured-prune"])
+    board = {tuple(c.passes): c for c in result.leaderboard}
+    assert board[("magnitude-prune",)].status == "inaccurate"  # outside the tolerance: pruned from the search
+    assert board[("magnitude-prune",)].accuracy.cosine < 0.999
+    assert board[("dynamic-int8",)].status == "ok" and board[("dynamic-int8",)].accuracy.passed
+    assert result.best.speedup >= 1.0  # the best is never slower than leaving the model alone
+    assert result.best.passes == [] or result.best.accuracy.passed
+    assert result.elapsed_s < 30 + 20  # stops at the budget (plus the candidate in flight)
+    assert result.stopped

@@ -1,0 +1,181 @@
+"""Each pass on a tiny model: its numerical result within a stated tolerance, its refusal reasons, and the original
+model left untouched. No timing claims here (benchmarks/optimizers.py measures speed)."""
+import pytest
+import torch
+from torch import nn
+
+import optimizers
+import profiler
+from optimizers import PassConflictError, UnknownPassError, apply_pipeline, compare_outputs, conflicts
+from optimizers.optimize import outputs
+from profiler.devices import resolve_device
+
+CPU = resolve_device("cpu")
+
+
+def run(name, passes, **load):
+    loaded = profiler.load_model(name, **load)
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    ref = outputs(loaded, CPU)
+    new, results = apply_pipeline(loaded, passes, CPU)
+    after = loaded.module.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before), "original changed"
+    acc = compare_outputs(ref, outputs(new, CPU), loaded.info.task)
+    return new, results, acc
+
+
+@pytest.mark.parametrize("name, passes, min_cosine", [
+    ("bert-tiny", ["bf16"], 0.999),
+    ("bert-tiny", ["autocast"], 0.999),
+    ("bert-tiny", ["dynamic-int8"], 0.99),
+    ("lstm-tiny", ["dynamic-int8"], 0.99),
+    ("bert-tiny", ["weight-only-int8"], 0.999),
+    ("cnn-tiny", ["channels-last"], 0.99999),
+    ("bert-tiny", ["torchscript-freeze"], 0.99999),
+])
+def test_pass_keeps_outputs_within_tolerance(name, passes, min_cosine):
+    new, results, acc = run(name, passes)
+    assert all(r.applied for r in results), results
+    assert acc.cosine >= min_cosine, acc
+    assert acc.top1_agreement is None or acc.top1_agreement >= 0.99
+
+
+def test_bf16_casts_weights_and_inputs():
+    new, _, _ = run("bert-tiny", ["bf16"])
+    assert {p.dtype for p in new.module.parameters()} == {torch.bfloat16}
+
+
+def test_dynamic_int8_replaces_linears():
+    new, results, _ = run("bert-tiny", ["dynamic-int8"])
+    assert not any(type(m) is nn.Linear for m in new.module.modules())
+    assert results[0].details["layers_quantized"] == 14
+
+
+def test_conv_bn_fold_is_exact_and_removes_batchnorm():
+    new, results, acc = run("cnn-tiny", ["conv-bn-fold"])
+    assert results[0].details == {"folded": 4}
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in new.module.modules())
+    assert acc.max_abs_err < 1e-4
+
+
+def test_conv_bn_fold_on_resnet_layers():
+    new, results, acc = run("resnet18-tiny", ["conv-bn-fold"])
+    assert results[0].applied and results[0].details["folded"] >= 9
+    assert acc.max_abs_err < 1e-4
+
+
+def test_magnitude_prune_reports_sparsity_honestly():
+    new, results, _ = run("mlp-tiny", ["magnitude-prune"])
+    r = results[0]
+    assert r.details["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert any("no faster" in w for w in r.warnings)
+
+
+def test_structured_prune_really_shrinks_the_matrices():
+    new, results, acc = run("bert-tiny", ["structured-prune"])
+    inter = new.module.bert.encoder.layer[0].intermediate.dense
+    assert inter.out_features == 384 and inter.weight.shape == (384, 128)
+    assert new.module.bert.encoder.layer[0].output.dense.weight.shape == (128, 384)
+    assert results[0].details["neurons_removed"] == 2 * 128
+    assert acc.cosine > 0.9  # an approximation: the tolerance may fail it, and the result says so
+
+
+def test_lowrank_recovers_a_low_rank_layer_exactly(tmp_path):
+    f = tmp_path / "lr.py"
+    f.write_text("import torch\ndef build():\n    torch.manual_seed(0)\n    lin = torch.nn.Linear(128, 128)\n"
+                 "    with torch.no_grad():\n        lin.weight.copy_(torch.randn(128, 4) @ torch.randn(4, 128))\n"
+                 "    return torch.nn.Sequential(lin), torch.randn(8, 128)\n")
+    new, results, acc = run(f"{f}:build", ["lowrank-svd"])
+    assert results[0].applied and results[0].details["ranks"] == [4]
+    assert acc.max_abs_err < 1e-3
+
+
+def test_lowrank_refuses_flat_spectra():
+    _, results, _ = run("bert-tiny", ["lowrank-svd"])
+    assert not results[0].applied and "flat spectra" in results[0].reason
+
+
+def test_sdpa_refuses_when_already_fused_and_switches_eager_models():
+    _, results, _ = run("bert-tiny", ["sdpa"])
+    assert not results[0].applied and "already uses fused attention" in results[0].reason
+    loaded = profiler.load_model("bert-tiny")
+    loaded.module.set_attn_implementation("eager")
+    ref = outputs(loaded, CPU)
+    new, results = apply_pipeline(loaded, ["sdpa"], CPU)
+    assert results[0].applied and new.module.config._attn_implementation == "sdpa"
+    assert loaded.module.config._attn_implementation == "eager"
+    assert compare_outputs(ref, outputs(new, CPU)).max_abs_err < 1e-4
+
+
+def test_threads_applies_only_when_it_changes_something(monkeypatch):
+    from optimizers import runtime
+
+    monkeypatch.setattr(runtime, "physical_cores", lambda: torch.get_num_threads())
+    _, results, _ = run("mlp-tiny", ["threads"])
+    assert not results[0].applied and "already using" in results[0].reason
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 1)
+    new, results, acc = run("mlp-tiny", ["threads"])
+    before = torch.get_num_threads()
+    outputs(new, CPU)
+    assert results[0].applied and torch.get_num_threads() == before and acc.max_abs_err == 0
+
+
+@pytest.mark.parametrize("name", ["fp16", "pinned-memory", "resident-inputs", "cuda-graphs", "sparsity-2to4"])
+def test_gpu_passes_refuse_on_cpu(name):
+    _, results, _ = run("mlp-tiny", [name])
+    assert not results[0].applied and "cuda only" in results[0].reason
+
+
+def test_refusals_name_the_reason():
+    _, results, _ = run("mlp-tiny", ["conv-bn-fold", "channels-last"])
+    assert [r.reason for r in results] == ["no convolution followed by BatchNorm to fold",
+                                           "no nn.Conv2d layers: channels_last only helps convolutions"]
+    _, results, _ = run("mlp-tiny", ["bf16", "dynamic-int8"])
+    assert results[0].applied and not results[1].applied and "float32" in results[1].reason
+
+
+def test_pipelines_compose_in_order():
+    new, results, acc = run("cnn-tiny", ["conv-bn-fold", "channels-last"])
+    assert [r.applied for r in results] == [True, True]
+    assert acc.cosine > 0.99999
+
+
+def test_conflicts_are_refused_with_the_reason():
+    assert conflicts(["bf16", "autocast"]) == ["bf16 and autocast are both precision passes; choose one"]
+    assert "must come last" in conflicts(["torch-compile", "bf16"])[0]
+    with pytest.raises(PassConflictError, match="choose one"):
+        apply_pipeline(profiler.load_model("mlp-tiny"), ["dynamic-int8", "weight-only-int8"], CPU)
+    with pytest.raises(UnknownPassError, match="unknown pass 'warp-drive'"):
+        conflicts(["warp-drive"])
+
+
+def test_every_pass_has_its_plugin_fields():
+    for p in optimizers.REGISTRY.values():
+        assert p.name and p.family and len(p.description) > 20 and set(p.devices) <= {"cpu", "cuda"}
+
+
+@pytest.mark.slow
+class TestCompiledPasses:
+    """Passes that compile with Inductor (tens of seconds each on 2 cores)."""
+
+    def test_torch_compile_matches_eager(self):
+        new, results, acc = run("mlp-tiny", ["torch-compile"])
+        assert results[0].applied and results[0].apply_s > 0
+        assert acc.max_abs_err < 1e-4
+
+    def test_static_int8_pt2e(self):
+        new, results, acc = run("mlp-tiny", ["static-int8"])
+        assert results[0].applied and acc.cosine > 0.99
+
+
+@pytest.mark.parametrize("passes, low, high, passed", [
+    (["bf16"], 0.999, 1.0, True),
+    (["weight-only-int8"], 0.999, 1.0, True),
+    # real MiniLM weights: per-tensor dynamic activation quantization costs 4-7% embedding cosine on every
+    # sentence (measured 0.93-0.96); random-weight models hide this, which is why minilm is in the registry
+    (["dynamic-int8"], 0.90, 0.99, False),
+])
+def test_real_minilm_sentence_embeddings(passes, low, high, passed):
+    _, results, acc = run("minilm", passes, batch_size=8, seq_len=32)
+    assert results[0].applied and acc.kind == "sentence-embedding"
+    assert low <= acc.cosine <= high and acc.passed is passed
