@@ -144,3 +144,51 @@ def op_diff_bar(comp: Comparison, k: int = 15) -> go.Figure:
     fig.update_layout(title="Per-operator change (new - base, ms per inference)", height=max(250, 24 * len(diffs) + 80),
                       xaxis_title="ms", **_LAYOUT)
     return fig
+
+
+def latency_bars(rows: list[dict]) -> go.Figure:
+    """Median latency per variant with its 95% interval as error bars. rows: {label, median_ms, low_ms, high_ms}."""
+    fig = go.Figure(go.Bar(
+        x=[r["label"] for r in rows], y=[r["median_ms"] for r in rows], marker_color=[OTHER] + [EXEC] * (len(rows) - 1),
+        error_y=dict(type="data", symmetric=False, array=[r["high_ms"] - r["median_ms"] for r in rows],
+                     arrayminus=[r["median_ms"] - r["low_ms"] for r in rows]),
+        hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
+    fig.update_layout(title="Median latency, with the 95% interval of each median", yaxis_title="ms per inference",
+                      height=320, **_LAYOUT)
+    return fig
+
+
+def speedup_waterfall(steps: list[dict]) -> go.Figure:
+    """What each pass added: the base latency, then each pass's change, ending at the optimized latency."""
+    measures = ["absolute"] + ["relative"] * (len(steps) - 1) + ["total"]
+    values = [steps[0]["median_ms"]] + [b["median_ms"] - a["median_ms"] for a, b in zip(steps, steps[1:])] + [0]
+    labels = ["base"] + [f"+ {s['step']}" for s in steps[1:]] + ["optimized"]
+    text = [f"{steps[0]['median_ms']:.3g} ms"] + [f"{v:+.3g}" for v in values[1:-1]] + [f"{steps[-1]['median_ms']:.3g} ms"]
+    fig = go.Figure(go.Waterfall(x=labels, y=values, measure=measures, text=text, textposition="outside",
+                                 decreasing=dict(marker_color="#2ca02c"), increasing=dict(marker_color="#d62728"),
+                                 totals=dict(marker_color=EXEC)))
+    fig.update_layout(title="Latency after each pass (ms per inference)", height=340, showlegend=False,
+                      yaxis=dict(rangemode="tozero"), **_LAYOUT)
+    return fig
+
+
+def pareto_scatter(candidates: list[dict], base_ms: float) -> go.Figure:
+    """Latency against accuracy (cosine) for every pipeline tried; the Pareto front joins those no other beats on both."""
+    pts = [c for c in candidates if c.get("median_ms") and c.get("accuracy")]
+    fig = go.Figure()
+    fig.add_scatter(x=[c["median_ms"] for c in pts], y=[c["accuracy"]["cosine"] for c in pts], mode="markers",
+                    marker=dict(size=11, color=[EXEC if c["status"] == "ok" else "#d62728" for c in pts]),
+                    text=[" + ".join(c["passes"]) for c in pts], name="pipelines",
+                    hovertemplate="%{text}<br>%{x:.4g} ms, cosine %{y:.6f}<extra></extra>")
+    front, best = [], -1.0
+    for c in sorted(pts, key=lambda c: c["median_ms"]):
+        if c["accuracy"]["cosine"] > best:
+            front.append(c)
+            best = c["accuracy"]["cosine"]
+    fig.add_scatter(x=[c["median_ms"] for c in front], y=[c["accuracy"]["cosine"] for c in front], mode="lines",
+                    line=dict(color=TRANS, dash="dot"), name="Pareto front", hoverinfo="skip")
+    fig.add_vline(x=base_ms, line_dash="dash", annotation_text=f"unoptimized {base_ms:.3g} ms")
+    fig.update_layout(title="Every pipeline tried: latency vs accuracy (red: outside the tolerance)",
+                      xaxis_title="median ms per inference", yaxis_title="output cosine vs the original", height=380,
+                      **_LAYOUT)
+    return fig

@@ -18,18 +18,20 @@ from profiler import ProfileConfig
 MEMORY_KILL = (-9, 137)
 
 
+WORKERS = {"profile": "profiler.worker", "optimize": "optimizers.worker", "search": "optimizers.worker"}
+
+
 @dataclass
 class Job:
     id: str
+    kind: str  # a key of WORKERS
     spec: str
-    config: ProfileConfig
-    runs_dir: str | None
-    arch: str | None = None
+    payload: dict
     status: str = "queued"  # queued, running, done, failed, cancelled
     stage: str = "starting"
     fraction: float = 0.0
     error: str = ""
-    run_id: str = ""
+    result: object = None  # what the worker returned: a run id (profile) or a result dict (optimize, search)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -37,6 +39,10 @@ class Job:
     @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
+
+    @property
+    def run_id(self) -> str:
+        return self.result if isinstance(self.result, str) else ""
 
 
 class JobManager:
@@ -46,14 +52,17 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def submit(self, spec: str, config: ProfileConfig, runs_dir: str | None = None, arch: str | None = None) -> Job:
-        job = Job(id=uuid.uuid4().hex[:10], spec=spec, config=config, runs_dir=runs_dir, arch=arch)
+    def submit(self, spec: str, config: ProfileConfig, runs_dir: str | None = None, arch: str | None = None,
+               kind: str = "profile", **extra) -> Job:
+        """Start a job of `kind` on model `spec`; `extra` goes to the worker (passes, budget_s, ...)."""
+        payload = {"kind": kind, "spec": spec, "config": config.to_dict(), "runs_dir": runs_dir, "arch": arch, **extra}
+        job = Job(id=uuid.uuid4().hex[:10], kind=kind, spec=spec, payload=payload)
         with self._lock:
             self._jobs[job.id] = job
         threading.Thread(target=self._watch, args=(job,), daemon=True, name=f"oplens-job-{job.id}").start()
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -62,10 +71,8 @@ class JobManager:
             job.cancel.set()
 
     def _watch(self, job: Job) -> None:
-        payload = json.dumps({"spec": job.spec, "config": job.config.to_dict(), "runs_dir": job.runs_dir,
-                              "arch": job.arch})
         job.status, job.stage = "running", "starting a worker process"
-        proc = subprocess.Popen([sys.executable, "-m", "profiler.worker", payload], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", WORKERS[job.kind], json.dumps(job.payload)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ))
         stderr: list[str] = []
         drain = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
@@ -85,7 +92,7 @@ class JobManager:
         code = proc.wait()
         drain.join(timeout=5)
         if final and "done" in final:
-            job.run_id, job.status, job.stage, job.fraction = final["done"], "done", "done", 1.0
+            job.result, job.status, job.stage, job.fraction = final["done"], "done", "done", 1.0
         elif final and "cancelled" in final:
             job.status, job.stage = "cancelled", "cancelled; nothing was saved"
         elif final and "failed" in final:

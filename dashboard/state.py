@@ -25,6 +25,14 @@ def available_devices() -> list[str]:
     return probe()
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
+def cached_model(spec: str, batch_size: int, seq_len: int):
+    """A loaded model for quick checks on the page (which passes apply); measurements run in a worker process."""
+    from profiler import load_model
+
+    return load_model(spec, batch_size=batch_size or None, seq_len=seq_len or None)
+
+
 def runs_dir() -> str:
     return str(store.runs_dir())
 

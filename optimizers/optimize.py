@@ -74,3 +74,19 @@ def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | Non
     return OptimizeResult(passes=results, base_run_id=base_run.id, optimized_run_id=new_run.id, comparison=comparison,
                           accuracy=accuracy, base_size_bytes=size_bytes(loaded.module),
                           optimized_size_bytes=size_bytes(optimized.module), graph_diff=graph_diff(base_run, new_run))
+
+
+def waterfall(loaded: LoadedModel, applied: list[str], config: ProfileConfig, result: OptimizeResult,
+              progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None) -> list[dict]:
+    """Median latency after each prefix of the pipeline: [{step, median_ms}], from the base to the full pipeline.
+    The ends come from `result`; each intermediate prefix is applied and profiled with the same config."""
+    say = progress or (lambda s, f: None)
+    device = devices.resolve_device(config.device)
+    steps = [{"step": "base", "median_ms": result.comparison.base_median_ms}]
+    quick = ProfileConfig.from_dict({**config.to_dict(), "graph": False, "profile_iters": 1})
+    for k in range(1, len(applied)):
+        say(f"measuring after {applied[k - 1]}", k / len(applied))
+        model, _ = apply_pipeline(loaded, applied[:k], device)
+        steps.append({"step": applied[k - 1], "median_ms": profiler.profile(model, quick, cancel=cancel).latency.median_ms})
+    steps.append({"step": applied[-1], "median_ms": result.comparison.new_median_ms})
+    return steps

@@ -1,9 +1,9 @@
-"""Run one profile job in its own process: `python -m profiler.worker '<job json>'`.
+"""Run one job in its own process: `python -m profiler.worker '<job json>'`.
 
 The dashboard launches jobs this way so a model that hogs the GIL, crashes the interpreter or is killed for memory
-never takes the server down with it, and the server's own work does not disturb the timing. It prints JSON lines on
-stdout: {"progress": stage, "fraction": f}, then one of {"done": run_id}, {"failed": message}, {"cancelled": true}.
-SIGINT (or SIGTERM) cancels at the next iteration.
+never takes the server down with it, and the server's own work does not disturb the timing. The protocol is JSON
+lines on stdout: {"progress": stage, "fraction": f}, then one of {"done": result}, {"failed": message},
+{"cancelled": true}. SIGINT (or SIGTERM) cancels at the next iteration. `serve` is shared with optimizers.worker.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import json
 import signal
 import sys
 import threading
+from typing import Any, Callable
 
-from . import store
-from .loading import load_model
-from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig
+
+Say = Callable[[str, float], None]
 
 
 def _say(**message) -> None:
@@ -23,21 +23,14 @@ def _say(**message) -> None:
     sys.stdout.flush()
 
 
-def main(argv: list[str]) -> int:
+def serve(run: Callable[[dict, Say, threading.Event], Any], argv: list[str]) -> int:
+    """Parse the job, wire cancellation to signals, run it, and report the outcome as one final JSON line."""
     job = json.loads(argv[0])
     cancel = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: cancel.set())
-    config = ProfileConfig.from_dict(job["config"])
     try:
-        _say(progress="loading the model", fraction=0.0)
-        loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
-                            arch=job.get("arch"))
-        if cancel.is_set():
-            raise ProfileCancelled("profiling cancelled")
-        run = profile(loaded, config, progress=lambda stage, f: _say(progress=stage, fraction=f), cancel=cancel)
-        store.save(run, job.get("runs_dir"))
-        _say(done=run.id)
+        _say(done=run(job, lambda stage, f: _say(progress=stage, fraction=f), cancel))
     except ProfileCancelled:
         _say(cancelled=True)
     except OpLensError as exc:
@@ -50,5 +43,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def profile_job(job: dict, say: Say, cancel: threading.Event) -> str:
+    from . import store
+    from .loading import load_model
+    from .runner import profile
+
+    config = ProfileConfig.from_dict(job["config"])
+    say("loading the model", 0.0)
+    loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
+                        arch=job.get("arch"))
+    if cancel.is_set():
+        raise ProfileCancelled("profiling cancelled")
+    run = profile(loaded, config, progress=say, cancel=cancel)
+    store.save(run, job.get("runs_dir"))
+    return run.id
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(profile_job, sys.argv[1:]))

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from profiler.timing import significant
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ["profile", "overview", "operators", "graph", "timeline", "bottlenecks", "runs", "system"]
+PAGES = ["profile", "overview", "operators", "graph", "timeline", "bottlenecks", "runs", "system", "optimize"]
 
 
 def open_page(page: str, run_id: str | None = None) -> AppTest:
@@ -38,7 +38,7 @@ def texts(at: AppTest) -> str:
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_empty_store(page):
     at = open_page(page)
-    if page not in ("profile", "system"):
+    if page not in ("profile", "system", "optimize"):
         assert "No saved runs yet" in texts(at)
 
 
@@ -140,3 +140,58 @@ def test_profile_page_bad_input_shows_the_reason_and_keeps_runs(path, message, s
     from profiler import store
 
     assert [r.id for r in store.list_runs()] == [saved.id]  # the saved run is still there
+
+
+def _wait_job(at, key):
+    import time
+
+    from dashboard.state import job_manager
+
+    job = job_manager().get(at.session_state[key])
+    deadline = time.time() + 120
+    while job.active and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    return job
+
+
+def test_optimize_page_applies_a_pass_and_shows_the_proof():
+    at = open_page("optimize")
+    at.selectbox(key="opt_model").set_value("cnn-tiny").run()
+    at.multiselect(key="opt_passes").set_value(["conv-bn-fold", "channels-last"]).run()
+    at.button(key="opt_go").click().run()
+    job = _wait_job(at, "opt_job")
+    assert job.status == "done", job.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    comp = job.result["comparison"]
+    assert metrics["Speedup"] == f"{comp['speedup']:.2f}x"
+    assert metrics["Accuracy"] == "PASS"
+    assert len(job.result["waterfall"]) == 3  # base, after the first pass, after both
+
+
+def test_optimize_page_refuses_conflicting_passes():
+    at = open_page("optimize")
+    at.multiselect(key="opt_passes").set_value(["bf16", "autocast"]).run()
+    assert any("Cannot combine" in e.value for e in at.error)
+    assert at.button(key="opt_go").disabled
+
+
+def test_search_results_render():
+    import profiler
+    from dashboard.jobs import Job
+    from dashboard.state import job_manager
+    from optimizers.search import search
+
+    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
+                    budget_s=20, passes=["magnitude-prune", "dynamic-int8"]).to_dict()
+    job = Job(id="search-test", kind="search", spec="mlp-tiny", payload={}, status="done", result=result)
+    job_manager()._jobs[job.id] = job
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["search_job"] = job.id
+    at.run()
+    at.switch_page("app_pages/optimize.py").run()
+    assert not at.exception
+    assert any("Stopped:" in c.value for c in at.caption)
+    board = at.dataframe[-1].value
+    assert set(board["status"]) >= {"inaccurate"}

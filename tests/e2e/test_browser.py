@@ -116,4 +116,18 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         assert page.locator(".js-plotly-plot .legendtext", has_text="kernel").count() >= 1
         no_exception_box(page)
         shot(page, tmp_path, "6-foreign-trace")
+
+        # apply one pass on the Optimize page and read its proof
+        page.get_by_role("link", name="Optimize").click()
+        page.get_by_text("Passes, in the order they run").wait_for(timeout=60_000)
+        page.get_by_test_id("stMultiSelect").locator("input").fill("dynamic-int8")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        shot(page, tmp_path, "7a-optimize-chosen")
+        page.get_by_role("button", name="Apply and measure").click()
+        page.get_by_test_id("stMetricLabel").filter(has_text="Speedup").wait_for(timeout=180_000)
+        assert page.get_by_text("PASS", exact=True).count() >= 1  # bert-tiny's logits survive dynamic int8
+        page.locator(".js-plotly-plot").nth(1).wait_for(timeout=30_000)
+        no_exception_box(page)
+        shot(page, tmp_path, "7-optimize")
         browser.close()
