@@ -1,0 +1,87 @@
+"""Every optimization pass alone on one model, then the automatic search: one table measured in one run.
+
+Each pass is measured back to back with its own unoptimized base (same config, under the measurement lock), so the
+machine's slow drift does not favour the passes measured early. Speedups are ratios of medians with the range their
+95% intervals allow; apply time (compile, calibration) is separate. Which pass wins depends on the CPU: the table
+starts with the CPU model and its features.
+
+    python benchmarks/optimizers.py [--model bert-base] [--budget-s 900] [--passes a,b,...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import optimizers
+import profiler
+from optimizers.search import search
+from profiler.cli import format_table
+from profiler.devices import cpu_features, cpu_name, resolve_device
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="bert-base")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--budget-s", type=float, default=900, help="time budget of the search (0 skips it)")
+    ap.add_argument("--passes", help="comma-separated subset (default: every pass that applies)")
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    t_start = time.time()
+    loaded = profiler.load_model(a.model)
+    device = resolve_device(a.device)
+    config = profiler.ProfileConfig(device=a.device, warmup=2, repeats=a.repeats, min_time_s=3.0, profile_iters=1,
+                                    graph=False)
+    names = a.passes.split(",") if a.passes else list(optimizers.REGISTRY)
+    rows, singles = [], []
+    for name in names:
+        reason = optimizers.get(name).check(loaded, device)
+        if reason:
+            rows.append([name, "-", "-", "-", "-", "-", f"n/a: {reason[:70]}"])
+            continue
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        try:
+            r = optimizers.optimize(loaded, [name], config)
+        except Exception as exc:  # noqa: BLE001 - one pass failing must not lose the table
+            rows.append([name, "-", "-", "-", "-", "-", f"error: {type(exc).__name__}: {str(exc)[:60]}"])
+            continue
+        p, c, acc = r.passes[0], r.comparison, r.accuracy
+        if not p.applied:
+            rows.append([name, "-", "-", "-", "-", "-", f"n/a: {p.reason[:70]}"])
+            continue
+        top1 = f"{acc.top1_agreement:.3f}" if acc.top1_agreement is not None else "-"
+        rows.append([name, f"{c.base_median_ms:.1f}", f"{c.new_median_ms:.1f}",
+                     f"{c.speedup:.2f} ({c.speedup_low:.2f}-{c.speedup_high:.2f})", f"{acc.cosine:.5f} / {top1}",
+                     f"{p.apply_s:.1f}", "ok" if acc.passed else "FAILS accuracy"])
+        if acc.passed:
+            singles.append((c.speedup, name, c.new_median_ms))
+    d = profiler.profile(loaded, profiler.ProfileConfig(device=a.device, warmup=1, repeats=1, min_time_s=0,
+                                                        profile_iters=1, graph=False)).device
+    print(f"\n{a.model}, batch {loaded.batch_size}, seq {loaded.seq_len}; {d.kind}: {d.name} ({cpu_name()}), "
+          f"{d.threads} threads, torch {d.torch}; CPU features: {', '.join(cpu_features()) or 'n/a'}")
+    print(format_table(rows, ["pass", "base ms", "pass ms", "speedup (range)", "cosine / top-1", "apply s", "verdict"],
+                       left=(0, 6)))
+    best = max(singles) if singles else None
+    if best:
+        print(f"\nbest single pass within tolerance: {best[1]} {best[0]:.2f}x ({best[2]:.1f} ms)")
+    if a.budget_s > 0:
+        print(f"searching for {a.budget_s:.0f} s ...", file=sys.stderr, flush=True)
+        result = search(loaded, config, budget_s=a.budget_s, beam=2,
+                        progress=lambda s, f: print(f"  {s}", file=sys.stderr, flush=True))
+        board = [["+".join(c.passes), c.status, f"{c.median_ms:.1f}" if c.median_ms else "-",
+                  f"{c.speedup:.2f}" if c.speedup else "-", f"{c.accuracy.cosine:.5f}" if c.accuracy else "-",
+                  f"{c.apply_s:.1f}"] for c in result.leaderboard]
+        print(f"\nsearch leaderboard (base {result.base_median_ms:.1f} ms; stopped: {result.stopped}; "
+              f"{result.elapsed_s:.0f} s)")
+        print(format_table(board, ["pipeline", "status", "median ms", "speedup", "cosine", "apply s"], left=(0, 1)))
+        if result.best and result.best.passes:
+            b = result.best
+            vs = f"; {best[2] / b.median_ms:.2f}x the best single pass" if best else ""
+            print(f"search result: {'+'.join(b.passes)} {b.speedup:.2f}x ({b.median_ms:.1f} ms){vs}")
+    print(f"\ntotal benchmark time {time.time() - t_start:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
