@@ -12,12 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-import optimizers
-import profiler
-from optimizers.search import search
-from profiler.cli import format_table
-from profiler.devices import cpu_features, cpu_name, resolve_device
+# this file is named like the package it measures: keep its own folder off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import optimizers  # noqa: E402
+import profiler  # noqa: E402
+from optimizers.search import search  # noqa: E402
+from profiler.cli import format_table  # noqa: E402
+from profiler.devices import cpu_features, cpu_name, resolve_device  # noqa: E402
 
 
 def main() -> int:
