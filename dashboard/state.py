@@ -33,6 +33,21 @@ def cached_model(spec: str, batch_size: int, seq_len: int):
     return load_model(spec, batch_size=batch_size or None, seq_len=seq_len or None)
 
 
+def save_upload(upload) -> Path:
+    """Store an uploaded file under a folder named by its content hash: two participants uploading `model.py` at
+    the same time never overwrite each other, and the same file uploaded twice is stored once."""
+    import hashlib
+    import tempfile
+
+    data = upload.getbuffer()
+    folder = Path(tempfile.gettempdir()) / "oplens-uploads" / hashlib.sha256(data).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(upload.name).name
+    if not target.exists():
+        target.write_bytes(data)
+    return target
+
+
 def runs_dir() -> str:
     return str(store.runs_dir())
 

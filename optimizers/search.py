@@ -3,6 +3,7 @@ and pruning those that fail the accuracy tolerance. Returns the best pipeline an
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,7 +28,7 @@ class Candidate(_Dict):
     speedup_high: float = 0.0
     apply_s: float = 0.0
     accuracy: Accuracy | None = None
-    status: str = "ok"  # ok, inaccurate, not-applied, failed
+    status: str = "ok"  # ok, inaccurate, not-applied, failed, timeout
     reason: str = ""
 
 
@@ -46,6 +47,16 @@ def quick_config(config: ProfileConfig) -> ProfileConfig:
     c.graph, c.profile_iters, c.warmup = False, 1, max(1, min(config.warmup, 2))
     c.repeats, c.min_time_s = max(5, min(config.repeats, 10)), min(config.min_time_s, 1.0)
     return c
+
+
+class _Either:
+    """A cancel token set when either of two is."""
+
+    def __init__(self, a: CancelToken | None, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.b.is_set() or (self.a is not None and self.a.is_set())
 
 
 def _speedup(base, run) -> tuple[float, float, float]:
@@ -70,24 +81,34 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     stopped = ""
 
     def evaluate(names: list[str]) -> Candidate:
+        """Apply, check accuracy, time; any failure of this candidate is recorded, never fatal to the search."""
         cand = Candidate(passes=names)
+        out_of_time = threading.Event()
+        timer = threading.Timer(max(1.0, left()), out_of_time.set)  # a slow candidate cannot overrun the budget
+        timer.start()
         try:
             model, results = apply_pipeline(loaded, names, device)
-        except Exception as exc:  # noqa: BLE001
-            cand.status, cand.reason = "failed", str(exc)[:200]
-            return cand
-        cand.apply_s = sum(r.apply_s for r in results)
-        skipped = [r for r in results if not r.applied]
-        if skipped:
-            cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
-            return cand
-        cand.accuracy = compare_outputs(reference, outputs(model, device), loaded.info.task, min_cosine, min_top1)
-        if not cand.accuracy.passed:
-            cand.status, cand.reason = "inaccurate", cand.accuracy.note
-            return cand
-        run = profiler.profile(model, config, cancel=cancel)
-        cand.median_ms = run.latency.median_ms
-        cand.speedup, cand.speedup_low, cand.speedup_high = _speedup(base, run)
+            cand.apply_s = sum(r.apply_s for r in results)
+            skipped = [r for r in results if not r.applied]
+            if skipped:
+                cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
+                return cand
+            cand.accuracy = compare_outputs(reference, outputs(model, device), loaded.info.task, min_cosine, min_top1)
+            if not cand.accuracy.passed:
+                cand.status, cand.reason = "inaccurate", cand.accuracy.note
+                return cand
+            run = profiler.profile(model, config, cancel=_Either(cancel, out_of_time))
+            cand.median_ms = run.latency.median_ms
+            cand.speedup, cand.speedup_low, cand.speedup_high = _speedup(base, run)
+        except ProfileCancelled:
+            if cancel is not None and cancel.is_set():
+                raise
+            cand.status, cand.reason = "timeout", "the time budget ran out while measuring it"
+        except Exception as exc:  # noqa: BLE001 - a pipeline that breaks this model is a result, not a crash
+            text = str(exc).strip().splitlines()
+            cand.status, cand.reason = "failed", f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+        finally:
+            timer.cancel()
         return cand
 
     frontier: list[list[str]] = [[]]

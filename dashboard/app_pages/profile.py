@@ -1,6 +1,3 @@
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 
 import sample_models
@@ -31,10 +28,7 @@ elif source == "Upload a file":
     factory = st.text_input("Factory function (for .py files)", "build_model", key="factory")
     arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch") or None
     if up is not None:
-        folder = Path(tempfile.gettempdir()) / "oplens-uploads"
-        folder.mkdir(exist_ok=True)
-        target = folder / Path(up.name).name
-        target.write_bytes(up.getbuffer())
+        target = state.save_upload(up)
         spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
     default_batch, default_seq = 1, 0
 elif source == "Path on this server":

@@ -1,4 +1,3 @@
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -27,11 +26,7 @@ if source == "A saved run":
 else:
     up = st.file_uploader("PyTorch profiler trace", type=["json", "gz"], key="tl_upload")
     if up is not None:
-        folder = Path(tempfile.gettempdir()) / "oplens-uploads"
-        folder.mkdir(exist_ok=True)
-        target = folder / Path(up.name).name
-        target.write_bytes(up.getbuffer())
-        trace_path, title = str(target), up.name
+        trace_path, title = str(state.save_upload(up)), up.name
 
 if trace_path:
     try:

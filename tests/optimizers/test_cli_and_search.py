@@ -52,3 +52,28 @@ def test_search_builds_a_leaderboard_and_respects_the_budget():
     assert result.best.passes == [] or result.best.accuracy.passed
     assert result.elapsed_s < 30 + 20  # stops at the budget (plus the candidate in flight)
     assert result.stopped
+
+
+def test_a_candidate_that_breaks_is_recorded_not_fatal(monkeypatch):
+    from optimizers import search as search_mod
+
+    real = search_mod.outputs
+
+    def flaky(model, device):
+        if "Autocast" in type(model.module).__name__:
+            raise RuntimeError("expected scalar type Float but found BFloat16")
+        return real(model, device)
+
+    monkeypatch.setattr(search_mod, "outputs", flaky)
+    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
+                    budget_s=20, passes=["autocast", "magnitude-prune"])
+    failed = {tuple(c.passes): c for c in result.leaderboard}[("autocast",)]
+    assert failed.status == "failed" and "BFloat16" in failed.reason
+
+
+def test_quantization_refuses_autocast_models():
+    from optimizers import apply_pipeline
+    from profiler.devices import resolve_device
+
+    _, results = apply_pipeline(profiler.load_model("mlp-tiny"), ["autocast", "dynamic-int8"], resolve_device("cpu"))
+    assert results[0].applied and not results[1].applied and "float32 activations" in results[1].reason
