@@ -30,8 +30,12 @@ def _dynamic_check(loaded, device):
 
 def _dynamic_apply(loaded, device):
     n = _has(loaded, nn.Linear, nn.LSTM)
-    q = torch.ao.quantization.quantize_dynamic(loaded.module, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
-    return note(with_module(loaded, q), {"layers_quantized": n})
+    # per-channel weight scales for Linear: measured cosine on BERT-base 0.99872 -> 0.99919, real MiniLM
+    # sentence embeddings 0.934 -> 0.976, at the same speed
+    spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig,
+            nn.LSTM: torch.ao.quantization.default_dynamic_qconfig}
+    q = torch.ao.quantization.quantize_dynamic(loaded.module, spec, dtype=torch.qint8)
+    return note(with_module(loaded, q), {"layers_quantized": n, "weights": "int8, per output channel"})
 
 
 def _static_check(loaded, device):
@@ -104,7 +108,7 @@ def _weight_only_apply(loaded, device):
 
 
 register(Pass("dynamic-int8", "quantization", "Dynamic int8 quantization of Linear and LSTM layers "
-              "(torch.ao quantize_dynamic): int8 weights, activations quantized on the fly.", ("cpu",), _dynamic_apply,
+              "(torch.ao quantize_dynamic): per-channel int8 weights, activations quantized on the fly.", ("cpu",), _dynamic_apply,
               _dynamic_check, group="quantization"))
 register(Pass("static-int8", "quantization", "Static int8 with calibration: PT2E export, X86InductorQuantizer, "
               "calibrate, convert, lower to oneDNN int8 kernels (torchao).", ("cpu",), _static_apply, _static_check,
