@@ -166,31 +166,22 @@ def test_factory_that_raises_and_file_that_does_not_import(tmp_path):
         load_model(f"{g}:build")
 
 
-def test_factory_returning_non_module(tmp_path):
-    f = tmp_path / "m.py"
-    f.write_text("def build():\n    return 42\n")
-    with pytest.raises(ModelLoadError, match="returned int, not a torch.nn.Module"):
-        load_model(f"{f}:build")
-
-
-def test_inputs_that_do_not_match_forward(tmp_path):
-    f = tmp_path / "m.py"
-    f.write_text(textwrap.dedent("""
+@pytest.mark.parametrize("source, message", [
+    ("def build():\n    return 42\n", "returned int, not a torch.nn.Module"),
+    ("import torch\ndef build():\n    return torch.nn.ReLU()\n", "no example inputs given"),
+    (textwrap.dedent("""
         import torch
         class Two(torch.nn.Module):
             def forward(self, a, b):
                 return a + b
         def build():
             return Two(), {"a": torch.ones(2), "c": torch.ones(2)}
-    """))
-    with pytest.raises(ModelLoadError, match=r"do not match forward\(self, a, b\)|do not match forward\(a, b\)"):
-        load_model(f"{f}:build")
-
-
-def test_uninferrable_inputs(tmp_path):
+    """), r"do not match forward\(self, a, b\)|do not match forward\(a, b\)"),
+])
+def test_factory_files_that_give_no_usable_model(tmp_path, source, message):
     f = tmp_path / "m.py"
-    f.write_text("import torch\ndef build():\n    return torch.nn.ReLU()\n")
-    with pytest.raises(ModelLoadError, match="no example inputs given"):
+    f.write_text(source)
+    with pytest.raises(ModelLoadError, match=message):
         load_model(f"{f}:build")
 
 
