@@ -75,9 +75,12 @@ def conflicts(names: list[str]) -> list[str]:
     problems = []
     seen: dict[str, str] = {}
     for p in passes:
-        if p.group and p.group in seen:
+        if not p.group:
+            continue
+        if p.group in seen:
             problems.append(f"{seen[p.group]} and {p.name} are both {p.group} passes; choose one")
-        seen.setdefault(p.group, p.name) if p.group else None
+        else:
+            seen[p.group] = p.name
     if len(set(names)) != len(names):
         problems.append("a pass is listed twice")
     for i, p in enumerate(passes[:-1]):

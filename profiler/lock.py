@@ -9,7 +9,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .schema import ProfileCancelled
 
 
 def lock_path() -> str:
@@ -39,5 +38,3 @@ def measurement_lock(waiting: Callable[[float], None] | None = None, poll_s: flo
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
-
-__all__ = ["measurement_lock", "lock_path", "ProfileCancelled"]
