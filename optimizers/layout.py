@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from profiler.runner import _map_tensors
+from profiler.runner import map_tensors
 
 from .base import Pass, note, register, with_module
 
@@ -19,7 +19,7 @@ def _cl_check(loaded, device):
 def _cl_apply(loaded, device):
     to_cl = lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
     module = loaded.module.to(memory_format=torch.channels_last)
-    return with_module(loaded, module, args=_map_tensors(loaded.args, to_cl), kwargs=_map_tensors(loaded.kwargs, to_cl))
+    return with_module(loaded, module, args=map_tensors(loaded.args, to_cl), kwargs=map_tensors(loaded.kwargs, to_cl))
 
 
 def _option(key: str, what: str):

@@ -10,7 +10,7 @@ import torch
 import profiler
 from profiler import analysis, devices, store
 from profiler.loading import LoadedModel
-from profiler.runner import CancelToken
+from profiler.runner import CancelToken, map_tensors
 from profiler.schema import OptimizeResult, ProfileConfig, ProfileRun
 
 from .base import apply_pipeline
@@ -33,9 +33,9 @@ def size_bytes(module: torch.nn.Module) -> int:
 
 
 def outputs(loaded: LoadedModel, device: torch.device):
-    to = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x
+    args, kwargs = map_tensors((loaded.args, loaded.kwargs), lambda t: t.to(device))
     with torch.inference_mode():
-        return loaded.module(*[to(a) for a in loaded.args], **{k: to(v) for k, v in loaded.kwargs.items()})
+        return loaded.module(*args, **kwargs)
 
 
 def graph_diff(base: ProfileRun, new: ProfileRun) -> dict[str, list[int]]:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from profiler.devices import cpu_features
-from profiler.runner import _map_tensors
+from profiler.runner import map_tensors
 
 from .base import Pass, note, register, with_module
 
@@ -25,8 +25,8 @@ def _cast_to(dtype: torch.dtype):
 
     def apply(loaded, device):
         cast = lambda t: t.to(dtype) if t.is_floating_point() else t
-        out = with_module(loaded, loaded.module.to(dtype), args=_map_tensors(loaded.args, cast),
-                          kwargs=_map_tensors(loaded.kwargs, cast))
+        out = with_module(loaded, loaded.module.to(dtype), args=map_tensors(loaded.args, cast),
+                          kwargs=map_tensors(loaded.kwargs, cast))
         if device.type == "cpu" and dtype == torch.bfloat16 and not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
             note(out, warning="this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 may be slower than fp32 here")
         return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from profiler.runner import map_tensors
+
 from .base import Pass, note, register, with_module
 
 
@@ -48,8 +50,8 @@ def _graphs_apply(loaded, device):
     compiled = torch.compile(loaded.module, mode="reduce-overhead")
     with torch.no_grad():
         for _ in range(3):  # CUDA graphs are recorded after a few warm-up calls
-            compiled(*[a.to(device) if isinstance(a, torch.Tensor) else a for a in loaded.args],
-                     **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in loaded.kwargs.items()})
+            args, kwargs = map_tensors((loaded.args, loaded.kwargs), lambda t: t.to(device))
+            compiled(*args, **kwargs)
     return with_module(loaded, compiled)
 
 
@@ -78,9 +80,8 @@ def _sparse_apply(loaded, device):
             if m.bias is not None:
                 m.bias = nn.Parameter(m.bias.detach().half())
             done += 1
-    cast = lambda t: t.half() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
-    return note(with_module(loaded, loaded.module, args=tuple(cast(a) for a in loaded.args),
-                            kwargs={k: cast(v) for k, v in loaded.kwargs.items()}), {"layers": done},
+    args, kwargs = map_tensors((loaded.args, loaded.kwargs), lambda t: t.half() if t.is_floating_point() else t)
+    return note(with_module(loaded, loaded.module, args=args, kwargs=kwargs), {"layers": done},
                 warning="2:4 pruning changes the model: fine-tune to recover accuracy")
 
 

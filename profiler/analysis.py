@@ -29,12 +29,6 @@ def ops_frame(run: ProfileRun) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def nodes_frame(run: ProfileRun) -> pd.DataFrame:
-    cols = ["id", "op", "kind", "module", "inputs", "output_shape", "output_dtype", "flops", "exec_ms", "trans_ms"]
-    rows = [{**n.to_dict(), "inputs": ", ".join(n.inputs)} for n in run.graph.nodes]
-    return pd.DataFrame(rows, columns=cols)
-
-
 def filter_ops(frame: pd.DataFrame, name: str = "", shape: str = "", category: str = "all") -> pd.DataFrame:
     """Case-insensitive substring filters, as a person types them."""
     out = frame

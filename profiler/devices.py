@@ -1,7 +1,6 @@
 """Which device to run on, what it is, and how to time work on it. Nothing else in OpLens assumes CUDA."""
 from __future__ import annotations
 
-import os
 import platform
 import time
 from contextlib import contextmanager
@@ -21,11 +20,6 @@ def cuda_available() -> bool:
 def available_devices() -> list[str]:
     """Devices a user can pick, best first."""
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())] + ["cpu"]
-
-
-def nvidia_driver_present() -> bool:
-    """True when an NVIDIA driver is loaded; a cheap test that needs no torch import."""
-    return os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidiactl")
 
 
 def resolve_device(requested: str = "auto") -> torch.device:

@@ -5,6 +5,7 @@ import copy
 import datetime as _dt
 import os
 import re
+import statistics
 import tempfile
 import threading
 import time
@@ -36,7 +37,8 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply fn to every tensor in a nested structure (args tuples, kwargs dicts), keeping everything else."""
     return torch.utils._pytree.tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, obj)
 
 
@@ -110,7 +112,7 @@ def prepare(loaded: LoadedModel, device: torch.device, dtype: torch.dtype):
             module = module.to(dtype)
     if dtype == torch.float32:
         return module, loaded.args, loaded.kwargs
-    return module, _map_tensors(loaded.args, _cast_input(dtype)), _map_tensors(loaded.kwargs, _cast_input(dtype))
+    return module, map_tensors(loaded.args, _cast_input(dtype)), map_tensors(loaded.kwargs, _cast_input(dtype))
 
 
 def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: Progress | None = None,
@@ -133,8 +135,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
         raise _friendly(exc, device, loaded) from None
     on_cuda = device.type == "cuda"
     if on_cuda and loaded.options.get("pin_memory"):  # page-locked host buffers: async, faster uploads
-        host_args, host_kwargs = _map_tensors(host_args, lambda t: t.pin_memory()), _map_tensors(host_kwargs, lambda t: t.pin_memory())
-    upload = (lambda x: _map_tensors(x, lambda t: t.to(device, non_blocking=True))) if on_cuda else (lambda x: x)
+        host_args, host_kwargs = map_tensors((host_args, host_kwargs), lambda t: t.pin_memory())
+    upload = (lambda x: map_tensors(x, lambda t: t.to(device, non_blocking=True))) if on_cuda else (lambda x: x)
     resident = (upload(host_args), upload(host_kwargs))
     inputs_on_device = config.inputs_on_device or bool(loaded.options.get("inputs_on_device"))
     stopwatch = devices.Stopwatch(device)
@@ -256,8 +258,8 @@ def _graph(loaded: LoadedModel, module, resident, config: ProfileConfig, device,
 
 def _median_ratio(num: list[float], den: list[float]) -> float:
     """Median of pairwise ratios: robust to the machine getting faster or slower between pairs."""
-    ratios = sorted(a / b for a, b in zip(num, den) if b > 0)
-    return summarize(ratios).median_ms if ratios else 0.0
+    ratios = [a / b for a, b in zip(num, den) if b > 0]
+    return statistics.median(ratios) if ratios else 0.0
 
 
 def _versions() -> dict[str, str]:
