@@ -19,7 +19,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import optimizers  # noqa: E402
 import profiler  # noqa: E402
-from optimizers.search import search  # noqa: E402
+from optimizers.search import head_to_head_line, search  # noqa: E402
 from profiler.cli import format_table  # noqa: E402
 from profiler.devices import cpu_features, cpu_name, resolve_device  # noqa: E402
 
@@ -87,6 +87,8 @@ def main() -> int:
             vs = (f"; {ref.median_ms / b.median_ms:.2f}x the best single pass timed in the same search "
                   f"({'+'.join(ref.passes)} {ref.median_ms:.1f} ms)") if ref else ""
             print(f"search result: {'+'.join(b.passes)} {b.speedup:.2f}x ({b.median_ms:.1f} ms){vs}")
+            if result.vs_best_single:
+                print("head-to-head: " + head_to_head_line(result.vs_best_single.to_dict()))
     print(f"\ntotal benchmark time {time.time() - t_start:.0f} s", file=sys.stderr)
     return 0
 

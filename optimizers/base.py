@@ -45,6 +45,9 @@ class Pass:
     check_fn: Check | None = None
     group: str = ""  # a pipeline holds at most one pass of a group (one precision, one quantization, ...)
     terminal: bool = False  # compiles or freezes the model: nothing can follow it
+    # passes whose speed shows only once one of these follows (static int8 is lowered by a compiler): the search
+    # tries that pair even when this pass alone is slower
+    pays_off_with: tuple[str, ...] = ()
 
     def check(self, loaded: LoadedModel, device: torch.device) -> str | None:
         if device.type not in self.devices:

@@ -10,7 +10,7 @@ from profiler.cli import _Parser, _positive, _progress_bar, format_table
 
 from .base import REGISTRY, UnknownPassError, get
 from .optimize import optimize
-from .search import search
+from .search import head_to_head_line, search
 from .validate import MIN_COSINE, MIN_TOP1
 
 
@@ -107,7 +107,8 @@ def _cmd_search(a) -> int:
                     "speedup_high": best.speedup_high, "median_ms": best.median_ms,
                     "accuracy": best.accuracy.to_dict() if best.accuracy else None} if best else None,
            "base_median_ms": result.base_median_ms, "leaderboard": [c.to_dict() for c in result.leaderboard],
-           "stopped": result.stopped, "elapsed_s": result.elapsed_s}
+           "stopped": result.stopped, "elapsed_s": result.elapsed_s,
+           "vs_best_single": result.vs_best_single.to_dict() if result.vs_best_single else None}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -116,6 +117,8 @@ def _cmd_search(a) -> int:
     print(format_table(rows, ["pipeline", "status", "median ms", "speedup", "cosine", "why not"], left=(0, 1, 5)))
     print(f"\nbase {result.base_median_ms:.4g} ms; best: " + (f"{'+'.join(best.passes)} {best.speedup:.2f}x" if best else "none")
           + f"; stopped: {result.stopped} after {result.elapsed_s:.0f} s")
+    if result.vs_best_single:
+        print(head_to_head_line(result.vs_best_single.to_dict()))
     return 0
 
 

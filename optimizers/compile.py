@@ -14,12 +14,29 @@ def _not_compiled(loaded, device):
     return None
 
 
+def _torchscript_check(loaded, device):
+    if getattr(loaded.module, "compile_target", None) is not None:
+        return "this int8 graph is lowered by Inductor; use torch-compile"
+    return _not_compiled(loaded, device)
+
+
 def _compile_apply(loaded, device):
     options = {"freezing": True} if device.type == "cpu" else {}  # fold weights into the graph: CPU inference only
-    compiled = torch.compile(loaded.module, options=options)
-    with torch.no_grad():
+    if options:
+        # Dynamo's pre-grad passes read the global config, not `options`: without it the int8 weight-prepack
+        # patterns never run, and Inductor stops at onednn.qlinear_prepack (torch 2.13). Set for the process, not
+        # patched around the first call, so a recompilation (another grad mode, another shape) keeps it; jobs run
+        # in their own worker process.
+        torch._inductor.config.freezing = True
+    # a model that offers a graph meant for the compiler (static int8's q/dq graph) is compiled from that graph
+    target = getattr(loaded.module, "compile_target", None)
+    compiled = torch.compile(target if target is not None else loaded.module, options=options)
+    with torch.inference_mode():  # the grad mode the profiler times under, so timing does not compile again
         compiled(*loaded.args, **loaded.kwargs)  # compile now: apply time holds it, steady-state timing does not
-    return note(with_module(loaded, compiled), {"backend": "inductor", **options})
+    details = {"backend": "inductor", **options}
+    if target is not None:
+        details["compiled"] = "the int8 q/dq graph (Inductor lowers it to fused int8 kernels)"
+    return note(with_module(loaded, compiled), details)
 
 
 def _torchscript_apply(loaded, device):
@@ -45,4 +62,4 @@ register(Pass("torch-compile", "compilation & fusion", "torch.compile with Induc
               _compile_apply, _not_compiled, group="compile", terminal=True))
 register(Pass("torchscript-freeze", "compilation & fusion", "TorchScript trace + freeze + optimize_for_inference "
               "(handles Hugging Face dict outputs by switching to tuples).", ("cpu", "cuda"), _torchscript_apply,
-              _not_compiled, group="compile", terminal=True))
+              _torchscript_check, group="compile", terminal=True))

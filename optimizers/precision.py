@@ -14,8 +14,18 @@ def _float_params(loaded) -> list[torch.Tensor]:
     return [p for p in loaded.module.parameters() if p.is_floating_point()]
 
 
+def _int8(loaded) -> str | None:
+    from .quantize import quantized
+
+    if quantized(loaded.module):
+        return "the model is already int8-quantized; its int8 kernels take float32 activations"
+    return None
+
+
 def _cast_to(dtype: torch.dtype):
     def check(loaded, device):
+        if _int8(loaded):
+            return _int8(loaded)
         params = _float_params(loaded)
         if not params:
             return "the model has no floating-point weights to cast"
@@ -55,6 +65,8 @@ def _autocast_apply(loaded, device):
 def _autocast_check(loaded, device):
     if isinstance(loaded.module, Autocast):
         return "the model already runs under autocast"
+    if _int8(loaded):
+        return _int8(loaded)
     return None if _float_params(loaded) else "the model has no floating-point weights"
 
 

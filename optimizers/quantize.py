@@ -56,20 +56,41 @@ class _ByPosition(nn.Module):
 
 
 class _ByName(nn.Module):
-    """The lowered int8 graph, callable again with the model's own (args, kwargs)."""
+    """A positional-only graph, callable again with the model's own (args, kwargs)."""
 
-    def __init__(self, lowered: nn.Module, keys: list[str]):
+    def __init__(self, graph: nn.Module, keys: list[str]):
         super().__init__()
-        self.lowered, self.keys = lowered, keys
+        self.graph, self.keys = graph, keys
 
     def forward(self, *args, **kwargs):
-        return self.lowered(*args, *[kwargs[k] for k in self.keys])
+        return self.graph(*args, *[kwargs[k] for k in self.keys])
+
+
+class StaticInt8(nn.Module):
+    """A PT2E int8 model in two forms: `lowered` (torchao's x86 lowering to oneDNN int8 kernels, what runs when
+    nothing compiles it) and `compile_target` (the q/dq reference graph, which Inductor with freezing lowers to
+    fused int8 kernels: the form the torch-compile pass compiles)."""
+
+    def __init__(self, lowered: nn.Module, reference: nn.Module, keys: list[str]):
+        super().__init__()
+        self.lowered = _ByName(lowered, keys)
+        # kept off the module tree: its int8 weights would otherwise count twice in size and state_dict
+        self.__dict__["compile_target"] = _ByName(reference, keys)
+
+    def forward(self, *args, **kwargs):
+        return self.lowered(*args, **kwargs)
+
+
+def quantized(module: nn.Module) -> bool:
+    """True for a model already holding int8 kernels, which float-precision passes must leave alone."""
+    return isinstance(module, StaticInt8) or any(
+        type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
 
 
 def _static_apply(loaded, device):
-    """PT2E: export, insert observers, calibrate on the example inputs, convert to q/dq, then lower to x86 oneDNN
-    int8 kernels with torchao (constant folding + weight prepacking). Inductor's own freezing cannot fold
-    onednn.qlinear_prepack in torch 2.13 (no fake kernel), and without freezing the q/dq graph is no faster."""
+    """PT2E: export, insert observers, calibrate on the example inputs, convert to a q/dq graph. On its own the
+    result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with freezing) lowers the q/dq
+    graph to fused oneDNN int8 kernels instead, which is the fast path PT2E is built for."""
     from torchao.quantization.pt2e.lowering import lower_pt2e_quantized_to_x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -84,8 +105,10 @@ def _static_apply(loaded, device):
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():
         prepared(*flat)  # calibration on the example inputs
-    lowered = lower_pt2e_quantized_to_x86(convert_pt2e(prepared), flat)
-    return note(with_module(loaded, _ByName(lowered, keys)), {"calibration_batches": 1, "lowering": "torchao x86"},
+    reference = convert_pt2e(prepared)
+    lowered = lower_pt2e_quantized_to_x86(reference, flat)  # re-exports: the reference graph stays as it is
+    return note(with_module(loaded, StaticInt8(lowered, reference, keys)),
+                {"calibration_batches": 1, "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
                 warning="calibrated on the example inputs only; calibrate on real data before trusting accuracy")
 
 
@@ -111,8 +134,9 @@ register(Pass("dynamic-int8", "quantization", "Dynamic int8 quantization of Line
               "(torch.ao quantize_dynamic): per-channel int8 weights, activations quantized on the fly.", ("cpu",), _dynamic_apply,
               _dynamic_check, group="quantization"))
 register(Pass("static-int8", "quantization", "Static int8 with calibration: PT2E export, X86InductorQuantizer, "
-              "calibrate, convert, lower to oneDNN int8 kernels (torchao).", ("cpu",), _static_apply, _static_check,
-              group="quantization", terminal=True))
+              "calibrate, convert to int8. Alone it runs torchao's oneDNN lowering; follow it with torch-compile for "
+              "Inductor's fused int8 kernels.", ("cpu",), _static_apply, _static_check,
+              group="quantization", pays_off_with=("torch-compile",)))
 register(Pass("weight-only-int8", "quantization", "Weight-only int8 of Linear layers (torchao): a quarter of the "
               "weight memory, activations stay float.", ("cpu", "cuda"), _weight_only_apply, _weight_only_check,
               group="quantization"))

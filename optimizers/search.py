@@ -3,6 +3,7 @@ and pruning those that fail the accuracy tolerance. Returns the best pipeline an
 from __future__ import annotations
 
 import copy
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,12 +34,25 @@ class Candidate(_Dict):
 
 
 @dataclass
+class HeadToHead(_Dict):
+    """How much faster `passes` is than `single`, timed in alternation so the machine's drift hits both alike."""
+    passes: list[str]
+    single: list[str]
+    speedup: float  # median of all the single's samples / median of all the pipeline's samples
+    speedup_low: float  # lowest and highest ratio among the alternating rounds
+    speedup_high: float
+    rounds: int
+
+
+@dataclass
 class SearchResult(_Dict):
     base_median_ms: float
     best: Candidate | None
     leaderboard: list[Candidate] = field(default_factory=list)
     stopped: str = ""  # why the search ended
     elapsed_s: float = 0.0
+    # the best pipeline against the best single pass, re-timed alternately at the end (see head_to_head)
+    vs_best_single: HeadToHead | None = None
 
 
 def quick_config(config: ProfileConfig) -> ProfileConfig:
@@ -64,6 +78,30 @@ def _speedup(base, run) -> tuple[float, float, float]:
     return b.median_ms / n.median_ms, b.ci_low_ms / n.ci_high_ms, b.ci_high_ms / n.ci_low_ms
 
 
+def head_to_head_line(h: dict) -> str:
+    """One sentence for people: the pipeline against the best single pass, timed in alternation."""
+    return (f"{' + '.join(h['passes'])} is {h['speedup']:.2f}x the speed of the best single pass, "
+            f"{' + '.join(h['single'])} (rounds {h['speedup_low']:.2f}-{h['speedup_high']:.2f}x), "
+            f"the two timed in alternation ({h['rounds']} ABBA rounds).")
+
+
+def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: int = 2,
+                 cancel: CancelToken | None = None) -> tuple[float, float, float]:
+    """Speed of b relative to a, profiled in ABBA order `rounds` times: (ratio of the pooled medians, lowest and
+    highest per-round ratio). Candidates in a search are timed minutes apart, and this machine's speed drifts by
+    20-30% over minutes; alternating cancels that drift out of the comparison."""
+    samples: dict[str, list[float]] = {"a": [], "b": []}
+    ratios = []
+    for _ in range(rounds):
+        got = {"a": [], "b": []}
+        for key in "abba":
+            got[key] += profiler.profile(a if key == "a" else b, config, cancel=cancel).latency.samples_ms
+        ratios.append(statistics.median(got["a"]) / statistics.median(got["b"]))
+        for key in got:
+            samples[key] += got[key]
+    return statistics.median(samples["a"]) / statistics.median(samples["b"]), min(ratios), max(ratios)
+
+
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
            min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
            progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None) -> SearchResult:
@@ -75,9 +113,11 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     reference = outputs(loaded, device)
     say("timing the unoptimized model", 0.0)
     base = profiler.profile(loaded, config, cancel=cancel)
-    pool = [n for n in (passes or REGISTRY) if REGISTRY[n].check(loaded, device) is None]
+    chosen = list(passes or REGISTRY)
+    pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
     pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
     tried: dict[tuple[str, ...], Candidate] = {}
+    fastest: dict[int, tuple[Candidate, LoadedModel]] = {}  # by pipeline length, for the closing head-to-head
     stopped = ""
 
     def evaluate(names: list[str]) -> Candidate:
@@ -100,6 +140,8 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
             run = profiler.profile(model, config, cancel=_Either(cancel, out_of_time))
             cand.median_ms = run.latency.median_ms
             cand.speedup, cand.speedup_low, cand.speedup_high = _speedup(base, run)
+            if len(names) not in fastest or cand.median_ms < fastest[len(names)][0].median_ms:
+                fastest[len(names)] = (cand, model)
         except ProfileCancelled:
             if cancel is not None and cancel.is_set():
                 raise
@@ -111,11 +153,15 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
             timer.cancel()
         return cand
 
-    frontier: list[list[str]] = [[]]
+    # each frontier entry: a pipeline to extend, and the passes it may be extended with (None: any)
+    frontier: list[tuple[list[str], tuple[str, ...] | None]] = [([], None)]
     rounds = 0
     while frontier and not stopped:
         rounds += 1
-        queue = [f + [n] for f in frontier for n in pool if n not in f and not conflicts(f + [n])]
+        # a partner need not apply to the model as it was (it may apply only after its pass), so it comes from
+        # the chosen passes rather than the pool
+        queue = [f + [n] for f, only in frontier for n in (pool if only is None else [m for m in only if m in chosen])
+                 if n not in f and not conflicts(f + [n])]
         queue = [q for q in queue if tuple(q) not in tried]
         if not queue:
             stopped = "every compatible pipeline was tried"
@@ -131,7 +177,12 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
                       key=lambda c: c.speedup, reverse=True)
         best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0)
-        frontier = [c.passes for c in good[:beam] if c.speedup > best_before * 1.02]
+        frontier = [(c.passes, None) for c in good[:beam] if c.speedup > best_before * 1.02]
+        # a pass that pays off only with a partner after it (static int8, lowered by torch-compile) is tried with
+        # that partner first, however slow it is alone: the beam would otherwise never reach its real speed
+        partnered = [(c.passes, REGISTRY[c.passes[-1]].pays_off_with) for c in good
+                     if REGISTRY[c.passes[-1]].pays_off_with and (c.passes, None) not in frontier]
+        frontier = partnered + frontier
         if not frontier and not stopped:
             if rounds > 1:
                 stopped = f"no pipeline of {rounds} passes beat the best of {rounds - 1} by 2%"
@@ -144,6 +195,22 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     if best is None:  # keeping the model as it is beats every pipeline tried
         best = Candidate(passes=[], median_ms=base.latency.median_ms, speedup=1.0, speedup_low=1.0, speedup_high=1.0,
                          reason="no pipeline beat the unoptimized model")
+    vs_single = None
+    single, winner = fastest.get(1), fastest.get(len(best.passes))
+    if len(best.passes) > 1 and single and winner and winner[0] is best and left() > 0:
+        say(f"timing {'+'.join(best.passes)} against {'+'.join(single[0].passes)} in alternation", 0.99)
+        out_of_time = threading.Event()
+        timer = threading.Timer(left(), out_of_time.set)
+        timer.start()
+        try:
+            ratio, low, high = head_to_head(single[1], winner[1], config, cancel=_Either(cancel, out_of_time))
+            vs_single = HeadToHead(passes=best.passes, single=single[0].passes, speedup=ratio, speedup_low=low,
+                                   speedup_high=high, rounds=2)
+        except ProfileCancelled:
+            if cancel is not None and cancel.is_set():
+                raise
+        finally:
+            timer.cancel()
     say("done", 1.0)
     return SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
-                        elapsed_s=time.monotonic() - start)
+                        elapsed_s=time.monotonic() - start, vs_best_single=vs_single)

@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import optimizers
+from optimizers.search import head_to_head_line
 import sample_models
 from dashboard import charts, state
 from profiler import OpLensError
@@ -105,6 +106,8 @@ def _show_search(res: dict):
                    f"(range {best['speedup_low']:.2f}-{best['speedup_high']:.2f}x), within tolerance.")
     else:
         st.info("No pipeline beat the model as it is, within the accuracy tolerance.")
+    if res.get("vs_best_single"):
+        st.caption(head_to_head_line(res["vs_best_single"]))
     st.caption(f"Stopped: {res['stopped']} after {res['elapsed_s']:.0f} s. Base {res['base_median_ms']:.4g} ms.")
     st.plotly_chart(charts.pareto_scatter(res["leaderboard"], res["base_median_ms"]), width="stretch")
     st.dataframe(pd.DataFrame([{"pipeline": " + ".join(c["passes"]), "status": c["status"],

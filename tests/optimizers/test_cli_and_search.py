@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -77,3 +78,69 @@ def test_quantization_refuses_autocast_models():
 
     _, results = apply_pipeline(profiler.load_model("mlp-tiny"), ["autocast", "dynamic-int8"], resolve_device("cpu"))
     assert results[0].applied and not results[1].applied and "float32 activations" in results[1].reason
+
+
+def test_a_pass_that_pays_off_with_a_partner_is_tried_with_it(monkeypatch):
+    """static int8 alone is slower than fp32 and only fast once torch-compile lowers it; a plain beam would drop
+    it after round one. Here a stand-in pair: 'slow-alone' wraps the model in a sleep, 'unwrap' removes it."""
+    import time
+
+    from torch import nn
+
+    from optimizers import base
+
+    class Sleepy(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args, **kwargs):
+            time.sleep(0.003)
+            return self.inner(*args, **kwargs)
+
+    slow = base.Pass("slow-alone", "runtime", "stand-in: slower alone, fast with its partner", ("cpu",),
+                     lambda lm, d: base.with_module(lm, Sleepy(lm.module)), pays_off_with=("unwrap",))
+    unwrap = base.Pass("unwrap", "runtime", "stand-in: the partner that makes it fast", ("cpu",),
+                       lambda lm, d: base.with_module(lm, lm.module.inner),
+                       lambda lm, d: None if isinstance(lm.module, Sleepy) else "nothing to unwrap")
+    monkeypatch.setitem(base.REGISTRY, "slow-alone", slow)
+    monkeypatch.setitem(base.REGISTRY, "unwrap", unwrap)
+    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
+                    budget_s=60, passes=["slow-alone", "unwrap"])
+    board = {tuple(c.passes): c for c in result.leaderboard}
+    assert board[("slow-alone",)].status == "ok" and board[("slow-alone",)].speedup < 0.9
+    assert board[("slow-alone", "unwrap")].status == "ok"
+    assert board[("slow-alone", "unwrap")].speedup > 2 * board[("slow-alone",)].speedup
+
+
+def test_search_times_the_winning_pipeline_against_the_best_single_in_alternation(monkeypatch):
+    """A two-pass winner is re-timed against the best single pass, ABBA; a 3 ms sleep removed shows as > 1.5x."""
+    import time
+
+    from torch import nn
+
+    from optimizers import base
+
+    class Sleepy(nn.Module):
+        def __init__(self, inner, ms):
+            super().__init__()
+            self.inner, self.ms = inner, ms
+
+        def forward(self, *args, **kwargs):
+            time.sleep(self.ms / 1000)
+            return self.inner(*args, **kwargs)
+
+    monkeypatch.setitem(base.REGISTRY, "half", base.Pass(
+        "half", "runtime", "stand-in: sleeps 6 ms instead of the 12 ms the model sleeps", ("cpu",),
+        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, 6))))
+    monkeypatch.setitem(base.REGISTRY, "quarter", base.Pass(
+        "quarter", "runtime", "stand-in: halves whatever sleep is left", ("cpu",),
+        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, lm.module.ms / 2))))
+    loaded = profiler.load_model("mlp-tiny")
+    loaded = dataclasses.replace(loaded, module=Sleepy(loaded.module, 12))
+    result = search(loaded, profiler.ProfileConfig(warmup=1, repeats=5, min_time_s=0), budget_s=60,
+                    passes=["half", "quarter"])
+    h = result.vs_best_single
+    assert result.best.passes in (["half", "quarter"], ["quarter", "half"])
+    assert h is not None and h.passes == result.best.passes and len(h.single) == 1
+    assert 1.5 < h.speedup < 2.5 and h.speedup_low <= h.speedup <= h.speedup_high  # 6 ms vs 3 ms of sleep

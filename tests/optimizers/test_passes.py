@@ -134,6 +134,17 @@ def test_refusals_name_the_reason():
     assert results[0].applied and not results[1].applied and "float32" in results[1].reason
 
 
+def test_float_passes_refuse_int8_models():
+    for precision in ("bf16", "autocast"):
+        _, results, _ = run("mlp-tiny", ["dynamic-int8", precision])
+        assert results[0].applied and not results[1].applied and "already int8-quantized" in results[1].reason
+
+
+def test_static_int8_is_compiled_by_torch_compile_not_torchscript():
+    _, results, _ = run("mlp-tiny", ["static-int8", "torchscript-freeze"])
+    assert results[0].applied and not results[1].applied and "use torch-compile" in results[1].reason
+
+
 def test_pipelines_compose_in_order():
     new, results, acc = run("cnn-tiny", ["conv-bn-fold", "channels-last"])
     assert [r.applied for r in results] == [True, True]
@@ -166,6 +177,16 @@ class TestCompiledPasses:
     def test_static_int8_pt2e(self):
         new, results, acc = run("mlp-tiny", ["static-int8"])
         assert results[0].applied and acc.cosine > 0.99
+
+    def test_static_int8_then_torch_compile_runs_inductor_int8_kernels(self):
+        new, results, acc = run("bert-tiny", ["static-int8", "torch-compile"])
+        assert [r.applied for r in results] == [True, True], results
+        assert "int8" in results[1].details["compiled"]
+        assert acc.cosine >= 0.999 and acc.top1_agreement >= 0.99
+        with torch.profiler.profile() as prof:  # Inductor lowered the q/dq graph to fused oneDNN int8 linears
+            outputs(new, CPU)
+        names = {e.key for e in prof.key_averages()}
+        assert "onednn::qlinear_pointwise" in names and "aten::linear" not in names
 
 
 @pytest.mark.parametrize("passes, low, high, passed", [
