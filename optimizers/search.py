@@ -38,8 +38,8 @@ class HeadToHead(_Dict):
     """How much faster `passes` is than `single`, timed in alternation so the machine's drift hits both alike."""
     passes: list[str]
     single: list[str]
-    speedup: float  # median of all the single's samples / median of all the pipeline's samples
-    speedup_low: float  # lowest and highest ratio among the alternating rounds
+    speedup: float  # median over the rounds of (single's median / pipeline's median)
+    speedup_low: float  # lowest and highest ratio among the rounds
     speedup_high: float
     rounds: int
 
@@ -85,21 +85,21 @@ def head_to_head_line(h: dict) -> str:
             f"the two timed in alternation ({h['rounds']} ABBA rounds).")
 
 
-def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: int = 2,
+HEAD_TO_HEAD_ROUNDS = 3
+
+
+def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: int = HEAD_TO_HEAD_ROUNDS,
                  cancel: CancelToken | None = None) -> tuple[float, float, float]:
-    """Speed of b relative to a, profiled in ABBA order `rounds` times: (ratio of the pooled medians, lowest and
-    highest per-round ratio). Candidates in a search are timed minutes apart, and this machine's speed drifts by
-    20-30% over minutes; alternating cancels that drift out of the comparison."""
-    samples: dict[str, list[float]] = {"a": [], "b": []}
+    """Speed of b relative to a, profiled in ABBA order `rounds` times: (median, lowest and highest of the per-round
+    ratios of medians). Candidates in a search are timed minutes apart, and this machine's speed drifts by 20-30%
+    over minutes; within an ABBA round a steady drift hits both alike."""
     ratios = []
     for _ in range(rounds):
-        got = {"a": [], "b": []}
+        got: dict[str, list[float]] = {"a": [], "b": []}
         for key in "abba":
             got[key] += profiler.profile(a if key == "a" else b, config, cancel=cancel).latency.samples_ms
         ratios.append(statistics.median(got["a"]) / statistics.median(got["b"]))
-        for key in got:
-            samples[key] += got[key]
-    return statistics.median(samples["a"]) / statistics.median(samples["b"]), min(ratios), max(ratios)
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
@@ -205,7 +205,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         try:
             ratio, low, high = head_to_head(single[1], winner[1], config, cancel=_Either(cancel, out_of_time))
             vs_single = HeadToHead(passes=best.passes, single=single[0].passes, speedup=ratio, speedup_low=low,
-                                   speedup_high=high, rounds=2)
+                                   speedup_high=high, rounds=HEAD_TO_HEAD_ROUNDS)
         except ProfileCancelled:
             if cancel is not None and cancel.is_set():
                 raise
