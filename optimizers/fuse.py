@@ -54,4 +54,4 @@ register(Pass("conv-bn-fold", "compilation & fusion", "Fold BatchNorm into the p
               "(one op instead of two at inference).", ("cpu", "cuda"), _fold_apply, _fold_check))
 register(Pass("sdpa", "compilation & fusion", "Switch a Hugging Face model to fused attention "
               "(attn_implementation='sdpa', torch's scaled_dot_product_attention).", ("cpu", "cuda"), _sdpa_apply,
-              _sdpa_check))
+              _sdpa_check, group="attention"))

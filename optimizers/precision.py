@@ -79,3 +79,76 @@ register(Pass("fp16", "precision", "Cast weights and float inputs to float16 for
 register(Pass("autocast", "precision", "Mixed precision with torch.autocast: bf16 on the CPU, fp16 on a GPU; weights "
               "stay fp32, matmuls and convs run in low precision.", ("cpu", "cuda"), _autocast_apply, _autocast_check,
               group="precision"))
+
+
+ATTENTION_NAME = "oplens-bf16-math"
+
+
+def bf16_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                   position_bias=None, cache=None, **kwargs):
+    """Attention in bf16 written as matmul + softmax, which Inductor fuses and bf16 matmuls run fast on AVX-512 BF16
+    and AMX (torch's fused SDPA kernel gains little from bf16 on the CPU). The softmax runs in fp32. Anything this
+    simple form does not cover (position bias, paged cache, grouped KV heads, a causal prefix) goes to the stock
+    SDPA function in the model's own precision."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    q_len, kv_len = query.shape[2], key.shape[2]
+    causal = bool(q_len > 1 and attention_mask is None
+                  and (is_causal if is_causal is not None else getattr(module, "is_causal", True)))
+    if (position_bias is not None or cache is not None or kwargs.get("softcap") is not None
+            or getattr(module, "num_key_value_groups", 1) > 1 or (causal and kv_len != q_len)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal,
+                                      position_bias, cache, **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    q, k, v = (t.to(torch.bfloat16) for t in (query, key, value))
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    if causal:
+        keep = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    elif attention_mask is not None:
+        scores = (scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool
+                  else scores + attention_mask.float())
+    out = torch.matmul(scores.softmax(-1).to(torch.bfloat16), v)
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
+
+
+def _hf_model(module: nn.Module) -> nn.Module | None:
+    """The Hugging Face model itself, or the first one inside a wrapper (minilm's sentence embedder)."""
+    return next((m for m in module.modules() if getattr(m, "config", None) is not None
+                 and hasattr(m, "set_attn_implementation")), None)
+
+
+def _bf16_attention_check(loaded, device):
+    module = _hf_model(loaded.module)
+    if module is None:
+        return "not a Hugging Face transformers model (the attention function is swapped through its config)"
+    if getattr(module.config, "_attn_implementation", None) == ATTENTION_NAME:
+        return "attention already runs in bf16"
+    reason = _int8(loaded)
+    if reason:
+        return reason + "; apply bf16-attention before quantizing"
+    params = _float_params(loaded)
+    if params and params[0].dtype != torch.float32:
+        return f"the model is already {str(params[0].dtype).replace('torch.', '')}, attention included"
+    return None
+
+
+def _bf16_attention_apply(loaded, device):
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, bf16_attention)
+    # the mask is built per attention name, and an unknown name gets none: padding would be attended to
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    model = _hf_model(loaded.module)
+    before = getattr(model.config, "_attn_implementation", None)
+    model.set_attn_implementation(ATTENTION_NAME)
+    out = note(loaded, {"from": before, "to": "bf16 matmul + fp32 softmax"})
+    if not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
+        note(out, warning="this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 attention may be slower here")
+    return out
+
+
+register(Pass("bf16-attention", "precision", "Run only the attention of a Hugging Face model in bf16 (matmuls in "
+              "bf16, softmax in fp32), leaving every Linear in fp32 for quantization; Inductor fuses it when "
+              "compiled.", ("cpu",), _bf16_attention_apply, _bf16_attention_check, group="attention"))

@@ -73,6 +73,18 @@ class _Either:
         return self.b.is_set() or (self.a is not None and self.a.is_set())
 
 
+# where each kind of pass goes in a pipeline the search grows: reshape the model, swap its attention, lower its
+# precision, quantize, lay out memory, set the runtime; a compiling pass comes last
+_STAGE = {"structure": 0, "compilation & fusion": 1, "precision": 2, "quantization": 3, "memory & layout": 4,
+          "runtime": 5}
+
+
+def grow(pipeline: list[str], name: str) -> list[str]:
+    """`pipeline` with `name` inserted where its kind of pass belongs, so that a pass which must come early (bf16
+    attention before static int8) can still join a pipeline the beam kept."""
+    return sorted(pipeline + [name], key=lambda n: (REGISTRY[n].terminal, _STAGE.get(REGISTRY[n].family, 5)))
+
+
 def _speedup(base, run) -> tuple[float, float, float]:
     b, n = base.latency, run.latency
     return b.median_ms / n.median_ms, b.ci_low_ms / n.ci_high_ms, b.ci_high_ms / n.ci_low_ms
@@ -160,9 +172,9 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         rounds += 1
         # a partner need not apply to the model as it was (it may apply only after its pass), so it comes from
         # the chosen passes rather than the pool
-        queue = [f + [n] for f, only in frontier for n in (pool if only is None else [m for m in only if m in chosen])
-                 if n not in f and not conflicts(f + [n])]
-        queue = [q for q in queue if tuple(q) not in tried]
+        grown = [grow(f, n) for f, only in frontier
+                 for n in (pool if only is None else [m for m in only if m in chosen]) if n not in f]
+        queue = [list(q) for q in dict.fromkeys(map(tuple, grown)) if q not in tried and not conflicts(list(q))]
         if not queue:
             stopped = "every compatible pipeline was tried"
             break

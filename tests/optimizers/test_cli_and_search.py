@@ -144,3 +144,11 @@ def test_search_times_the_winning_pipeline_against_the_best_single_in_alternatio
     assert result.best.passes in (["half", "quarter"], ["quarter", "half"])
     assert h is not None and h.passes == result.best.passes and len(h.single) == 1
     assert 1.5 < h.speedup < 2.5 and h.speedup_low <= h.speedup <= h.speedup_high  # 6 ms vs 3 ms of sleep
+
+
+def test_the_search_inserts_a_pass_where_its_kind_belongs():
+    from optimizers.search import grow
+
+    assert grow(["static-int8", "torch-compile"], "bf16-attention") == ["bf16-attention", "static-int8", "torch-compile"]
+    assert grow(["dynamic-int8"], "structured-prune") == ["structured-prune", "dynamic-int8"]
+    assert grow(["bf16"], "torch-compile") == ["bf16", "torch-compile"]

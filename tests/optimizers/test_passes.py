@@ -134,6 +134,28 @@ def test_refusals_name_the_reason():
     assert results[0].applied and not results[1].applied and "float32" in results[1].reason
 
 
+@pytest.mark.parametrize("name", ["bert-tiny", "gpt2-tiny", "vit-tiny"])
+def test_bf16_attention_matches_stock_attention(name):
+    """gpt2 checks the causal mask built here; vit a model without token inputs."""
+    new, results, acc = run(name, ["bf16-attention"])
+    assert results[0].applied and acc.cosine >= 0.9999, acc
+    assert new.module.config._attn_implementation == "oplens-bf16-math"
+
+
+def test_bf16_attention_keeps_padding_masked_on_real_minilm():
+    """Real sentences of different lengths are padded: attending to the padding would wreck the embeddings
+    (cosine 0.58 before the mask function was registered with the attention function)."""
+    _, results, acc = run("minilm", ["bf16-attention"], batch_size=8, seq_len=32)
+    assert results[0].applied and acc.kind == "sentence-embedding" and acc.cosine >= 0.9999, acc
+
+
+def test_bf16_attention_refusals():
+    _, results, _ = run("mlp-tiny", ["bf16-attention"])
+    assert not results[0].applied and "not a Hugging Face" in results[0].reason
+    _, results, _ = run("bert-tiny", ["dynamic-int8", "bf16-attention"])
+    assert not results[1].applied and "before quantizing" in results[1].reason
+
+
 def test_float_passes_refuse_int8_models():
     for precision in ("bf16", "autocast"):
         _, results, _ = run("mlp-tiny", ["dynamic-int8", precision])
