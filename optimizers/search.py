@@ -186,6 +186,10 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
                 raise ProfileCancelled("search cancelled")
             say(f"round {rounds}: trying {' + '.join(names)}", min(0.99, 1 - left() / budget_s))
             tried[tuple(names)] = evaluate(names)
+        if rounds == 1:
+            # a pass that did not apply, or broke the tolerance, on its own is left out of longer pipelines: adding
+            # passes does not make it apply or win back accuracy, and each such candidate costs a compile
+            pool = [n for n in pool if tried.get((n,)) is None or tried[(n,)].status not in ("not-applied", "inaccurate")]
         good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
                       key=lambda c: c.speedup, reverse=True)
         best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0)

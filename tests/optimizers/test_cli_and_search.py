@@ -3,8 +3,33 @@ import json
 import subprocess
 import sys
 
+import time
+
+from torch import nn
+
 import profiler
+from optimizers import base
 from optimizers.search import search
+
+
+class Sleepy(nn.Module):
+    """A stand-in model that takes `ms` longer than the one it wraps, with the same outputs."""
+
+    def __init__(self, inner, ms):
+        super().__init__()
+        self.inner, self.ms = inner, ms
+
+    def forward(self, *args, **kwargs):
+        time.sleep(self.ms / 1000)
+        return self.inner(*args, **kwargs)
+
+
+def _half(monkeypatch):
+    monkeypatch.setitem(base.REGISTRY, "half", base.Pass(
+        "half", "runtime", "stand-in: sleeps half as long as the model it is given", ("cpu",),
+        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, lm.module.ms / 2))))
+    loaded = profiler.load_model("mlp-tiny")
+    return dataclasses.replace(loaded, module=Sleepy(loaded.module, 12))
 
 
 def cli(*args):
@@ -83,23 +108,9 @@ def test_quantization_refuses_autocast_models():
 def test_a_pass_that_pays_off_with_a_partner_is_tried_with_it(monkeypatch):
     """static int8 alone is slower than fp32 and only fast once torch-compile lowers it; a plain beam would drop
     it after round one. Here a stand-in pair: 'slow-alone' wraps the model in a sleep, 'unwrap' removes it."""
-    import time
-
-    from torch import nn
-
-    from optimizers import base
-
-    class Sleepy(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args, **kwargs):
-            time.sleep(0.003)
-            return self.inner(*args, **kwargs)
 
     slow = base.Pass("slow-alone", "runtime", "stand-in: slower alone, fast with its partner", ("cpu",),
-                     lambda lm, d: base.with_module(lm, Sleepy(lm.module)), pays_off_with=("unwrap",))
+                     lambda lm, d: base.with_module(lm, Sleepy(lm.module, 3)), pays_off_with=("unwrap",))
     unwrap = base.Pass("unwrap", "runtime", "stand-in: the partner that makes it fast", ("cpu",),
                        lambda lm, d: base.with_module(lm, lm.module.inner),
                        lambda lm, d: None if isinstance(lm.module, Sleepy) else "nothing to unwrap")
@@ -115,29 +126,9 @@ def test_a_pass_that_pays_off_with_a_partner_is_tried_with_it(monkeypatch):
 
 def test_search_times_the_winning_pipeline_against_the_best_single_in_alternation(monkeypatch):
     """A two-pass winner is re-timed against the best single pass, ABBA; a 3 ms sleep removed shows as > 1.5x."""
-    import time
 
-    from torch import nn
-
-    from optimizers import base
-
-    class Sleepy(nn.Module):
-        def __init__(self, inner, ms):
-            super().__init__()
-            self.inner, self.ms = inner, ms
-
-        def forward(self, *args, **kwargs):
-            time.sleep(self.ms / 1000)
-            return self.inner(*args, **kwargs)
-
-    monkeypatch.setitem(base.REGISTRY, "half", base.Pass(
-        "half", "runtime", "stand-in: sleeps 6 ms instead of the 12 ms the model sleeps", ("cpu",),
-        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, 6))))
-    monkeypatch.setitem(base.REGISTRY, "quarter", base.Pass(
-        "quarter", "runtime", "stand-in: halves whatever sleep is left", ("cpu",),
-        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, lm.module.ms / 2))))
-    loaded = profiler.load_model("mlp-tiny")
-    loaded = dataclasses.replace(loaded, module=Sleepy(loaded.module, 12))
+    loaded = _half(monkeypatch)
+    monkeypatch.setitem(base.REGISTRY, "quarter", base.REGISTRY["half"])  # the same halving, a second time
     result = search(loaded, profiler.ProfileConfig(warmup=1, repeats=5, min_time_s=0), budget_s=60,
                     passes=["half", "quarter"])
     h = result.vs_best_single
@@ -152,3 +143,12 @@ def test_the_search_inserts_a_pass_where_its_kind_belongs():
     assert grow(["static-int8", "torch-compile"], "bf16-attention") == ["bf16-attention", "static-int8", "torch-compile"]
     assert grow(["dynamic-int8"], "structured-prune") == ["structured-prune", "dynamic-int8"]
     assert grow(["bf16"], "torch-compile") == ["bf16", "torch-compile"]
+
+
+def test_a_pass_that_fails_alone_is_left_out_of_longer_pipelines(monkeypatch):
+    result = search(_half(monkeypatch), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0), budget_s=60,
+                    passes=["half", "magnitude-prune"])
+    board = {tuple(c.passes): c for c in result.leaderboard}
+    assert board[("half",)].status == "ok" and board[("magnitude-prune",)].status == "inaccurate"
+    assert all(len(c.passes) == 1 for c in result.leaderboard), list(board)
+    assert result.stopped == "every compatible pipeline was tried"
