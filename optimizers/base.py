@@ -103,8 +103,10 @@ def private_copy(loaded: LoadedModel, device: torch.device) -> LoadedModel:
 
 
 def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
-                   progress: Callable[[str], None] | None = None) -> tuple[LoadedModel, list[PassResult]]:
-    """Apply passes in order to a private copy; a pass that does not apply is skipped with its reason."""
+                   progress: Callable[[str], None] | None = None,
+                   stop_at_refusal: bool = False) -> tuple[LoadedModel, list[PassResult]]:
+    """Apply passes in order to a private copy; a pass that does not apply is skipped with its reason, or, with
+    `stop_at_refusal` (the search, which discards such a pipeline anyway), ends the pipeline there."""
     problems = conflicts(names)
     if problems:
         raise PassConflictError("; ".join(problems))
@@ -115,6 +117,8 @@ def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
         reason = p.check(current, device)
         if reason:
             results.append(PassResult(name=name, applied=False, reason=reason))
+            if stop_at_refusal:
+                break
             continue
         if progress:
             progress(f"applying {name}")
@@ -123,11 +127,15 @@ def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
             changed = p.apply(current, device)
         except PassNotApplicable as exc:
             results.append(PassResult(name=name, applied=False, reason=str(exc)))
+            if stop_at_refusal:
+                break
             continue
         except Exception as exc:  # noqa: BLE001 - a pass failing on this model is reported, the pipeline goes on
             text = str(exc).strip().splitlines()
             results.append(PassResult(name=name, applied=False,
                                       reason=f"failed on this model: {type(exc).__name__}: {text[0][:200] if text else ''}"))
+            if stop_at_refusal:
+                break
             continue
         details = changed.options.pop("_details", {}) if changed.options else {}
         warnings = changed.options.pop("_warnings", []) if changed.options else []

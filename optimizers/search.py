@@ -139,7 +139,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         timer = threading.Timer(max(1.0, left()), out_of_time.set)  # a slow candidate cannot overrun the budget
         timer.start()
         try:
-            model, results = apply_pipeline(loaded, names, device)
+            model, results = apply_pipeline(loaded, names, device, stop_at_refusal=True)
             cand.apply_s = sum(r.apply_s for r in results)
             skipped = [r for r in results if not r.applied]
             if skipped:

@@ -167,6 +167,14 @@ def test_static_int8_is_compiled_by_torch_compile_not_torchscript():
     assert results[0].applied and not results[1].applied and "use torch-compile" in results[1].reason
 
 
+def test_stop_at_refusal_ends_the_pipeline_at_the_first_pass_that_does_not_apply():
+    loaded = profiler.load_model("mlp-tiny")
+    _, results = apply_pipeline(loaded, ["bf16", "dynamic-int8", "threads"], CPU, stop_at_refusal=True)
+    assert [r.name for r in results] == ["bf16", "dynamic-int8"] and not results[1].applied
+    _, results = apply_pipeline(loaded, ["bf16", "dynamic-int8", "threads"], CPU)
+    assert [r.name for r in results] == ["bf16", "dynamic-int8", "threads"]
+
+
 def test_pipelines_compose_in_order():
     new, results, acc = run("cnn-tiny", ["conv-bn-fold", "channels-last"])
     assert [r.applied for r in results] == [True, True]
