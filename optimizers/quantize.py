@@ -87,6 +87,17 @@ def quantized(module: nn.Module) -> bool:
         type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
 
 
+def _drop_unused_weights(gm: torch.fx.GraphModule) -> int:
+    """convert_pt2e folds each weight into an int8 constant but leaves the float original registered: drop those
+    the graph no longer reads, or the model keeps both copies in memory and counts both in its size."""
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    unused = [name for name, _ in [*gm.named_parameters(), *gm.named_buffers()] if name not in used]
+    for name in unused:
+        owner, _, attr = name.rpartition(".")
+        delattr(gm.get_submodule(owner) if owner else gm, attr)
+    return len(unused)
+
+
 def _static_apply(loaded, device):
     """PT2E: export, insert observers, calibrate on the example inputs, convert to a q/dq graph. On its own the
     result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with freezing) lowers the q/dq
@@ -106,6 +117,7 @@ def _static_apply(loaded, device):
     with torch.no_grad():
         prepared(*flat)  # calibration on the example inputs
     reference = convert_pt2e(prepared)
+    _drop_unused_weights(reference)
     lowered = lower_pt2e_quantized_to_x86(reference, flat)  # re-exports: the reference graph stays as it is
     return note(with_module(loaded, StaticInt8(lowered, reference, keys)),
                 {"calibration_batches": 1, "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
