@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from profiler.loading import LoadedModel
-from profiler.schema import OpLensError, PassResult
+from profiler.schema import OpLensError, PassResult, error_line
 
 
 class PassNotApplicable(OpLensError):
@@ -115,25 +115,18 @@ def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
     for name in names:
         p = get(name)
         reason = p.check(current, device)
+        if not reason:
+            if progress:
+                progress(f"applying {name}")
+            t0 = time.perf_counter()
+            try:
+                changed = p.apply(current, device)
+            except PassNotApplicable as exc:
+                reason = str(exc) or "does not apply to this model"  # never empty: it marks the refusal below
+            except Exception as exc:  # noqa: BLE001 - a pass failing on this model is reported, the pipeline goes on
+                reason = f"failed on this model: {error_line(exc)}"
         if reason:
             results.append(PassResult(name=name, applied=False, reason=reason))
-            if stop_at_refusal:
-                break
-            continue
-        if progress:
-            progress(f"applying {name}")
-        t0 = time.perf_counter()
-        try:
-            changed = p.apply(current, device)
-        except PassNotApplicable as exc:
-            results.append(PassResult(name=name, applied=False, reason=str(exc)))
-            if stop_at_refusal:
-                break
-            continue
-        except Exception as exc:  # noqa: BLE001 - a pass failing on this model is reported, the pipeline goes on
-            text = str(exc).strip().splitlines()
-            results.append(PassResult(name=name, applied=False,
-                                      reason=f"failed on this model: {type(exc).__name__}: {text[0][:200] if text else ''}"))
             if stop_at_refusal:
                 break
             continue

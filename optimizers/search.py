@@ -2,6 +2,7 @@
 and pruning those that fail the accuracy tolerance. Returns the best pipeline and a leaderboard of all tried."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import threading
@@ -10,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import profiler
-from profiler import devices
+from profiler import analysis, devices
 from profiler.loading import LoadedModel
 from profiler.runner import CancelToken
-from profiler.schema import Accuracy, ProfileCancelled, ProfileConfig, _Dict
+from profiler.schema import Accuracy, ProfileCancelled, ProfileConfig, _Dict, error_line
 
 from .base import REGISTRY, apply_pipeline, conflicts
 from .optimize import outputs
@@ -73,6 +74,19 @@ class _Either:
         return self.b.is_set() or (self.a is not None and self.a.is_set())
 
 
+@contextlib.contextmanager
+def _until(seconds: float, cancel: CancelToken | None):
+    """A cancel token that is also set once `seconds` have passed: measuring stops there instead of overrunning
+    the budget. Telling the two apart afterwards is `cancel.is_set()`."""
+    out_of_time = threading.Event()
+    timer = threading.Timer(seconds, out_of_time.set)
+    timer.start()
+    try:
+        yield _Either(cancel, out_of_time)
+    finally:
+        timer.cancel()
+
+
 # where each kind of pass goes in a pipeline the search grows: reshape the model, swap its attention, lower its
 # precision, quantize, lay out memory, set the runtime; a compiling pass comes last
 _STAGE = {"structure": 0, "compilation & fusion": 1, "precision": 2, "quantization": 3, "memory & layout": 4,
@@ -83,11 +97,6 @@ def grow(pipeline: list[str], name: str) -> list[str]:
     """`pipeline` with `name` inserted where its kind of pass belongs, so that a pass which must come early (bf16
     attention before static int8) can still join a pipeline the beam kept."""
     return sorted(pipeline + [name], key=lambda n: (REGISTRY[n].terminal, _STAGE.get(REGISTRY[n].family, 5)))
-
-
-def _speedup(base, run) -> tuple[float, float, float]:
-    b, n = base.latency, run.latency
-    return b.median_ms / n.median_ms, b.ci_low_ms / n.ci_high_ms, b.ci_high_ms / n.ci_low_ms
 
 
 def head_to_head_line(h: dict) -> str:
@@ -135,9 +144,6 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     def evaluate(names: list[str]) -> Candidate:
         """Apply, check accuracy, time; any failure of this candidate is recorded, never fatal to the search."""
         cand = Candidate(passes=names)
-        out_of_time = threading.Event()
-        timer = threading.Timer(max(1.0, left()), out_of_time.set)  # a slow candidate cannot overrun the budget
-        timer.start()
         try:
             model, results = apply_pipeline(loaded, names, device, stop_at_refusal=True)
             cand.apply_s = sum(r.apply_s for r in results)
@@ -149,9 +155,10 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
             if not cand.accuracy.passed:
                 cand.status, cand.reason = "inaccurate", cand.accuracy.note
                 return cand
-            run = profiler.profile(model, config, cancel=_Either(cancel, out_of_time))
+            with _until(max(1.0, left()), cancel) as token:  # a slow candidate cannot overrun the budget
+                run = profiler.profile(model, config, cancel=token)
             cand.median_ms = run.latency.median_ms
-            cand.speedup, cand.speedup_low, cand.speedup_high = _speedup(base, run)
+            cand.speedup, cand.speedup_low, cand.speedup_high = analysis.speedup(base.latency, run.latency)
             if len(names) not in fastest or cand.median_ms < fastest[len(names)][0].median_ms:
                 fastest[len(names)] = (cand, model)
         except ProfileCancelled:
@@ -159,10 +166,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
                 raise
             cand.status, cand.reason = "timeout", "the time budget ran out while measuring it"
         except Exception as exc:  # noqa: BLE001 - a pipeline that breaks this model is a result, not a crash
-            text = str(exc).strip().splitlines()
-            cand.status, cand.reason = "failed", f"{type(exc).__name__}: {text[0][:200] if text else ''}"
-        finally:
-            timer.cancel()
+            cand.status, cand.reason = "failed", error_line(exc)
         return cand
 
     # each frontier entry: a pipeline to extend, and the passes it may be extended with (None: any)
@@ -215,18 +219,14 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     single, winner = fastest.get(1), fastest.get(len(best.passes))
     if len(best.passes) > 1 and single and winner and winner[0] is best and left() > 0:
         say(f"timing {'+'.join(best.passes)} against {'+'.join(single[0].passes)} in alternation", 0.99)
-        out_of_time = threading.Event()
-        timer = threading.Timer(left(), out_of_time.set)
-        timer.start()
         try:
-            ratio, low, high = head_to_head(single[1], winner[1], config, cancel=_Either(cancel, out_of_time))
+            with _until(left(), cancel) as token:
+                ratio, low, high = head_to_head(single[1], winner[1], config, cancel=token)
             vs_single = HeadToHead(passes=best.passes, single=single[0].passes, speedup=ratio, speedup_low=low,
                                    speedup_high=high, rounds=HEAD_TO_HEAD_ROUNDS)
         except ProfileCancelled:
             if cancel is not None and cancel.is_set():
                 raise
-        finally:
-            timer.cancel()
     say("done", 1.0)
     return SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
                         elapsed_s=time.monotonic() - start, vs_best_single=vs_single)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .schema import Comparison, GraphNode, OpDiff, ProfileRun
+from .schema import Comparison, GraphNode, LatencyStats, OpDiff, ProfileRun
 
 SAME_BAND = 0.05  # per-op changes within +-5% count as "same": below that is profiler noise
 
@@ -276,12 +276,16 @@ def setup_differences(base: ProfileRun, new: ProfileRun) -> list[str]:
     return [f"{what}: {a} vs {b}" for what, a, b in pairs if a != b]
 
 
+def speedup(b: LatencyStats, n: LatencyStats) -> tuple[float, float, float]:
+    """Speedup of n over b: the ratio of medians, and the lowest and highest ratio their 95% intervals allow."""
+    return (b.median_ms / n.median_ms if n.median_ms else 0.0, b.ci_low_ms / n.ci_high_ms if n.ci_high_ms else 0.0,
+            b.ci_high_ms / n.ci_low_ms if n.ci_low_ms else 0.0)
+
+
 def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
     """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow) and a per-op diff."""
     b, n = base.latency, new.latency
-    speedup = b.median_ms / n.median_ms if n.median_ms else 0.0
-    low = b.ci_low_ms / n.ci_high_ms if n.ci_high_ms else 0.0
-    high = b.ci_high_ms / n.ci_low_ms if n.ci_low_ms else 0.0
+    ratio, low, high = speedup(b, n)
     base_ops = {o.name: o.exec_ms + o.trans_ms for o in base.ops}
     new_ops = {o.name: o.exec_ms + o.trans_ms for o in new.ops}
     diffs = []
@@ -301,6 +305,6 @@ def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
         diffs.append(OpDiff(name=name, status=status, base_ms=a, new_ms=c, delta_ms=c - a, ratio=a / c if c else 0.0))
     diffs.sort(key=lambda d: abs(d.delta_ms), reverse=True)
     differences = setup_differences(base, new)
-    return Comparison(base_id=base.id, new_id=new.id, speedup=speedup, speedup_low=low, speedup_high=high,
+    return Comparison(base_id=base.id, new_id=new.id, speedup=ratio, speedup_low=low, speedup_high=high,
                       base_median_ms=b.median_ms, new_median_ms=n.median_ms, same_setup=not differences,
                       setup_differences=differences, ops=diffs)

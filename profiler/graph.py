@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 from .ops import time_by_tag
-from .schema import Graph, GraphNode
+from .schema import Graph, GraphNode, error_line
 
 NODE_TAG = "oplens.node:"
 
@@ -29,11 +29,6 @@ class Captured:
     gm: fx.GraphModule | None
     flat_inputs: list | None
     note: str = ""
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
@@ -56,13 +51,13 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
         flat = pytree.tree_leaves((args, kwargs))
         return Captured("torch.export", gm, flat, note="; ".join(notes))
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
-        notes.append(f"torch.export failed ({_short(exc)})")
+        notes.append(f"torch.export failed ({error_line(exc)})")
     if not kwargs and not isinstance(module, torch.jit.ScriptModule):
         try:
             gm = fx.symbolic_trace(module)
             return Captured("fx", gm, list(args), note="; ".join(notes))
         except Exception as exc:  # noqa: BLE001
-            notes.append(f"fx tracing failed ({_short(exc)})")
+            notes.append(f"fx tracing failed ({error_line(exc)})")
     return Captured("module-tree", None, None, note="; ".join(notes) + "; showing the module tree instead")
 
 

@@ -36,6 +36,12 @@ class TraceFormatError(OpLensError):
     """A trace file is not a readable PyTorch/Chrome trace."""
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception as one short line for a report: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
 def _build(cls, data: dict[str, Any] | None):
     """Instantiate `cls` from a dict, recursing into nested dataclasses and lists of them."""
     if data is None:
