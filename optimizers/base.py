@@ -92,6 +92,16 @@ def conflicts(names: list[str]) -> list[str]:
     return problems
 
 
+def float_params(loaded: LoadedModel) -> list[torch.Tensor]:
+    return [p for p in loaded.module.parameters() if p.is_floating_point()]
+
+
+def weight_dtype(loaded: LoadedModel) -> torch.dtype | None:
+    """The dtype of the model's floating-point weights (of the first one), None when it has none."""
+    params = float_params(loaded)
+    return params[0].dtype if params else None
+
+
 def with_module(loaded: LoadedModel, module: torch.nn.Module, **changes) -> LoadedModel:
     """A LoadedModel with a new module (and optionally new args/kwargs/options), sharing the rest."""
     return dataclasses.replace(loaded, module=module, **changes)

@@ -7,11 +7,14 @@ from torch import nn
 from profiler.devices import cpu_features
 from profiler.runner import map_tensors
 
-from .base import Pass, note, register, with_module
+from .base import Pass, float_params, note, register, weight_dtype, with_module
 
 
-def _float_params(loaded) -> list[torch.Tensor]:
-    return [p for p in loaded.module.parameters() if p.is_floating_point()]
+def _native_bf16(out, what: str):
+    """Warn, on a CPU without AVX-512 BF16 or AMX, that `what` may be slower than fp32."""
+    if not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
+        note(out, warning=f"this CPU has no native bf16 (AVX-512 BF16 or AMX); {what} may be slower than fp32 here")
+    return out
 
 
 def _int8(loaded) -> str | None:
@@ -24,9 +27,10 @@ def _int8(loaded) -> str | None:
 
 def _cast_to(dtype: torch.dtype):
     def check(loaded, device):
-        if _int8(loaded):
-            return _int8(loaded)
-        params = _float_params(loaded)
+        reason = _int8(loaded)
+        if reason:
+            return reason
+        params = float_params(loaded)
         if not params:
             return "the model has no floating-point weights to cast"
         if all(p.dtype == dtype for p in params):
@@ -37,9 +41,7 @@ def _cast_to(dtype: torch.dtype):
         cast = lambda t: t.to(dtype) if t.is_floating_point() else t
         out = with_module(loaded, loaded.module.to(dtype), args=map_tensors(loaded.args, cast),
                           kwargs=map_tensors(loaded.kwargs, cast))
-        if device.type == "cpu" and dtype == torch.bfloat16 and not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
-            note(out, warning="this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 may be slower than fp32 here")
-        return out
+        return _native_bf16(out, "bf16") if device.type == "cpu" and dtype == torch.bfloat16 else out
 
     return check, apply
 
@@ -65,9 +67,7 @@ def _autocast_apply(loaded, device):
 def _autocast_check(loaded, device):
     if isinstance(loaded.module, Autocast):
         return "the model already runs under autocast"
-    if _int8(loaded):
-        return _int8(loaded)
-    return None if _float_params(loaded) else "the model has no floating-point weights"
+    return _int8(loaded) or (None if float_params(loaded) else "the model has no floating-point weights")
 
 
 _bf16_check, _bf16_apply = _cast_to(torch.bfloat16)
@@ -127,9 +127,9 @@ def _bf16_attention_check(loaded, device):
     reason = _int8(loaded)
     if reason:
         return reason + "; apply bf16-attention before quantizing"
-    params = _float_params(loaded)
-    if params and params[0].dtype != torch.float32:
-        return f"the model is already {str(params[0].dtype).replace('torch.', '')}, attention included"
+    dtype = weight_dtype(loaded)
+    if dtype not in (None, torch.float32):
+        return f"the model is already {str(dtype).replace('torch.', '')}, attention included"
     return None
 
 
@@ -143,10 +143,7 @@ def _bf16_attention_apply(loaded, device):
     model = _hf_model(loaded.module)
     before = getattr(model.config, "_attn_implementation", None)
     model.set_attn_implementation(ATTENTION_NAME)
-    out = note(loaded, {"from": before, "to": "bf16 matmul + fp32 softmax"})
-    if not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
-        note(out, warning="this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 attention may be slower here")
-    return out
+    return _native_bf16(note(loaded, {"from": before, "to": "bf16 matmul + fp32 softmax"}), "bf16 attention")
 
 
 register(Pass("bf16-attention", "precision", "Run only the attention of a Hugging Face model in bf16 (matmuls in "

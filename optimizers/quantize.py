@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Pass, PassNotApplicable, note, register, with_module
+from .base import Pass, PassNotApplicable, note, register, weight_dtype, with_module
 
 
 def _has(loaded, *types) -> int:
@@ -16,9 +16,9 @@ def _no_float(loaded) -> str | None:
 
     if isinstance(loaded.module, Autocast):
         return "quantized kernels take float32 activations, and autocast would feed them bf16/fp16"
-    params = [p for p in loaded.module.parameters() if p.is_floating_point()]
-    if params and params[0].dtype != torch.float32:
-        return f"quantization starts from float32 weights, these are {str(params[0].dtype).replace('torch.', '')}"
+    dtype = weight_dtype(loaded)
+    if dtype not in (None, torch.float32):
+        return f"quantization starts from float32 weights, these are {str(dtype).replace('torch.', '')}"
     return None
 
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 import sys
 import threading
 
-from profiler import ProfileCancelled, ProfileConfig, load_model
-from profiler.worker import Say, serve
+from profiler.worker import Say, load_job_model, serve
 
 from .optimize import optimize, waterfall
 from .search import search
 
 
 def optimize_job(job: dict, say: Say, cancel: threading.Event) -> dict:
-    config = ProfileConfig.from_dict(job["config"])
-    say("loading the model", 0.0)
-    loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None)
-    if cancel.is_set():
-        raise ProfileCancelled("cancelled")
+    config, loaded = load_job_model(job, say, cancel)
     if job.get("kind") == "search":
         return search(loaded, config, budget_s=float(job.get("budget_s", 120)), beam=int(job.get("beam", 2)),
                       progress=say, cancel=cancel).to_dict()

@@ -43,17 +43,24 @@ def serve(run: Callable[[dict, Say, threading.Event], Any], argv: list[str]) -> 
     return 0
 
 
-def profile_job(job: dict, say: Say, cancel: threading.Event) -> str:
-    from . import store
+def load_job_model(job: dict, say: Say, cancel: threading.Event):
+    """The job's config and its model, loaded as the job describes; raises ProfileCancelled if cancelled meanwhile."""
     from .loading import load_model
-    from .runner import profile
 
     config = ProfileConfig.from_dict(job["config"])
     say("loading the model", 0.0)
     loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
                         arch=job.get("arch"))
     if cancel.is_set():
-        raise ProfileCancelled("profiling cancelled")
+        raise ProfileCancelled("cancelled while loading the model")
+    return config, loaded
+
+
+def profile_job(job: dict, say: Say, cancel: threading.Event) -> str:
+    from . import store
+    from .runner import profile
+
+    config, loaded = load_job_model(job, say, cancel)
     run = profile(loaded, config, progress=say, cancel=cancel)
     store.save(run, job.get("runs_dir"))
     return run.id
