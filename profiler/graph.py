@@ -44,10 +44,8 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
 
             ep = TS2EPConverter(module, args, kwargs or None).convert()
         elif ep is None:
-            ep = _export(module, args, kwargs, notes)
+            ep, kwargs = _export(module, args, kwargs, notes)  # the graph is fed what it was traced with
         gm = ep.module()
-        if notes:  # exported with extra kwargs: feed the graph what it was traced with
-            kwargs = {**kwargs, "use_cache": False}
         flat = pytree.tree_leaves((args, kwargs))
         return Captured("torch.export", gm, flat, note="; ".join(notes))
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
@@ -62,15 +60,16 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
 
 
 def _export(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
+    """The exported program and the kwargs it was exported with."""
     try:
-        return torch.export.export(module, args, kwargs, strict=False)
+        return torch.export.export(module, args, kwargs, strict=False), kwargs
     except Exception as exc:  # noqa: BLE001
         # HF decoders return a KV-cache object export cannot flatten; the forward pass itself is the same without it
         config = getattr(module, "config", None)
         if "Cache" in str(exc) and getattr(config, "use_cache", False) and "use_cache" not in kwargs:
-            ep = torch.export.export(module, args, {**kwargs, "use_cache": False}, strict=False)
+            kwargs = {**kwargs, "use_cache": False}
             notes.append("graph exported with use_cache=False (the KV cache object cannot be exported)")
-            return ep
+            return torch.export.export(module, args, kwargs, strict=False), kwargs
         raise
 
 

@@ -112,7 +112,7 @@ def prepare(loaded: LoadedModel, device: torch.device, dtype: torch.dtype):
             module = module.to(dtype)
     if dtype == torch.float32:
         return module, loaded.args, loaded.kwargs
-    return module, map_tensors(loaded.args, _cast_input(dtype)), map_tensors(loaded.kwargs, _cast_input(dtype))
+    return module, *map_tensors((loaded.args, loaded.kwargs), _cast_input(dtype))
 
 
 def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: Progress | None = None,
