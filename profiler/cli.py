@@ -144,6 +144,8 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
         out.append(f"trace      {run.trace_path}")
     for note in run.notes:
         out.append(f"note       {note}")
+    for warning in run.warnings:
+        out.append(f"WARNING    {warning}")
     return "\n".join(out)
 
 

@@ -58,8 +58,30 @@ def _quiet_transformers() -> None:
         pass
 
 
-def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, task: str, batch: int, seq_len: int,
-            check_signature: bool = True) -> LoadedModel:
+def input_sizes(args: tuple, kwargs: dict) -> tuple[int, int] | None:
+    """(batch, sequence length or image size) read back from the inputs themselves, or None when no tensor says.
+
+    The batch is the leading dimension of the main input (input_ids/pixel_values/input_values, else the first
+    tensor); the length is dimension 1 of a token or sequence input ([B, T] integers, [B, T, F] features) and the
+    last dimension of an image ([B, C, H, W]); plain feature vectors ([B, F]) have none (0).
+    """
+    tensors = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
+    main = next((kwargs[k] for k in ("input_ids", "pixel_values", "input_values", "inputs_embeds")
+                 if isinstance(kwargs.get(k), torch.Tensor)), tensors[0] if tensors else None)
+    if main is None or main.dim() == 0:
+        return None
+    shape = tuple(main.shape)
+    if main.dim() == 4:
+        length = shape[-1]
+    elif main.dim() == 3 or (main.dim() == 2 and not main.is_floating_point()):
+        length = shape[1]
+    else:
+        length = 0
+    return shape[0], length
+
+
+def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, task: str, batch: int | None,
+            seq_len: int | None, check_signature: bool = True) -> LoadedModel:
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{spec}: expected a torch.nn.Module, got {type(module).__name__}")
     try:
@@ -73,6 +95,8 @@ def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, 
     n, size = count_parameters(module)
     dtype = next((str(p.dtype).replace("torch.", "") for p in module.parameters()), "float32")
     info = ModelInfo(name=name, source=source, parameters=n, spec=spec, task=task, dtype=dtype, size_bytes=size)
+    # the sizes the model really runs at, whatever was asked: a factory may keep its own defaults
+    batch, seq_len = input_sizes(args, kwargs) or (batch or 1, seq_len or 0)
     return LoadedModel(module=module, args=args, kwargs=kwargs, info=info, batch_size=batch, seq_len=seq_len)
 
 
@@ -94,8 +118,9 @@ def check_inputs_match(module: nn.Module, args: tuple, kwargs: dict, spec: str) 
 
 # ---------------------------------------------------------------- inputs for models that come without them
 
-def infer_inputs(module: nn.Module, batch: int, seq_len: int) -> tuple[tuple, dict] | None:
+def infer_inputs(module: nn.Module, batch: int | None, seq_len: int | None) -> tuple[tuple, dict] | None:
     """Guess example inputs from a HF config or from the first layer; None when there is no safe guess."""
+    batch = batch or 1
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "model_type"):
         if hasattr(config, "image_size") and hasattr(config, "num_channels"):
@@ -170,7 +195,7 @@ def _from_registry(name: str, batch: int | None, seq_len: int | None) -> LoadedM
     return _finish(built.module, built.args, built.kwargs, name, "registry", name, built.task, b, s)
 
 
-def _from_python_file(spec: str, batch: int, seq_len: int) -> LoadedModel:
+def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> LoadedModel:
     path, _, factory_name = spec.partition(".py:")
     path = path + ".py" if not path.endswith(".py") else path
     if spec.endswith(".py"):
@@ -194,7 +219,8 @@ def _from_python_file(spec: str, batch: int, seq_len: int) -> LoadedModel:
     if not callable(factory):
         raise ModelLoadError(f"{path}:{candidates[0]} is not callable")
     params = inspect.signature(factory).parameters
-    call_kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if k in params}
+    # only the sizes the user gave: otherwise the factory's own defaults stand
+    call_kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if k in params and v is not None}
     try:
         result = factory(**call_kwargs)
     except Exception as exc:  # noqa: BLE001
@@ -208,8 +234,8 @@ def _from_python_file(spec: str, batch: int, seq_len: int) -> LoadedModel:
     return _with_inputs(result, inputs, Path(path).stem, "file", spec, batch, seq_len)
 
 
-def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int, seq_len: int,
-                 task: str = "") -> LoadedModel:
+def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int | None,
+                 seq_len: int | None, task: str = "") -> LoadedModel:
     if inputs is not None:
         args, kwargs = _split_inputs(inputs)
     else:
@@ -230,7 +256,7 @@ def _hf_task(model: nn.Module) -> str:
     return "feature-extraction"
 
 
-def _hf_model(source: str, location: str, spec: str, batch: int, seq_len: int) -> LoadedModel:
+def _hf_model(source: str, location: str, spec: str, batch: int | None, seq_len: int | None) -> LoadedModel:
     _quiet_transformers()
     try:
         import transformers
@@ -256,7 +282,7 @@ def _hf_model(source: str, location: str, spec: str, batch: int, seq_len: int) -
     try:
         tok = transformers.AutoTokenizer.from_pretrained(location)
         seq = seq_len or 128
-        enc = tok([sample_models.MINILM_SENTENCES[i % 8] for i in range(batch)], padding="max_length", truncation=True,
+        enc = tok([sample_models.MINILM_SENTENCES[i % 8] for i in range(batch or 1)], padding="max_length", truncation=True,
                   max_length=seq, return_tensors="pt")
         accepted = inspect.signature(model.forward).parameters
         inputs = {k: v for k, v in enc.items() if k in accepted}
@@ -274,7 +300,7 @@ def _zip_names(path: str) -> list[str] | None:
         return None
 
 
-def _from_torchscript(path: str, spec: str, batch: int, seq_len: int, inputs) -> LoadedModel:
+def _from_torchscript(path: str, spec: str, batch: int | None, seq_len: int | None, inputs) -> LoadedModel:
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001
@@ -286,7 +312,7 @@ def _from_torchscript(path: str, spec: str, batch: int, seq_len: int, inputs) ->
     return _with_inputs(module, inputs, Path(path).stem, "torchscript", spec, batch, seq_len)
 
 
-def _from_export(path: str, spec: str, batch: int, seq_len: int, inputs) -> LoadedModel:
+def _from_export(path: str, spec: str, batch: int | None, seq_len: int | None, inputs) -> LoadedModel:
     try:
         ep = torch.export.load(path)
     except Exception as exc:  # noqa: BLE001
@@ -337,8 +363,7 @@ def load_model(spec: str, batch_size: int | None = None, seq_len: int | None = N
         if inputs is not None:
             raise ModelLoadError("--inputs applies to model files, not to sample models (they build their own)")
         return _from_registry(spec, batch_size, seq_len)
-    batch = batch_size or 1
-    seq = seq_len or 0
+    batch, seq = batch_size or None, seq_len or None  # None (or 0): the model's own default
     if spec.startswith("hf:"):
         return _hf_model("hub", spec[3:], spec, batch, seq)
     if ".py:" in spec or spec.endswith(".py"):

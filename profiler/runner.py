@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule, tensorboard_trace_handler
 
-from . import devices, graph as graph_mod, ops as ops_mod
+from . import checks, devices, graph as graph_mod, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
 from .schema import Graph, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Totals
@@ -159,7 +159,9 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     try:
         with torch.inference_mode():
             say("checking the model runs", 0.0)
-            inference()  # a first call outside the lock: a model that fails, fails fast and holds nobody up
+            first = inference()  # a first call outside the lock: a model that fails, fails fast and holds nobody up
+            warnings = checks.input_warnings(host_args, host_kwargs) + checks.output_warnings(first)
+            del first
         with measurement_lock(waiting), torch.inference_mode():
             with _memory_tracker(device) as memory:
                 latency = measure(timed, config.warmup, config.repeats, config.min_time_s, config.max_time_s,
@@ -197,7 +199,7 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
         model=copy.copy(loaded.info), device=info, config=config_out, latency=latency, totals=totals, ops=op_stats,
         transfers=transfers, graph=graph, memory=memory, profiled_latency=profiled, paired_latency=paired,
         overhead_ratio=_median_ratio(profiled_samples, paired_samples), trace_path=traces[0] if traces else None,
-        notes=notes, versions=_versions())
+        notes=notes, warnings=warnings, versions=_versions())
     say("done", 1.0)
     return run
 

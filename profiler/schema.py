@@ -209,6 +209,7 @@ class ProfileRun(_Dict):
     trace_path: str | None = None
     label: str = ""
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the measurement is suspect: empty inputs, NaN/Inf outputs
     versions: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

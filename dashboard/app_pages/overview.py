@@ -14,6 +14,8 @@ movement: host↔device copies on a GPU; on a CPU-only machine, host-side copies
 run = state.pick_run()
 if run is not None:
     lat, t = run.latency, run.totals
+    for warning in run.warnings:
+        st.warning(f"Suspect measurement: {warning}", icon=":material/warning:")
     if msg := noise_message(lat):
         st.warning(msg)
     c1, c2, c3, c4, c5 = st.columns(5)

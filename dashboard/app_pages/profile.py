@@ -30,22 +30,23 @@ elif source == "Upload a file":
     if up is not None:
         target = state.save_upload(up)
         spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
-    default_batch, default_seq = 1, 0
+    default_batch, default_seq = 0, 0
 elif source == "Path on this server":
     spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
                          placeholder="models/my_model.py:build", key="path").strip()
     arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch_path") or None
-    default_batch, default_seq = 1, 128
+    default_batch, default_seq = 0, 0
 else:
     hub = st.text_input("Hub id (needs the network)", placeholder="bert-base-uncased", key="hub").strip()
     spec = f"hf:{hub}" if hub else ""
-    default_batch, default_seq = 1, 128
+    default_batch, default_seq = 0, 0
 
 with st.form("profile_form"):
     c1, c2, c3 = st.columns(3)
     devices = state.available_devices()
     device = c1.selectbox("Device", devices, help="Only devices present on this machine are listed")
-    batch = c2.number_input("Batch size", 1, 4096, int(default_batch or 1))
+    # 0 passes no size on: a factory keeps its own default, and the run records the size the inputs really have
+    batch = c2.number_input("Batch size", 0, 4096, int(default_batch), help="0 keeps the model's default")
     seq_label = "Image size (pixels)" if kind == "image" else "Sequence length (tokens)"
     seq = c3.number_input(seq_label, 0, 65536, int(default_seq or 0), help="0 keeps the model's default")
     c4, c5, c6 = st.columns(3)

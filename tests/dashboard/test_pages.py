@@ -201,3 +201,39 @@ def test_search_results_render():
                for c in at.caption)
     board = at.dataframe[-1].value
     assert set(board["status"]) >= {"inaccurate"}
+
+
+def test_overview_shows_the_runs_warnings(saved, tmp_path, monkeypatch):
+    import dataclasses
+
+    from profiler import store
+
+    flagged = dataclasses.replace(saved, id=saved.id + "-flagged", trace_path=None,
+                                  warnings=["input input_ids has shape [2, 0]: a zero-size dimension"])
+    store.save(flagged, tmp_path / "r")
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "r"))
+    at = open_page("overview", flagged.id)
+    assert any("Suspect measurement" in w.value and "[2, 0]" in w.value for w in at.warning)
+
+
+def test_profile_page_zero_sizes_keep_the_factorys_defaults(tmp_path, monkeypatch):
+    import time
+
+    from dashboard.state import job_manager
+    from profiler import store
+
+    f = tmp_path / "user_model.py"
+    f.write_text("import torch\ndef build(batch_size=6, seq_len=9):\n"
+                 "    return torch.nn.Embedding(20, 4), torch.randint(0, 20, (batch_size, seq_len))\n")
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("profile")
+    at.radio(key="source").set_value("Path on this server").run()
+    at.text_input(key="path").input(f"{f}:build").run()
+    assert [n.value for n in at.number_input][:2] == [0, 0]  # batch and length: 0 = the model's default
+    at.button[0].click().run()
+    job = at.session_state["job_id"]
+    deadline = time.time() + 120
+    while job_manager().get(job).active and time.time() < deadline:
+        time.sleep(0.2)
+    run = store.load(job_manager().get(job).run_id)
+    assert (run.config.batch_size, run.config.seq_len) == (6, 9)
