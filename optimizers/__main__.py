@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from profiler.console import keep_quiet
+
+keep_quiet(sys.argv[1:])  # before torch and torchao are imported: their log lines go to a file unless --verbose
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -6,7 +6,7 @@ import json
 import sys
 
 from profiler import OpLensError, ProfileCancelled, ProfileConfig, load_model
-from profiler.cli import _Parser, _positive, _progress_bar, format_table
+from profiler.console import Parser as _Parser, err, fail_unexpected, format_table, positive as _positive, progress_bar, strip_verbose
 
 from .base import REGISTRY, UnknownPassError, get
 from .optimize import optimize
@@ -16,6 +16,7 @@ from .validate import MIN_COSINE, MIN_TOP1
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m optimizers", description="Apply optimization passes to a model and prove the result.")
+    p.add_verbose()
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ls = sub.add_parser("list", help="list the passes")
     ls.add_argument("--json", action="store_true")
@@ -62,7 +63,7 @@ def _cmd_apply(a) -> int:
     names = [n.strip() for n in a.passes.split(",") if n.strip()]
     for n in names:
         get(n)  # unknown names: exit 2 before any work
-    progress, close = _progress_bar(sys.stderr.isatty())
+    progress, close = progress_bar()
     try:
         loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
         result = optimize(loaded, names, _config(a), progress=progress, runs_dir=a.runs_dir, min_cosine=a.min_cosine,
@@ -95,7 +96,7 @@ def _cmd_apply(a) -> int:
 
 
 def _cmd_search(a) -> int:
-    progress, close = _progress_bar(sys.stderr.isatty())
+    progress, close = progress_bar()
     try:
         loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
         result = search(loaded, _config(a), budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
@@ -126,12 +127,15 @@ COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, _ = strip_verbose(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ProfileCancelled, KeyboardInterrupt):
-        print("error: cancelled", file=sys.stderr)
+        print("error: cancelled", file=err())
         return 130
     except (OpLensError, UnknownPassError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=err())
         return 2
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback on the terminal
+        return fail_unexpected(exc)

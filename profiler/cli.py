@@ -15,35 +15,15 @@ from . import store
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
+from .console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from .timing import significant
 
 
-class CliError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own usage errors: same contract, exit 2 with `error:`
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _positive(kind: Callable = int, minimum: float = 1):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
-    return parse
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m profiler", description="Profile PyTorch models: latency, per-op time, transfers, graph.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = Parser(prog="python -m profiler", description="Profile PyTorch models: latency, per-op time, transfers, graph.")
+    p.add_verbose()
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     m = sub.add_parser("models", help="list the sample models")
     m.add_argument("--json", action="store_true")
@@ -52,18 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="sample model name, file.py:factory, HF directory, hf:<hub id>, TorchScript, .pt2, "
                                   "or a state dict with --arch")
     pr.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
-    pr.add_argument("--batch-size", type=_positive(), default=None)
-    pr.add_argument("--seq-len", type=_positive(), default=None, help="sequence length, or image size for vision models")
-    pr.add_argument("--warmup", type=_positive(minimum=0), default=3)
-    pr.add_argument("--repeats", type=_positive(), default=10, help="minimum timed iterations")
-    pr.add_argument("--min-time", type=_positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")
-    pr.add_argument("--profile-iters", type=_positive(), default=3, help="iterations recorded by torch.profiler")
+    pr.add_argument("--batch-size", type=positive(), default=None)
+    pr.add_argument("--seq-len", type=positive(), default=None, help="sequence length, or image size for vision models")
+    pr.add_argument("--warmup", type=positive(minimum=0), default=3)
+    pr.add_argument("--repeats", type=positive(), default=10, help="minimum timed iterations")
+    pr.add_argument("--min-time", type=positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")
+    pr.add_argument("--profile-iters", type=positive(), default=3, help="iterations recorded by torch.profiler")
     pr.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     pr.add_argument("--no-graph", action="store_true", help="skip graph capture")
     pr.add_argument("--arch", help="architecture (sample model name) for a state-dict file")
     pr.add_argument("--inputs", help="example inputs for a model file: torch-saved tensor, tuple or dict")
     pr.add_argument("--runs-dir", help="where runs are saved (default $OPLENS_RUNS_DIR or ./runs)")
-    pr.add_argument("--top", type=_positive(), default=15, help="operators shown in the table")
+    pr.add_argument("--top", type=positive(), default=15, help="operators shown in the table")
     pr.add_argument("--json", action="store_true", help="print only the run, as JSON")
 
     r = sub.add_parser("runs", help="list saved runs")
@@ -73,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a saved run")
     s.add_argument("run_id")
     s.add_argument("--runs-dir")
-    s.add_argument("--top", type=_positive(), default=15)
+    s.add_argument("--top", type=positive(), default=15)
     s.add_argument("--json", action="store_true")
 
     rn = sub.add_parser("rename", help="set a saved run's label")
@@ -99,14 +79,6 @@ def _bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def format_table(rows: list[list[str]], header: list[str], left: tuple[int, ...] = (0,)) -> str:
-    """Plain-text table; columns in `left` are left-aligned (text), the rest right-aligned (numbers)."""
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def render_run(run: ProfileRun, top: int = 15) -> str:
@@ -163,24 +135,11 @@ def _cmd_models(a) -> int:
     return 0
 
 
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, file=sys.stderr, bar_format="{desc:<36} {bar} {percentage:3.0f}% {elapsed}", leave=False)
-
-    def update(stage: str, fraction: float):
-        bar.set_description_str(stage[:36])
-        bar.n = int(100 * fraction)
-        bar.refresh()
-    return update, bar.close
-
-
 def _cmd_profile(a) -> int:
     config = ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time,
                            profile_iters=a.profile_iters, dtype=a.dtype, graph=not a.no_graph)
-    progress, close = _progress_bar(sys.stderr.isatty())
+    store.check_writable(a.runs_dir)  # before a minute of measuring, not after
+    progress, close = progress_bar()
     try:
         if progress:
             progress(f"loading {a.model}", 0.0)
@@ -230,15 +189,18 @@ COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "runs": _cmd_runs, "
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, _ = strip_verbose(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ProfileCancelled:
-        print("error: cancelled; nothing was saved", file=sys.stderr)
+        print("error: cancelled; nothing was saved", file=err())
         return 130
     except KeyboardInterrupt:
-        print("\nerror: interrupted; nothing was saved", file=sys.stderr)
+        print("\nerror: interrupted; nothing was saved", file=err())
         return 130
     except OpLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=err())
         return 2
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback on the terminal
+        return fail_unexpected(exc)

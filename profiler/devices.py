@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import time
 from contextlib import contextmanager
 
@@ -115,4 +116,31 @@ class Stopwatch:
 
 
 def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return (isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text or "cannot allocate memory" in text)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def oom_message(exc: BaseException, what: str, lower: str = "the batch size or sequence length") -> str:
+    """One line for an allocation that failed: how much was asked for (when the allocator says), what is
+    available, and what to lower."""
+    text = str(exc)
+    asked = ""
+    if m := re.search(r"allocate (\d+) bytes", text):  # CPU allocator
+        asked = f" asked for {_gib(int(m.group(1)))}"
+    elif m := re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text):  # CUDA caching allocator
+        asked = f" asked for {m.group(1)}"
+    where = "GPU" if "cuda" in text.lower() or isinstance(exc, torch.OutOfMemoryError) else "memory"
+    have = ""
+    if where == "memory":
+        try:
+            import psutil
+
+            have = f"; {_gib(psutil.virtual_memory().available)} is available"
+        except ImportError:
+            pass
+    return f"out of {where}: {what}{asked}{have}. Lower {lower}"

@@ -19,6 +19,7 @@ from torch import nn
 
 import sample_models
 
+from . import devices
 from .schema import ModelInfo, ModelLoadError
 
 DEFAULT_FACTORIES = ("build_model", "get_model", "make_model", "model")
@@ -176,6 +177,11 @@ def load_inputs_file(path: str) -> tuple[tuple, dict]:
     return _split_inputs(obj)
 
 
+def _oom(exc: BaseException, what: str, batch: int | None) -> str:
+    return devices.oom_message(exc, f"building {what}" + (f" with batch size {batch}" if batch else ""),
+                               "--batch-size or --seq-len")
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
@@ -192,6 +198,10 @@ def _from_registry(name: str, batch: int | None, seq_len: int | None) -> LoadedM
         built = sm.build(b, s)
     except ImportError as exc:
         raise ModelLoadError(f"{name}: {exc}") from None
+    except (RuntimeError, MemoryError) as exc:
+        if devices.is_oom(exc):
+            raise ModelLoadError(_oom(exc, name, b)) from None
+        raise
     return _finish(built.module, built.args, built.kwargs, name, "registry", name, built.task, b, s)
 
 
@@ -224,6 +234,8 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     try:
         result = factory(**call_kwargs)
     except Exception as exc:  # noqa: BLE001
+        if devices.is_oom(exc):
+            raise ModelLoadError(_oom(exc, f"{path}:{candidates[0]}()", batch)) from None
         raise ModelLoadError(f"{path}:{candidates[0]}() raised {type(exc).__name__}: {_short(exc)}") from None
     inputs = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):

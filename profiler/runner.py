@@ -48,8 +48,8 @@ def _cast_input(dtype: torch.dtype):
 
 def _friendly(exc: BaseException, device: torch.device, loaded: LoadedModel) -> ModelRunError:
     if devices.is_oom(exc):
-        return ModelRunError(f"out of memory on {device} running {loaded.info.name} with batch size {loaded.batch_size}: "
-                             "try a smaller batch size or sequence length")
+        return ModelRunError(devices.oom_message(
+            exc, f"{loaded.info.name} on {device} at batch size {loaded.batch_size}", "--batch-size or --seq-len"))
     text = str(exc).strip().splitlines()
     msg = text[0][:300] if text else ""
     if isinstance(exc, (RuntimeError, ValueError, IndexError, TypeError)) and any(

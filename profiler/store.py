@@ -2,6 +2,7 @@
 (torch-tb-profiler treats each run directory as a run and finds `<worker>.<timestamp>.pt.trace.json.gz` in it)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -45,7 +46,20 @@ def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
     elsewhere is copied, leaving that store and the caller's run as they were.
     """
     d = _run_dir(run.id, root)
-    d.mkdir(parents=True, exist_ok=True)
+    created = not d.exists()
+    try:
+        _save(run, d)
+    except OSError as exc:
+        if created:  # a new run that could not be written whole leaves nothing behind; older runs are not touched
+            shutil.rmtree(d, ignore_errors=True)
+        raise RunStoreError(f"could not save run {run.id} in {runs_dir(root)}: {_os_reason(exc)}; "
+                            "runs saved before are unchanged") from None
+    return d
+
+
+def _save(run: ProfileRun, d: Path) -> None:
+    check_writable(d.parent)
+    d.mkdir(exist_ok=True)
     src = Path(run.trace_path) if run.trace_path else None
     if src is not None and src.is_file() and src.parent.resolve() != d.resolve():
         target = d / src.name
@@ -59,7 +73,33 @@ def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
     if data.get("trace_path"):
         data["trace_path"] = Path(data["trace_path"]).name  # relative: the run dir may move
     _atomic_write(d / RUN_FILE, json.dumps(data, indent=1))
-    return d
+
+
+def _os_reason(exc: OSError) -> str:
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+            errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}.get(
+        exc.errno, exc.strerror or str(exc))
+
+
+MIN_FREE_BYTES = 64 * 2**20  # a run with its trace takes a few MiB; below this, saving would likely fail halfway
+
+
+def check_writable(root: str | os.PathLike | None = None) -> Path:
+    """The runs directory, created if missing; RunStoreError (one line) when it is a file, cannot be written, or its
+    disk is nearly full. Called before a measurement, so a bad --runs-dir fails in a second, not after a profile."""
+    base = runs_dir(root)
+    if base.exists() and not base.is_dir():
+        raise RunStoreError(f"runs directory {base} is a file, not a directory: choose another --runs-dir")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError as exc:
+        raise RunStoreError(f"cannot write to runs directory {base}: {_os_reason(exc)}; choose another --runs-dir") from None
+    free = shutil.disk_usage(base).free
+    if free < MIN_FREE_BYTES:
+        raise RunStoreError(f"runs directory {base}: only {free / 2**20:.0f} MiB free on its disk; free some space "
+                            "or choose another --runs-dir")
+    return base
 
 
 def from_json(data: dict, where: str = "run") -> ProfileRun:
