@@ -113,3 +113,14 @@ def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
 def about(text: str) -> None:
     with st.expander("About / how to read this"):
         st.markdown(text)
+
+
+def number_columns(formats: dict[str, str]) -> dict:
+    """Streamlit column configs for the printf formats profiler.tables chose (text columns left as they are)."""
+    out = {}
+    for header, fmt in formats.items():
+        if fmt == "percent":
+            out[header] = st.column_config.ProgressColumn(header, format="percent", min_value=0, max_value=1)
+        elif fmt:
+            out[header] = st.column_config.NumberColumn(header, format=fmt)
+    return out

@@ -1,12 +1,13 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import analysis
+from profiler import analysis, tables
 
 st.title("Operators")
 state.about("""
-Each row is one ATen operator, summed over its calls in one inference. **exec ms** is its *self* time (not counting
-ops it calls), so the column adds up to T_exec; **trans ms** is data movement. **GFLOP/s** is achieved throughput
+Each row is one ATen operator, summed over its calls in one inference. **exec** is its *self* time (not counting
+ops it calls), so the column adds up to T_exec; **transfer** is data movement. Times show only the digits the run's
+noise supports; columns with nothing to say for this device are hidden (the CSV keeps every raw column). **GFLOP/s** is achieved throughput
 for ops that do arithmetic we can count. Filter by name or input shape; the treemap shows the same time by the
 model's own modules.
 """)
@@ -20,13 +21,10 @@ if run is not None:
     shown = analysis.filter_ops(frame, name, shape, category)
     st.caption(f"{len(shown)} of {len(frame)} operators · {shown['time_ms'].sum():.4g} ms of "
                f"{frame['time_ms'].sum():.4g} ms per inference")
-    st.dataframe(shown, hide_index=True, width="stretch", column_config={
-        "share": st.column_config.ProgressColumn("share", format="percent", min_value=0, max_value=1),
-        "exec_ms": st.column_config.NumberColumn(format="%.4f"), "trans_ms": st.column_config.NumberColumn(format="%.4f"),
-        "time_ms": st.column_config.NumberColumn(format="%.4f"), "flops": st.column_config.NumberColumn(format="%.3e"),
-        "gflops_per_s": st.column_config.NumberColumn("GFLOP/s", format="%.1f")})
-    st.download_button("Download CSV", shown.to_csv(index=False), file_name=f"{run.id}-operators.csv",
-                       mime="text/csv", icon=":material/download:")
+    table, formats = tables.readable(shown, run)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
+    st.download_button("Download CSV (raw values: ms, FLOPs, bytes)", shown.to_csv(index=False),
+                       file_name=f"{run.id}-operators.csv", mime="text/csv", icon=":material/download:")
     k = st.slider("Operators in the chart", 5, 40, 15, key="op_k")
     st.plotly_chart(charts.top_ops_bar(shown, k), width="stretch")
     modules = analysis.module_times(run)
@@ -34,6 +32,8 @@ if run is not None:
         st.plotly_chart(charts.module_treemap(modules), width="stretch")
         module = st.text_input("Filter modules by path", placeholder="encoder.layer.0", key="mod_filter")
         table = modules[modules["id"].str.contains(module, regex=False)] if module else modules
-        st.dataframe(table.sort_values("own_ms", ascending=False), hide_index=True, width="stretch")
+        mods, formats = tables.readable(table.sort_values("own_ms", ascending=False)[list(tables.MODULE_COLUMNS)], run,
+                                        tables.MODULE_COLUMNS)
+        st.dataframe(mods, hide_index=True, width="stretch", column_config=state.number_columns(formats))
     else:
         st.info("This run has no timed graph, so there is no per-module breakdown.")

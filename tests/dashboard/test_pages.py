@@ -60,11 +60,15 @@ def test_overview_numbers_match_the_run(saved):
 def test_operators_table_matches_and_filters(saved):
     at = open_page("operators", saved.id)
     df = at.dataframe[0].value
-    assert list(df["name"]) == [o.name for o in saved.ops]
-    assert df["exec_ms"].sum() == pytest.approx(saved.totals.exec_ms)
+    assert list(df["operator"]) == [o.name for o in saved.ops]
+    # readable headers with units; values rounded to the noise, so they sum to T_exec within a few per cent
+    assert df["exec (ms)"].sum() == pytest.approx(saved.totals.exec_ms, rel=0.05)
+    assert "device (ms)" not in df.columns and "device_ms" not in df.columns  # a CPU run has no device time
+    assert "GFLOP" in df.columns and "allocated (MiB)" in df.columns
+    assert not any("_" in c for c in df.columns), list(df.columns)
     at.text_input(key="op_name").input("addmm").run()
     df = at.dataframe[0].value
-    assert set(df["name"]) == {o.name for o in saved.ops if "addmm" in o.name}
+    assert set(df["operator"]) == {o.name for o in saved.ops if "addmm" in o.name}
 
 
 def test_graph_page_shows_node_details(saved):
