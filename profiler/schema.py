@@ -6,6 +6,9 @@ still opens an older run, and `schema_version` lets the store refuse runs it can
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,21 +45,39 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """`value` read from JSON, rebuilt as the type hint says: dataclasses, lists and dicts of them, optionals."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        for a in options:  # the first dataclass option that a dict can build, else the value as it is
+            if dataclasses.is_dataclass(a) and isinstance(value, dict):
+                return _build(a, value)
+        return _convert(options[0], value) if len(options) == 1 else value
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_convert(item, v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(hint) or (Any, Any)
+        return {k: _convert(item, v) for k, v in value.items()}
+    return value
+
+
 def _build(cls, data: dict[str, Any] | None):
-    """Instantiate `cls` from a dict, recursing into nested dataclasses and lists of them."""
+    """Instantiate `cls` from a dict, following its type hints into nested dataclasses; unknown keys are ignored."""
     if data is None:
         return None
-    kwargs = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    for name, f in hints.items():
-        if name not in data:
-            continue
-        value = data[name]
-        sub = _NESTED.get((cls.__name__, name))
-        if sub is not None and value is not None:
-            value = [_build(sub, v) for v in value] if isinstance(value, list) else _build(sub, value)
-        kwargs[name] = value
-    return cls(**kwargs)
+    hints = _hints(cls)
+    return cls(**{f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
 class _Dict:
@@ -214,20 +235,6 @@ class ProfileRun(_Dict):
     schema_version: int = SCHEMA_VERSION
 
 
-_NESTED = {
-    ("ProfileRun", "model"): ModelInfo,
-    ("ProfileRun", "device"): DeviceInfo,
-    ("ProfileRun", "config"): ProfileConfig,
-    ("ProfileRun", "latency"): LatencyStats,
-    ("ProfileRun", "profiled_latency"): LatencyStats,
-    ("ProfileRun", "paired_latency"): LatencyStats,
-    ("ProfileRun", "totals"): Totals,
-    ("ProfileRun", "ops"): OpStat,
-    ("ProfileRun", "transfers"): TransferStat,
-    ("ProfileRun", "graph"): Graph,
-    ("ProfileRun", "memory"): MemoryStats,
-    ("Graph", "nodes"): GraphNode,
-}
 
 
 @dataclass
@@ -257,7 +264,6 @@ class Comparison(_Dict):
     top1_agreement: float | None = None
 
 
-_NESTED[("Comparison", "ops")] = OpDiff
 
 
 @dataclass
@@ -293,6 +299,3 @@ class OptimizeResult(_Dict):
     graph_diff: dict = field(default_factory=dict)  # op -> [base count, optimized count] where they differ
 
 
-_NESTED[("OptimizeResult", "passes")] = PassResult
-_NESTED[("OptimizeResult", "comparison")] = Comparison
-_NESTED[("OptimizeResult", "accuracy")] = Accuracy

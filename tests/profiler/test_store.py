@@ -86,3 +86,15 @@ def test_saving_into_a_second_store_copies_the_trace(tiny_bert_run, tmp_path):
     assert run.trace_path == original and Path(original).is_file()
     copy = store.load(run.id, tmp_path / "other")
     assert Path(copy.trace_path).is_file() and Path(copy.trace_path) != Path(original)
+
+
+def test_from_dict_follows_the_type_hints_into_every_nested_dataclass():
+    from profiler.schema import Accuracy, Comparison, OpDiff, OptimizeResult, PassResult
+
+    comp = Comparison("a", "b", 2.0, 1.5, 2.5, 10.0, 5.0, True, ops=[OpDiff("aten::mm", "faster", 4.0, 2.0, -2.0, 2.0)])
+    result = OptimizeResult(passes=[PassResult("bf16", True)], base_run_id="a", optimized_run_id="b", comparison=comp,
+                            accuracy=Accuracy(0.1, 0.01, 0.999, None, True))
+    back = OptimizeResult.from_dict(result.to_dict())
+    assert back == result
+    assert isinstance(back.passes[0], PassResult) and isinstance(back.comparison.ops[0], OpDiff)
+    assert isinstance(back.accuracy, Accuracy)
