@@ -98,3 +98,14 @@ def test_from_dict_follows_the_type_hints_into_every_nested_dataclass():
     assert back == result
     assert isinstance(back.passes[0], PassResult) and isinstance(back.comparison.ops[0], OpDiff)
     assert isinstance(back.accuracy, Accuracy)
+
+
+def test_search_result_round_trips_typed():
+    from optimizers.search import Candidate, HeadToHead, SearchResult
+    from profiler.schema import Accuracy
+
+    best = Candidate(["bf16"], 5.0, 2.0, accuracy=Accuracy(0.1, 0.01, 0.999, None, True))
+    result = SearchResult(10.0, best, [best], "done", 3.0, HeadToHead(["a", "b"], ["a"], 1.3, 1.2, 1.4, 3))
+    back = SearchResult.from_dict(result.to_dict())
+    assert back == result  # before: nested candidates and the head-to-head came back as plain dicts
+    assert isinstance(back.leaderboard[0].accuracy, Accuracy) and isinstance(back.vs_best_single, HeadToHead)
