@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("label")
     rn.add_argument("--runs-dir")
 
+    pk = sub.add_parser("peaks", help="this machine's measured limits: GEMM GFLOP/s per dtype, memory bandwidth")
+    pk.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    pk.add_argument("--refresh", action="store_true", help="measure again instead of reading the cache")
+    pk.add_argument("--gpu", help="published spec of a GPU by name (e.g. 'H100', 'MI300X') instead of measuring")
+    pk.add_argument("--json", action="store_true")
+
     d = sub.add_parser("delete", help="delete a saved run")
     d.add_argument("run_id")
     d.add_argument("--runs-dir")
@@ -184,8 +190,44 @@ def _cmd_delete(a) -> int:
     return 0
 
 
+def _cmd_peaks(a) -> int:
+    from . import peaks as peaks_mod
+
+    if a.gpu:
+        p = peaks_mod.spec_peaks(a.gpu)
+        if p is None:
+            raise OpLensError(f"no published spec for a GPU named '{a.gpu}'; known: {', '.join(peaks_mod.gpu_specs())}")
+    else:
+        progress, close = progress_bar()
+        try:
+            p = peaks_mod.get(a.device, refresh=a.refresh, progress=progress)
+        finally:
+            close()
+    if a.json:
+        out = p.to_dict()
+        if not p.device.startswith("cuda"):  # GPU keys only with a GPU
+            for k in ("h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs"):
+                out.pop(k)
+        print(json.dumps(out, indent=1))
+        return 0
+    rows = [[label, f"{value:,.1f}", unit] for label, value, unit in (
+        ("fp32 GEMM", p.fp32_gflops, "GFLOP/s"), ("bf16 GEMM", p.bf16_gflops, "GFLOP/s"),
+        ("fp16 GEMM", p.fp16_gflops, "GFLOP/s"), ("int8 GEMM", p.int8_gops, "GOP/s"),
+        ("memory bandwidth (triad)", p.mem_bw_gbs, "GB/s"), ("memory copy", p.copy_bw_gbs, "GB/s"),
+        ("host->device, pinned", p.h2d_pinned_gbs, "GB/s"), ("host->device, pageable", p.h2d_pageable_gbs, "GB/s"),
+        ("device->host, pinned", p.d2h_pinned_gbs, "GB/s"), ("device->host, pageable", p.d2h_pageable_gbs, "GB/s"))
+        if value]
+    what = "published spec, not measured" if p.source == "spec" else \
+        f"measured {p.measured_at}, {p.threads} threads, torch {p.torch}"
+    print(f"peaks of {p.name} ({p.device}; {what})")
+    print(format_table(rows, ["limit", "value", "unit"], left=(0, 2)))
+    for note in p.notes:
+        print(f"note  {note}")
+    return 0
+
+
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "runs": _cmd_runs, "show": _cmd_show,
-            "rename": _cmd_rename, "delete": _cmd_delete}
+            "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -238,6 +238,28 @@ class ProfileRun(_Dict):
 
 
 @dataclass
+class Peaks(_Dict):
+    """A machine's attainable limits: measured on this machine, or a GPU's published spec ("spec, not measured")."""
+    device: str  # "cpu" or "cuda:0" ...
+    name: str  # CPU model or GPU name
+    source: str  # "measured" or "spec"
+    threads: int = 0
+    torch: str = ""
+    fp32_gflops: float = 0.0
+    bf16_gflops: float = 0.0
+    fp16_gflops: float = 0.0
+    int8_gops: float = 0.0  # int8 multiply-adds count as 2 operations, as FLOPs do
+    mem_bw_gbs: float = 0.0  # triad (a = b + s*c): the bandwidth a streaming kernel attains
+    copy_bw_gbs: float = 0.0
+    h2d_pinned_gbs: float = 0.0
+    h2d_pageable_gbs: float = 0.0
+    d2h_pinned_gbs: float = 0.0
+    d2h_pageable_gbs: float = 0.0
+    measured_at: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class OpDiff(_Dict):
     name: str
     status: str  # "faster", "slower", "same", "new", "removed"

@@ -33,3 +33,14 @@ def test_resident_inputs_remove_the_upload():
     run = profile(loaded, ProfileConfig(device="cuda", warmup=1, repeats=3, min_time_s=0, profile_iters=1,
                                         inputs_on_device=True))
     assert not any(t.direction == "H2D" and t.bytes > 0 for t in run.transfers)
+
+
+@needs_cuda
+def test_gpu_peaks_measure_copies_both_ways(tmp_path, monkeypatch):
+    from profiler import peaks
+
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path))
+    p = peaks.measure("cuda")
+    assert p.fp32_gflops > 1000 and p.mem_bw_gbs > 100  # any datacenter or consumer GPU of the last decade
+    assert p.h2d_pinned_gbs > 0 and p.h2d_pageable_gbs > 0 and p.d2h_pinned_gbs > 0
+    assert p.h2d_pinned_gbs >= 0.8 * p.h2d_pageable_gbs  # page-locked copies are not slower

@@ -1,0 +1,158 @@
+"""This machine's attainable limits, measured once and cached: GEMM throughput per dtype, memory bandwidth, and on a
+GPU host<->device copy bandwidth. A GPU named in an imported trace gets its published spec instead, marked so.
+
+Peaks are *attainable* figures (the best of several timed repeats of a large, well-shaped kernel), the ceilings a
+roofline places operators against. The cache key is the machine, torch version, thread count and device: a change
+in any of them measures again.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import devices
+from .lock import measurement_lock
+from .schema import Peaks
+
+SPECS_FILE = Path(__file__).parent / "data" / "gpu_specs.json"
+_GEMM_N = {"fp32": 2048, "bf16": 2048, "fp16": 1024, "int8": 2048}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_BW_BYTES = 256 * 2**20
+
+
+def cache_path() -> Path:
+    root = os.environ.get("OPLENS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "oplens")
+    return Path(root) / "peaks.json"
+
+
+def _key(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else devices.cpu_name()
+    return f"{name}|torch {torch.__version__}|{torch.get_num_threads()} threads|{device}"
+
+
+def _best_seconds(fn: Callable[[], None], sync: Callable[[], None], min_time_s: float = 0.25, repeats: int = 3) -> float:
+    """Shortest of the timed calls (after one warm-up), repeating until both `repeats` and `min_time_s` are met."""
+    fn()
+    sync()
+    best, spent, n = float("inf"), 0.0, 0
+    while n < repeats or spent < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        best, spent, n = min(best, dt), spent + dt, n + 1
+        if n >= 50:
+            break
+    return best
+
+
+def _gemm_rate(kind: str, device: torch.device, sync) -> float:
+    """GFLOP/s (GOP/s for int8) of an N x N x N matrix multiply."""
+    n = _GEMM_N[kind]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    if kind == "int8":
+        a = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=g).to(device)
+        b = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=g).to(device)
+        fn = lambda: torch._int_mm(a, b)  # noqa: E731 - the int8 x int8 -> int32 GEMM that int8 linears lower to
+    else:
+        a = torch.randn(n, n, generator=g).to(device, _DTYPES[kind])
+        b = torch.randn(n, n, generator=g).to(device, _DTYPES[kind])
+        fn = lambda: torch.mm(a, b)  # noqa: E731
+    return 2 * n**3 / _best_seconds(fn, sync) / 1e9
+
+
+def _bandwidth(device: torch.device, sync) -> tuple[float, float]:
+    """(triad GB/s, copy GB/s) over arrays far larger than any cache."""
+    n = _BW_BYTES // 4
+    a, b, c = (torch.full((n,), v, device=device) for v in (1.0, 2.0, 3.0))
+    copy = 2 * n * 4 / _best_seconds(lambda: b.copy_(a), sync) / 1e9
+    triad = 3 * n * 4 / _best_seconds(lambda: torch.add(b, c, alpha=3.0, out=a), sync) / 1e9
+    return triad, copy
+
+
+def _transfer(device: torch.device, sync) -> dict[str, float]:
+    n = _BW_BYTES // 4
+    out = {}
+    for pinned in (True, False):
+        host = torch.ones(n, pin_memory=pinned)
+        dev = torch.empty(n, device=device)
+        label = "pinned" if pinned else "pageable"
+        out[f"h2d_{label}_gbs"] = n * 4 / _best_seconds(lambda: dev.copy_(host, non_blocking=pinned), sync) / 1e9
+        out[f"d2h_{label}_gbs"] = n * 4 / _best_seconds(lambda: host.copy_(dev, non_blocking=pinned), sync) / 1e9
+    return out
+
+
+def measure(device: torch.device | str = "cpu", progress: Callable[[str, float], None] | None = None) -> Peaks:
+    """Measure the peaks of `device` now, under the measurement lock (a few seconds on a CPU)."""
+    device = devices.resolve_device(str(device))
+    say = progress or (lambda stage, f: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else devices.cpu_name()
+    peaks = Peaks(device=str(device), name=name, source="measured", threads=torch.get_num_threads(),
+                  torch=torch.__version__, measured_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    with measurement_lock(lambda s: say(f"waiting for another measurement ({s:.0f} s)", 0.0)), torch.inference_mode():
+        kinds = ["fp32", "bf16", "fp16", "int8"]
+        for i, kind in enumerate(kinds):
+            say(f"GEMM {kind}", i / 6)
+            try:
+                rate = _gemm_rate(kind, device, sync)
+            except (RuntimeError, NotImplementedError) as exc:  # e.g. no int8 GEMM on this build
+                peaks.notes.append(f"{kind} GEMM not measured: {str(exc).splitlines()[0][:120]}")
+                continue
+            setattr(peaks, {"int8": "int8_gops"}.get(kind, f"{kind}_gflops"), rate)
+        say("memory bandwidth", 4 / 6)
+        peaks.mem_bw_gbs, peaks.copy_bw_gbs = _bandwidth(device, sync)
+        if device.type == "cuda":
+            say("host<->device copies", 5 / 6)
+            for k, v in _transfer(device, sync).items():
+                setattr(peaks, k, v)
+    say("done", 1.0)
+    return peaks
+
+
+def get(device: torch.device | str = "cpu", refresh: bool = False,
+        progress: Callable[[str, float], None] | None = None) -> Peaks:
+    """Cached peaks for this machine, torch version, thread count and device; measured when missing or refresh."""
+    device = devices.resolve_device(str(device))
+    key = _key(device)
+    path = cache_path()
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        cache = {}  # a damaged cache is only a cache: measure again
+    if not refresh and key in cache:
+        return Peaks.from_dict(cache[key])
+    peaks = measure(device, progress)
+    cache[key] = peaks.to_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        peaks.notes.append(f"not cached ({exc.strerror or exc})")
+    return peaks
+
+
+def gpu_specs() -> dict[str, dict[str, float]]:
+    return {k: v for k, v in json.loads(SPECS_FILE.read_text()).items() if not k.startswith("_")}
+
+
+def spec_peaks(gpu_name: str) -> Peaks | None:
+    """Published peaks for a GPU named in a trace (longest matching table key wins), or None when unknown."""
+    words = gpu_name.upper().replace("-", " ").split()
+    matches = [k for k in gpu_specs() if all(w in words for w in k.upper().split())]
+    if not matches:
+        return None
+    key = max(matches, key=len)
+    s = gpu_specs()[key]
+    return Peaks(device="cuda", name=gpu_name, source="spec", fp32_gflops=1e3 * s.get("fp32_tflops", 0),
+                 bf16_gflops=1e3 * s.get("bf16_tflops", 0), fp16_gflops=1e3 * s.get("fp16_tflops", 0),
+                 int8_gops=1e3 * s.get("int8_tops", 0), mem_bw_gbs=s.get("mem_bw_gbs", 0.0),
+                 notes=[f"spec, not measured: published figures for '{key}' from {SPECS_FILE.name}"])
