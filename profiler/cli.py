@@ -20,6 +20,26 @@ from .timing import significant
 
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': give one or more numbers, each at least 1")
+    return values
+
+
+def _choice_list(*choices: str):
+    def parse(text: str) -> list[str]:
+        values = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"'{text}': choose from {', '.join(choices)}")
+        return values
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m profiler", description="Profile PyTorch models: latency, per-op time, transfers, graph.")
     p.add_verbose()
@@ -60,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("run_id")
     rn.add_argument("label")
     rn.add_argument("--runs-dir")
+
+    sw = sub.add_parser("sweep", help="latency, throughput and memory across batch sizes, lengths, threads, dtypes")
+    sw.add_argument("model")
+    sw.add_argument("--batch-sizes", type=_int_list, required=True, help="comma-separated, e.g. 1,2,4,8")
+    sw.add_argument("--seq-lens", type=_int_list, help="sequence lengths or image sizes, e.g. 64,128,256")
+    sw.add_argument("--threads", type=_int_list, help="CPU thread counts, e.g. 1,2")
+    sw.add_argument("--dtypes", type=_choice_list("float32", "bfloat16", "float16"), help="e.g. float32,bfloat16")
+    sw.add_argument("--devices", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], help="e.g. cpu,cuda")
+    sw.add_argument("--warmup", type=positive(minimum=0), default=2)
+    sw.add_argument("--repeats", type=positive(), default=5)
+    sw.add_argument("--min-time", type=positive(float, 0), default=0.5)
+    sw.add_argument("--arch")
+    sw.add_argument("--runs-dir")
+    sw.add_argument("--json", action="store_true")
 
     pk = sub.add_parser("peaks", help="this machine's measured limits: GEMM GFLOP/s per dtype, memory bandwidth")
     pk.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -190,6 +224,36 @@ def _cmd_delete(a) -> int:
     return 0
 
 
+def _cmd_sweep(a) -> int:
+    from .sweep import sweep
+
+    store.check_writable(a.runs_dir)
+    config = ProfileConfig(warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
+    progress, close = progress_bar()
+    try:
+        result = sweep(a.model, a.batch_sizes, a.seq_lens, a.threads, a.dtypes, a.devices, config, arch=a.arch,
+                       progress=progress)
+    finally:
+        close()
+    if all(p.error for p in result.points):
+        raise OpLensError(f"no point of the sweep ran: {result.points[0].error}")
+    store.save_sweep(result, a.runs_dir)
+    if a.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    rows = [[str(p.batch_size), str(p.seq_len or ""), str(p.threads), p.dtype, p.device,
+             _ms(p.median_ms) if not p.error else "", f"{_ms(p.p10_ms)}-{_ms(p.p90_ms)}" if not p.error else "",
+             f"{p.throughput_per_s:,.1f}" if not p.error else "", _bytes(p.peak_memory_bytes) if not p.error else "",
+             p.error[:60]] for p in result.points]
+    print(f"sweep of {result.model} on {result.device_name}")
+    print(format_table(rows, ["batch", "length", "threads", "dtype", "device", "median ms", "p10-p90 ms", "samples/s",
+                              "peak memory", "problem"], left=(3, 4, 9)))
+    for finding in result.findings:
+        print(f"finding  {finding}")
+    print(f"saved    sweep {result.id}")
+    return 0
+
+
 def _cmd_peaks(a) -> int:
     from . import peaks as peaks_mod
 
@@ -227,7 +291,8 @@ def _cmd_peaks(a) -> int:
 
 
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "runs": _cmd_runs, "show": _cmd_show,
-            "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks}
+            "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
+            "sweep": _cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

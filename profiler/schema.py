@@ -260,6 +260,37 @@ class Peaks(_Dict):
 
 
 @dataclass
+class SweepPoint(_Dict):
+    batch_size: int
+    seq_len: int
+    threads: int
+    dtype: str
+    device: str
+    median_ms: float = 0.0
+    p10_ms: float = 0.0
+    p90_ms: float = 0.0
+    iqr_ms: float = 0.0
+    throughput_per_s: float = 0.0  # samples per second at the median latency
+    peak_memory_bytes: int = 0
+    memory_kind: str = ""
+    error: str = ""  # why this point has no measurement (out of memory, ...)
+
+
+@dataclass
+class Sweep(_Dict):
+    """Latency, throughput and peak memory of one model across sizes, threads, dtypes and devices."""
+    id: str
+    created: str
+    model: str  # the model spec
+    axes: dict[str, list] = field(default_factory=dict)  # the values swept: batch_size, seq_len, threads, dtype, device
+    points: list[SweepPoint] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # knees and crossovers, in words
+    device_name: str = ""
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
 class OpDiff(_Dict):
     name: str
     status: str  # "faster", "slower", "same", "new", "removed"

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError
+from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, Sweep
 
 RUN_FILE = "run.json"
 
@@ -34,7 +34,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
-    if not run_id or "/" in run_id or run_id.startswith("."):
+    if not run_id or "/" in run_id or run_id.startswith(".") or run_id == SWEEPS:
         raise RunStoreError(f"invalid run id '{run_id}'")
     return runs_dir(root) / run_id
 
@@ -182,3 +182,47 @@ def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
     if not (d / RUN_FILE).is_file():
         raise RunStoreError(f"no saved run '{run_id}' in {runs_dir(root)}")
     shutil.rmtree(d)
+
+
+# ---------------------------------------------------------------- sweeps: runs/sweeps/<id>.json
+
+SWEEPS = "sweeps"  # a folder of the runs dir that is not a run (no run.json, no trace: listings pass over it)
+
+
+def _sweep_file(sweep_id: str, root: str | os.PathLike | None) -> Path:
+    if not sweep_id or "/" in sweep_id or sweep_id.startswith("."):
+        raise RunStoreError(f"invalid sweep id '{sweep_id}'")
+    return runs_dir(root) / SWEEPS / f"{sweep_id}.json"
+
+
+def save_sweep(sweep: Sweep, root: str | os.PathLike | None = None) -> Path:
+    f = _sweep_file(sweep.id, root)
+    try:
+        check_writable(root)
+        f.parent.mkdir(exist_ok=True)
+        _atomic_write(f, json.dumps(sweep.to_dict(), indent=1))
+    except OSError as exc:
+        raise RunStoreError(f"could not save sweep {sweep.id}: {_os_reason(exc)}") from None
+    return f
+
+
+def load_sweep(sweep_id: str, root: str | os.PathLike | None = None) -> Sweep:
+    f = _sweep_file(sweep_id, root)
+    if not f.is_file():
+        raise RunStoreError(f"no saved sweep '{sweep_id}' in {runs_dir(root)}")
+    try:
+        return Sweep.from_dict(json.loads(f.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise RunStoreError(f"sweep '{sweep_id}' is unreadable ({exc})") from None
+
+
+def list_sweeps(root: str | os.PathLike | None = None) -> list[Sweep]:
+    """Saved sweeps, newest first; unreadable files are skipped (a sweep is a convenience, not a record)."""
+    folder = runs_dir(root) / SWEEPS
+    out = []
+    for f in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            out.append(Sweep.from_dict(json.loads(f.read_text())))
+        except (OSError, json.JSONDecodeError, TypeError, KeyError):
+            continue
+    return sorted(out, key=lambda s: (s.created, s.id), reverse=True)
