@@ -74,3 +74,11 @@ def summary_row(saved: SavedComparison) -> dict:
     return {"id": saved.id, "created": saved.created, "kind": saved.kind, "model": saved.model,
             "passes": "+".join(saved.passes) or "none", "speedup": speedup_text(saved), "accuracy": verdict(saved),
             "problem": ""}
+
+
+def label(saved: SavedComparison) -> str:
+    """A short name for a picker: kind, model, passes, speedup, when."""
+    if saved.error:
+        return f"{saved.id} (unreadable)"
+    return (f"{saved.kind} · {saved.model} · {'+'.join(saved.passes) or 'no pass'} · {speedup_text(saved)} · "
+            f"{saved.created[5:16].replace('T', ' ')}")
