@@ -41,7 +41,7 @@ job_args = dict(arch=choice.arch, source_run_id=choice.run_id)
 def check_job():
     """The job that checks, in a worker process, which passes apply to this model and config; one per model and
     config in this session, so changing passes or switching pages does not load the model again."""
-    key = json.dumps([choice.spec, choice.arch, config.device, config.batch_size, config.seq_len, config.dtype])
+    key = json.dumps([choice.spec, choice.arch, choice.run_id, config.to_dict()], sort_keys=True)
     checks = st.session_state.setdefault("opt_checks", {})
     job = jobs.get(checks.get(key))
     if job is None or job.status == "cancelled":
