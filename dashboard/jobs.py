@@ -105,7 +105,8 @@ class JobManager:
             why = "it was killed, most likely for running out of memory" if code in MEMORY_KILL else f"exit code {code}"
             tail = "".join(stderr[-3:]).strip().splitlines()
             job.status = "failed"
-            job.error = f"the profiling process died ({why}); nothing was saved" + (f". Last words: {tail[-1]}" if tail else "")
+            job.error = (f"the {job.kind} process died ({why}); nothing was saved"
+                         + (f". Last words: {tail[-1]}" if tail else ""))
         job.finished = time.time()
 
     @staticmethod

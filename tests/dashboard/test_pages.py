@@ -309,3 +309,13 @@ def test_optimize_page_says_when_a_saved_runs_model_is_gone(own_store):
 
     # the first render checked the sample model; nothing was launched for the run whose model is gone
     assert job_manager().get(at.session_state["opt_check_job"]).payload["source_run_id"] == ""
+
+
+def test_optimize_page_bad_path_is_one_line_from_the_worker():
+    at = open_page("optimize")
+    at.radio(key="opt_source").set_value("Path on this server").run()
+    at.text_input(key="opt_path").input("missing_model.py:build").run()
+    job = _wait_job(at, "opt_check_job")
+    assert job.kind == "check" and job.status == "failed"
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py:build"]
