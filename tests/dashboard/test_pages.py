@@ -318,4 +318,4 @@ def test_optimize_page_bad_path_is_one_line_from_the_worker():
     job = _wait_job(at, "opt_check_job")
     assert job.kind == "check" and job.status == "failed"
     assert not at.exception
-    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py:build"]
+    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py"]
