@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-from profiler import OpLensError, ProfileCancelled, ProfileConfig, load_model, store
+from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, load_model, store
+from profiler.loading import reload_spec
 from profiler.cli import _Parser, _positive, _progress_bar, format_table
 
 from . import results
@@ -22,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
 
     def common(sp):
-        sp.add_argument("model")
+        sp.add_argument("model", nargs="?", help="sample model name, file.py:factory, HF directory, hf:<hub id>, ...")
+        sp.add_argument("--from-run", metavar="RUN_ID",
+                        help="instead of a model: a saved run's model, measured with that run's config")
         sp.add_argument("--device", default="auto")
         sp.add_argument("--batch-size", type=_positive(), default=None)
         sp.add_argument("--seq-len", type=_positive(), default=None)
@@ -51,6 +54,19 @@ def _config(a) -> ProfileConfig:
     return ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
 
 
+def _model(a):
+    """(loaded model, config, arch, source run id): the model named, or with --from-run a saved run's model and config."""
+    if bool(a.model) == bool(a.from_run):
+        raise ModelLoadError("name a model or give --from-run RUN_ID (one of the two)")
+    if not a.from_run:
+        return load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len), _config(a), None, ""
+    run = store.load(a.from_run, a.runs_dir)
+    spec, arch = reload_spec(run.model, run.id)
+    config = ProfileConfig.from_dict(run.config.to_dict())
+    loaded = load_model(spec, batch_size=config.batch_size or None, seq_len=config.seq_len or None, arch=arch)
+    return loaded, config, arch, run.id
+
+
 def _cmd_list(a) -> int:
     rows = [{"name": p.name, "family": p.family, "description": p.description, "devices": list(p.devices)}
             for p in REGISTRY.values()]
@@ -68,12 +84,12 @@ def _cmd_apply(a) -> int:
         get(n)  # unknown names: exit 2 before any work
     progress, close = _progress_bar(sys.stderr.isatty())
     try:
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
-        result = optimize(loaded, names, _config(a), progress=progress, runs_dir=a.runs_dir, min_cosine=a.min_cosine,
+        loaded, config, arch, source = _model(a)
+        result = optimize(loaded, names, config, progress=progress, runs_dir=a.runs_dir, min_cosine=a.min_cosine,
                           min_top1=a.min_top1)
     finally:
         close()
-    saved = results.keep(results.from_apply(result, loaded, _config(a)), a.runs_dir)
+    saved = results.keep(results.from_apply(result, loaded, config, arch, source), a.runs_dir)
     c, acc = result.comparison, result.accuracy
     out = {"base": {"median_ms": c.base_median_ms, "run_id": result.base_run_id},
            "optimized": {"median_ms": c.new_median_ms, "run_id": result.optimized_run_id},
@@ -103,12 +119,12 @@ def _cmd_apply(a) -> int:
 def _cmd_search(a) -> int:
     progress, close = _progress_bar(sys.stderr.isatty())
     try:
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
-        result = search(loaded, _config(a), budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
+        loaded, config, arch, source = _model(a)
+        result = search(loaded, config, budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
                         min_top1=a.min_top1, progress=progress, save_runs=True, runs_dir=a.runs_dir)
     finally:
         close()
-    saved = results.keep(results.from_search(result, loaded, _config(a)), a.runs_dir)
+    saved = results.keep(results.from_search(result, loaded, config, arch, source), a.runs_dir)
     best = result.best
     out = {"best": {"passes": best.passes, "speedup": best.speedup, "speedup_low": best.speedup_low,
                     "speedup_high": best.speedup_high, "median_ms": best.median_ms,

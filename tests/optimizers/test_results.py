@@ -99,3 +99,16 @@ def test_a_saved_runs_model_is_found_again_or_refused_in_one_line(tiny_bert_run)
     trace = profiler.ModelInfo(name="alexnet", source="trace", parameters=0, spec="alexnet_a100.pt.trace.json.gz")
     with pytest.raises(ModelLoadError, match="no model to load again"):
         reload_spec(trace, "r2")
+
+
+def test_apply_from_a_saved_run_uses_its_model_and_config(tmp_path):
+    config = profiler.ProfileConfig(batch_size=3, warmup=1, repeats=3, min_time_s=0.0, profile_iters=1, graph=False)
+    run = profiler.profile(profiler.load_model("mlp-tiny", batch_size=3), config)
+    store.save(run, tmp_path)
+    r = cli("apply", "--from-run", run.id, "--passes", "dynamic-int8", "--json", "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    saved = store.load_comparison(json.loads(r.stdout)["comparison_id"], tmp_path)
+    assert saved.source_run_id == run.id and saved.spec == "mlp-tiny"
+    assert saved.config.batch_size == 3 and saved.config.graph is False  # the run's config, not the CLI defaults
+    r = cli("apply", "--passes", "dynamic-int8", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--from-run" in r.stderr
