@@ -18,7 +18,8 @@ from profiler import ProfileConfig
 MEMORY_KILL = (-9, 137)
 
 
-WORKERS = {"profile": "profiler.worker", "optimize": "optimizers.worker", "search": "optimizers.worker"}
+WORKERS = {"profile": "profiler.worker", "check": "optimizers.worker", "optimize": "optimizers.worker",
+           "search": "optimizers.worker"}
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Job:
     stage: str = "starting"
     fraction: float = 0.0
     error: str = ""
-    result: object = None  # what the worker returned: a run id (profile) or a result dict (optimize, search)
+    result: object = None  # what the worker returned: a run id (profile), a list of pass rows (check), a saved
+    # comparison as a dict (optimize, search)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -103,7 +105,8 @@ class JobManager:
             why = "it was killed, most likely for running out of memory" if code in MEMORY_KILL else f"exit code {code}"
             tail = "".join(stderr[-3:]).strip().splitlines()
             job.status = "failed"
-            job.error = f"the profiling process died ({why}); nothing was saved" + (f". Last words: {tail[-1]}" if tail else "")
+            job.error = (f"the {job.kind} process died ({why}); nothing was saved"
+                         + (f". Last words: {tail[-1]}" if tail else ""))
         job.finished = time.time()
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Caches and the current selection, shared by the pages. Models: st.cache_resource; runs: st.cache_data keyed by the
+"""Caches and the current selection, shared by the pages. Jobs: st.cache_resource; runs: st.cache_data keyed by the
 file's mtime so a rename or a new run is seen at once; the selection lives in st.session_state only."""
 from __future__ import annotations
 
@@ -23,14 +23,6 @@ def available_devices() -> list[str]:
     from profiler.devices import available_devices as probe
 
     return probe()
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
-def cached_model(spec: str, batch_size: int, seq_len: int):
-    """A loaded model for quick checks on the page (which passes apply); measurements run in a worker process."""
-    from profiler import load_model
-
-    return load_model(spec, batch_size=batch_size or None, seq_len=seq_len or None)
 
 
 def save_upload(upload) -> Path:
@@ -83,6 +75,11 @@ def load_trace(path: str) -> Trace:
 
 def list_runs():
     return store.list_runs(runs_dir())
+
+
+def list_comparisons():
+    """Saved applies and searches, newest first."""
+    return store.list_comparisons(runs_dir())
 
 
 def run_label(summary) -> str:

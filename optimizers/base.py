@@ -92,6 +92,16 @@ def conflicts(names: list[str]) -> list[str]:
     return problems
 
 
+def applicability(loaded: LoadedModel, device: torch.device) -> list[dict]:
+    """Every registered pass, whether it applies to this model on this device, and why not: one row per pass."""
+    rows = []
+    for p in REGISTRY.values():
+        why = p.check(loaded, device)
+        rows.append({"pass": p.name, "family": p.family, "applies": why is None, "why not": why or "",
+                     "description": p.description})
+    return rows
+
+
 def float_params(loaded: LoadedModel) -> list[torch.Tensor]:
     return [p for p in loaded.module.parameters() if p.is_floating_point()]
 

@@ -1,13 +1,15 @@
-"""python -m optimizers: list passes, apply a pipeline with proof, search for the best pipeline."""
+"""python -m optimizers: list passes, apply a pipeline with proof, search for the best pipeline, list saved results."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from profiler import OpLensError, ProfileCancelled, ProfileConfig, load_model
-from profiler.console import Parser as _Parser, err, fail_unexpected, format_table, positive as _positive, progress_bar, strip_verbose
+from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, load_model, store
+from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
+from profiler.loading import reload_spec
 
+from . import results
 from .base import REGISTRY, UnknownPassError, get
 from .optimize import optimize
 from .search import head_to_head_line, search
@@ -15,23 +17,25 @@ from .validate import MIN_COSINE, MIN_TOP1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m optimizers", description="Apply optimization passes to a model and prove the result.")
+    p = Parser(prog="python -m optimizers", description="Apply optimization passes to a model and prove the result.")
     p.add_verbose()
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     ls = sub.add_parser("list", help="list the passes")
     ls.add_argument("--json", action="store_true")
 
     def common(sp):
-        sp.add_argument("model")
+        sp.add_argument("model", nargs="?", help="sample model name, file.py:factory, HF directory, hf:<hub id>, ...")
+        sp.add_argument("--from-run", metavar="RUN_ID",
+                        help="instead of a model: a saved run's model, measured with that run's config")
         sp.add_argument("--device", default="auto")
-        sp.add_argument("--batch-size", type=_positive(), default=None)
-        sp.add_argument("--seq-len", type=_positive(), default=None)
-        sp.add_argument("--warmup", type=_positive(minimum=0), default=3)
-        sp.add_argument("--repeats", type=_positive(), default=10)
-        sp.add_argument("--min-time", type=_positive(float, 0), default=1.0)
+        sp.add_argument("--batch-size", type=positive(), default=None)
+        sp.add_argument("--seq-len", type=positive(), default=None)
+        sp.add_argument("--warmup", type=positive(minimum=0), default=3)
+        sp.add_argument("--repeats", type=positive(), default=10)
+        sp.add_argument("--min-time", type=positive(float, 0), default=1.0)
         sp.add_argument("--min-cosine", type=float, default=MIN_COSINE)
         sp.add_argument("--min-top1", type=float, default=MIN_TOP1)
-        sp.add_argument("--runs-dir")
+        sp.add_argument("--runs-dir", help="where runs and the comparison are saved (default $OPLENS_RUNS_DIR or ./runs)")
         sp.add_argument("--json", action="store_true")
 
     ap = sub.add_parser("apply", help="apply passes in order, then compare speed and outputs")
@@ -39,13 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--passes", required=True, help="comma-separated, applied in order, e.g. conv-bn-fold,channels-last")
     se = sub.add_parser("search", help="search pass pipelines within a time budget")
     common(se)
-    se.add_argument("--budget-s", type=_positive(float, 1), default=300)
-    se.add_argument("--beam", type=_positive(), default=2)
+    se.add_argument("--budget-s", type=positive(float, 1), default=300)
+    se.add_argument("--beam", type=positive(), default=2)
+    rs = sub.add_parser("results", help="list saved comparisons (every apply and search)")
+    rs.add_argument("--runs-dir", help="the runs directory (default $OPLENS_RUNS_DIR or ./runs)")
+    rs.add_argument("--json", action="store_true", help="print a JSON list of the saved comparisons")
     return p
 
 
 def _config(a) -> ProfileConfig:
     return ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
+
+
+def _model(a):
+    """(loaded model, config, arch, source run id): the model named, or with --from-run a saved run's model and config."""
+    if bool(a.model) == bool(a.from_run):
+        raise ModelLoadError("name a model or give --from-run RUN_ID (one of the two)")
+    if not a.from_run:
+        return load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len), _config(a), None, ""
+    run = store.load(a.from_run, a.runs_dir)
+    spec, arch = reload_spec(run.model, run.id)
+    config = ProfileConfig.from_dict(run.config.to_dict())
+    loaded = load_model(spec, batch_size=config.batch_size or None, seq_len=config.seq_len or None, arch=arch)
+    return loaded, config, arch, run.id
 
 
 def _cmd_list(a) -> int:
@@ -65,11 +85,12 @@ def _cmd_apply(a) -> int:
         get(n)  # unknown names: exit 2 before any work
     progress, close = progress_bar()
     try:
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
-        result = optimize(loaded, names, _config(a), progress=progress, runs_dir=a.runs_dir, min_cosine=a.min_cosine,
+        loaded, config, arch, source = _model(a)
+        result = optimize(loaded, names, config, progress=progress, runs_dir=a.runs_dir, min_cosine=a.min_cosine,
                           min_top1=a.min_top1)
     finally:
         close()
+    saved = results.keep(results.from_apply(result, loaded, config, arch, source), a.runs_dir)
     c, acc = result.comparison, result.accuracy
     out = {"base": {"median_ms": c.base_median_ms, "run_id": result.base_run_id},
            "optimized": {"median_ms": c.new_median_ms, "run_id": result.optimized_run_id},
@@ -77,7 +98,7 @@ def _cmd_apply(a) -> int:
            "accuracy": acc.to_dict(), "passes": [r.to_dict() for r in result.passes],
            "size_bytes": {"base": result.base_size_bytes, "optimized": result.optimized_size_bytes},
            "graph_diff": result.graph_diff, "ops": [d.to_dict() for d in c.ops[:20]],
-           "setup_differences": c.setup_differences}
+           "setup_differences": c.setup_differences, "comparison_id": saved.id}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -92,24 +113,27 @@ def _cmd_apply(a) -> int:
           + (f" ({acc.note})" if acc.note else ""))
     print(f"size      {result.base_size_bytes / 1e6:.2f} MB -> {result.optimized_size_bytes / 1e6:.2f} MB")
     print(f"runs      {result.base_run_id} -> {result.optimized_run_id}")
+    print(f"saved     comparison {saved.id} (python -m optimizers results)")
     return 0
 
 
 def _cmd_search(a) -> int:
     progress, close = progress_bar()
     try:
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
-        result = search(loaded, _config(a), budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
-                        min_top1=a.min_top1, progress=progress)
+        loaded, config, arch, source = _model(a)
+        result = search(loaded, config, budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
+                        min_top1=a.min_top1, progress=progress, save_runs=True, runs_dir=a.runs_dir)
     finally:
         close()
+    saved = results.keep(results.from_search(result, loaded, config, arch, source), a.runs_dir)
     best = result.best
     out = {"best": {"passes": best.passes, "speedup": best.speedup, "speedup_low": best.speedup_low,
                     "speedup_high": best.speedup_high, "median_ms": best.median_ms,
                     "accuracy": best.accuracy.to_dict() if best.accuracy else None} if best else None,
            "base_median_ms": result.base_median_ms, "leaderboard": [c.to_dict() for c in result.leaderboard],
            "stopped": result.stopped, "elapsed_s": result.elapsed_s,
-           "vs_best_single": result.vs_best_single.to_dict() if result.vs_best_single else None}
+           "vs_best_single": result.vs_best_single.to_dict() if result.vs_best_single else None,
+           "base_run_id": result.base_run_id, "best_run_id": result.best_run_id, "comparison_id": saved.id}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -120,10 +144,25 @@ def _cmd_search(a) -> int:
           + f"; stopped: {result.stopped} after {result.elapsed_s:.0f} s")
     if result.vs_best_single:
         print(head_to_head_line(result.vs_best_single.to_dict()))
+    print(f"saved comparison {saved.id} (python -m optimizers results)")
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search}
+def _cmd_results(a) -> int:
+    saved = store.list_comparisons(a.runs_dir)
+    if a.json:
+        print(json.dumps([c.to_dict() for c in saved], indent=1))
+        return 0
+    if not saved:
+        print(f"no saved comparisons in {store.runs_dir(a.runs_dir)}: run `python -m optimizers apply` or `search`")
+        return 0
+    rows = [list(results.summary_row(c).values()) for c in saved]
+    print(format_table(rows, ["id", "created", "kind", "model", "passes", "speedup (range)", "accuracy", "problem"],
+                       left=(0, 1, 2, 3, 4, 6, 7)))
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search, "results": _cmd_results}
 
 
 def main(argv: list[str] | None = None) -> int:

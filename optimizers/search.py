@@ -7,53 +7,17 @@ import copy
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import profiler
-from profiler import analysis, devices
+from profiler import analysis, devices, store
 from profiler.loading import LoadedModel
 from profiler.runner import CancelToken
-from profiler.schema import Accuracy, ProfileCancelled, ProfileConfig, _Dict, error_line
+from profiler.schema import Candidate, HeadToHead, ProfileCancelled, ProfileConfig, SearchResult, error_line
 
 from .base import REGISTRY, apply_pipeline, conflicts
 from .optimize import outputs
 from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
-
-
-@dataclass
-class Candidate(_Dict):
-    passes: list[str]
-    median_ms: float = 0.0
-    speedup: float = 0.0
-    speedup_low: float = 0.0
-    speedup_high: float = 0.0
-    apply_s: float = 0.0
-    accuracy: Accuracy | None = None
-    status: str = "ok"  # ok, inaccurate, not-applied, failed, timeout
-    reason: str = ""
-
-
-@dataclass
-class HeadToHead(_Dict):
-    """How much faster `passes` is than `single`, timed in alternation so the machine's drift hits both alike."""
-    passes: list[str]
-    single: list[str]
-    speedup: float  # median over the rounds of (single's median / pipeline's median)
-    speedup_low: float  # lowest and highest ratio among the rounds
-    speedup_high: float
-    rounds: int
-
-
-@dataclass
-class SearchResult(_Dict):
-    base_median_ms: float
-    best: Candidate | None
-    leaderboard: list[Candidate] = field(default_factory=list)
-    stopped: str = ""  # why the search ended
-    elapsed_s: float = 0.0
-    # the best pipeline against the best single pass, re-timed alternately at the end (see head_to_head)
-    vs_best_single: HeadToHead | None = None
 
 
 def quick_config(config: ProfileConfig) -> ProfileConfig:
@@ -125,7 +89,10 @@ def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: 
 
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
            min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
-           progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None) -> SearchResult:
+           progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
+           save_runs: bool = False, runs_dir: str | None = None) -> SearchResult:
+    """Beam search over pipelines of `passes` (default: all). With `save_runs`, the unoptimized model's run and the
+    best pipeline's run are saved in the store (`runs_dir`), so the result can name both."""
     config = quick_config(config or ProfileConfig())
     say = progress or (lambda stage, f: None)
     device = devices.resolve_device(config.device)
@@ -139,6 +106,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
     tried: dict[tuple[str, ...], Candidate] = {}
     fastest: dict[int, tuple[Candidate, LoadedModel]] = {}  # by pipeline length, for the closing head-to-head
+    runs: dict[tuple[str, ...], profiler.ProfileRun] = {}  # each measured candidate's run, to save the winner's
     stopped = ""
 
     def evaluate(names: list[str]) -> Candidate:
@@ -158,6 +126,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
             with _until(max(1.0, left()), cancel) as token:  # a slow candidate cannot overrun the budget
                 run = profiler.profile(model, config, cancel=token)
             cand.median_ms = run.latency.median_ms
+            runs[tuple(names)] = run
             cand.speedup, cand.speedup_low, cand.speedup_high = analysis.speedup(base.latency, run.latency)
             if len(names) not in fastest or cand.median_ms < fastest[len(names)][0].median_ms:
                 fastest[len(names)] = (cand, model)
@@ -227,6 +196,16 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         except ProfileCancelled:
             if cancel is not None and cancel.is_set():
                 raise
+    result = SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
+                          elapsed_s=time.monotonic() - start, vs_best_single=vs_single)
+    if save_runs:
+        store.save(base, runs_dir)
+        result.base_run_id = base.id
+        winner_run = runs.get(tuple(best.passes))
+        if winner_run is not None:
+            winner_run.model.name = f"{winner_run.model.name}+{'+'.join(best.passes)}"
+            winner_run.notes.append(f"best of a search from run {base.id}: {', '.join(best.passes)}")
+            store.save(winner_run, runs_dir)
+            result.best_run_id = winner_run.id
     say("done", 1.0)
-    return SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
-                        elapsed_s=time.monotonic() - start, vs_best_single=vs_single)
+    return result

@@ -398,3 +398,26 @@ def load_model(spec: str, batch_size: int | None = None, seq_len: int | None = N
     if names is not None and any(n.endswith("models/model.json") or "/models/" in n for n in names):
         return _from_export(path, spec, batch, seq, inputs)
     return _from_state_dict(path, spec, arch, batch_size, seq_len)
+
+
+def reload_spec(info: ModelInfo, run_id: str = "") -> tuple[str, str | None]:
+    """(spec, arch) that load the model of a saved run again; ModelLoadError, in one line, when that cannot work."""
+    what = f"run {run_id}" if run_id else info.name
+    if info.source == "registry":
+        if info.spec in sample_models.REGISTRY or info.name in sample_models.REGISTRY:
+            return info.spec or info.name, None
+        raise ModelLoadError(f"{what} used sample model '{info.name}', which this OpLens no longer has")
+    if not info.spec:
+        raise ModelLoadError(f"{what} has no model to load again (its source is '{info.source}'): "
+                             "profile the model itself first")
+    if info.source == "hub":
+        return info.spec, None
+    path = info.spec.rsplit(":", 1)[0] if ".py:" in info.spec else info.spec
+    if info.source not in ("file", "hf-dir", "torchscript", "export", "state-dict"):
+        raise ModelLoadError(f"{what} has no model to load again (its source is '{info.source}'): "
+                             "profile the model itself first")
+    if not os.path.exists(os.path.expanduser(path)):
+        raise ModelLoadError(f"{what}'s model file {path} is gone (uploaded files last only as long as the server's "
+                             "temporary folder): upload or point to the model again")
+    arch = info.name.split(":", 1)[0] if info.source == "state-dict" else None
+    return info.spec, arch

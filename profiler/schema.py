@@ -352,3 +352,71 @@ class OptimizeResult(_Dict):
     graph_diff: dict = field(default_factory=dict)  # op -> [base count, optimized count] where they differ
 
 
+@dataclass
+class Candidate(_Dict):
+    """One pipeline a search tried: its timing against the unoptimized model, its accuracy, or why it was dropped."""
+    passes: list[str]
+    median_ms: float = 0.0
+    speedup: float = 0.0
+    speedup_low: float = 0.0
+    speedup_high: float = 0.0
+    apply_s: float = 0.0
+    accuracy: Accuracy | None = None
+    status: str = "ok"  # ok, inaccurate, not-applied, failed, timeout
+    reason: str = ""
+
+
+@dataclass
+class HeadToHead(_Dict):
+    """How much faster `passes` is than `single`, timed in alternation so the machine's drift hits both alike."""
+    passes: list[str]
+    single: list[str]
+    speedup: float  # median over the rounds of (single's median / pipeline's median)
+    speedup_low: float  # lowest and highest ratio among the rounds
+    speedup_high: float
+    rounds: int
+
+
+@dataclass
+class SearchResult(_Dict):
+    base_median_ms: float
+    best: Candidate | None
+    leaderboard: list[Candidate] = field(default_factory=list)
+    stopped: str = ""  # why the search ended
+    elapsed_s: float = 0.0
+    # the best pipeline against the best single pass, re-timed alternately at the end (see head_to_head)
+    vs_best_single: HeadToHead | None = None
+    base_run_id: str = ""  # set when the search saved its runs: the unoptimized model and the best pipeline
+    best_run_id: str = ""
+
+
+
+
+@dataclass
+class SavedComparison(_Dict):
+    """An apply or a search, kept in the run store (runs/comparisons/<id>.json) so it can be listed and shown again.
+    The headline (passes, speedup with its range, accuracy) is flat; the full result sits in `apply` or `search`."""
+    id: str
+    created: str
+    kind: str  # "apply" or "search"
+    model: str  # the model's display name
+    spec: str  # how to load it again (profiler.load_model), with `arch` for a state dict
+    config: ProfileConfig
+    passes: list[str]  # the pipeline applied (apply) or the best one found (search); empty when none won
+    base_run_id: str = ""
+    optimized_run_id: str = ""
+    speedup: float = 1.0  # base median / optimized median
+    speedup_low: float = 1.0
+    speedup_high: float = 1.0
+    base_median_ms: float = 0.0
+    new_median_ms: float = 0.0
+    accuracy: Accuracy | None = None
+    arch: str | None = None
+    source_run_id: str = ""  # the saved run whose model and config this optimized, if any
+    apply: OptimizeResult | None = None
+    waterfall: list[dict] = field(default_factory=list)  # [{step, median_ms}] after each pass of an apply
+    search: SearchResult | None = None
+    error: str = ""  # set only by the store's listing, for a file it could not read
+    schema_version: int = SCHEMA_VERSION
+
+

@@ -1,5 +1,7 @@
 """The run store: runs/<run_id>/run.json plus the raw Kineto trace, so the runs dir is also a TensorBoard logdir
-(torch-tb-profiler treats each run directory as a run and finds `<worker>.<timestamp>.pt.trace.json.gz` in it)."""
+(torch-tb-profiler treats each run directory as a run and finds `<worker>.<timestamp>.pt.trace.json.gz` in it).
+Saved comparisons (an optimizer's apply or search) and sweeps live beside them in runs/comparisons/<id>.json and
+runs/sweeps/<id>.json: those folders have no run.json and no trace, so run listings and TensorBoard pass over them."""
 from __future__ import annotations
 
 import errno
@@ -10,9 +12,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, Sweep
+from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, SavedComparison, Sweep
 
 RUN_FILE = "run.json"
+COMPARISONS = "comparisons"  # folders of the runs dir that are not runs
+SWEEPS = "sweeps"
 
 
 def runs_dir(path: str | os.PathLike | None = None) -> Path:
@@ -34,7 +38,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
-    if not run_id or "/" in run_id or run_id.startswith(".") or run_id == SWEEPS:
+    if not run_id or "/" in run_id or run_id.startswith(".") or run_id in (COMPARISONS, SWEEPS):
         raise RunStoreError(f"invalid run id '{run_id}'")
     return runs_dir(root) / run_id
 
@@ -186,9 +190,6 @@ def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
 
 # ---------------------------------------------------------------- sweeps: runs/sweeps/<id>.json
 
-SWEEPS = "sweeps"  # a folder of the runs dir that is not a run (no run.json, no trace: listings pass over it)
-
-
 def _sweep_file(sweep_id: str, root: str | os.PathLike | None) -> Path:
     if not sweep_id or "/" in sweep_id or sweep_id.startswith("."):
         raise RunStoreError(f"invalid sweep id '{sweep_id}'")
@@ -226,3 +227,71 @@ def list_sweeps(root: str | os.PathLike | None = None) -> list[Sweep]:
         except (OSError, json.JSONDecodeError, TypeError, KeyError):
             continue
     return sorted(out, key=lambda s: (s.created, s.id), reverse=True)
+
+
+# ---------------------------------------------------------------- saved comparisons
+
+
+def _comparison_file(comparison_id: str, root: str | os.PathLike | None) -> Path:
+    if not comparison_id or "/" in comparison_id or comparison_id.startswith("."):
+        raise RunStoreError(f"invalid comparison id '{comparison_id}'")
+    return runs_dir(root) / COMPARISONS / f"{comparison_id}.json"
+
+
+def save_comparison(comparison: SavedComparison, root: str | os.PathLike | None = None) -> Path:
+    """Write runs/comparisons/<id>.json atomically; returns its path."""
+    f = _comparison_file(comparison.id, root)
+    data = comparison.to_dict()
+    data.pop("error", None)
+    try:
+        check_writable(root)
+        f.parent.mkdir(exist_ok=True)
+        _atomic_write(f, json.dumps(data, indent=1))
+    except OSError as exc:
+        raise RunStoreError(f"could not save comparison {comparison.id}: {_os_reason(exc)}") from None
+    return f
+
+
+def _read_comparison(f: Path) -> SavedComparison:
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunStoreError(f"comparison '{f.stem}' is unreadable ({exc})") from None
+    if not isinstance(data, dict) or "kind" not in data or "config" not in data:
+        raise RunStoreError(f"comparison '{f.stem}': not an OpLens comparison")
+    if data.get("schema_version", 0) > SCHEMA_VERSION:
+        raise RunStoreError(f"comparison '{f.stem}' was written by a newer OpLens; upgrade OpLens to open it")
+    try:
+        return SavedComparison.from_dict(data)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise RunStoreError(f"comparison '{f.stem}' is damaged ({exc})") from None
+
+
+def load_comparison(comparison_id: str, root: str | os.PathLike | None = None) -> SavedComparison:
+    f = _comparison_file(comparison_id, root)
+    if not f.is_file():
+        raise RunStoreError(f"no saved comparison '{comparison_id}' in {runs_dir(root)}")
+    return _read_comparison(f)
+
+
+def list_comparisons(root: str | os.PathLike | None = None) -> list[SavedComparison]:
+    """Saved comparisons, newest first; an unreadable one is listed with its `error` rather than hidden."""
+    folder = runs_dir(root) / COMPARISONS
+    if not folder.is_dir():
+        return []
+    out = []
+    for f in folder.glob("*.json"):
+        try:
+            out.append(_read_comparison(f))
+        except RunStoreError as exc:
+            out.append(SavedComparison(id=f.stem, created="", kind="?", model="?", spec="", config=None, passes=[],
+                                       error=str(exc)))
+    out.sort(key=lambda c: (c.created, c.id), reverse=True)
+    return out
+
+
+def delete_comparison(comparison_id: str, root: str | os.PathLike | None = None) -> None:
+    f = _comparison_file(comparison_id, root)
+    if not f.is_file():
+        raise RunStoreError(f"no saved comparison '{comparison_id}' in {runs_dir(root)}")
+    f.unlink()

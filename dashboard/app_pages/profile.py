@@ -1,7 +1,6 @@
 import streamlit as st
 
-import sample_models
-from dashboard import state
+from dashboard import sources, state
 from profiler.schema import ProfileConfig
 
 st.title("Profile a model")
@@ -12,34 +11,9 @@ The run is saved, and every other page reads it. Tiny models take seconds; BERT-
 Only one measurement runs at a time on this machine: if another person's run is going, yours waits its turn.
 """)
 
-SOURCES = ["Sample model", "Upload a file", "Path on this server", "Hugging Face Hub id"]
-source = st.radio("Model source", SOURCES, horizontal=True, key="source")
-spec, arch = "", None
-kind = "text"
-if source == "Sample model":
-    names = sample_models.names()
-    name = st.selectbox("Sample model", names, index=names.index("bert-tiny"), key="sample",
-                        format_func=lambda n: f"{n} — {sample_models.get(n).description}")
-    spec, kind = name, sample_models.get(name).input_kind
-    default_batch, default_seq = sample_models.get(name).default_batch, sample_models.get(name).default_seq_len
-elif source == "Upload a file":
-    up = st.file_uploader("Model file: .py with a factory, TorchScript .pt, torch.export .pt2, or a state dict",
-                          type=["py", "pt", "pth", "pt2", "ts"], key="upload")
-    factory = st.text_input("Factory function (for .py files)", "build_model", key="factory")
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch") or None
-    if up is not None:
-        target = state.save_upload(up)
-        spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
-    default_batch, default_seq = 0, 0
-elif source == "Path on this server":
-    spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
-                         placeholder="models/my_model.py:build", key="path").strip()
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key="arch_path") or None
-    default_batch, default_seq = 0, 0
-else:
-    hub = st.text_input("Hub id (needs the network)", placeholder="bert-base-uncased", key="hub").strip()
-    spec = f"hf:{hub}" if hub else ""
-    default_batch, default_seq = 0, 0
+choice = sources.pick_model()
+spec, arch, kind = choice.spec, choice.arch, choice.kind
+default_batch, default_seq = choice.default_batch, choice.default_seq
 
 with st.form("profile_form"):
     c1, c2, c3 = st.columns(3)

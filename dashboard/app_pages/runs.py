@@ -3,14 +3,16 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, comparison_view, state
+from optimizers.results import label, summary_row
 from profiler import RunStoreError, analysis, store
 
 st.title("Runs")
 state.about("""
 Every profile is saved under the runs directory. Rename a run to remember what it was, delete what you no longer need,
 and compare two runs: the speedup is the ratio of their median latencies, with the range their 95% intervals allow;
-the per-operator diff shows what got faster, slower, appeared or disappeared.
+the per-operator diff shows what got faster, slower, appeared or disappeared. **Comparisons** lists every apply and
+search made on the Optimize page or with `python -m optimizers`; pick one to see it again.
 """)
 runs = state.list_runs()
 if not runs:
@@ -70,3 +72,15 @@ else:
         status = st.multiselect("Show", ["faster", "slower", "new", "removed", "same"],
                                 default=["faster", "slower", "new", "removed"], key="cmp_status")
         st.dataframe(diff[diff["status"].isin(status)], hide_index=True, width="stretch")
+
+st.subheader("Comparisons")
+saved = state.list_comparisons()
+if not saved:
+    st.caption("No saved comparisons yet: every apply and search on the **Optimize** page (or with "
+               "`python -m optimizers apply` / `search`) is kept and listed here.")
+else:
+    st.dataframe(pd.DataFrame([summary_row(c) for c in saved]), hide_index=True, width="stretch")
+    by_id = {c.id: c for c in saved}
+    shown = st.selectbox("Show a comparison", list(by_id), key="saved_comparison",
+                         format_func=lambda i: label(by_id[i]))
+    comparison_view.show(by_id[shown])

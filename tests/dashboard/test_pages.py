@@ -159,23 +159,38 @@ def _wait_job(at, key):
     return job
 
 
+def _checked(at):
+    """Wait for the worker job that checks which passes apply, then rerun the page with its table."""
+    job = _wait_job(at, "opt_check_job")
+    assert job.kind == "check" and job.status == "done", job.error
+    return job
+
+
 def test_optimize_page_applies_a_pass_and_shows_the_proof():
     at = open_page("optimize")
-    at.selectbox(key="opt_model").set_value("cnn-tiny").run()
+    at.selectbox(key="opt_sample").set_value("cnn-tiny").run()
+    _checked(at)
     at.multiselect(key="opt_passes").set_value(["conv-bn-fold", "channels-last"]).run()
     at.button(key="opt_go").click().run()
     job = _wait_job(at, "opt_job")
     assert job.status == "done", job.error
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
-    comp = job.result["comparison"]
+    comp = job.result["apply"]["comparison"]
     assert metrics["Speedup"] == f"{comp['speedup']:.2f}x"
     assert metrics["Accuracy"] == "PASS"
     assert len(job.result["waterfall"]) == 3  # base, after the first pass, after both
+    from profiler import store
+
+    # kept in the run store, with both runs, for the Runs page and `python -m optimizers results`
+    [saved] = store.list_comparisons()
+    assert saved.id == job.result["id"] and saved.passes == ["conv-bn-fold", "channels-last"]
+    assert {saved.base_run_id, saved.optimized_run_id} == {r.id for r in store.list_runs()}
 
 
 def test_optimize_page_refuses_conflicting_passes():
     at = open_page("optimize")
+    _checked(at)
     at.multiselect(key="opt_passes").set_value(["bf16", "autocast"]).run()
     assert any("Cannot combine" in e.value for e in at.error)
     assert at.button(key="opt_go").disabled
@@ -185,14 +200,17 @@ def test_search_results_render():
     import profiler
     from dashboard.jobs import Job
     from dashboard.state import job_manager
+    from optimizers import results
     from optimizers.search import search
+    from profiler.schema import HeadToHead
 
-    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
-                    budget_s=20, passes=["magnitude-prune", "dynamic-int8"]).to_dict()
-    assert result["vs_best_single"] is None  # one-pass winner: nothing to compare it with
+    loaded, config = profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0)
+    found = search(loaded, config, budget_s=20, passes=["magnitude-prune", "dynamic-int8"])
+    assert found.vs_best_single is None  # one-pass winner: nothing to compare it with
     # as a two-pass winner's search reports it (the figures are the page's input, not a measurement)
-    result["vs_best_single"] = {"passes": ["static-int8", "torch-compile"], "single": ["dynamic-int8"],
-                                "speedup": 1.31, "speedup_low": 1.27, "speedup_high": 1.35, "rounds": 2}
+    found.vs_best_single = HeadToHead(passes=["static-int8", "torch-compile"], single=["dynamic-int8"], speedup=1.31,
+                                      speedup_low=1.27, speedup_high=1.35, rounds=2)
+    result = results.from_search(found, loaded, config).to_dict()
     job = Job(id="search-test", kind="search", spec="mlp-tiny", payload={}, status="done", result=result)
     job_manager()._jobs[job.id] = job
     at = AppTest.from_file(APP, default_timeout=30)
@@ -241,3 +259,101 @@ def test_profile_page_zero_sizes_keep_the_factorys_defaults(tmp_path, monkeypatc
         time.sleep(0.2)
     run = store.load(job_manager().get(job).run_id)
     assert (run.config.batch_size, run.config.seq_len) == (6, 9)
+@pytest.fixture
+def own_store(saved, tmp_path, monkeypatch):
+    """The saved run in a runs dir of this test's own, for tests that add to the store."""
+    from profiler import store
+
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "own"))
+    store.save(saved, tmp_path / "own")
+    return saved
+
+
+def _seed_comparison(run, **headline):
+    """A saved apply between two saved runs, with the figures given (the page's input, not a measurement)."""
+    from profiler import store
+    from profiler.schema import (Accuracy, Comparison, OptimizeResult, PassResult, ProfileConfig, SavedComparison)
+
+    acc = Accuracy(max_abs_err=1e-3, rel_err=1e-4, cosine=0.99999, top1_agreement=1.0, passed=True, kind="logits")
+    comp = Comparison(base_id=run.id, new_id=run.id, speedup=headline["speedup"], speedup_low=headline["low"],
+                      speedup_high=headline["high"], base_median_ms=1.0, new_median_ms=1 / headline["speedup"],
+                      same_setup=True)
+    result = OptimizeResult(passes=[PassResult(name="bf16", applied=True, apply_s=0.01)], base_run_id=run.id,
+                            optimized_run_id=run.id, comparison=comp, accuracy=acc)
+    saved = SavedComparison(id="20261125-120000-apply-bert-tiny-abc123", created="2026-11-25T12:00:00+00:00",
+                            kind="apply", model="bert-tiny", spec="bert-tiny", config=ProfileConfig(), passes=["bf16"],
+                            base_run_id=run.id, optimized_run_id=run.id, speedup=headline["speedup"],
+                            speedup_low=headline["low"], speedup_high=headline["high"], accuracy=acc, apply=result)
+    store.save_comparison(saved)
+    return saved
+
+
+def test_runs_page_shows_a_saved_comparison_again(own_store):
+    seeded = _seed_comparison(own_store, speedup=1.37, low=1.21, high=1.52)
+    at = open_page("runs")
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[-2].value  # the comparisons table, above the shown comparison's pass table
+    assert list(table["id"]) == [seeded.id] and list(table["speedup"]) == ["1.37x (1.21-1.52)"]
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Speedup"].value == "1.37x" and "range 1.21-1.52x" in metrics["Speedup"].delta
+    assert metrics["Accuracy"].value == "PASS"
+    assert any(seeded.id in c.value for c in at.caption)
+
+
+def test_optimize_page_offers_every_source_and_checks_passes_in_a_worker(monkeypatch):
+    from optimizers import base
+
+    def in_the_server(self, loaded, device):
+        raise AssertionError(f"{self.name}.check ran in the server process")
+
+    monkeypatch.setattr(base.Pass, "check", in_the_server)  # the worker process is not patched
+    at = open_page("optimize")
+    assert at.radio(key="opt_source").options == ["Sample model", "Upload a file", "Path on this server",
+                                                  "Hugging Face Hub id", "A saved run"]
+    job = _checked(at)
+    assert job.spec == "bert-tiny"
+    assert not at.exception, [e.value for e in at.exception]
+    offered = at.multiselect(key="opt_passes").options
+    assert offered == [row["pass"] for row in job.result if row["applies"]] and "bf16" in offered
+
+
+def test_optimize_page_takes_a_saved_runs_model_and_config(saved):
+    from dashboard.state import job_manager
+
+    at = open_page("optimize", saved.id)
+    at.radio(key="opt_source").set_value("A saved run").run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("Same config as that run" in c.value for c in at.caption)
+    job = job_manager().get(at.session_state["opt_check_job"])
+    assert job.spec == saved.model.spec and job.payload["source_run_id"] == saved.id
+    assert job.payload["config"] == saved.config.to_dict()
+
+
+def test_optimize_page_says_when_a_saved_runs_model_is_gone(own_store):
+    import copy
+
+    from profiler import store
+
+    gone = copy.deepcopy(own_store)
+    gone.id, gone.trace_path = "20261125-120000-uploaded-abc123", None
+    gone.model.source, gone.model.spec = "file", "/tmp/oplens-uploads/0000/deleted_model.py:build_model"
+    store.save(gone)
+    at = open_page("optimize", gone.id)
+    at.radio(key="opt_source").set_value("A saved run").run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert "deleted_model.py is gone" in error and "\n" not in error
+    from dashboard.state import job_manager
+
+    # the first render checked the sample model; nothing was launched for the run whose model is gone
+    assert job_manager().get(at.session_state["opt_check_job"]).payload["source_run_id"] == ""
+
+
+def test_optimize_page_bad_path_is_one_line_from_the_worker():
+    at = open_page("optimize")
+    at.radio(key="opt_source").set_value("Path on this server").run()
+    at.text_input(key="opt_path").input("missing_model.py:build").run()
+    job = _wait_job(at, "opt_check_job")
+    assert job.kind == "check" and job.status == "failed"
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py"]

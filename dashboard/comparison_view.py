@@ -1,0 +1,103 @@
+"""Render a saved comparison (an apply or a search): the Optimize page shows one as it finishes, the Runs page shows
+any saved one again. Render only: every figure comes from the SavedComparison the library returned."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from optimizers.results import verdict
+from optimizers.search import head_to_head_line
+from profiler import RunStoreError
+from profiler.schema import SavedComparison
+
+from . import charts, state
+
+
+def _headline(c: SavedComparison) -> str:
+    what = " + ".join(c.passes) or "no pass"
+    return (f"{c.kind.capitalize()} on {c.model}: {what} — {c.speedup:.2f}x "
+            f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), accuracy {verdict(c)}. Saved as `{c.id}`, "
+            f"runs `{c.base_run_id or '-'}` → `{c.optimized_run_id or '-'}`.")
+
+
+def _latency_bars(c: SavedComparison):
+    try:
+        base, new = state.load_run(c.base_run_id), state.load_run(c.optimized_run_id)
+    except RunStoreError as exc:
+        st.caption(f"Latency chart unavailable: {exc}.")
+        return None
+    return charts.latency_bars([
+        {"label": "base", "median_ms": base.latency.median_ms, "low_ms": base.latency.ci_low_ms,
+         "high_ms": base.latency.ci_high_ms},
+        {"label": "optimized", "median_ms": new.latency.median_ms, "low_ms": new.latency.ci_low_ms,
+         "high_ms": new.latency.ci_high_ms}])
+
+
+def show_apply(c: SavedComparison) -> None:
+    res, acc = c.apply, c.accuracy
+    comp = res.comparison
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Speedup", f"{c.speedup:.2f}x", f"range {c.speedup_low:.2f}-{c.speedup_high:.2f}x",
+              delta_color="off", delta_arrow="off")
+    m2.metric("Accuracy", "PASS" if acc.passed else "FAIL", f"cosine {acc.cosine:.6f}", delta_color="off",
+              delta_arrow="off")
+    m3.metric("Size", f"{res.optimized_size_bytes / 1e6:.1f} MB", f"from {res.base_size_bytes / 1e6:.1f} MB",
+              delta_color="off", delta_arrow="off")
+    m4.metric("Apply time", f"{sum(p.apply_s for p in res.passes):.1f} s", "compile/calibrate, not latency",
+              delta_color="off", delta_arrow="off")
+    if not acc.passed:
+        st.error(f"Outputs are outside the tolerance: {acc.note}. Do not ship this without checking accuracy.")
+    if comp.setup_differences:
+        st.warning("The two runs differ in setup: " + "; ".join(comp.setup_differences))
+    st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "why not": p.reason, "apply s": round(p.apply_s, 2),
+                                "notes": "; ".join(p.warnings), "details": str(p.details) if p.details else ""}
+                               for p in res.passes]), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    bars = _latency_bars(c)
+    if bars is not None:
+        left.plotly_chart(bars, width="stretch")
+    steps = c.waterfall or [{"step": "base", "median_ms": c.base_median_ms},
+                            {"step": "+".join(c.passes) or "nothing", "median_ms": c.new_median_ms}]
+    right.plotly_chart(charts.speedup_waterfall(steps), width="stretch")
+    st.subheader("Accuracy")
+    st.table({"": ["compared", "max abs error", "relative error", "cosine", "top-1 agreement", "verdict"],
+              "value": [acc.kind, f"{acc.max_abs_err:.3g}", f"{acc.rel_err:.3g}", f"{acc.cosine:.6f}",
+                        "-" if acc.top1_agreement is None else f"{acc.top1_agreement:.1%}", verdict(c)]})
+    st.subheader("What changed")
+    diffs = pd.DataFrame([d.to_dict() for d in comp.ops])
+    if len(diffs):
+        st.dataframe(diffs[diffs["status"] != "same"], hide_index=True, width="stretch")
+    if res.graph_diff:
+        st.caption("Graph nodes by op (base → optimized): " + ", ".join(
+            f"{op} {a}→{b}" for op, (a, b) in list(res.graph_diff.items())[:12]))
+
+
+def show_search(c: SavedComparison) -> None:
+    res = c.search
+    if c.passes:
+        st.success(f"Best: {' + '.join(c.passes)} — {c.speedup:.2f}x "
+                   f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), within tolerance.")
+    else:
+        st.info("No pipeline beat the model as it is, within the accuracy tolerance.")
+    if res.vs_best_single:
+        st.caption(head_to_head_line(res.vs_best_single.to_dict()))
+    st.caption(f"Stopped: {res.stopped} after {res.elapsed_s:.0f} s. Base {res.base_median_ms:.4g} ms.")
+    board = [cand.to_dict() for cand in res.leaderboard]
+    st.plotly_chart(charts.pareto_scatter(board, res.base_median_ms), width="stretch")
+    st.dataframe(pd.DataFrame([{"pipeline": " + ".join(cand.passes), "status": cand.status,
+                                "median ms": cand.median_ms or None, "speedup": cand.speedup or None,
+                                "range": f"{cand.speedup_low:.2f}-{cand.speedup_high:.2f}" if cand.speedup else "",
+                                "cosine": cand.accuracy.cosine if cand.accuracy else None, "why not": cand.reason}
+                               for cand in res.leaderboard]), hide_index=True, width="stretch")
+
+
+SHOW = {"apply": show_apply, "search": show_search}
+
+
+def show(c: SavedComparison) -> None:
+    """The headline line, then the kind's own view."""
+    if c.error:
+        st.error(c.error)
+        return
+    st.caption(_headline(c))
+    SHOW[c.kind](c)

@@ -1,0 +1,99 @@
+"""The model-source picker shared by the Profile and Optimize pages: a sample model, an uploaded file, a path on this
+server (a file or a Hugging Face model directory), a Hub id, and (Optimize) a saved run's model with its config.
+It only renders widgets and returns what was chosen; the model is loaded by the worker the job goes to."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import streamlit as st
+
+import sample_models
+from profiler import ModelLoadError, RunStoreError
+from profiler.schema import ProfileConfig
+
+from . import state
+
+SAVED_RUN = "A saved run"
+SOURCES = ["Sample model", "Upload a file", "Path on this server", "Hugging Face Hub id"]
+
+
+@dataclass
+class ModelChoice:
+    spec: str = ""  # what profiler.load_model is given; empty until something is chosen
+    arch: str | None = None  # architecture of a state dict
+    kind: str = "text"  # "text" or "image": labels the sequence-length input
+    default_batch: int = 0  # 0 passes no size on: the model keeps its own default
+    default_seq: int = 0
+    config: ProfileConfig | None = None  # a saved run's config, to be used as it is
+    run_id: str = ""  # the saved run chosen, if any
+    problem: str = ""  # why this choice cannot be used, in one line
+
+
+def _sample(key: Callable[[str], str]) -> ModelChoice:
+    names = sample_models.names()
+    name = st.selectbox("Sample model", names, index=names.index("bert-tiny"), key=key("sample"),
+                        format_func=lambda n: f"{n} — {sample_models.get(n).description}")
+    sm = sample_models.get(name)
+    return ModelChoice(spec=name, kind=sm.input_kind, default_batch=sm.default_batch, default_seq=sm.default_seq_len)
+
+
+def _upload(key: Callable[[str], str]) -> ModelChoice:
+    up = st.file_uploader("Model file: .py with a factory, TorchScript .pt, torch.export .pt2, or a state dict",
+                          type=["py", "pt", "pth", "pt2", "ts"], key=key("upload"))
+    factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory"))
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch")) or None
+    spec = ""
+    if up is not None:
+        target = state.save_upload(up)
+        spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
+    return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)  # 0: the model's own default
+
+
+def _path(key: Callable[[str], str]) -> ModelChoice:
+    spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
+                         placeholder="models/my_model.py:build", key=key("path")).strip()
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch_path")) or None
+    return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)
+
+
+def _hub(key: Callable[[str], str]) -> ModelChoice:
+    hub = st.text_input("Hub id (needs the network)", placeholder="bert-base-uncased", key=key("hub")).strip()
+    return ModelChoice(spec=f"hf:{hub}" if hub else "", default_batch=0, default_seq=0)
+
+
+def _saved_run(key: Callable[[str], str]) -> ModelChoice:
+    from profiler.loading import reload_spec
+
+    runs = [r for r in state.list_runs() if not r.error]
+    if not runs:
+        return ModelChoice(problem="No saved runs yet: profile a model on the Profile page first, or pick another source.")
+    ids = [r.id for r in runs]
+    current = st.session_state.get(state.RUN_KEY)
+    labels = {r.id: state.run_label(r) for r in runs}
+    run_id = st.selectbox("Saved run", ids, index=ids.index(current) if current in ids else 0, format_func=labels.get,
+                          key=key("saved_run"), help="Its model is loaded again and measured with the same config")
+    try:
+        run = state.load_run(run_id)
+        spec, arch = reload_spec(run.model, run_id)
+    except (RunStoreError, ModelLoadError) as exc:
+        return ModelChoice(run_id=run_id, problem=str(exc))
+    c = run.config
+    if any(n.startswith("optimized from run") for n in run.notes):
+        st.caption(f"That run measured an optimized model ({run.model.name}); the model it started from is loaded.")
+    st.caption(f"Same config as that run: {c.device}, batch {c.batch_size}, sequence/image {c.seq_len}, {c.dtype}, "
+               f"{c.warmup} warm-up and at least {c.repeats} timed iterations.")
+    return ModelChoice(spec=spec, arch=arch, default_batch=c.batch_size, default_seq=c.seq_len,
+                       config=ProfileConfig.from_dict(c.to_dict()), run_id=run_id)
+
+
+PICKERS: dict[str, Callable[[Callable[[str], str]], ModelChoice]] = {
+    "Sample model": _sample, "Upload a file": _upload, "Path on this server": _path, "Hugging Face Hub id": _hub,
+    SAVED_RUN: _saved_run}
+
+
+def pick_model(prefix: str = "", saved_runs: bool = False) -> ModelChoice:
+    """Render the source radio and that source's inputs; widget keys are `prefix` + name (source, sample, path ...)."""
+    options = SOURCES + ([SAVED_RUN] if saved_runs else [])
+    source = st.radio("Model source", options, horizontal=True, key=f"{prefix}source")
+    return PICKERS[source](lambda name: f"{prefix}{name}")

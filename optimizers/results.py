@@ -1,0 +1,84 @@
+"""Optimizer results kept in the run store: an apply or a search becomes a SavedComparison (both run ids, passes,
+speedup with its range, accuracy, the leaderboard of a search), saved so the CLI and the Runs page can list it and
+show it again. Building and describing the record only; the store writes it."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+
+from profiler import store
+from profiler.loading import LoadedModel
+from profiler.runner import new_run_id
+from profiler.schema import OptimizeResult, ProfileConfig, SavedComparison, SearchResult
+
+
+def _base(kind: str, loaded: LoadedModel, config: ProfileConfig, arch: str | None, source_run_id: str,
+          passes: list[str]) -> SavedComparison:
+    # the config the model was measured with: batch and sequence length as loaded, not as defaulted
+    config = ProfileConfig.from_dict({**config.to_dict(), "batch_size": loaded.batch_size, "seq_len": loaded.seq_len})
+    return SavedComparison(id=new_run_id(f"{kind}-{loaded.info.name}"),
+                           created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), kind=kind,
+                           model=loaded.info.name, spec=loaded.info.spec or loaded.info.name, arch=arch, config=config,
+                           passes=passes, source_run_id=source_run_id)
+
+
+def from_apply(result: OptimizeResult, loaded: LoadedModel, config: ProfileConfig, arch: str | None = None,
+               source_run_id: str = "", waterfall: list[dict] | None = None) -> SavedComparison:
+    """The record of an apply: the passes that applied, both runs, speedup with range, accuracy."""
+    c = result.comparison
+    saved = _base("apply", loaded, config, arch, source_run_id, [p.name for p in result.passes if p.applied])
+    saved.base_run_id, saved.optimized_run_id = result.base_run_id, result.optimized_run_id
+    saved.speedup, saved.speedup_low, saved.speedup_high = c.speedup, c.speedup_low, c.speedup_high
+    saved.base_median_ms, saved.new_median_ms = c.base_median_ms, c.new_median_ms
+    saved.accuracy, saved.apply, saved.waterfall = result.accuracy, result, list(waterfall or [])
+    return saved
+
+
+def from_search(result: SearchResult, loaded: LoadedModel, config: ProfileConfig, arch: str | None = None,
+                source_run_id: str = "") -> SavedComparison:
+    """The record of a search: its best pipeline as the headline, the leaderboard and head-to-head inside."""
+    best = result.best
+    saved = _base("search", loaded, config, arch, source_run_id, list(best.passes) if best else [])
+    saved.base_run_id, saved.optimized_run_id = result.base_run_id, result.best_run_id
+    saved.base_median_ms = result.base_median_ms
+    if best is not None:
+        saved.speedup, saved.speedup_low, saved.speedup_high = best.speedup, best.speedup_low, best.speedup_high
+        saved.new_median_ms, saved.accuracy = best.median_ms, best.accuracy
+    saved.search = result
+    return saved
+
+
+def keep(saved: SavedComparison, runs_dir: str | os.PathLike | None = None) -> SavedComparison:
+    """Save the record in the run store and return it."""
+    store.save_comparison(saved, runs_dir)
+    return saved
+
+
+def verdict(saved: SavedComparison) -> str:
+    """The accuracy in a word or two: pass, FAIL (why), or '-' when nothing was compared (no pipeline won)."""
+    acc = saved.accuracy
+    if acc is None:
+        return "-"
+    return "pass" if acc.passed else f"FAIL ({acc.note})" if acc.note else "FAIL"
+
+
+def speedup_text(saved: SavedComparison) -> str:
+    return f"{saved.speedup:.2f}x ({saved.speedup_low:.2f}-{saved.speedup_high:.2f})"
+
+
+def summary_row(saved: SavedComparison) -> dict:
+    """One line of a listing: what the CLI's table and the Runs page's table show."""
+    if saved.error:
+        return {"id": saved.id, "created": "", "kind": "?", "model": "?", "passes": "", "speedup": "",
+                "accuracy": "", "problem": saved.error}
+    return {"id": saved.id, "created": saved.created, "kind": saved.kind, "model": saved.model,
+            "passes": "+".join(saved.passes) or "none", "speedup": speedup_text(saved), "accuracy": verdict(saved),
+            "problem": ""}
+
+
+def label(saved: SavedComparison) -> str:
+    """A short name for a picker: kind, model, passes, speedup, when."""
+    if saved.error:
+        return f"{saved.id} (unreadable)"
+    return (f"{saved.kind} · {saved.model} · {'+'.join(saved.passes) or 'no pass'} · {speedup_text(saved)} · "
+            f"{saved.created[5:16].replace('T', ' ')}")
