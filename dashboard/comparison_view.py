@@ -7,7 +7,7 @@ import streamlit as st
 
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
-from profiler import RunStoreError
+from profiler import RunStoreError, analysis, tables
 from profiler.schema import SavedComparison
 
 from . import charts, state
@@ -64,9 +64,10 @@ def show_apply(c: SavedComparison) -> None:
               "value": [acc.kind, f"{acc.max_abs_err:.3g}", f"{acc.rel_err:.3g}", f"{acc.cosine:.6f}",
                         "-" if acc.top1_agreement is None else f"{acc.top1_agreement:.1%}", verdict(c)]})
     st.subheader("What changed")
-    diffs = pd.DataFrame([d.to_dict() for d in comp.ops])
+    diffs = analysis.op_diff_frame(comp, ["faster", "slower", "new", "removed"])
     if len(diffs):
-        st.dataframe(diffs[diffs["status"] != "same"], hide_index=True, width="stretch")
+        table, formats = tables.readable(diffs, None, tables.DIFF_COLUMNS)
+        st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
     if res.graph_diff:
         st.caption("Graph nodes by op (base → optimized): " + ", ".join(
             f"{op} {a}→{b}" for op, (a, b) in list(res.graph_diff.items())[:12]))

@@ -10,7 +10,8 @@ from .schema import (Comparison, DeviceInfo, Graph, GraphNode, LatencyStats, Mod
                      TransferStat)
 
 _LAZY = {"load_model": "loading", "LoadedModel": "loading", "profile": "runner", "store": None, "analysis": None,
-         "traces": None, "devices": None}
+         "traces": None, "devices": None,
+         "tables": None, "peaks": None, "sweep": None}
 
 __all__ = ["load_model", "profile", "store", "analysis", "traces", "LoadedModel", "ProfileConfig", "ProfileRun",
            "OpStat", "TransferStat", "GraphNode", "Graph", "LatencyStats", "DeviceInfo", "ModelInfo", "Comparison",

@@ -29,6 +29,15 @@ def ops_frame(run: ProfileRun) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def op_diff_frame(comp: Comparison, statuses: list[str] | None = None) -> pd.DataFrame:
+    """A comparison's per-operator diff as a frame (largest change first), optionally only some statuses."""
+    frame = pd.DataFrame([d.to_dict() for d in comp.ops], columns=["name", "status", "base_ms", "new_ms", "delta_ms",
+                                                                   "ratio"])
+    if statuses is not None:
+        frame = frame[frame["status"].isin(statuses)]
+    return frame.reindex(frame["delta_ms"].abs().sort_values(ascending=False).index)
+
+
 def filter_ops(frame: pd.DataFrame, name: str = "", shape: str = "", category: str = "all") -> pd.DataFrame:
     """Case-insensitive substring filters, as a person types them."""
     out = frame

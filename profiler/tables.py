@@ -60,27 +60,28 @@ def time_digits(run: ProfileRun) -> int:
     return max(2, min(4, math.ceil(-math.log10(lat.iqr_ms / lat.median_ms)) + 1))
 
 
-def hidden_columns(frame: pd.DataFrame, run: ProfileRun) -> list[str]:
+def hidden_columns(frame: pd.DataFrame, run: ProfileRun | None) -> list[str]:
     """Columns with nothing to say for this run: device time on a machine without one, and all-zero numbers."""
     out = []
+    on_cpu = run is not None and run.device.kind == "cpu"
     for col in frame.columns:
         if col in _KEEP or not pd.api.types.is_numeric_dtype(frame[col]):
             continue
-        if (col == "device_ms" and run.device.kind == "cpu") or not frame[col].fillna(0).astype(float).any():
+        if (col == "device_ms" and on_cpu) or not frame[col].fillna(0).astype(float).any():
             out.append(col)
-    if run.device.kind == "cpu" and "host_ms" in frame.columns and "device_ms" in out:
+    if on_cpu and "host_ms" in frame.columns and "device_ms" in out:
         out.append("host_ms")  # on a CPU host time is exec + transfer: a third copy of the same numbers
     return out
 
 
-def readable(frame: pd.DataFrame, run: ProfileRun, columns: dict[str, Column] | None = None
-             ) -> tuple[pd.DataFrame, dict[str, str]]:
+def readable(frame: pd.DataFrame, run: ProfileRun | None, columns: dict[str, Column] | None = None,
+             digits: int | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """(frame with readable headers and values in their units, printf format per shown column).
 
-    Times keep `time_digits(run)` significant digits, rounded in the data too so a copied cell says no more than
-    the measurement does; the frame stays numeric so it still sorts."""
+    Times keep `time_digits(run)` significant digits (or `digits`), rounded in the data too so a copied cell says no
+    more than the measurement does; the frame stays numeric so it still sorts."""
     columns = columns or OPS_COLUMNS
-    digits = time_digits(run)
+    digits = digits or (time_digits(run) if run is not None else 3)
     hide = set(hidden_columns(frame, run))
     shown, formats = {}, {}
     for col in frame.columns:

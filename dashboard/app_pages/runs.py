@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import charts, comparison_view, state
 from optimizers.results import label, summary_row
-from profiler import RunStoreError, analysis, store
+from profiler import RunStoreError, analysis, store, tables
 
 st.title("Runs")
 state.about("""
@@ -68,10 +68,10 @@ else:
             st.warning("These runs differ in setup, so the ratio mixes causes: " + "; ".join(comp.setup_differences))
         st.plotly_chart(charts.speedup_figure(comp, "base", "new"), width="stretch")
         st.plotly_chart(charts.op_diff_bar(comp), width="stretch")
-        diff = pd.DataFrame([d.to_dict() for d in comp.ops])
         status = st.multiselect("Show", ["faster", "slower", "new", "removed", "same"],
                                 default=["faster", "slower", "new", "removed"], key="cmp_status")
-        st.dataframe(diff[diff["status"].isin(status)], hide_index=True, width="stretch")
+        table, formats = tables.readable(analysis.op_diff_frame(comp, status), base, tables.DIFF_COLUMNS)
+        st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
 
 st.subheader("Comparisons")
 saved = state.list_comparisons()
