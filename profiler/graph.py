@@ -17,6 +17,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import flops as flops_mod
 from .ops import time_by_tag
 from .schema import Graph, GraphNode, error_line
 
@@ -158,7 +159,7 @@ def profile_graph(captured: Captured, module: nn.Module, args: tuple, kwargs: di
     if captured.gm is None:
         return _module_tree(module, args, kwargs, device, iterations, activities, captured.note)
     gm, flat = captured.gm, captured.flat_inputs
-    with torch.inference_mode(), FlopCounterMode(display=False) as flop_mode:
+    with torch.inference_mode(), flops_mod.counter() as flop_mode:
         meta = _NodeInterpreter(gm, tag=False, flops=flop_mode)
         meta.run(*flat)
     timed = _NodeInterpreter(gm, tag=True)
