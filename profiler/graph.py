@@ -51,6 +51,14 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
         return Captured("torch.export", gm, flat, note="; ".join(notes))
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
         notes.append(f"torch.export failed ({error_line(exc)})")
+    if _quantized_modules(module):
+        try:
+            gm, kwargs = _export_quantized(module, args, kwargs, notes)
+            return Captured(QUANTIZED_METHOD, gm, pytree.tree_leaves((args, kwargs)),
+                            note="; ".join(notes + ["exported with float stand-ins for the int8 modules; their nodes "
+                                                    "run (and are timed on) the int8 modules themselves"]))
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"torch.export with float stand-ins failed ({error_line(exc)})")
     if not kwargs and not isinstance(module, torch.jit.ScriptModule):
         try:
             gm = fx.symbolic_trace(module)
@@ -72,6 +80,64 @@ def _export(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
             notes.append("graph exported with use_cache=False (the KV cache object cannot be exported)")
             return torch.export.export(module, args, kwargs, strict=False), kwargs
         raise
+
+
+QUANTIZED_METHOD = "torch.export+int8"
+
+
+def _float_linear(q: nn.Module) -> nn.Linear:
+    """An nn.Linear with the dequantized weights of a dynamic int8 Linear: the same data flow, exportable."""
+    bias = q.bias()
+    lin = nn.Linear(q.in_features, q.out_features, bias=bias is not None)
+    lin.weight = nn.Parameter(q.weight().dequantize(), requires_grad=False)
+    if bias is not None:
+        lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    return lin
+
+
+# int8 module type -> a float module computing the same thing, which torch.export can trace (packed int8 params
+# cannot be: LinearPackedParamsBase has no __obj_flatten__ in torch 2.13)
+_STAND_INS: dict[type, Callable[[nn.Module], nn.Module]] = {torch.ao.nn.quantized.dynamic.Linear: _float_linear}
+
+
+def _quantized_modules(module: nn.Module) -> dict[str, nn.Module]:
+    if isinstance(module, torch.jit.ScriptModule):
+        return {}
+    return {name: m for name, m in module.named_modules() if type(m) in _STAND_INS}
+
+
+def _export_quantized(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
+    """Export the float structure (int8 modules swapped for float stand-ins, then swapped back), and point each
+    stand-in's node at the real int8 module: a data-flow graph whose nodes run the optimized model's own kernels."""
+    real = _quantized_modules(module)
+    for name, m in real.items():
+        module.set_submodule(name, _STAND_INS[type(m)](m))
+    try:
+        ep, kwargs = _export(module, args, kwargs, notes)
+    finally:
+        for name, m in real.items():
+            module.set_submodule(name, m)
+    gm = ep.module()
+    mapped = set()
+    for node in list(gm.graph.nodes):
+        path = _module_path(node)
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default or path not in real:
+            continue
+        target = "oplens_int8_" + path.replace(".", "_")
+        if not hasattr(gm, target):
+            gm.add_module(target, real[path])
+        with gm.graph.inserting_before(node):
+            # named after the float node it replaces (linear_3 -> linear_3_int8): base and optimized graphs pair up
+            new = gm.graph.create_node("call_module", target, (node.args[0],), name=f"{node.name}_int8")
+        new.meta = dict(node.meta)  # keeps nn_module_stack: the node reports the model's own module path
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        mapped.add(path)
+    if mapped != set(real):
+        raise RuntimeError(f"{len(real) - len(mapped)} int8 modules found no node in the exported graph")
+    gm.graph.eliminate_dead_code()  # the stand-ins' weights
+    gm.recompile()
+    return gm, kwargs
 
 
 class _NodeInterpreter(fx.Interpreter):
@@ -124,8 +190,8 @@ def _op_name(n: fx.Node) -> str:
         return name
     if n.op == "call_method":
         return f"Tensor.{n.target}"
-    if n.op == "call_module":
-        return type(n.graph.owning_module.get_submodule(str(n.target))).__name__ if n.graph.owning_module else str(n.target)
+    if n.op == "call_module":  # _get_name: DynamicQuantizedLinear, where the class name says only Linear
+        return n.graph.owning_module.get_submodule(str(n.target))._get_name() if n.graph.owning_module else str(n.target)
     return n.op
 
 
