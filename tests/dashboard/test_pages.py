@@ -201,3 +201,12 @@ def test_search_results_render():
                for c in at.caption)
     board = at.dataframe[-1].value
     assert set(board["status"]) >= {"inaccurate"}
+
+
+def test_overview_shows_flop_coverage_beside_achieved_flops(saved):
+    from profiler import analysis
+
+    at = open_page("overview", saved.id)
+    rate = analysis.flop_rate(saved)
+    assert {m.label: m.value for m in at.metric}["Achieved FLOP/s"] == f"{rate.gflops_per_s:,.1f} G"
+    assert rate.coverage_text() in texts(at)

@@ -137,3 +137,18 @@ def test_coverage_round_trips_and_old_runs_read_as_unmeasured(tiny_bert_run):
     old = run.to_dict()
     del old["totals"]["flop_coverage"]
     assert profiler.ProfileRun.from_dict(old).totals.flop_coverage is None
+
+
+def test_every_achieved_flop_rate_carries_its_coverage(tiny_bert_run):
+    from profiler import analysis
+    from profiler.cli import render_run
+
+    run, _ = tiny_bert_run
+    rate = analysis.flop_rate(run)
+    assert rate.flops == _total(run) > 0 and rate.coverage == run.totals.flop_coverage
+    assert rate.gflops_per_s == pytest.approx(rate.flops / (run.latency.median_ms * 1e6))
+    assert f"FLOPs known for {100 * rate.coverage:.1f}% of exec time" in render_run(run)
+    partial = analysis.FlopRate(flops=1e9, gflops_per_s=1.0, coverage=0.5)
+    assert partial.coverage_text() == "FLOPs known for 50.0% of exec time; the figure is partial"
+    assert "not measured" in analysis.FlopRate(flops=1e9, gflops_per_s=1.0, coverage=None).coverage_text()
+    assert "flops_known" in analysis.ops_frame(run).columns
