@@ -134,15 +134,37 @@ def op_name(packet) -> str:
     return str(packet).replace(".", "::", 1)
 
 
-def dispatch_counts(run_once: Callable[[], object]) -> dict[str, float]:
-    """FLOPs per op name of one call of run_once, counted at the dispatcher. Dynamo is switched off for it: a
-    compiled model runs its original module, which does the same work (only ops the events cannot count are read
-    from this), and nothing recompiles."""
+def _count(run_once: Callable[[], object]) -> fc.FlopCounterMode:
+    """One call of run_once under counter(), with Dynamo switched off: a compiled model runs its original module,
+    which does the same work, and nothing recompiles."""
     with torch.inference_mode(), warnings.catch_warnings(), counter() as mode:
         # FlopCounterMode's module tracker hooks every module; harmless here, and torch.compile warns about it
         warnings.filterwarnings("ignore", message=".*global hooks on modules.*")
         torch.compiler.disable(run_once)()
-    return {op_name(k): float(v) for k, v in mode.get_flop_counts().get("Global", {}).items()}
+    return mode
+
+
+def dispatch_counts(run_once: Callable[[], object]) -> dict[str, float]:
+    """FLOPs per op name of one call of run_once, counted at the dispatcher (only ops the events cannot count are
+    read from this)."""
+    return {op_name(k): float(v) for k, v in _count(run_once).get_flop_counts().get("Global", {}).items()}
+
+
+def module_flops(run_once: Callable[[], object]) -> dict[str, float]:
+    """Own FLOPs per module path ('' for the root) of one call: the work not inside a submodule that ran."""
+    inclusive = {}
+    for key, counts in _count(run_once).get_flop_counts().items():
+        if key != "Global":  # keys are 'RootClass' and 'RootClass.path.to.module'
+            inclusive[key.split(".", 1)[1] if "." in key else ""] = float(sum(counts.values()))
+    own = dict(inclusive)
+    for path, value in inclusive.items():
+        parent = path
+        while parent:  # the nearest ancestor that ran (a ModuleList never runs itself)
+            parent = parent.rpartition(".")[0]
+            if parent in inclusive:
+                own[parent] -= value
+                break
+    return own
 
 
 @dataclass

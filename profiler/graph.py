@@ -279,11 +279,13 @@ def _module_tree(module: nn.Module, args, kwargs, device, iterations, activities
         for h in handles:
             h.remove()
     times = time_by_tag(events, NODE_TAG, iterations, device.type == "cuda")
+    with torch.inference_mode():
+        own_flops = flops_mod.module_flops(lambda: module(*args, **kwargs))
     nodes, prev = [], None
     for name in order:
         key = name or "<root>"
-        ex, tr, fl = times.get(key, (0.0, 0.0, 0.0))
+        ex, tr, _ = times.get(key, (0.0, 0.0, 0.0))
         nodes.append(GraphNode(id=key, op=names[name], kind="module", module=name, inputs=[prev] if prev else [],
-                               flops=fl, exec_ms=ex, trans_ms=tr))
+                               flops=own_flops.get(name, 0.0), exec_ms=ex, trans_ms=tr))
         prev = key
     return _finish("module-tree", nodes, note + "; edges follow execution order, not data flow")

@@ -1,5 +1,7 @@
 """Data-flow graphs for optimized models: the graph a pass produces is captured as data flow, not a module chain,
 and its nodes are timed on the optimized model's own kernels."""
+import textwrap
+
 import pytest
 from torch import nn
 
@@ -60,3 +62,25 @@ def test_other_optimized_models_keep_a_data_flow_graph(passes, fast_config):
     assert g.method == "torch.export", g.note
     _assert_dag(g)
     assert g.timed_nodes > 20 and sum(n.flops for n in g.nodes) > 0
+
+
+def test_module_tree_nodes_carry_their_own_flops(tmp_path, fast_config):
+    f = tmp_path / "dyn.py"
+    f.write_text(textwrap.dedent("""
+        import torch
+        class DataDependent(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = torch.nn.Linear(8, 16)
+                self.b = torch.nn.Linear(16, 8)
+            def forward(self, x):
+                if x.sum().item() > 0:  # data-dependent Python control flow: neither export nor fx can trace it
+                    return self.b(self.a(x)) @ torch.ones(8, 8)
+                return x
+        def build():
+            return DataDependent(), torch.ones(4, 8)
+    """))
+    run = profile(load_model(f"{f}:build"), fast_config)
+    assert run.graph.method == "module-tree", run.graph.note
+    own = {n.module: n.flops for n in run.graph.nodes}
+    assert own == {"": 2 * 4 * 8 * 8, "a": 2 * 4 * 8 * 16, "b": 2 * 4 * 16 * 8}  # the root's own matmul, not its children's
