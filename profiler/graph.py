@@ -54,9 +54,9 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
     if _quantized_modules(module):
         try:
             gm, kwargs = _export_quantized(module, args, kwargs, notes)
-            return Captured(QUANTIZED_METHOD, gm, pytree.tree_leaves((args, kwargs)),
-                            note="; ".join(notes + ["exported with float stand-ins for the int8 modules; their nodes "
-                                                    "run (and are timed on) the int8 modules themselves"]))
+            notes.append("exported with float stand-ins for the int8 modules; their nodes run (and are timed on) the "
+                         "int8 modules themselves")
+            return Captured(QUANTIZED_METHOD, gm, pytree.tree_leaves((args, kwargs)), note="; ".join(notes))
         except Exception as exc:  # noqa: BLE001
             notes.append(f"torch.export with float stand-ins failed ({error_line(exc)})")
     if not kwargs and not isinstance(module, torch.jit.ScriptModule):

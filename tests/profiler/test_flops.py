@@ -3,7 +3,6 @@ precision, quantization and compilation, and FLOP coverage that says when a figu
 import textwrap
 
 import pytest
-import torch
 
 import profiler
 from optimizers import apply_pipeline
