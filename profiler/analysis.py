@@ -23,9 +23,9 @@ def ops_frame(run: ProfileRun) -> pd.DataFrame:
         rows.append({"name": o.name, "category": o.category, "calls": o.calls, "exec_ms": o.exec_ms, "trans_ms": o.trans_ms,
                      "time_ms": own, "share": own / total, "host_ms": o.host_ms, "device_ms": o.device_ms,
                      "flops": o.flops, "gflops_per_s": o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0.0,
-                     "memory_bytes": o.memory_bytes, "input_shapes": " | ".join(o.input_shapes)})
+                     "flops_known": o.flops_known, "memory_bytes": o.memory_bytes, "input_shapes": " | ".join(o.input_shapes)})
     cols = ["name", "category", "calls", "exec_ms", "trans_ms", "time_ms", "share", "host_ms", "device_ms", "flops",
-            "gflops_per_s", "memory_bytes", "input_shapes"]
+            "gflops_per_s", "flops_known", "memory_bytes", "input_shapes"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -36,6 +36,29 @@ def op_diff_frame(comp: Comparison, statuses: list[str] | None = None) -> pd.Dat
     if statuses is not None:
         frame = frame[frame["status"].isin(statuses)]
     return frame.reindex(frame["delta_ms"].abs().sort_values(ascending=False).index)
+
+
+@dataclass
+class FlopRate:
+    """Work per inference and the rate achieved, with the share of exec time whose FLOPs are known beside it."""
+
+    flops: float  # per inference
+    gflops_per_s: float  # over the median (unprofiled) latency
+    coverage: float | None  # share of exec time in ops whose FLOPs are known; None: a run from before it was measured
+
+    def coverage_text(self) -> str:
+        if self.coverage is None:
+            return "FLOP coverage not measured (older run)"
+        partial = "; the figure is partial" if self.coverage < 0.95 else ""
+        return f"FLOPs known for {100 * self.coverage:.1f}% of exec time{partial}"
+
+
+def flop_rate(run: ProfileRun) -> FlopRate:
+    """Achieved FLOP/s of a whole inference, always with its FLOP coverage."""
+    flops = sum(o.flops for o in run.ops)
+    median = run.latency.median_ms
+    return FlopRate(flops=flops, gflops_per_s=flops / (median * 1e6) if median > 0 else 0.0,
+                    coverage=run.totals.flop_coverage)
 
 
 def filter_ops(frame: pd.DataFrame, name: str = "", shape: str = "", category: str = "all") -> pd.DataFrame:
@@ -258,6 +281,7 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
     flops = float(frame["flops"].sum())
     if flops > 0:
         rate = flops / (wall * 1e6)
+        covered = flop_rate(run).coverage_text()
         mm = frame[frame["flops"] > 0]
         best = float(mm["gflops_per_s"].max()) if len(mm) else 0.0
         if best > 0 and rate < 0.5 * best:
@@ -265,7 +289,7 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
                 title=f"Low achieved FLOP/s: {rate:.1f} GFLOP/s over the whole inference",
                 share=1 - rate / best, kind="flops",
                 evidence=f"the best op reaches {best:.1f} GFLOP/s, so time outside the big matmuls/convs drags the "
-                         "average down",
+                         f"average down ({covered})",
                 fix="Shrink what is not a matmul/conv (fusion, fewer copies) or raise the work per call (batch size)."))
     if run.latency.noise != "ok":
         out.append(Finding(title=f"Timing is {run.latency.noise}", share=0.0, kind="noise",

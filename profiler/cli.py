@@ -10,7 +10,7 @@ import sys
 
 import sample_models
 
-from . import store
+from . import analysis, store
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
@@ -141,6 +141,10 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "
                f"{_ms(t.wall_ms)} ms profiled wall time; unexplained {_ms(t.unexplained_ms)} ms")
     out.append(f"           T_trans here is {t.trans_label}")
+    rate = analysis.flop_rate(run)
+    if rate.flops:
+        out.append(f"work       {rate.flops / 1e9:.4g} GFLOP per inference, {rate.gflops_per_s:.1f} GFLOP/s achieved; "
+                   f"{rate.coverage_text()}")
     if run.memory:
         out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
                    f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} during inference")

@@ -134,7 +134,7 @@ def oom_message(exc: BaseException, what: str, lower: str = "the batch size or s
         asked = f" asked for {_gib(int(m.group(1)))}"
     elif m := re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text):  # CUDA caching allocator
         asked = f" asked for {m.group(1)}"
-    where = "GPU" if "cuda" in text.lower() or isinstance(exc, torch.OutOfMemoryError) else "memory"
+    where = "GPU memory" if "cuda" in text.lower() or isinstance(exc, torch.OutOfMemoryError) else "memory"
     have = ""
     if where == "memory":
         try:

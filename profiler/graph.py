@@ -17,6 +17,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import flops as flops_mod
 from .ops import time_by_tag
 from .schema import Graph, GraphNode, error_line
 
@@ -50,6 +51,14 @@ def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
         return Captured("torch.export", gm, flat, note="; ".join(notes))
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: try the next method
         notes.append(f"torch.export failed ({error_line(exc)})")
+    if _quantized_modules(module):
+        try:
+            gm, kwargs = _export_quantized(module, args, kwargs, notes)
+            notes.append("exported with float stand-ins for the int8 modules; their nodes run (and are timed on) the "
+                         "int8 modules themselves")
+            return Captured(QUANTIZED_METHOD, gm, pytree.tree_leaves((args, kwargs)), note="; ".join(notes))
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"torch.export with float stand-ins failed ({error_line(exc)})")
     if not kwargs and not isinstance(module, torch.jit.ScriptModule):
         try:
             gm = fx.symbolic_trace(module)
@@ -71,6 +80,64 @@ def _export(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
             notes.append("graph exported with use_cache=False (the KV cache object cannot be exported)")
             return torch.export.export(module, args, kwargs, strict=False), kwargs
         raise
+
+
+QUANTIZED_METHOD = "torch.export+int8"
+
+
+def _float_linear(q: nn.Module) -> nn.Linear:
+    """An nn.Linear with the dequantized weights of a dynamic int8 Linear: the same data flow, exportable."""
+    bias = q.bias()
+    lin = nn.Linear(q.in_features, q.out_features, bias=bias is not None)
+    lin.weight = nn.Parameter(q.weight().dequantize(), requires_grad=False)
+    if bias is not None:
+        lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    return lin
+
+
+# int8 module type -> a float module computing the same thing, which torch.export can trace (packed int8 params
+# cannot be: LinearPackedParamsBase has no __obj_flatten__ in torch 2.13)
+_STAND_INS: dict[type, Callable[[nn.Module], nn.Module]] = {torch.ao.nn.quantized.dynamic.Linear: _float_linear}
+
+
+def _quantized_modules(module: nn.Module) -> dict[str, nn.Module]:
+    if isinstance(module, torch.jit.ScriptModule):
+        return {}
+    return {name: m for name, m in module.named_modules() if type(m) in _STAND_INS}
+
+
+def _export_quantized(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
+    """Export the float structure (int8 modules swapped for float stand-ins, then swapped back), and point each
+    stand-in's node at the real int8 module: a data-flow graph whose nodes run the optimized model's own kernels."""
+    real = _quantized_modules(module)
+    for name, m in real.items():
+        module.set_submodule(name, _STAND_INS[type(m)](m))
+    try:
+        ep, kwargs = _export(module, args, kwargs, notes)
+    finally:
+        for name, m in real.items():
+            module.set_submodule(name, m)
+    gm = ep.module()
+    mapped = set()
+    for node in list(gm.graph.nodes):
+        path = _module_path(node)
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default or path not in real:
+            continue
+        target = "oplens_int8_" + path.replace(".", "_")
+        if not hasattr(gm, target):
+            gm.add_module(target, real[path])
+        with gm.graph.inserting_before(node):
+            # named after the float node it replaces (linear_3 -> linear_3_int8): base and optimized graphs pair up
+            new = gm.graph.create_node("call_module", target, (node.args[0],), name=f"{node.name}_int8")
+        new.meta = dict(node.meta)  # keeps nn_module_stack: the node reports the model's own module path
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        mapped.add(path)
+    if mapped != set(real):
+        raise RuntimeError(f"{len(real) - len(mapped)} int8 modules found no node in the exported graph")
+    gm.graph.eliminate_dead_code()  # the stand-ins' weights
+    gm.recompile()
+    return gm, kwargs
 
 
 class _NodeInterpreter(fx.Interpreter):
@@ -123,8 +190,8 @@ def _op_name(n: fx.Node) -> str:
         return name
     if n.op == "call_method":
         return f"Tensor.{n.target}"
-    if n.op == "call_module":
-        return type(n.graph.owning_module.get_submodule(str(n.target))).__name__ if n.graph.owning_module else str(n.target)
+    if n.op == "call_module":  # _get_name: DynamicQuantizedLinear, where the class name says only Linear
+        return n.graph.owning_module.get_submodule(str(n.target))._get_name() if n.graph.owning_module else str(n.target)
     return n.op
 
 
@@ -158,7 +225,7 @@ def profile_graph(captured: Captured, module: nn.Module, args: tuple, kwargs: di
     if captured.gm is None:
         return _module_tree(module, args, kwargs, device, iterations, activities, captured.note)
     gm, flat = captured.gm, captured.flat_inputs
-    with torch.inference_mode(), FlopCounterMode(display=False) as flop_mode:
+    with torch.inference_mode(), flops_mod.counter() as flop_mode:
         meta = _NodeInterpreter(gm, tag=False, flops=flop_mode)
         meta.run(*flat)
     timed = _NodeInterpreter(gm, tag=True)
@@ -212,11 +279,13 @@ def _module_tree(module: nn.Module, args, kwargs, device, iterations, activities
         for h in handles:
             h.remove()
     times = time_by_tag(events, NODE_TAG, iterations, device.type == "cuda")
+    with torch.inference_mode():
+        own_flops = flops_mod.module_flops(lambda: module(*args, **kwargs))
     nodes, prev = [], None
     for name in order:
         key = name or "<root>"
-        ex, tr, fl = times.get(key, (0.0, 0.0, 0.0))
+        ex, tr, _ = times.get(key, (0.0, 0.0, 0.0))
         nodes.append(GraphNode(id=key, op=names[name], kind="module", module=name, inputs=[prev] if prev else [],
-                               flops=fl, exec_ms=ex, trans_ms=tr))
+                               flops=own_flops.get(name, 0.0), exec_ms=ex, trans_ms=tr))
         prev = key
     return _finish("module-tree", nodes, note + "; edges follow execution order, not data flow")

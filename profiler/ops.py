@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable
 
+from . import flops as flops_mod
 from .schema import OpStat, TransferStat
 
 # Ops whose self time is moving or re-laying-out bytes rather than computing on them.
@@ -69,14 +70,18 @@ def copy_direction(evt, on_cuda: bool) -> str:
 
 
 def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable | None = None,
-             detail_iterations: int = 1) -> list[OpStat]:
+             detail_iterations: int = 1, flops: flops_mod.OpFlops | None = None) -> list[OpStat]:
     """Aggregate self times and memory by op name, per inference, slowest first.
 
-    Shapes and FLOPs come from `detail` (a separate pass with record_shapes/with_flops, which slow ops by 10-20% and
-    so stay out of the timed pass); without it, from `events`.
+    Shapes come from `detail` (a separate pass with record_shapes, which slows ops by 10-20% and so stays out of the
+    timed pass); without it, from `events`. FLOPs per inference are `flops` (flops.count_events), or counted here
+    from those same events.
     """
-    shapes, flops = _shapes_and_flops(events if detail is None else detail)
+    source = events if detail is None else detail
     scale = iterations if detail is None else detail_iterations
+    shapes = _shapes(source)
+    if flops is None:
+        flops = flops_mod.count_events(source, iterations=scale, is_op=is_op_event)
     acc: dict[str, dict] = defaultdict(lambda: {"calls": 0, "host": 0.0, "device": 0.0, "total": 0.0, "mem": 0.0})
     for evt in events:
         if not is_op_event(evt):
@@ -96,23 +101,19 @@ def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable 
         out.append(OpStat(
             name=name, calls=a["calls"] / n, exec_ms=0.0 if transfer else timed, trans_ms=timed if transfer else 0.0,
             host_ms=a["host"] / 1e3 / n, device_ms=a["device"] / 1e3 / n, total_ms=a["total"] / 1e3 / n,
-            flops=flops.get(name, 0.0) / max(1, scale), memory_bytes=a["mem"] / n,
+            flops=flops.flops.get(name, 0.0), flops_known=name in flops.known, memory_bytes=a["mem"] / n,
             input_shapes=[s for s, _ in shapes.get(name, Counter()).most_common(5)],
             category="transfer" if transfer else "compute"))
     out.sort(key=lambda o: o.exec_ms + o.trans_ms, reverse=True)
     return out
 
 
-def _shapes_and_flops(events: Iterable) -> tuple[dict[str, Counter], dict[str, float]]:
+def _shapes(events: Iterable) -> dict[str, Counter]:
     shapes: dict[str, Counter] = defaultdict(Counter)
-    flops: dict[str, float] = defaultdict(float)
     for evt in events:
-        if not is_op_event(evt):
-            continue
-        flops[evt.name] += getattr(evt, "flops", 0) or 0
-        if evt.input_shapes:
+        if is_op_event(evt) and evt.input_shapes:
             shapes[evt.name][str([list(s) for s in evt.input_shapes if s])] += 1
-    return shapes, flops
+    return shapes
 
 
 def _direction(evt, on_cuda: bool) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule, tensorboard_trace_handler
 
-from . import checks, devices, graph as graph_mod, ops as ops_mod
+from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
 from .schema import Graph, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Totals
@@ -170,6 +170,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
             trace_dir = tempfile.mkdtemp(prefix="oplens-trace-")
             events, detail, profiled_samples, paired_samples = _record_ops(inference, stopwatch, config.profile_iters, device,
                                                                    trace_dir, check_cancel)
+            say("counting FLOPs", 0.65)
+            dispatched = flops_mod.dispatch_counts(inference)  # untimed: one more inference under FlopCounterMode
             say("timing graph nodes", 0.7)
             graph = _graph(loaded, module, resident, config, device, notes, check_cancel)
     except OpLensError:
@@ -178,7 +180,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
         raise _friendly(exc, device, loaded) from None
     say("summarising", 0.95)
     iters = config.profile_iters
-    op_stats = ops_mod.op_stats(events, iters, on_cuda, detail)
+    op_flops = flops_mod.count_events(detail, dispatched, is_op=ops_mod.is_op_event)
+    op_stats = ops_mod.op_stats(events, iters, on_cuda, detail, flops=op_flops)
     transfers = ops_mod.transfer_stats(events, iters, on_cuda, detail)
     exec_ms = sum(o.exec_ms for o in op_stats)
     trans_ms = sum(o.trans_ms for o in op_stats)
@@ -186,7 +189,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     wall = profiled.mean_ms  # op sums are means over the recorded iterations: reconcile with their mean wall time
     totals = Totals(wall_ms=wall, exec_ms=exec_ms, trans_ms=trans_ms, coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
                     unexplained_ms=wall - exec_ms - trans_ms,
-                    trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL)
+                    trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
+                    flop_coverage=flops_mod.coverage(op_stats))
     paired = summarize(paired_samples)
     if msg := noise_message(latency):
         notes.append(msg)
@@ -208,8 +212,8 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
     """Interleave `pairs` unprofiled and profiled inferences, so drift in machine speed hits both alike.
 
     Each profiled inference gets its own short profiler session (one warm-up step, one recorded step); the first
-    session's Kineto trace is written to `trace_dir`. Timed sessions record memory but not shapes or FLOPs (those
-    slow ops by 10-20%); one more, untimed session records them. Returns (timed events, detail events, profiled ms,
+    session's Kineto trace is written to `trace_dir`. Timed sessions record memory but not shapes (that slows ops by
+    10-20%); one more, untimed session records them, and FLOPs are counted from its shapes (profiler.flops). Returns (timed events, detail events, profiled ms,
     paired unprofiled ms).
     """
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -233,7 +237,7 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
                 inference()
     check_cancel()
     with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
-                       record_shapes=True, with_flops=True) as prof:
+                       record_shapes=True) as prof:
         for _ in range(2):
             inference()
             prof.step()

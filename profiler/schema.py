@@ -155,6 +155,7 @@ class OpStat(_Dict):
     device_ms: float = 0.0  # self device (kernel) time per inference
     total_ms: float = 0.0  # inclusive time (with children) on the timing device: for FLOP/s, as FLOPs sit on wrappers
     flops: float = 0.0  # per inference
+    flops_known: bool = False  # a formula counted it, it runs inside a counted op, or it does no matmul-class work
     memory_bytes: float = 0.0  # self allocated bytes per inference
     input_shapes: list[str] = field(default_factory=list)  # distinct shapes, most frequent first
     category: str = "compute"  # "compute" or "transfer"
@@ -178,6 +179,7 @@ class Totals(_Dict):
     coverage: float  # (exec + trans) / wall
     unexplained_ms: float = 0.0
     trans_label: str = ""
+    flop_coverage: float | None = None  # share of exec time in ops whose FLOPs are known; None: not measured
 
 
 @dataclass

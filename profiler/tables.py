@@ -29,6 +29,7 @@ OPS_COLUMNS = {
     "device_ms": Column("device (ms)"),
     "flops": Column("GFLOP", 1e-9, kind="fixed3"),
     "gflops_per_s": Column("GFLOP/s", kind="fixed1"),
+    "flops_known": Column("FLOPs known", kind="text"),
     "memory_bytes": Column("allocated (MiB)", 1 / 2**20, kind="fixed1"),
     "input_shapes": Column("input shapes", kind="text"),
 }

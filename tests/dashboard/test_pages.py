@@ -357,3 +357,12 @@ def test_optimize_page_bad_path_is_one_line_from_the_worker():
     assert job.kind == "check" and job.status == "failed"
     assert not at.exception
     assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py"]
+
+
+def test_overview_shows_flop_coverage_beside_achieved_flops(saved):
+    from profiler import analysis
+
+    at = open_page("overview", saved.id)
+    rate = analysis.flop_rate(saved)
+    assert {m.label: m.value for m in at.metric}["Achieved FLOP/s"] == f"{rate.gflops_per_s:,.1f} G"
+    assert rate.coverage_text() in texts(at)

@@ -133,7 +133,7 @@ def test_out_of_memory_is_named(tmp_path, fast_config):
     f.write_text("import torch\nclass Oom(torch.nn.Linear):\n    def forward(self, x):\n"
                  "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20 GiB')\n"
                  "def build():\n    return Oom(2, 2), torch.ones(1, 2)\n")
-    with pytest.raises(ModelRunError, match="out of memory .* try a smaller batch size"):
+    with pytest.raises(ModelRunError, match="out of GPU memory: .* asked for 20 GiB. Lower --batch-size"):
         profile(load_model(f"{f}:build"), fast_config)
 
 
@@ -188,3 +188,16 @@ class TestBertBase:
         addmm = next(o for o in run.ops if o.name == "aten::addmm")
         # 12 layers x 6 linears + pooler + classifier over 1024 tokens: ~174 GFLOP per inference
         assert addmm.flops == pytest.approx(1.74e11, rel=0.01)
+
+    def test_dynamic_int8_graph_is_data_flow(self):
+        from optimizers import apply_pipeline
+        from profiler.devices import resolve_device
+        from profiler.graph import QUANTIZED_METHOD
+
+        loaded = load_model("bert-base", batch_size=8, seq_len=128)
+        q, _ = apply_pipeline(loaded, ["dynamic-int8"], resolve_device("cpu"))
+        run = profile(q, ProfileConfig(warmup=1, repeats=3, min_time_s=0, profile_iters=2))
+        int8 = [n for n in run.graph.nodes if n.op == "DynamicQuantizedLinear"]
+        assert run.graph.method == QUANTIZED_METHOD and run.graph.timed_nodes >= 300
+        assert len(int8) == 74 and all(n.exec_ms > 0 for n in int8)
+        assert sum(n.flops for n in run.graph.nodes) == pytest.approx(sum(o.flops for o in run.ops))
