@@ -29,7 +29,7 @@ from .trace_data import TraceData, load
 from .traces import memcpy_direction
 
 UNATTRIBUTED = "(unattributed: launch not in trace)"
-NO_OPERATOR = "(launched outside any operator)"
+NO_OPERATOR = "(no operator: {})"  # launched by a runtime call no cpu_op encloses, e.g. a CUDA graph replay
 COMM_KERNEL = re.compile(r"nccl|rccl", re.IGNORECASE)
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
 TRANSFER_LABEL = "device copies (memcpy) issued by the operators, totals over the trace"
@@ -40,6 +40,7 @@ class Attribution:
     """Per-event results of matching one trace: which op launched each device event, op tree and self times."""
 
     dev_op: np.ndarray  # op index per device event; -1 launch outside any op; -2 launch not in trace
+    dev_rt: np.ndarray  # runtime call index per device event; -1 when not in the trace
     dev_launch_ts: np.ndarray  # start of the runtime call per device event (NaN when missing)
     op_parent: np.ndarray
     op_self_host: np.ndarray  # us
@@ -124,7 +125,7 @@ def attribute(d: TraceData) -> Attribution:
     found = rt_idx >= 0
     dev_op[found] = op_of_rt[rt_idx[found]]
     self_host = np.maximum(ops["dur"] - child_time, 0.0)
-    return Attribution(dev_op=dev_op, dev_launch_ts=launch_ts, op_parent=parent, op_self_host=self_host,
+    return Attribution(dev_op=dev_op, dev_rt=rt_idx, dev_launch_ts=launch_ts, op_parent=parent, op_self_host=self_host,
                        op_module=op_module, op_order=op_order, module_paths=module_paths, module_class=module_class,
                        module_order=list(range(len(module_paths))))
 
@@ -200,9 +201,10 @@ def whole_trace_breakdown(d: TraceData, a: Attribution | None = None) -> dict[st
 
 
 def _op_label(d: TraceData, a: Attribution, names: list[str]) -> list[str]:
-    """The launching operator's name per device event."""
-    op_names = d.ops["name"]
-    return [names[op_names[o]] if o >= 0 else (NO_OPERATOR if o == -1 else UNATTRIBUTED) for o in a.dev_op.tolist()]
+    """The launching operator's name per device event (or why there is none)."""
+    op_names, rt_names = d.ops["name"].tolist(), d.runtime["name"].tolist()
+    return [names[op_names[o]] if o >= 0 else NO_OPERATOR.format(names[rt_names[r]]) if o == -1 else UNATTRIBUTED
+            for o, r in zip(a.dev_op.tolist(), a.dev_rt.tolist())]
 
 
 def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
@@ -238,13 +240,17 @@ def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
         out.append(OpStat(name=name, calls=float(calls[j]), exec_ms=exec_ms, trans_ms=trans_ms, host_ms=float(host[j]),
                           device_ms=float(device[j]), total_ms=float(total[j]), flops=float(flops[j]),
                           input_shapes=shapes, category="transfer" if trans_ms > exec_ms else "compute"))
-    # device work with no operator to carry it: shown as its own rows, so the sums still reconcile
-    for code, label in ((-2, UNATTRIBUTED), (-1, NO_OPERATOR)):
-        m = a.dev_op == code
-        if m.any():
-            k, c = dev["dur"][m & ~is_copy].sum() / 1e3, dev["dur"][m & is_copy].sum() / 1e3
-            out.append(OpStat(name=label, calls=float(m.sum()), exec_ms=float(k), trans_ms=float(c), device_ms=float(k),
-                              total_ms=float(k + c), category="transfer" if c > k else "compute"))
+    # device work with no operator to carry it: its own rows, so the sums still reconcile
+    orphan: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    labels = _op_label(d, a, names)
+    for o, lab, du, cp in zip(a.dev_op.tolist(), labels, dev["dur"].tolist(), is_copy.tolist()):
+        if o < 0:
+            r = orphan[lab]
+            r[0] += 1
+            r[2 if cp else 1] += du / 1e3
+    for lab, (c, k, t) in orphan.items():
+        out.append(OpStat(name=lab, calls=float(c), exec_ms=k, trans_ms=t, device_ms=k, total_ms=k + t,
+                          category="transfer" if t > k else "compute"))
     out.sort(key=lambda o: o.exec_ms + o.trans_ms, reverse=True)
     return out
 
@@ -379,8 +385,8 @@ def _validation(datas: list[TraceData], attrs: list[Attribution]) -> TraceValida
             r[0] += missing
         outside = int((a.dev_op == -1).sum())
         if outside:
-            r = skipped.setdefault("launches outside any operator", [0, "no cpu_op encloses the runtime call: "
-                                   "reported under " + NO_OPERATOR])
+            r = skipped.setdefault("launches outside any operator", [0, "no cpu_op encloses the runtime call (e.g. "
+                                   "a CUDA graph replay): reported under " + NO_OPERATOR.format("<runtime call>")])
             r[0] += outside
         name = Path(d.path).name
         if len(d.device["ts"]) and not d.metadata.get("deviceProperties"):
