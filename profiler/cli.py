@@ -96,7 +96,8 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
         gflops = o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0  # FLOPs sit on wrappers: inclusive time
         rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
                      f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
-    out = [f"Top operators of {run.model.name} (per inference, self time on {run.device.kind})",
+    scope = "totals over the trace" if run.model.source == "trace" else "per inference"
+    out = [f"Top operators of {run.model.name} ({scope}, self time on {run.device.kind})",
            format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)), ""]
     med = significant(lat.median_ms, lat.iqr_ms)
     out.append(f"run        {run.id}")
@@ -111,8 +112,10 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     if run.memory:
         out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
                    f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} during inference")
-    out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
-               f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: {run.overhead_ratio:.3f}x")
+    if run.profiled_latency or run.paired_latency:  # an imported trace has no unprofiled iterations to compare
+        out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
+                   f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: "
+                   f"{run.overhead_ratio:.3f}x")
     g = run.graph
     out.append(f"graph      {g.method}: {len(g.nodes)} nodes, {g.timed_nodes} with measured time"
                + (f" ({g.note})" if g.note else ""))
@@ -190,12 +193,13 @@ def _cmd_import(a) -> int:
 
     store.check_writable(a.runs_dir)
     run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.paths)
-    store.save(run, a.runs_dir)
+    saved = store.save(run, a.runs_dir)
     if a.json:
         print(json.dumps(run.to_dict(), indent=1))
     else:
         print(render_run(run, a.top))
         print(render_import(run, a.top))
+        print(f"saved      {saved}")
     return 0
 
 

@@ -213,16 +213,19 @@ class _Parser:
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Parse a trace file into complete ("ph": "X") events; TraceFormatError names what is wrong."""
+    """Parse a trace file into complete ("ph": "X") events, for drawing; TraceFormatError names what is wrong."""
     stream = TraceStream(path)
     events = []
     for e in stream:
         if not isinstance(e, dict) or e.get("ph") != "X":
             continue
         cat = str(e.get("cat", ""))
-        events.append(TraceEvent(name=str(e.get("name", "")), cat=CATEGORY.get(cat.lower(), cat.lower() or "other"),
-                                 ts_us=float(e.get("ts", 0)), dur_us=float(e.get("dur", 0) or 0),
-                                 pid=str(e.get("pid", "")), tid=str(e.get("tid", "")), args=e.get("args") or {}))
+        norm = CATEGORY.get(cat.lower(), cat.lower() or "other")
+        # args are most of a trace's bytes; only the copies' byte counts are used (summary)
+        args = {"bytes": (e.get("args") or {}).get("bytes", 0)} if norm in ("gpu_memcpy", "gpu_memset") else {}
+        events.append(TraceEvent(name=str(e.get("name", "")), cat=norm, ts_us=float(e.get("ts", 0)),
+                                 dur_us=float(e.get("dur", 0) or 0), pid=str(e.get("pid", "")),
+                                 tid=str(e.get("tid", "")), args=args))
     events.sort(key=lambda ev: ev.ts_us)
     return Trace(path=str(stream.path), events=events, metadata=stream.metadata)
 
