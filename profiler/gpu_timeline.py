@@ -9,6 +9,7 @@ exposed communication: communication time not overlapped by computation
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,7 @@ def breakdown(w: DeviceWork, lo: float, hi: float) -> dict[str, float]:
     raw_ts, launch = w.ts[inside][kernel], w.launch_ts[inside][kernel]
     known = ~np.isnan(launch)
     delays = raw_ts[known] - launch[known]
-    out["launch_overhead"] = float(np.median(delays)) if len(delays) else 0.0
+    out["launch_overhead"] = statistics.median(delays.tolist()) if len(delays) else 0.0  # np.median imports numpy.ma
     out["short_kernels"] = float(((w.end[inside] - w.ts[inside])[kernel] < SHORT_KERNEL_US).sum())
     return out
 

@@ -146,10 +146,11 @@ def _device_work(d: TraceData, a: Attribution) -> tl.DeviceWork:
 
 
 def _named(d: TraceData, name_ids: np.ndarray, test) -> np.ndarray:
-    """test(name) per event, evaluated once per distinct name."""
-    ids = np.unique(name_ids)
-    hits = [i for i in ids.tolist() if test(d.names[i])]
-    return np.isin(name_ids, hits) if hits else np.zeros(len(name_ids), dtype=bool)
+    """test(name) per event, evaluated once per distinct name (a lookup table: np.unique would import numpy.ma)."""
+    table = np.zeros(len(d.names), dtype=bool)
+    for i in set(name_ids.tolist()):
+        table[i] = test(d.names[i])
+    return table[name_ids]
 
 
 def step_windows(d: TraceData, a: Attribution) -> tuple[list[tuple[float, float]], str]:
@@ -186,7 +187,7 @@ def gpu_timeline(d: TraceData, a: Attribution) -> GpuTimeline | None:
         steps=len(per), window_ms=ms("window"), busy_ms=ms("busy"), idle_ms=ms("idle"), computation_ms=ms("computation"),
         comm_ms=ms("comm"), exposed_comm_ms=ms("exposed_comm"), memcpy_ms=ms("memcpy"), memset_ms=ms("memset"),
         idle_host_ms=ms("idle_host"), idle_sync_ms=ms("idle_sync"), idle_other_ms=ms("idle_other"),
-        launch_overhead_ms=float(np.median([p["launch_overhead"] for p in per])) / 1e3,
+        launch_overhead_ms=statistics.median(p["launch_overhead"] for p in per) / 1e3,
         short_kernels=mean["short_kernels"], window_source=source,
         step_window_ms=[p["window"] / 1e3 for p in per], step_busy_ms=[p["busy"] / 1e3 for p in per])
 
@@ -223,14 +224,15 @@ def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
         if p >= 0:
             incl[p] += incl[i]
     incl_host = ops["dur"]
-    name_ids, inverse = np.unique(ops["name"], return_inverse=True) if n_ops else (np.zeros(0, int), np.zeros(0, int))
-    sums = lambda w: np.bincount(inverse, weights=w, minlength=len(name_ids)) / 1e3  # noqa: E731 - us -> ms
-    calls = np.bincount(inverse, minlength=len(name_ids))
+    by_name = ops["name"]  # name ids index the sums directly
+    sums = lambda w: np.bincount(by_name, weights=w, minlength=len(names)) / 1e3  # noqa: E731 - us -> ms
+    calls = np.bincount(by_name, minlength=len(names))
     host, device, trans = sums(a.op_self_host), sums(dev_self), sums(trans_self)
     total = sums(incl) if on_gpu else sums(incl_host)
-    flops = np.bincount(inverse, weights=ops["flops"], minlength=len(name_ids))
+    flops = np.bincount(by_name, weights=ops["flops"], minlength=len(names))
     out = []
-    for j, nid in enumerate(name_ids.tolist()):
+    for nid in np.flatnonzero(calls).tolist():
+        j = nid
         name = names[nid]
         shapes = [s for s, _ in d.shapes.get(nid, Counter()).most_common(5)]
         if on_gpu:
@@ -330,7 +332,7 @@ def _per_op_time(d: TraceData, a: Attribution, on_gpu: bool) -> tuple[np.ndarray
         np.add.at(exec_us, a.dev_op[launched & ~copy], dev["dur"][launched & ~copy])
         np.add.at(trans_us, a.dev_op[launched & copy], dev["dur"][launched & copy])
     else:
-        is_t = np.isin(d.ops["name"], [i for i, nm in enumerate(d.names) if nm in TRANSFER_OPS])
+        is_t = _named(d, d.ops["name"], lambda nm: nm in TRANSFER_OPS)
         exec_us[~is_t], trans_us[is_t] = a.op_self_host[~is_t], a.op_self_host[is_t]
     return exec_us, trans_us
 
