@@ -4,8 +4,8 @@ For each trace, each loader runs in a fresh process (interleaved, `--repeats` ti
 - OpLens: profiler.trace_import.import_trace (stream parse, attribution, GPU timeline, validation).
 - torch-tb-profiler 0.4.3: RunProfileData.parse + RunGenerator.generate_run_profile, what its RunLoader runs per
   worker file.
-Wall time is measured inside the child around the call; memory is the child's peak RSS minus its RSS just before the
-call ("memory added by the import").
+Wall time is measured inside the child around the call; memory is the child's peak RSS (VmHWM) minus its RSS just
+before the call ("memory added by the import").
 
 The large case is generated: the events of the biggest shared trace (diff/control_a100, 35 MB, 109k events) copied
 with shifted timestamps and correlation ids until the uncompressed JSON reaches --large-mb (default 54).
@@ -32,9 +32,11 @@ from profiler.console import format_table  # noqa: E402
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[3])
+def status(key):  # VmHWM is this process's own peak; ru_maxrss would carry the parent's peak over exec
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+    return status("VmRSS")
 which, path = sys.argv[1], sys.argv[2]
 if which == "oplens":
     from profiler.trace_import import import_trace
@@ -54,7 +56,7 @@ else:
     RunGenerator("worker0", "span", data).generate_run_profile()
     wall = time.perf_counter() - t
     what = ""
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"wall_s": wall, "added_mb": (peak - base) / 2**20, "peak_mb": peak / 2**20, "what": what}))
 """
 
@@ -124,7 +126,7 @@ def main() -> int:
         med = {w: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "added_mb")} for w, rs in results.items()}
         o, p = med["oplens"], med["plugin"]
         rows.append([path.name.replace(".pt.trace.json.gz", ""), f"{info[1]:.1f}", f"{info[0]:,}",
-                     f"{o['wall_s']:.2f}", f"{p['wall_s']:.2f}", f"{p['wall_s'] / o['wall_s']:.1f}x",
+                     f"{o['wall_s']:.3f}", f"{p['wall_s']:.3f}", f"{p['wall_s'] / o['wall_s']:.1f}x",
                      f"{o['added_mb']:.0f}", f"{p['added_mb']:.0f}", f"{o['added_mb'] / info[1]:.2f}"])
         print(f"done {path.name}", file=sys.stderr)
     print(f"median of {args.repeats} fresh processes per loader; large = control_a100 events copied to "
