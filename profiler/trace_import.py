@@ -48,7 +48,6 @@ class Attribution:
     op_order: list[int]  # ops, parents before children
     module_paths: list[str]
     module_class: list[str]
-    module_order: list[int]  # path ids in first-seen order
 
 
 def attribute(d: TraceData) -> Attribution:
@@ -126,8 +125,7 @@ def attribute(d: TraceData) -> Attribution:
     dev_op[found] = op_of_rt[rt_idx[found]]
     self_host = np.maximum(ops["dur"] - child_time, 0.0)
     return Attribution(dev_op=dev_op, dev_rt=rt_idx, dev_launch_ts=launch_ts, op_parent=parent, op_self_host=self_host,
-                       op_module=op_module, op_order=op_order, module_paths=module_paths, module_class=module_class,
-                       module_order=list(range(len(module_paths))))
+                       op_module=op_module, op_order=op_order, module_paths=module_paths, module_class=module_class)
 
 
 # ---------------------------------------------------------------- figures from one attributed trace
@@ -211,30 +209,23 @@ def _op_label(d: TraceData, a: Attribution, names: list[str]) -> list[str]:
 def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
     """Per operator name, totals over the trace: calls, self host time, self/inclusive device time, copies."""
     ops, dev, names = d.ops, d.device, d.names
-    n_ops = len(ops["ts"])
-    dev_self = np.zeros(n_ops)  # kernels and memsets
-    trans_self = np.zeros(n_ops)  # memcpy
-    launched = a.dev_op >= 0
+    dev_self, trans_self = _device_per_op(d, a)  # kernels and memsets; memcpy
     is_copy = dev["kind"] == 1
-    np.add.at(dev_self, a.dev_op[launched & ~is_copy], dev["dur"][launched & ~is_copy])
-    np.add.at(trans_self, a.dev_op[launched & is_copy], dev["dur"][launched & is_copy])
     incl = dev_self + trans_self
     for i in reversed(a.op_order):  # children after parents in the sweep: add each op into its parent
         p = a.op_parent[i]
         if p >= 0:
             incl[p] += incl[i]
-    incl_host = ops["dur"]
     by_name = ops["name"]  # name ids index the sums directly
     sums = lambda w: np.bincount(by_name, weights=w, minlength=len(names)) / 1e3  # noqa: E731 - us -> ms
     calls = np.bincount(by_name, minlength=len(names))
     host, device, trans = sums(a.op_self_host), sums(dev_self), sums(trans_self)
-    total = sums(incl) if on_gpu else sums(incl_host)
+    total = sums(incl) if on_gpu else sums(ops["dur"])
     flops = np.bincount(by_name, weights=ops["flops"], minlength=len(names))
     out = []
-    for nid in np.flatnonzero(calls).tolist():
-        j = nid
-        name = names[nid]
-        shapes = [s for s, _ in d.shapes.get(nid, Counter()).most_common(5)]
+    for j in np.flatnonzero(calls).tolist():
+        name = names[j]
+        shapes = [s for s, _ in d.shapes.get(j, Counter()).most_common(5)]
         if on_gpu:
             exec_ms, trans_ms = float(device[j]), float(trans[j])
         else:  # host time is the timing device; copies on the host are data movement, as for a live CPU run
@@ -296,7 +287,7 @@ def transfer_stats(d: TraceData, a: Attribution) -> list[TransferStat]:
     return out
 
 
-def module_graph(d: TraceData, a: Attribution, ops: np.ndarray | None, on_gpu: bool) -> Graph:
+def module_graph(d: TraceData, a: Attribution, ops: tuple[np.ndarray, np.ndarray] | None, on_gpu: bool) -> Graph:
     """The module tree from nn.Module frames: one node per module path with the self time of the ops inside it."""
     if not a.module_paths:
         return Graph(method="none", note="the trace has no nn.Module frames (record with with_stack=True or "
@@ -308,7 +299,7 @@ def module_graph(d: TraceData, a: Attribution, ops: np.ndarray | None, on_gpu: b
         np.add.at(exec_us, a.op_module[has], ops[0][has])
         np.add.at(trans_us, a.op_module[has], ops[1][has])
     nodes, prev = [], None
-    for pid in a.module_order:
+    for pid in range(n):  # path ids are numbered in first-seen order
         path = a.module_paths[pid]
         nodes.append(GraphNode(id=path, op=a.module_class[pid], kind="module", module=path,
                                inputs=[prev] if prev else [], exec_ms=float(exec_us[pid]) / 1e3,
@@ -323,18 +314,20 @@ def module_graph(d: TraceData, a: Attribution, ops: np.ndarray | None, on_gpu: b
 
 def _per_op_time(d: TraceData, a: Attribution, on_gpu: bool) -> tuple[np.ndarray, np.ndarray]:
     """Self exec and trans time (us) per op event, for the module tree."""
-    n = len(d.ops["ts"])
-    exec_us, trans_us = np.zeros(n), np.zeros(n)
     if on_gpu:
-        dev = d.device
-        launched = a.dev_op >= 0
-        copy = dev["kind"] == 1
-        np.add.at(exec_us, a.dev_op[launched & ~copy], dev["dur"][launched & ~copy])
-        np.add.at(trans_us, a.dev_op[launched & copy], dev["dur"][launched & copy])
-    else:
-        is_t = _named(d, d.ops["name"], lambda nm: nm in TRANSFER_OPS)
-        exec_us[~is_t], trans_us[is_t] = a.op_self_host[~is_t], a.op_self_host[is_t]
-    return exec_us, trans_us
+        return _device_per_op(d, a)
+    is_t = _named(d, d.ops["name"], lambda nm: nm in TRANSFER_OPS)
+    return np.where(is_t, 0.0, a.op_self_host), np.where(is_t, a.op_self_host, 0.0)
+
+
+def _device_per_op(d: TraceData, a: Attribution) -> tuple[np.ndarray, np.ndarray]:
+    """Device time (us) each op event launched: kernels and memsets, and memcpy."""
+    n, dev = len(d.ops["ts"]), d.device
+    work, copies = np.zeros(n), np.zeros(n)
+    launched, copy = a.dev_op >= 0, dev["kind"] == 1
+    np.add.at(work, a.dev_op[launched & ~copy], dev["dur"][launched & ~copy])
+    np.add.at(copies, a.dev_op[launched & copy], dev["dur"][launched & copy])
+    return work, copies
 
 
 # ---------------------------------------------------------------- the run
@@ -471,7 +464,7 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
         notes.append("no device events: the GPU timeline and transfers are empty")
     if len(datas) > 1:
         notes.append(f"{len(datas)} ranks; operators, kernels, transfers and the timeline are rank "
-                     f"{_rank_of(d, 0)}'s; every rank is in ranks[]")
+                     f"{_rank_of(d, 0)}'s, and its trace is the one saved with the run; every rank is in ranks[]")
     validation = _validation(datas, attrs)
     name = Path(d.path).name.split(".")[0] or "trace"
     digest = hashlib.sha1("|".join(str(f.resolve()) for f in files).encode()).hexdigest()[:6]
