@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import TraceFormatError
+from profiler import OpLensError, TraceFormatError
 from profiler.traces import steps, summary, window
 
 st.title("Timeline")
@@ -50,6 +50,20 @@ else:
     up = st.file_uploader("PyTorch profiler trace", type=["json", "gz"], key="tl_upload")
     if up is not None:
         trace_path, title = str(state.save_upload(up)), up.name
+        if st.button("Import as a run", icon=":material/input:", key="tl_import",
+                     help="Operators, kernels, transfers and the GPU timeline of this trace, as a saved run that "
+                          "every page can show"):
+            from profiler import store
+            from profiler.trace_import import import_trace
+
+            try:  # the upload folder is one of the allowed directories (profiler.paths)
+                imported = import_trace(trace_path)
+                store.save(imported, state.runs_dir())
+            except OpLensError as exc:
+                st.error(f"The trace could not be imported: {exc}")
+            else:
+                st.session_state[state.RUN_KEY] = imported.id
+                st.success(f"Imported as run {imported.id}; pick it on any page.")
 
 if trace_path:
     try:

@@ -43,3 +43,24 @@ def test_runs_diff_of_two_imported_traces(imported):
     c = analysis.compare(runs["h100_bert_small"], runs["mi300_bert_small"])
     assert c.ops and any(d.name == "aten::addmm" for d in c.ops)
     assert not c.same_setup  # different GPUs: the diff says so
+
+
+def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
+    """What the Timeline page's "Import as a run" does: the upload folder is an allowed directory, a random file is not."""
+    from dashboard import state
+    from profiler import TraceFormatError
+
+    class Upload:
+        name = "h100_bert_small.pt.trace.json.gz"
+
+        def getbuffer(self):
+            return memoryview((DATA / self.name).read_bytes())
+
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    run = import_trace(state.save_upload(Upload()))  # no allow_any: the server's confinement applies
+    assert run.model.source == "trace" and run.gpu.steps == 1
+    elsewhere = tmp_path / "elsewhere" / Upload.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(Upload().getbuffer())
+    with pytest.raises(TraceFormatError, match="outside the directories"):
+        import_trace(elsewhere)
