@@ -4,7 +4,7 @@ window  the GPU-side ProfilerStep#N annotation, else the span of the GPU work th
 busy    union of kernel, memcpy and memset intervals inside the window (several streams overlap: a union, not a sum)
 idle    window - busy, split by cause: the host had not yet launched the work that ended the gap ("host"), the host was
         blocked in a synchronize or blocking copy during the gap ("sync"), or neither ("other")
-computation / communication (NCCL/RCCL kernels) / memcpy / memset: unions of their own intervals
+computation / communication (NCCL/RCCL and symmetric-memory all-reduce kernels) / memcpy / memset: unions
 exposed communication: communication time not overlapped by computation
 """
 from __future__ import annotations

@@ -30,7 +30,9 @@ from .traces import memcpy_direction
 
 UNATTRIBUTED = "(unattributed: launch not in trace)"
 NO_OPERATOR = "(no operator: {})"  # launched by a runtime call no cpu_op encloses, e.g. a CUDA graph replay
-COMM_KERNEL = re.compile(r"nccl|rccl", re.IGNORECASE)
+# communication kernels: NCCL/RCCL, and the all-reduces that bypass them (torch symmetric memory, vLLM custom all-reduce)
+COMM_KERNEL = re.compile(r"nccl|rccl|multimem_all_reduce|one_shot_all_reduce|two_shot_all_reduce|cross_device_reduce",
+                         re.IGNORECASE)
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
 TRANSFER_LABEL = "device copies (memcpy) issued by the operators, totals over the trace"
 
@@ -390,6 +392,8 @@ def _validation(datas: list[TraceData], attrs: list[Attribution]) -> TraceValida
             warnings.append(f"{name}: no distributedInfo.rank; the rank is taken from the file order")
         if not len(d.ops["ts"]):
             warnings.append(f"{name}: no cpu_op events; operator figures are empty")
+    ranks = Counter(_rank_of(d, i) for i, d in enumerate(datas))
+    warnings += [f"{c} files claim rank {r}: are they from one job?" for r, c in sorted(ranks.items()) if c > 1]
     return TraceValidation(files=[d.path for d in datas], events=sum(d.events for d in datas), read=dict(read),
                            skipped=[SkippedEvents(what=k, count=v[0], why=v[1]) for k, v in skipped.items()],
                            warnings=warnings)
