@@ -62,9 +62,6 @@ class TraceData:
     skipped: dict[str, Skipped] = field(default_factory=dict)
     events: int = 0
 
-    def name(self, i: int) -> str:
-        return self.names[i]
-
 
 def _cols(spec: str) -> dict[str, array]:
     return {k: array(t) for k, t in (c.split(":") for c in spec.split())}
