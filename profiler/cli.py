@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--gpu", help="published spec of a GPU by name (e.g. 'H100', 'MI300X') instead of measuring")
     pk.add_argument("--json", action="store_true")
 
+    im = sub.add_parser("import", help="import PyTorch profiler traces as a run (several files: the ranks of one job)")
+    im.add_argument("traces", nargs="+", metavar="TRACE", help=".pt.trace.json or .json.gz from torch.profiler / Kineto")
+    im.add_argument("--runs-dir", help="where the run is saved (default $OPLENS_RUNS_DIR or ./runs)")
+    im.add_argument("--top", type=positive(), default=15, help="operators and kernels shown")
+    im.add_argument("--json", action="store_true", help="print only the run, as JSON")
+
     d = sub.add_parser("delete", help="delete a saved run")
     d.add_argument("run_id")
     d.add_argument("--runs-dir")
@@ -129,7 +135,8 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
         gflops = o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0  # FLOPs sit on wrappers: inclusive time
         rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
                      f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
-    out = [f"Top operators of {run.model.name} (per inference, self time on {run.device.kind})",
+    scope = "totals over the trace" if run.model.source == "trace" else "per inference"
+    out = [f"Top operators of {run.model.name} ({scope}, self time on {run.device.kind})",
            format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)), ""]
     med = significant(lat.median_ms, lat.iqr_ms)
     out.append(f"run        {run.id}")
@@ -148,8 +155,10 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     if run.memory:
         out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
                    f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} during inference")
-    out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
-               f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: {run.overhead_ratio:.3f}x")
+    if run.profiled_latency or run.paired_latency:  # an imported trace has no unprofiled iterations to compare
+        out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
+                   f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: "
+                   f"{run.overhead_ratio:.3f}x")
     g = run.graph
     out.append(f"graph      {g.method}: {len(g.nodes)} nodes, {g.timed_nodes} with measured time"
                + (f" ({g.note})" if g.note else ""))
@@ -193,6 +202,47 @@ def _cmd_profile(a) -> int:
         close()
     store.save(run, a.runs_dir)
     print(json.dumps(run.to_dict(), indent=1) if a.json else render_run(run, a.top))
+    return 0
+
+
+def render_import(run: ProfileRun, top: int = 15) -> str:
+    """What only an imported trace has: kernels, the GPU timeline per step, ranks, and the validation report."""
+    out = []
+    if run.kernels:
+        rows = [[k.name[:70], f"{k.calls:g}", _ms(k.time_ms), k.op[:40]] for k in run.kernels[:top]]
+        out += ["Top kernels (totals over the trace)", format_table(rows, ["kernel", "calls", "ms", "launched by"],
+                                                                     left=(0, 3)), ""]
+    g = run.gpu
+    if g is not None:
+        out.append(f"gpu        per step ({g.steps} step{'s' if g.steps != 1 else ''}, window from {g.window_source}): "
+                   f"window {_ms(g.window_ms)} ms, busy {_ms(g.busy_ms)}, idle {_ms(g.idle_ms)} "
+                   f"(host {_ms(g.idle_host_ms)}, sync {_ms(g.idle_sync_ms)}, other {_ms(g.idle_other_ms)})")
+        out.append(f"           computation {_ms(g.computation_ms)} ms, communication {_ms(g.comm_ms)} "
+                   f"(exposed {_ms(g.exposed_comm_ms)}), memcpy {_ms(g.memcpy_ms)}, memset {_ms(g.memset_ms)}; "
+                   f"launch-to-start median {_ms(g.launch_overhead_ms)} ms, {g.short_kernels:g} kernels under 10 us")
+    for r in run.ranks:
+        out.append(f"rank {r.rank:<5} step {_ms(r.step_ms)} ms, computation {_ms(r.computation_ms)}, comm "
+                   f"{_ms(r.comm_ms)} ({100 * r.overlap:.0f}% overlapped){'  STRAGGLER: ' + r.note if r.straggler else ''}")
+    v = run.validation
+    if v is not None:
+        out.append("read       " + ", ".join(f"{n} {k}" for k, n in sorted(v.read.items(), key=lambda x: -x[1])))
+        for s in v.skipped:
+            out.append(f"skipped    {s.count} {s.what}: {s.why}")
+    return "\n".join(out)
+
+
+def _cmd_import(a) -> int:
+    from .trace_import import import_trace
+
+    store.check_writable(a.runs_dir)
+    run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.paths)
+    saved = store.save(run, a.runs_dir)
+    if a.json:
+        print(json.dumps(run.to_dict(), indent=1))
+    else:
+        print(render_run(run, a.top))
+        print(render_import(run, a.top))
+        print(f"saved      {saved}")
     return 0
 
 
@@ -293,7 +343,7 @@ def _cmd_peaks(a) -> int:
     return 0
 
 
-COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "runs": _cmd_runs, "show": _cmd_show,
+COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
             "sweep": _cmd_sweep}
 

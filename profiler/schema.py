@@ -169,6 +169,7 @@ class TransferStat(_Dict):
     time_ms: float
     bandwidth_gbps: float = 0.0
     label: str = ""
+    op_ms: dict[str, float] = field(default_factory=dict)  # time by the operator that issued the copies (imports)
 
 
 @dataclass
@@ -213,6 +214,77 @@ class MemoryStats(_Dict):
     baseline_bytes: int = 0
 
 
+
+@dataclass
+class KernelStat(_Dict):
+    """Device work of one kind, grouped by name and the operator that launched it (totals over an imported trace)."""
+
+    name: str
+    calls: float
+    time_ms: float
+    op: str  # the launching operator; UNATTRIBUTED when the launch is not in the trace
+    kind: str = "kernel"  # "kernel" or "memset" (memcpy is in transfers)
+    comm: bool = False  # a communication (NCCL/RCCL) kernel
+
+
+@dataclass
+class GpuTimeline(_Dict):
+    """Per profiler step, averaged over `steps`: the GPU window and how it was spent (definitions: gpu_timeline.py)."""
+
+    steps: int
+    window_ms: float
+    busy_ms: float
+    idle_ms: float
+    computation_ms: float
+    comm_ms: float
+    exposed_comm_ms: float
+    memcpy_ms: float
+    memset_ms: float
+    idle_host_ms: float = 0.0  # the host had not launched the next work yet
+    idle_sync_ms: float = 0.0  # the host was blocked in a synchronize / blocking copy
+    idle_other_ms: float = 0.0
+    launch_overhead_ms: float = 0.0  # median of kernel start - its runtime call's start
+    short_kernels: float = 0.0  # kernels under gpu_timeline.SHORT_KERNEL_US, per step
+    window_source: str = ""  # "gpu-annotation", "cpu-step" or "gpu-span"
+    step_window_ms: list[float] = field(default_factory=list)
+    step_busy_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SkippedEvents(_Dict):
+    what: str
+    count: int
+    why: str
+
+
+@dataclass
+class TraceValidation(_Dict):
+    """What an import read and what it left out, so a partly understood trace says so."""
+
+    files: list[str]
+    events: int
+    read: dict[str, int]  # events used, by kind (op, runtime, kernel, memcpy, memset, python, ...)
+    skipped: list[SkippedEvents] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RankStat(_Dict):
+    """One rank of a multi-file (distributed) import."""
+
+    rank: int
+    file: str
+    steps: int
+    step_ms: float  # mean GPU window per step
+    busy_ms: float
+    computation_ms: float
+    comm_ms: float
+    exposed_comm_ms: float
+    overlap: float  # share of communication overlapped by computation (0..1)
+    straggler: bool = False
+    note: str = ""
+
+
 @dataclass
 class ProfileRun(_Dict):
     id: str
@@ -234,6 +306,10 @@ class ProfileRun(_Dict):
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the measurement is suspect: empty inputs, NaN/Inf outputs
     versions: dict[str, str] = field(default_factory=dict)
+    kernels: list[KernelStat] = field(default_factory=list)  # imported traces: device work by name and operator
+    gpu: GpuTimeline | None = None  # imported GPU traces: the per-step timeline
+    validation: TraceValidation | None = None  # imported traces: what was read and skipped
+    ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     schema_version: int = SCHEMA_VERSION
 
 

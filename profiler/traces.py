@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .schema import TraceFormatError
 
@@ -52,36 +54,180 @@ class Trace:
         return [e for e in self.events if e.cat == cat]
 
 
-def read_trace(path: str | Path) -> Trace:
-    """Parse a trace file into complete ("ph": "X") events; TraceFormatError names what is wrong."""
-    p = Path(path)
-    if not p.is_file():
-        raise TraceFormatError(f"trace file not found: {path}")
-    raw = p.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+REFILL_BELOW = 1 << 16  # bytes left in the buffer that trigger a refill; events are far smaller
+CHUNK_CHARS = 1 << 20  # text read per refill: big enough that refills cost nothing, small enough to stay out of memory
+_WS = re.compile(r"[ \t\n\r]*")
+_SEP = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
+_decode = json.JSONDecoder(strict=False).raw_decode  # strict=False: Kineto writes raw control characters in names
+
+
+class TraceStream:
+    """The events of a trace file, one dict at a time, never the whole document in memory.
+
+    Iterate it once; `metadata` (every top-level key but traceEvents) is complete after the iteration, since writers
+    put keys such as deviceProperties before or after the events. Bad input raises TraceFormatError naming the file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.metadata: dict = {}
+        if not self.path.is_file():
+            raise TraceFormatError(f"trace file not found: {path}")
+        if self.path.stat().st_size == 0:
+            raise TraceFormatError(f"{self.path.name}: the file is empty")
+
+    def __iter__(self) -> Iterator[dict]:
+        name = self.path.name
         try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise TraceFormatError(f"{p.name}: the gzip stream is truncated or corrupt ({exc})") from None
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TraceFormatError(f"{p.name}: not valid JSON, perhaps truncated ({exc})") from None
-    if isinstance(data, list):  # the bare-array form of the Chrome trace format
-        data = {"traceEvents": data}
-    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
-        raise TraceFormatError(f"{p.name}: not a Chrome/Kineto trace (no traceEvents list)")
+            with _open_text(self.path) as f:
+                yield from _Parser(f, name, self.metadata).events()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise TraceFormatError(f"{name}: the gzip stream is truncated or corrupt ({exc})") from None
+        except UnicodeDecodeError:
+            raise TraceFormatError(f"{name}: not valid JSON (binary data, not UTF-8 text)") from None
+        except json.JSONDecodeError as exc:
+            raise TraceFormatError(f"{name}: not valid JSON, perhaps truncated ({exc})") from None
+
+
+def _open_text(p: Path):
+    with open(p, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(p, "rt", encoding="utf-8") if gz else open(p, encoding="utf-8")
+
+
+class _Parser:
+    """A streaming reader for the one shape traces have: {"traceEvents": [event, ...], other keys} or a bare array.
+
+    Each event is decoded by the json module's C scanner (raw_decode) from a text buffer that is refilled in chunks.
+    """
+
+    def __init__(self, f, name: str, metadata: dict):
+        self.f, self.name, self.metadata = f, name, metadata
+        self.buf, self.pos, self.eof = "", 0, False
+
+    def _more(self) -> bool:
+        chunk = self.f.read(CHUNK_CHARS)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def _peek(self) -> str:
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return ""
+
+    def _expect(self, chars: str, where: str) -> str:
+        c = self._peek()
+        if not c or c not in chars:
+            got = f"'{c}'" if c else "the end of the file"
+            raise json.JSONDecodeError(f"expected {' or '.join(repr(x) for x in chars)} {where}, found {got}",
+                                       self.buf, self.pos)
+        self.pos += 1
+        return c
+
+    def _value(self):
+        while True:
+            self._peek()
+            try:
+                obj, end = _decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self._more():  # the value may run past the buffer: read on and try again
+                    continue
+                raise
+            if end == len(self.buf) and not self.eof and self._more():
+                continue  # a number cut at the buffer's end would decode short
+            self.pos = end
+            return obj
+
+    def events(self) -> Iterator[dict]:
+        c = self._peek()
+        if c == "[":  # the bare-array form of the Chrome trace format
+            self.pos += 1
+            yield from self._array()
+            return
+        if c != "{":
+            if c and c in '"-0123456789tfn':
+                raise TraceFormatError(f"{self.name}: not a Chrome/Kineto trace (no traceEvents list)")
+            raise json.JSONDecodeError("expected a JSON object", self.buf, self.pos)
+        self.pos += 1
+        found = False
+        if self._peek() == "}":
+            self.pos += 1
+        else:
+            while True:
+                key = self._value()
+                self._expect(":", "after a key")
+                if key == "traceEvents" and self._peek() == "[":
+                    self.pos += 1
+                    found = True
+                    yield from self._array()
+                else:
+                    self.metadata[key] = self._value()
+                if self._expect(",}", "between keys") == "}":
+                    break
+        if not found:
+            raise TraceFormatError(f"{self.name}: not a Chrome/Kineto trace (no traceEvents list)")
+
+    def _array(self) -> Iterator[dict]:
+        if self._peek() == "]":
+            self.pos += 1
+            return
+        decode, sep, ws = _decode, _SEP.match, _WS.match
+        while True:
+            if not self.eof and len(self.buf) - self.pos <= REFILL_BELOW:
+                self._more()  # refill before an event is cut: each failed decode costs a scan of the buffer
+            # fast path: the events that lie whole in the buffer, in one tight loop (yielded at once, so the
+            # decoded dicts die young and the cyclic GC never sees thousands of them)
+            buf, n = self.buf, len(self.buf)
+            limit = n if self.eof else n - REFILL_BELOW
+            pos = ws(buf, self.pos).end()
+            stop = "refill"
+            while pos < limit:
+                try:
+                    obj, end = decode(buf, pos)
+                except ValueError:
+                    stop = "slow"  # an event longer than the margin, or a broken one (_value says which)
+                    break
+                if end >= n:
+                    stop = "slow"
+                    break
+                m = sep(buf, end)
+                yield obj
+                if m is None:  # no comma: the array ends here, or the file is broken (_expect says which)
+                    pos, stop = end, "separator"
+                    break
+                pos = m.end()
+            self.pos = pos
+            if stop == "refill" and not self.eof:
+                continue
+            if stop == "slow":
+                yield self._value()
+            if self._expect(",]", "between events") == "]":
+                return
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Parse a trace file into complete ("ph": "X") events, for drawing; TraceFormatError names what is wrong."""
+    stream = TraceStream(path)
     events = []
-    for e in data["traceEvents"]:
+    for e in stream:
         if not isinstance(e, dict) or e.get("ph") != "X":
             continue
         cat = str(e.get("cat", ""))
-        events.append(TraceEvent(name=str(e.get("name", "")), cat=CATEGORY.get(cat.lower(), cat.lower() or "other"),
-                                 ts_us=float(e.get("ts", 0)), dur_us=float(e.get("dur", 0) or 0),
-                                 pid=str(e.get("pid", "")), tid=str(e.get("tid", "")), args=e.get("args") or {}))
+        norm = CATEGORY.get(cat.lower(), cat.lower() or "other")
+        # args are most of a trace's bytes; only the copies' byte counts are used (summary)
+        args = {"bytes": (e.get("args") or {}).get("bytes", 0)} if norm in ("gpu_memcpy", "gpu_memset") else {}
+        events.append(TraceEvent(name=str(e.get("name", "")), cat=norm, ts_us=float(e.get("ts", 0)),
+                                 dur_us=float(e.get("dur", 0) or 0), pid=str(e.get("pid", "")),
+                                 tid=str(e.get("tid", "")), args=args))
     events.sort(key=lambda ev: ev.ts_us)
-    meta = {k: v for k, v in data.items() if k != "traceEvents"}
-    return Trace(path=str(p), events=events, metadata=meta)
+    return Trace(path=str(stream.path), events=events, metadata=stream.metadata)
 
 
 def memcpy_direction(name: str) -> str:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import TraceFormatError
+from profiler import OpLensError, TraceFormatError
 from profiler.traces import steps, summary, window
 
 st.title("Timeline")
@@ -18,6 +18,29 @@ source = st.radio("Trace from", ["A saved run", "A trace file"], horizontal=True
 trace_path, title = None, ""
 if source == "A saved run":
     run = state.pick_run()
+    if run is not None and run.gpu is not None:  # an imported GPU trace: its per-step timeline, computed at import
+        g = run.gpu
+        st.subheader(f"GPU time per step ({g.steps} step{'s' if g.steps != 1 else ''}, window: {g.window_source})")
+        cols = st.columns(5)
+        cols[0].metric("Window", f"{g.window_ms:.3g} ms")
+        cols[1].metric("Busy", f"{g.busy_ms:.3g} ms", f"{100 * g.busy_ms / g.window_ms:.0f}%" if g.window_ms else "",
+                       delta_color="off", delta_arrow="off")
+        cols[2].metric("Idle", f"{g.idle_ms:.3g} ms", f"host {g.idle_host_ms:.2g} · sync {g.idle_sync_ms:.2g} · "
+                       f"other {g.idle_other_ms:.2g}", delta_color="off", delta_arrow="off")
+        cols[3].metric("Communication", f"{g.comm_ms:.3g} ms", f"exposed {g.exposed_comm_ms:.2g} ms",
+                       delta_color="off", delta_arrow="off")
+        cols[4].metric("Launch to start", f"{1e3 * g.launch_overhead_ms:.3g} us", f"{g.short_kernels:g} kernels < 10 us",
+                       delta_color="off", delta_arrow="off")
+        st.dataframe(pd.DataFrame({"step": range(len(g.step_window_ms)), "window ms": g.step_window_ms,
+                                   "busy ms": g.step_busy_ms}), hide_index=True)
+        if run.ranks:
+            st.dataframe(pd.DataFrame([r.to_dict() for r in run.ranks]), hide_index=True, width="stretch")
+    if run is not None and run.validation is not None:
+        with st.expander(f"Import report: {run.validation.events:,} events, {len(run.validation.skipped)} kinds skipped"):
+            st.write({"read": run.validation.read})
+            st.dataframe(pd.DataFrame([s.to_dict() for s in run.validation.skipped]), hide_index=True, width="stretch")
+            for w in run.validation.warnings:
+                st.warning(w)
     if run is not None:
         if not run.trace_path or not Path(run.trace_path).is_file():
             st.warning("This run's trace file is missing, so there is no timeline to draw.")
@@ -27,6 +50,20 @@ else:
     up = st.file_uploader("PyTorch profiler trace", type=["json", "gz"], key="tl_upload")
     if up is not None:
         trace_path, title = str(state.save_upload(up)), up.name
+        if st.button("Import as a run", icon=":material/input:", key="tl_import",
+                     help="Operators, kernels, transfers and the GPU timeline of this trace, as a saved run that "
+                          "every page can show"):
+            from profiler import store
+            from profiler.trace_import import import_trace
+
+            try:  # the upload folder is one of the allowed directories (profiler.paths)
+                imported = import_trace(trace_path)
+                store.save(imported, state.runs_dir())
+            except OpLensError as exc:
+                st.error(f"The trace could not be imported: {exc}")
+            else:
+                st.session_state[state.RUN_KEY] = imported.id
+                st.success(f"Imported as run {imported.id}; pick it on any page.")
 
 if trace_path:
     try:

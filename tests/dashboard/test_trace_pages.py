@@ -1,0 +1,66 @@
+"""Every page works on an imported trace (a GPU one with a module tree, and a CPU-only one), as on a live run."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import DATA
+from profiler import analysis, store
+from profiler.trace_import import import_trace
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+PAGES = ["overview", "operators", "graph", "timeline", "bottlenecks", "runs"]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trace-runs")
+    runs = {name: import_trace(DATA / f"{name}.pt.trace.json.gz")
+            for name in ("h100_bert_small", "mi300_bert_small", "cpu_only")}
+    for run in runs.values():
+        store.save(run, root)
+    return runs, root
+
+
+@pytest.mark.parametrize("name", ["h100_bert_small", "cpu_only"])
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_an_imported_run(page, name, imported, monkeypatch):
+    runs, root = imported
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = runs[name].id
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    if page == "timeline" and name == "h100_bert_small":
+        assert any("GPU time per step" in s.value for s in at.subheader)
+
+
+def test_runs_diff_of_two_imported_traces(imported):
+    runs, _ = imported
+    c = analysis.compare(runs["h100_bert_small"], runs["mi300_bert_small"])
+    assert c.ops and any(d.name == "aten::addmm" for d in c.ops)
+    assert not c.same_setup  # different GPUs: the diff says so
+
+
+def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
+    """What the Timeline page's "Import as a run" does: the upload folder is an allowed directory, a random file is not."""
+    from dashboard import state
+    from profiler import TraceFormatError
+
+    class Upload:
+        name = "h100_bert_small.pt.trace.json.gz"
+
+        def getbuffer(self):
+            return memoryview((DATA / self.name).read_bytes())
+
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    run = import_trace(state.save_upload(Upload()))  # no allow_any: the server's confinement applies
+    assert run.model.source == "trace" and run.gpu.steps == 1
+    elsewhere = tmp_path / "elsewhere" / Upload.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(Upload().getbuffer())
+    with pytest.raises(TraceFormatError, match="outside the directories"):
+        import_trace(elsewhere)
