@@ -113,6 +113,14 @@ def test_step_weights_skip_untied_input_embeddings_only():
     assert step_weight_bytes(qwen) == sum(p.numel() * 4 for p in qwen.parameters())
 
 
+def test_any_causal_lm_directory_generates(tmp_path):
+    profiler.load_model("qwen2-tiny").module.save_pretrained(tmp_path / "qwen")
+    loaded = profiler.load_model(str(tmp_path / "qwen"), batch_size=1, seq_len=6)
+    run = run_generate(loaded, quick(batch_size=1, prompt_len=6, new_tokens=3, warmup=0, repeats=1), peaks=PEAKS)
+    assert run.model.source == "hf-dir" and len(run.generation.token_ids[0]) == 3
+    assert run.generation.kv_cache_bytes == run.generation.kv_cache_formula_bytes
+
+
 def test_non_causal_model_and_bad_config_are_refused():
     with pytest.raises(ModelRunError, match="not a causal language model"):
         run_generate(profiler.load_model("bert-tiny"), quick(), peaks=PEAKS)
