@@ -268,7 +268,7 @@ def _cmd_profile(a) -> int:
 
 
 def _cmd_generate(a) -> int:
-    from .generate import generate
+    from .generation import generate
     from .schema import GenerateConfig
 
     config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, cache=a.cache,

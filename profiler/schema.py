@@ -279,7 +279,7 @@ class Generation(_Dict):
     kv_cache_bytes: int = 0  # measured from the cache's tensors at the end of a generation
     kv_cache_formula_bytes: int = 0  # 2 x layers x kv_heads x head_dim x kv_cache_tokens x batch x element size
     kv_cache_tokens: int = 0  # per sequence: prompt + new - 1 (dynamic) or the allocated length (static)
-    kv_bytes_per_token: float = 0.0  # per token of one sequence, all layers, keys and values
+    kv_bytes_per_token: float = 0.0  # measured: kv_cache_bytes / (kv_cache_tokens x batch); all layers, keys and values
     kv_layout: dict[str, int] = field(default_factory=dict)  # layers, heads, kv_heads, head_dim, element_bytes
     weight_bytes_per_step: int = 0  # parameter bytes one step reads (input embeddings excluded: only rows are read)
     decode_bytes_per_token: float = 0.0  # weights + KV cache read per decode step, mean over the steps
@@ -293,6 +293,7 @@ class Generation(_Dict):
     token_ids: list[list[int]] = field(default_factory=list)  # greedy tokens generated per sequence (prompt excluded)
     prompt_ids: list[list[int]] = field(default_factory=list)
     deterministic: bool = True  # every timed generation produced the same tokens
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

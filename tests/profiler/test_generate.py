@@ -9,8 +9,8 @@ import torch
 
 import profiler
 from profiler import devices, store
-from profiler.generate import greedy, kv_formula_bytes, new_cache, step_weight_bytes
-from profiler.generate import generate as run_generate
+from profiler.generation import greedy, kv_formula_bytes, new_cache, step_weight_bytes
+from profiler.generation import generate as run_generate
 from profiler.schema import GenerateConfig, ModelRunError, Peaks, ProfileRun
 
 PEAKS = Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=50.0, mem_bw_gbs=10.0)
@@ -45,7 +45,7 @@ def test_manual_greedy_loop_equals_model_generate(name, cache):
 @pytest.fixture(scope="module")
 def llama_run():
     torch.set_num_threads(1)
-    return run_generate(profiler.load_model("llama-tiny", batch_size=2, seq_len=8), quick(), peaks=PEAKS)
+    return profiler.generate(profiler.load_model("llama-tiny", batch_size=2, seq_len=8), quick(), peaks=PEAKS)
 
 
 def test_latencies_are_positive_and_consistently_defined(llama_run):

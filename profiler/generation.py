@@ -1,4 +1,5 @@
-"""profiler.generate: greedy generation measured step by step. LoadedModel in, ProfileRun with `generation` out.
+"""profiler.generate (this module, as profiler.profile is runner.py): greedy generation measured step by step.
+LoadedModel in, ProfileRun with `generation` out.
 
 Prefill and decode run as an explicit loop (model(ids, past_key_values=cache) then argmax, one token at a time), so
 each step is timed on its own: TTFT is the prefill step, TPOT one decode step, e2e the whole loop. Each phase is then
@@ -202,6 +203,7 @@ def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress
                      events, detail, device)
     gen.memory = memory
     gen.prompt_ids = prompt.cpu().tolist()
+    notes += gen.notes
     for what, stats in (("e2e", e2e), ("TTFT", ttft), ("TPOT", summarize([x for s in gen.steps_ms for x in s]))):
         if msg := noise_message(stats):
             notes.append(f"{what}: {msg}")
@@ -282,7 +284,8 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
     if config.cache == "dynamic":
         kv_tokens = p + n - 1
     layout = kv_layout(module.config, torch.empty((), dtype=kv_dtype).element_size())
-    per_token = kv_formula_bytes(layout, 1, 1)
+    # measured: what the cache really holds per token and sequence (the formula's figure, unless the model's cache differs)
+    per_token = kv_bytes / (kv_tokens * b) if kv_bytes else kv_formula_bytes(layout, 1, 1)
     weights = step_weight_bytes(module)
     contexts = [p + i + 1 for i in range(n - 1)]  # tokens attended by decode step i (the cache plus the new token)
     # a static cache's attention reads the whole allocated buffer (masked), a dynamic one only what it holds
@@ -310,6 +313,8 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
             roof_fraction=floor / measured[name] if measured[name] > 0 else 0.0))
     tokens = [r[2] for r in records]
     e2e_med = e2e.median_ms
+    notes = [f"{p.name} ran at {p.roof_fraction:.2f}x its floor, faster than the measured peaks allow: they were measured "
+             "under another load; run `python -m profiler peaks --refresh`" for p in phases if p.roof_fraction > 1.05]
     return Generation(
         config=copy.copy(config), ttft_ms=ttft.median_ms, tpot_ms=tpot, e2e_ms=e2e_med,
         tokens_per_s=1e3 * b * n / e2e_med if e2e_med else 0.0,
@@ -323,7 +328,7 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
         prefill_floor_ms=phases[0].floor_ms, peak_gflops=peak_flops / 1e9, mem_bw_gbs=peaks.mem_bw_gbs,
         peaks_source=f"{peaks.source} ({peaks.name})", phases=phases,
         token_ids=tokens[-1].cpu().tolist() if tokens else [],
-        deterministic=all(torch.equal(t, tokens[0]) for t in tokens))
+        deterministic=all(torch.equal(t, tokens[0]) for t in tokens), notes=notes)
 
 
 def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e2e, gen: Generation, events, detail,
