@@ -139,6 +139,7 @@ def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress
     if dtype is None:
         raise ModelRunError(f"unknown dtype '{config.dtype}': use float32, bfloat16 or float16")
     check_causal_lm(loaded.module, loaded.info.name)
+    check_length(loaded.module, loaded.info.name, config.prompt_len + config.new_tokens)
     say = progress or (lambda stage, frac: None)
 
     def check_cancel():
@@ -150,7 +151,10 @@ def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress
 
         say("machine peaks", 0.0)
         peaks = peaks_mod.get(device)
-    module, _, _ = prepare(loaded, device, dtype)
+    try:
+        module, _, _ = prepare(loaded, device, dtype)
+    except Exception as exc:  # noqa: BLE001 - out of memory moving or casting the model
+        raise _failure(exc, loaded, device, config) from None
     vocab = module.config.get_text_config().vocab_size
     prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab).to(device)
     keep_last = "logits_to_keep" in inspect.signature(module.forward).parameters
@@ -193,9 +197,7 @@ def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress
     except OpLensError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
-        text = str(exc).strip().splitlines()
-        raise ModelRunError(f"{loaded.info.name} failed while generating: {type(exc).__name__}: "
-                            f"{text[0][:300] if text else ''}") from None
+        raise _failure(exc, loaded, device, config) from None
     say("summarising", 0.95)
     timed_records = records[len(records) - len(e2e.samples_ms):]  # measure() ran the warm-up generations first
     ttft = summarize([r[0] for r in timed_records], [r[0] for r in records[:len(records) - len(timed_records)]])
@@ -210,6 +212,24 @@ def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress
     if not gen.deterministic:
         notes.append("greedy generations differed between repeats (non-deterministic kernels?): token_ids are the last")
     return _as_run(loaded, config, device, e2e, gen, events, detail, trace_dir, phase_wall, notes)
+
+
+def _failure(exc: BaseException, loaded: LoadedModel, device: torch.device, config: GenerateConfig) -> ModelRunError:
+    if devices.is_oom(exc):
+        return ModelRunError(devices.oom_message(
+            exc, f"generating with {loaded.info.name} on {device} at batch size {config.batch_size}, "
+                 f"{config.prompt_len} + {config.new_tokens} tokens", "--batch-size, --prompt-len or --new-tokens"))
+    text = str(exc).strip().splitlines()
+    return ModelRunError(f"{loaded.info.name} failed while generating: {type(exc).__name__}: {text[0][:300] if text else ''}")
+
+
+def check_length(module: torch.nn.Module, name: str, tokens: int) -> None:
+    """Refuse a prompt plus new tokens longer than the model's position table (an index error deep inside otherwise)."""
+    c = module.config.get_text_config()
+    limit = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+    if limit and tokens > limit:
+        raise ModelRunError(f"{name} handles at most {limit} positions, but prompt-len + new-tokens = {tokens}; "
+                            "lower --prompt-len or --new-tokens")
 
 
 def _validate(config: GenerateConfig) -> None:

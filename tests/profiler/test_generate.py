@@ -126,6 +126,8 @@ def test_non_causal_model_and_bad_config_are_refused():
         run_generate(profiler.load_model("bert-tiny"), quick(), peaks=PEAKS)
     with pytest.raises(ModelRunError, match="new-tokens must be at least 1"):
         run_generate(profiler.load_model("llama-tiny"), quick(new_tokens=0), peaks=PEAKS)
+    with pytest.raises(ModelRunError, match="at most 512 positions"):
+        run_generate(profiler.load_model("llama-tiny"), quick(prompt_len=500, new_tokens=13), peaks=PEAKS)
     with pytest.raises(ModelRunError, match="unknown cache"):
         run_generate(profiler.load_model("llama-tiny"), quick(cache="paged"), peaks=PEAKS)
 
