@@ -5,15 +5,14 @@ the dashboard's first page stays fast.
 """
 from importlib import import_module
 
-from .schema import (Comparison, DeviceInfo, Graph, GraphNode, LatencyStats, ModelInfo, ModelLoadError, ModelRunError,
-                     OpLensError, OpStat, ProfileCancelled, ProfileConfig, ProfileRun, RunStoreError, TraceFormatError,
+from .schema import (Comparison, DeviceInfo, GenerateConfig, Generation, Graph, GraphNode, LatencyStats, ModelInfo,
+                     ModelLoadError, ModelRunError, OpLensError, OpStat, ProfileCancelled, ProfileConfig, ProfileRun, RunStoreError, TraceFormatError,
                      TransferStat)
 
-_LAZY = {"load_model": "loading", "LoadedModel": "loading", "profile": "runner", "store": None, "analysis": None,
-         "traces": None, "devices": None,
-         "tables": None, "peaks": None, "sweep": None}
+_LAZY = {"load_model": "loading", "LoadedModel": "loading", "profile": "runner", "generate": "generation",
+         "store": None, "analysis": None, "traces": None, "devices": None, "tables": None, "peaks": None, "sweep": None}
 
-__all__ = ["load_model", "profile", "store", "analysis", "traces", "LoadedModel", "ProfileConfig", "ProfileRun",
+__all__ = ["load_model", "profile", "generate", "GenerateConfig", "Generation", "store", "analysis", "traces", "LoadedModel", "ProfileConfig", "ProfileRun",
            "OpStat", "TransferStat", "GraphNode", "Graph", "LatencyStats", "DeviceInfo", "ModelInfo", "Comparison",
            "OpLensError", "ModelLoadError", "ModelRunError", "ProfileCancelled", "RunStoreError", "TraceFormatError"]
 

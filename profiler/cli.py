@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--top", type=positive(), default=15, help="operators and kernels shown")
     im.add_argument("--json", action="store_true", help="print only the run, as JSON")
 
+    g = sub.add_parser("generate", help="greedy generation of a causal LM: TTFT, per-token latency, KV cache, roofs")
+    g.add_argument("model", help="a decoder: gpt2, llama, qwen2 (or -tiny), file.py:factory, HF directory, hf:<hub id>")
+    g.add_argument("--prompt-len", type=positive(), default=32, help="prompt tokens per sequence")
+    g.add_argument("--new-tokens", type=positive(), default=32, help="tokens generated per sequence")
+    g.add_argument("--batch-size", type=positive(), default=1)
+    g.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache kind (default dynamic)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--warmup", type=positive(minimum=0), default=2, help="untimed generations first")
+    g.add_argument("--repeats", type=positive(), default=5, help="minimum timed generations")
+    g.add_argument("--min-time", type=positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")
+    g.add_argument("--runs-dir")
+    g.add_argument("--top", type=positive(), default=8, help="operators shown per phase")
+    g.add_argument("--json", action="store_true", help="print only the run, as JSON")
+
     d = sub.add_parser("delete", help="delete a saved run")
     d.add_argument("run_id")
     d.add_argument("--runs-dir")
@@ -170,6 +185,65 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
         out.append(f"note       {note}")
     for warning in run.warnings:
         out.append(f"WARNING    {warning}")
+    return "\n".join(out)
+
+
+def render_generation(run: ProfileRun, top: int = 8) -> str:
+    """The generation summary: TTFT, TPOT, throughput, KV cache, each phase against its roof, latency as context grows."""
+    g = run.generation
+    c = g.config
+    t = g.tpot_ms
+    out = [f"Greedy generation of {run.model.name} ({run.model.parameters:,} parameters): batch {c.batch_size}, prompt "
+           f"{c.prompt_len} -> {c.new_tokens} new tokens, {c.cache} cache, {c.dtype}, on {run.device.kind} "
+           f"({run.device.threads} threads)", ""]
+    ttft_iqr = g.ttft.iqr_ms if g.ttft else 0.0
+    out.append(f"TTFT       {significant(g.ttft_ms, ttft_iqr)} ms (prefill step, median of {len(g.ttft.samples_ms) if g.ttft else 0}"
+               f" generations, IQR {ttft_iqr:.2g}); prefill {g.prefill_tokens_per_s:,.0f} tokens/s")
+    if t.n:
+        out.append(f"TPOT       median {significant(t.median, t.iqr)} ms, p90 {_ms(t.p90)} ms (IQR {t.iqr:.2g}, n={t.n} decode "
+                   f"steps, {t.noise}); decode {g.decode_tokens_per_s:,.1f} tokens/s (batch / TPOT)")
+    else:
+        out.append("TPOT       none: one new token is the prefill alone")
+    out.append(f"e2e        {_ms(g.e2e_ms)} ms per generation; {g.tokens_per_s:,.1f} tokens/s (batch x new tokens / e2e)")
+    lay = g.kv_layout
+    check = "matches" if g.kv_cache_bytes == g.kv_cache_formula_bytes else "DIFFERS from"
+    out.append(f"KV cache   {_bytes(g.kv_cache_bytes)} at the end, measured; {check} 2 x {lay.get('layers')} layers x "
+               f"{lay.get('kv_heads')} kv heads x {lay.get('head_dim')} x {g.kv_cache_tokens} tokens x batch {c.batch_size} x "
+               f"{lay.get('element_bytes')} B = {_bytes(g.kv_cache_formula_bytes)}; {_bytes(g.kv_bytes_per_token)} per token")
+    if t.n and g.decode_floor_ms:
+        out.append(f"decode     floor {_ms(g.decode_floor_ms)} ms/step = ({_bytes(g.weight_bytes_per_step)} weights + "
+                   f"{_bytes(g.decode_bytes_per_token - g.weight_bytes_per_step)} KV cache read per step) / "
+                   f"{g.mem_bw_gbs:.1f} GB/s; measured TPOT is {t.median / g.decode_floor_ms:.1f}x the floor")
+    if g.prefill_floor_ms and g.ttft_ms:
+        out.append(f"prefill    floor {_ms(g.prefill_floor_ms)} ms = {g.phases[0].flops / 1e9:.3g} GFLOP / {g.peak_gflops:,.0f} "
+                   f"GFLOP/s (or its bytes / bandwidth, if more); measured TTFT is {g.ttft_ms / g.prefill_floor_ms:.1f}x the floor")
+    if run.memory:
+        out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
+                   f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} while generating")
+    out.append(f"peaks      {g.peaks_source}")
+    out.append("")
+    rows = [[p.name, str(p.steps), _ms(p.wall_ms), _ms(p.exec_ms), _ms(p.trans_ms), f"{p.flops / 1e9:.3g}",
+             _bytes(p.bytes), p.roof, _ms(p.floor_ms), _ms(p.measured_ms), f"{100 * p.roof_fraction:.1f}"] for p in g.phases]
+    out.append(format_table(rows, ["phase", "steps", "profiled ms", "T_exec ms", "T_trans ms", "GFLOP", "bytes", "roof",
+                                   "floor ms", "measured ms", "% of roof"], left=(0, 7)))
+    for p in g.phases:
+        if not p.ops:
+            continue
+        total = p.exec_ms + p.trans_ms or 1.0
+        rows = [[o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * (o.exec_ms + o.trans_ms) / total:.1f}"]
+                for o in p.ops[:top]]
+        out += ["", f"Top operators in {p.name} (all {p.steps} step(s) of one generation)",
+                format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%"])]
+    if g.itl_ms:
+        idx = sorted({round(i * (len(g.itl_ms) - 1) / 4) for i in range(5)})
+        rows = [[str(g.context_lens[i]), _ms(g.itl_ms[i])] for i in idx]
+        out += ["", "Decode step time as the context grows (median over generations)",
+                format_table(rows, ["context tokens", "step ms"])]
+    ids = g.token_ids[0] if g.token_ids else []
+    out += ["", f"tokens     {ids[:16]}{' ...' if len(ids) > 16 else ''} (sequence 0, greedy)", f"run        {run.id}"]
+    if run.trace_path:
+        out.append(f"trace      {run.trace_path}")
+    out += [f"note       {n}" for n in run.notes]
     return "\n".join(out)
 
 
@@ -243,6 +317,24 @@ def _cmd_import(a) -> int:
         print(render_run(run, a.top))
         print(render_import(run, a.top))
         print(f"saved      {saved}")
+
+def _cmd_generate(a) -> int:
+    from .generation import generate
+    from .schema import GenerateConfig
+
+    config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, cache=a.cache,
+                            dtype=a.dtype, device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
+    store.check_writable(a.runs_dir)
+    progress, close = progress_bar()
+    try:
+        if progress:
+            progress(f"loading {a.model}", 0.0)
+        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.prompt_len)
+        run = generate(loaded, config, progress=progress)
+    finally:
+        close()
+    store.save(run, a.runs_dir)
+    print(json.dumps(run.to_dict(), indent=1) if a.json else render_generation(run, a.top))
     return 0
 
 
@@ -261,7 +353,14 @@ def _cmd_runs(a) -> int:
 
 def _cmd_show(a) -> int:
     run = store.load(a.run_id, a.runs_dir)
-    print(json.dumps(run.to_dict(), indent=1) if a.json else render_run(run, a.top))
+    if a.json:
+        print(json.dumps(run.to_dict(), indent=1))
+    elif run.generation:
+        print(render_generation(run, a.top))
+    else:
+        print(render_run(run, a.top))
+        if run.model.source == "trace":
+            print(render_import(run, a.top))
     return 0
 
 
@@ -345,7 +444,7 @@ def _cmd_peaks(a) -> int:
 
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
-            "sweep": _cmd_sweep}
+            "sweep": _cmd_sweep, "generate": _cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -286,6 +286,91 @@ class RankStat(_Dict):
 
 
 @dataclass
+class GenerateConfig(_Dict):
+    """One greedy generation setting: `batch_size` prompts of `prompt_len` tokens, `new_tokens` generated each."""
+    batch_size: int = 1
+    prompt_len: int = 32
+    new_tokens: int = 32
+    cache: str = "dynamic"  # "dynamic" (grows per token) or "static" (allocated for prompt_len + new_tokens up front)
+    dtype: str = "float32"
+    device: str = "auto"
+    warmup: int = 2  # whole generations, untimed
+    repeats: int = 5  # minimum timed generations
+    min_time_s: float = 1.0
+    max_time_s: float = 120.0
+
+
+@dataclass
+class Spread(_Dict):
+    """A distribution in the unit its field name gives (`tpot_ms`): robust statistics of the raw samples."""
+    median: float = 0.0
+    mean: float = 0.0
+    p10: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    iqr: float = 0.0
+    n: int = 0
+    noise: str = "ok"
+
+
+@dataclass
+class PhaseStat(_Dict):
+    """Prefill or decode of one generation (one prefill step; new_tokens - 1 decode steps), against its roof."""
+    name: str  # "prefill" or "decode"
+    steps: int = 0  # forward passes in the phase
+    tokens: int = 0  # tokens fed to the model in the phase, over the batch
+    ops: list[OpStat] = field(default_factory=list)  # per generation, from the profiled generation
+    wall_ms: float = 0.0  # profiled wall time of the phase
+    exec_ms: float = 0.0
+    trans_ms: float = 0.0
+    flops: float = 0.0  # counted by FlopCounterMode on an untimed generation
+    bytes: float = 0.0  # modelled: weights read per step + KV cache written (prefill) or read (decode)
+    roof: str = ""  # "compute" (prefill: FLOPs / GEMM peak) or "memory" (decode: bytes / bandwidth)
+    floor_ms: float = 0.0  # the phase's time at that roof (max of the compute and memory bounds)
+    measured_ms: float = 0.0  # unprofiled median: TTFT, or TPOT x steps
+    roof_fraction: float = 0.0  # floor / measured: 1.0 would run at the machine's limit
+
+
+@dataclass
+class Generation(_Dict):
+    """Greedy generation measured step by step. Definitions:
+    ttft = the prefill step (prompt in, first token out); tpot = one decode step (one token per sequence);
+    e2e = the whole loop; tokens_per_s = batch x new_tokens / e2e (every generated token, prefill included);
+    decode_tokens_per_s = batch / median tpot; prefill_tokens_per_s = batch x prompt_len / ttft.
+    """
+    config: GenerateConfig
+    ttft_ms: float = 0.0  # medians over the timed generations
+    tpot_ms: Spread = field(default_factory=Spread)  # over every decode step of every timed generation
+    e2e_ms: float = 0.0
+    tokens_per_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+    prefill_tokens_per_s: float = 0.0
+    ttft: LatencyStats | None = None  # raw samples, one per timed generation
+    e2e: LatencyStats | None = None
+    steps_ms: list[list[float]] = field(default_factory=list)  # per timed generation: each decode step, in order
+    itl_ms: list[float] = field(default_factory=list)  # median time of decode step i: inter-token latency as context grows
+    context_lens: list[int] = field(default_factory=list)  # tokens in the cache when decode step i runs
+    kv_cache_bytes: int = 0  # measured from the cache's tensors at the end of a generation
+    kv_cache_formula_bytes: int = 0  # 2 x layers x kv_heads x head_dim x kv_cache_tokens x batch x element size
+    kv_cache_tokens: int = 0  # per sequence: prompt + new - 1 (dynamic) or the allocated length (static)
+    kv_bytes_per_token: float = 0.0  # measured: kv_cache_bytes / (kv_cache_tokens x batch); all layers, keys and values
+    kv_layout: dict[str, int] = field(default_factory=dict)  # layers, heads, kv_heads, head_dim, element_bytes
+    weight_bytes_per_step: int = 0  # parameter bytes one step reads (input embeddings excluded: only rows are read)
+    decode_bytes_per_token: float = 0.0  # weights + KV cache read per decode step, mean over the steps
+    decode_floor_ms: float = 0.0  # decode_bytes_per_token / measured memory bandwidth
+    prefill_floor_ms: float = 0.0  # prefill FLOPs / measured GEMM peak (or its bytes / bandwidth, if larger)
+    peak_gflops: float = 0.0
+    mem_bw_gbs: float = 0.0
+    peaks_source: str = ""
+    memory: MemoryStats | None = None  # peak over the timed generations
+    phases: list[PhaseStat] = field(default_factory=list)
+    token_ids: list[list[int]] = field(default_factory=list)  # greedy tokens generated per sequence (prompt excluded)
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    deterministic: bool = True  # every timed generation produced the same tokens
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ProfileRun(_Dict):
     id: str
     created: str
@@ -310,6 +395,7 @@ class ProfileRun(_Dict):
     gpu: GpuTimeline | None = None  # imported GPU traces: the per-step timeline
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
+    generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
     schema_version: int = SCHEMA_VERSION
 
 

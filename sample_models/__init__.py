@@ -68,6 +68,15 @@ def __getattr__(name: str):
 
 _BERT_TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, vocab_size=30522)
 
+# Modern decoders: grouped-query attention (kv heads < heads), RoPE and SwiGLU, ~200M parameters so a CPU decodes
+# them in tens of ms per token and builds them (random init) in seconds.
+_LLAMA = dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=8, num_key_value_heads=2, intermediate_size=2816,
+              vocab_size=32000, max_position_embeddings=4096)
+_QWEN2 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=2, intermediate_size=2048,
+              vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
+_DECODER_TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=176,
+                     vocab_size=1000, max_position_embeddings=512)
+
 _MODELS = [
     SampleModel("mlp", "4-layer MLP, 512 -> 2048 x4 -> 10", "features", _hand("MLP", "features"), 64, 0),
     SampleModel("cnn", "conv-bn-relu stack, 8 convs, 32-256 channels", "image", _hand("ConvNet", "image"), 8, 64),
@@ -79,7 +88,12 @@ _MODELS = [
                 _hf("BertForSequenceClassification", "BertConfig"), 8, 128),
     SampleModel("distilbert", "DistilBertForSequenceClassification, distilbert-base config (random weights)", "text",
                 _hf("DistilBertForSequenceClassification", "DistilBertConfig"), 8, 128),
-    SampleModel("gpt2", "GPT2LMHeadModel, gpt2 (124M) config (random weights), one forward pass, no KV cache", "text", _hf("GPT2LMHeadModel", "GPT2Config", use_cache=False), 1, 128),
+    SampleModel("gpt2", "GPT2LMHeadModel, gpt2 (124M) config (random weights), one forward pass, no KV cache (`generate` turns it on)", "text", _hf("GPT2LMHeadModel", "GPT2Config", use_cache=False), 1, 128),
+    SampleModel("llama", "LlamaForCausalLM, Llama-style decoder (random weights): hidden 1024, 16 layers, 8 heads / 2 KV "
+                "heads (GQA), RoPE, SwiGLU 2816, vocab 32k; 246M parameters", "text", _hf("LlamaForCausalLM", "LlamaConfig", **_LLAMA), 1, 128),
+    SampleModel("qwen2", "Qwen2ForCausalLM, Qwen2-style decoder (random weights): hidden 768, 12 layers, 12 heads / 2 KV "
+                "heads (GQA), RoPE, SwiGLU 2048, QKV bias, vocab 152k tied; 190M parameters", "text",
+                _hf("Qwen2ForCausalLM", "Qwen2Config", **_QWEN2), 1, 128),
     SampleModel("vit-base", "ViTForImageClassification, vit-base-patch16-224 config (random weights)", "image",
                 _hf("ViTForImageClassification", "ViTConfig", num_labels=1000), 1, 224),
     SampleModel("minilm", "all-MiniLM-L6-v2 sentence embedder: REAL weights and tokenizer", "text", _minilm(None), 8, 128),
@@ -95,6 +109,10 @@ _MODELS = [
     SampleModel("distilbert-tiny", "DistilBERT, 2 layers, dim 128", "text",
                 _hf("DistilBertForSequenceClassification", "DistilBertConfig", dim=128, n_layers=2, n_heads=2, hidden_dim=512), 2, 16),
     SampleModel("gpt2-tiny", "GPT-2, 2 layers, n_embd 128", "text", _hf("GPT2LMHeadModel", "GPT2Config", n_embd=128, n_layer=2, n_head=2, use_cache=False), 2, 16),
+    SampleModel("llama-tiny", "Llama-style decoder, 2 layers, hidden 64, 4 heads / 2 KV heads", "text",
+                _hf("LlamaForCausalLM", "LlamaConfig", **_DECODER_TINY), 2, 16),
+    SampleModel("qwen2-tiny", "Qwen2-style decoder, 2 layers, hidden 64, 4 heads / 2 KV heads, tied embeddings", "text",
+                _hf("Qwen2ForCausalLM", "Qwen2Config", **_DECODER_TINY, tie_word_embeddings=True), 2, 16),
     SampleModel("vit-tiny", "ViT, 2 layers, hidden 128, 32px images", "image",
                 _hf("ViTForImageClassification", "ViTConfig", hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=512, image_size=32, patch_size=8, num_labels=10), 2, 32),

@@ -109,7 +109,7 @@ def hf(cls_name: str, config_name: str, **config):
             return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
         if "ResNet" in cls_name:
             return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
-        task = "text-generation" if "GPT2" in cls_name else "text-classification"
+        task = "text-generation" if "GPT2" in cls_name or "CausalLM" in cls_name else "text-classification"
         return Built(model, kwargs=text_inputs(cfg.vocab_size, batch, seq_len, token_types="Bert" == cls_name[:4]), task=task)
 
     return build
