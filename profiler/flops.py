@@ -68,7 +68,7 @@ EVENT_FORMULAS: dict[str, Callable[[Shapes], int | None]] = {
     "mkl::_mkl_linear": _shaped(lambda s: _linear(s[0], s[2][0]), 0, 2),  # (x, packed, original weight [N, K], ...)
     "onednn::qlinear_pointwise": _shaped(lambda s: _linear(s[0], _packed_n(s[0], s[3])), 0, 3),
     # attention: q, k, v come first in every variant (CPU flash, CUDA flash / efficient / cuDNN)
-    **{name: _shaped(lambda s: fc.sdpa_flop_count(s[0], s[1], s[2]), 0, 1, 2) for name in (
+    **{name: _shaped(lambda s: _sdpa(s[0], s[1], s[2]), 0, 1, 2) for name in (
         "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention",
         "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention")},
     # convolutions need their output size (stride, padding): counted at the dispatcher, which sees the output
@@ -101,14 +101,25 @@ def _dispatch_qconv(x, packed, *args, out_shape=None, **kwargs) -> int:
     return 2 * _numel(out_shape) * _numel(weight.shape[1:])
 
 
+def _sdpa(q, k, v) -> int:
+    """q @ k^T and weights @ v, each 2 per multiply-accumulate. torch's sdpa_flop_count asserts that k and v have
+    q's head count, which grouped-query attention (Llama, Qwen2: fewer key/value heads) breaks."""
+    *lead, s_q, d = q
+    s_k, d_v = k[-2], v[-1]
+    return 2 * _numel(lead) * s_q * s_k * (d + d_v)
+
+
 def _dispatch_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    return fc.sdpa_flop_count(q, k, v)
+    return _sdpa(q, k, v)
 
 
 def _custom_mapping() -> dict:
-    """Formulas FlopCounterMode lacks in torch 2.13 (it counts CPU attention and every quantized kernel as 0)."""
+    """Formulas FlopCounterMode lacks in torch 2.13 (it counts CPU attention and every quantized kernel as 0), and
+    attention formulas that accept grouped-query shapes."""
     ops = torch.ops
-    table = {"aten": {"_scaled_dot_product_flash_attention_for_cpu": _dispatch_sdpa},
+    table = {"aten": {name: _dispatch_sdpa for name in (
+                 "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")},
              "quantized": {name: _dispatch_linear for name in ("linear_dynamic", "linear_relu_dynamic",
                                                                "linear_dynamic_fp16", "linear", "linear_relu")}
              | {name: _dispatch_qconv for name in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu",

@@ -19,11 +19,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule, tensorboard_trace_handler
-from torch.utils.flop_counter import FlopCounterMode
 
 import sample_models
 
-from . import devices, ops as ops_mod
+from . import devices, flops as flops_mod, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
 # runner's private helpers, reused rather than copied: the dtype table, the peak-memory tracker, run ids, versions
@@ -279,7 +278,7 @@ def _count_flops(run: Callable[[Around], torch.Tensor]) -> dict[str, float]:
 
     @contextmanager
     def counting(phase: str) -> Iterator[None]:
-        mode = FlopCounterMode(display=False)  # entering a mode clears its counts: one per step, summed
+        mode = flops_mod.counter()  # entering a mode clears its counts: one per step, summed
         with mode:
             yield
         totals[phase] += mode.get_total_flops()

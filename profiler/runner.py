@@ -195,6 +195,17 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     if msg := noise_message(latency):
         notes.append(msg)
     traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
+    kernels, gpu = [], None
+    if on_cuda and traces:
+        # device work from the run's own trace, by the analysis imported traces get: memcpy events carry their bytes
+        # and direction (the profiler's op events did not: an H200 run showed 0-byte uploads and a D2H as D2D)
+        from .trace_import import device_figures
+
+        try:
+            traced, kernels, gpu = device_figures(traces[0])
+            transfers = traced or transfers
+        except OpLensError as exc:
+            notes.append(f"kernels and GPU timeline not read from the trace: {exc}")
     config_out = copy.copy(config)
     config_out.batch_size, config_out.seq_len = loaded.batch_size, loaded.seq_len
     config_out.device = str(device)
@@ -203,7 +214,7 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
         model=copy.copy(loaded.info), device=info, config=config_out, latency=latency, totals=totals, ops=op_stats,
         transfers=transfers, graph=graph, memory=memory, profiled_latency=profiled, paired_latency=paired,
         overhead_ratio=_median_ratio(profiled_samples, paired_samples), trace_path=traces[0] if traces else None,
-        notes=notes, warnings=warnings, versions=_versions())
+        notes=notes, warnings=warnings, versions=_versions(), kernels=kernels, gpu=gpu)
     say("done", 1.0)
     return run
 

@@ -424,6 +424,16 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
     return sorted(out, key=lambda r: r.rank)
 
 
+def device_figures(path: str | Path) -> tuple[list[TransferStat], list[KernelStat], GpuTimeline | None]:
+    """Transfers, kernels and the GPU timeline of a live run's own trace (one recorded inference), by the same
+    analysis an imported trace gets: copies take their bytes and direction from the memcpy events themselves."""
+    d = load(Path(path))
+    a = attribute(d)
+    if not len(d.device["ts"]):
+        return [], [], None
+    return transfer_stats(d, a), kernel_stats(d, a), gpu_timeline(d, a)
+
+
 def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun:
     """Turn one trace file (or several: the ranks of one job) into a ProfileRun with model.source "trace".
 

@@ -153,3 +153,17 @@ def test_every_achieved_flop_rate_carries_its_coverage(tiny_bert_run):
     assert partial.coverage_text() == "FLOPs known for 50.0% of exec time; the figure is partial"
     assert "not measured" in analysis.FlopRate(flops=1e9, gflops_per_s=1.0, coverage=None).coverage_text()
     assert "flops_known" in analysis.ops_frame(run).columns
+
+
+def test_grouped_query_attention_counts_every_query_head():
+    """Llama/Qwen2 attention has fewer key/value heads than query heads; torch's own formula asserts on that (seen
+    on an H200 with efficient attention) and the CPU kernel counted 0."""
+    import torch
+    import torch.nn.functional as F
+
+    from profiler import flops
+
+    q, k, v = torch.randn(2, 8, 16, 64), torch.randn(2, 2, 24, 64), torch.randn(2, 2, 24, 32)
+    with flops.counter() as mode:
+        F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    assert mode.get_total_flops() == 2 * 2 * 8 * 16 * 24 * (64 + 32)
