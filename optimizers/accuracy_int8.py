@@ -22,10 +22,10 @@ from .calibration import input_sets, outputs_on
 from .quantize import _has, _no_float
 from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
 
-# The search keeps calibration error under this share of the allowed error (1 - min_cosine): held-out inputs are
-# somewhat worse than the inputs the layers were chosen on (real MiniLM: calibration 1 - cosine 0.0074, held-out
-# 0.0093 at the same layer choice).
-MARGIN = 0.75
+# Layers are chosen so that the calibration error stays under this share of the allowed error (1 - min_cosine):
+# held-out inputs can be worse than the ones the choice was made on. Real MiniLM at 0.99, 36 of 37 layers int8:
+# calibration 1 - worst cosine 0.0070, held-out 0.0078 (1.12x); 0.8 leaves room for 1.25x.
+MARGIN = 0.8
 
 
 class FullRangeLinear(nnqd.Linear):
@@ -122,7 +122,7 @@ def plan(model: nn.Module, calibration: list, task: str, min_cosine: float = MIN
     return {"layers_quantized": k, "layers_total": len(order), "kept_float": kept,
             "activations": "8-bit (full range)" if full_range else "7-bit (reduce_range: this CPU saturates at 8)",
             "calibration_cosine": round(tried[k][1], 6), "target_cosine": min_cosine,
-            "calibration_target_cosine": round(target, 6), "evaluations": 1 + len(floats) + len(tried) - 1,  # reference, one per layer, the bisection
+            "calibration_target_cosine": round(target, 6), "evaluations": len(floats) + len(tried),  # the reference, each layer alone, the bisection
             "sensitivity": {n: round(s, 6) for n, s in sorted(sensitivity.items(), key=lambda kv: -kv[1])}}
 
 

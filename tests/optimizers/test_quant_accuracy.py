@@ -180,3 +180,13 @@ class TestRealMiniLM:
         assert acc.kind == "sentence-embedding" and acc.cosine >= 0.99, (acc, d["kept_float"])
         assert d["layers_quantized"] >= 30, d  # most of the model really is int8
         assert "MINILM_CALIBRATION_SENTENCES" in d["calibration"]
+
+
+def test_static_int8_applies_to_a_sentence_embedder_with_an_unused_pooler():
+    """MiniLM's pooler is exported but read by nothing; the x86 quantizer failed on it until dead code was dropped."""
+    loaded = profiler.load_model("minilm-tiny")
+    sets = input_sets(loaded)
+    new, results = apply_pipeline(loaded, ["static-int8"], CPU)
+    assert results[0].applied, results[0].reason
+    acc = held_out_accuracy(outputs_on(loaded, sets.held_out), new, sets, loaded.info.task, 0.99)
+    assert acc.cosine > 0.99, acc
