@@ -115,7 +115,7 @@ def plan(model: nn.Module, calibration: list, task: str, min_cosine: float = MIN
     kept = []
     for rank, name in enumerate(reversed(order[k:]), 1):
         why = (f"with the {k} less sensitive layers it gave {tried[k + 1][2]}, outside the tolerance "
-               f"(cosine >= {target:.5f}" + (f", top-1 >= {min_top1:.0%})" if "top-1" in tried[k + 1][2] else ")")
+               f"(cosine >= {target:.6g}" + (f", top-1 >= {min_top1:.0%})" if "top-1" in tried[k + 1][2] else ")")
                if name == breaker and k + 1 in tried else
                f"more sensitive than {breaker}, the first layer the tolerance could not take")
         kept.append({"layer": name, "sensitivity": round(sensitivity[name], 6), "rank": rank, "why": why})
