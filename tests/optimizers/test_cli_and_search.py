@@ -39,9 +39,9 @@ def cli(*args):
 def test_list_json():
     passes = json.loads(cli("list", "--json").stdout)
     names = {p["name"] for p in passes}
-    assert {"torch-compile", "torchscript-freeze", "conv-bn-fold", "sdpa", "bf16", "fp16", "autocast", "dynamic-int8", "accuracy-int8",
-            "static-int8", "weight-only-int8", "magnitude-prune", "structured-prune", "lowrank-svd", "channels-last",
-            "pinned-memory", "resident-inputs", "threads", "cuda-graphs", "sparsity-2to4"} <= names
+    assert {"torch-compile", "torchscript-freeze", "conv-bn-fold", "sdpa", "bf16", "fp16", "autocast", "dynamic-int8",
+            "accuracy-int8", "static-int8", "weight-only-int8", "magnitude-prune", "structured-prune", "lowrank-svd",
+            "channels-last", "pinned-memory", "resident-inputs", "threads", "cuda-graphs", "sparsity-2to4"} <= names
 
 
 def test_apply_json_saves_both_runs(tmp_path):
