@@ -122,7 +122,8 @@ def plan(model: nn.Module, calibration: list, task: str, min_cosine: float = MIN
     return {"layers_quantized": k, "layers_total": len(order), "kept_float": kept,
             "activations": "8-bit (full range)" if full_range else "7-bit (reduce_range: this CPU saturates at 8)",
             "calibration_cosine": round(tried[k][1], 6), "target_cosine": min_cosine,
-            "calibration_target_cosine": round(target, 6), "evaluations": len(floats) + len(tried),  # the reference, each layer alone, the bisection
+            "calibration_target_cosine": round(target, 6),
+            "evaluations": len(floats) + len(tried),  # the reference, each layer alone, the bisection steps
             "sensitivity": {n: round(s, 6) for n, s in sorted(sensitivity.items(), key=lambda kv: -kv[1])}}
 
 
