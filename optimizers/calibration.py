@@ -26,6 +26,7 @@ class InputSets:
     held_out: list[Batch]
     calibration_name: str
     held_out_name: str
+    real: bool = False  # real data (sentences), not random draws
 
     def describe(self) -> str:
         return f"held-out: {self.held_out_name}; calibration (disjoint): {self.calibration_name}"
@@ -46,7 +47,7 @@ def _minilm_sets(loaded: LoadedModel) -> InputSets:
     encode = lambda sentences: [((), b.minilm_inputs(batch, seq, s)) for s in _chunks(sentences, batch)]
     return InputSets(encode(b.MINILM_CALIBRATION_SENTENCES), encode(held),
                      f"{len(b.MINILM_CALIBRATION_SENTENCES)} real sentences (MINILM_CALIBRATION_SENTENCES)",
-                     f"{len(held)} other real sentences (MINILM_SENTENCES + MINILM_HELD_OUT_SENTENCES)")
+                     f"{len(held)} other real sentences (MINILM_SENTENCES + MINILM_HELD_OUT_SENTENCES)", real=True)
 
 
 def _draw(t: torch.Tensor, g: torch.Generator) -> torch.Tensor:

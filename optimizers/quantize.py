@@ -100,9 +100,9 @@ def _drop_unused_weights(gm: torch.fx.GraphModule) -> int:
 
 
 def _static_apply(loaded, device):
-    """PT2E: export, insert observers, calibrate on the calibration set (calibration.input_sets), convert to a q/dq graph. On its own the
-    result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with freezing) lowers the q/dq
-    graph to fused oneDNN int8 kernels instead, which is the fast path PT2E is built for."""
+    """PT2E: export, insert observers, calibrate on the calibration set (calibration.input_sets), convert to a q/dq
+    graph. On its own the result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with
+    freezing) lowers the q/dq graph to fused oneDNN int8 kernels instead, which is the fast path PT2E is built for."""
     from torchao.quantization.pt2e.lowering import lower_pt2e_quantized_to_x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -131,7 +131,9 @@ def _static_apply(loaded, device):
     return note(with_module(loaded, StaticInt8(lowered, reference, keys)),
                 {"calibration_batches": len(sets.calibration), "calibration": sets.calibration_name,
                  "held_out": sets.held_out_name,
-                 "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"})
+                 "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
+                warning=None if sets.real else "calibrated on random draws of the example shapes; calibrate on "
+                                               "real data before trusting accuracy on it")
 
 
 def _weight_only_check(loaded, device):
