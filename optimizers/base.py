@@ -124,13 +124,16 @@ def private_copy(loaded: LoadedModel, device: torch.device) -> LoadedModel:
 
 def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,
                    progress: Callable[[str], None] | None = None,
-                   stop_at_refusal: bool = False) -> tuple[LoadedModel, list[PassResult]]:
+                   stop_at_refusal: bool = False,
+                   tolerance: dict | None = None) -> tuple[LoadedModel, list[PassResult]]:
     """Apply passes in order to a private copy; a pass that does not apply is skipped with its reason, or, with
-    `stop_at_refusal` (the search, which discards such a pipeline anyway), ends the pipeline there."""
+    `stop_at_refusal` (the search, which discards such a pipeline anyway), ends the pipeline there. `tolerance`
+    ({"min_cosine", "min_top1"}) is the one the result will be judged by, for passes that tune themselves to it."""
     problems = conflicts(names)
     if problems:
         raise PassConflictError("; ".join(problems))
     current = private_copy(loaded, device)
+    current.options.update(tolerance or {})
     results: list[PassResult] = []
     for name in names:
         p = get(name)

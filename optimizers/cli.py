@@ -106,11 +106,15 @@ def _cmd_apply(a) -> int:
         print(f"{'applied' if r.applied else 'skipped'}  {r.name:20} " + (f"{r.apply_s:.2f} s" if r.applied else r.reason))
         for w in r.warnings:
             print(f"         note: {w}")
+        for k in r.details.get("kept_float", []):  # accuracy-int8: the layers left in float, and why
+            print(f"         kept float: {k['layer']} (sensitivity {k['sensitivity']:.3g}): {k['why']}")
     print(f"\nlatency   {c.base_median_ms:.4g} ms -> {c.new_median_ms:.4g} ms: {c.speedup:.2f}x "
           f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x)")
     top1 = f", top-1 agreement {acc.top1_agreement:.1%}" if acc.top1_agreement is not None else ""
     print(f"accuracy  {'PASS' if acc.passed else 'FAIL'}: max abs err {acc.max_abs_err:.3g}, cosine {acc.cosine:.6f}{top1}"
           + (f" ({acc.note})" if acc.note else ""))
+    if acc.inputs:
+        print(f"          compared on {acc.inputs}")
     print(f"size      {result.base_size_bytes / 1e6:.2f} MB -> {result.optimized_size_bytes / 1e6:.2f} MB")
     print(f"runs      {result.base_run_id} -> {result.optimized_run_id}")
     print(f"saved     comparison {saved.id} (python -m optimizers results)")

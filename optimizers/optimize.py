@@ -1,4 +1,5 @@
-"""Apply passes and prove the result: same inputs compared, same profiling config for base and optimized, both saved."""
+"""Apply passes and prove the result: outputs compared on held-out inputs (never the calibration set), same profiling
+config for base and optimized, both saved."""
 from __future__ import annotations
 
 import io
@@ -14,7 +15,8 @@ from profiler.runner import CancelToken, map_tensors
 from profiler.schema import OptimizeResult, ProfileConfig, ProfileRun
 
 from .base import apply_pipeline
-from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
+from .calibration import held_out_accuracy, input_sets, outputs_on
+from .validate import MIN_COSINE, MIN_TOP1
 
 
 def size_bytes(module: torch.nn.Module) -> int:
@@ -49,15 +51,19 @@ def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | Non
              progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
              runs_dir: str | None = None, base_run: ProfileRun | None = None, min_cosine: float = MIN_COSINE,
              min_top1: float = MIN_TOP1) -> OptimizeResult:
-    """Apply `passes` to a copy of `loaded`, compare outputs with the original, profile both the same way."""
+    """Apply `passes` to a copy of `loaded`, compare outputs with the original on the held-out set, profile both the
+    same way."""
     config = config or ProfileConfig()
     say = progress or (lambda stage, f: None)
     device = devices.resolve_device(config.device)
     say("reference outputs", 0.0)
-    reference = outputs(loaded, device)
-    optimized, results = apply_pipeline(loaded, passes, device, progress=lambda s: say(s, 0.05))
+    # judged on the held-out set: a pass that calibrates (static int8, accuracy-int8) never saw those inputs
+    sets = input_sets(loaded)
+    reference = outputs_on(loaded, sets.held_out, device)
+    optimized, results = apply_pipeline(loaded, passes, device, progress=lambda s: say(s, 0.05),
+                                        tolerance={"min_cosine": min_cosine, "min_top1": min_top1})
     say("comparing outputs", 0.15)
-    accuracy = compare_outputs(reference, outputs(optimized, device), loaded.info.task, min_cosine, min_top1)
+    accuracy = held_out_accuracy(reference, optimized, sets, loaded.info.task, min_cosine, min_top1, device)
     applied = [r.name for r in results if r.applied]
     optimized.info.name = f"{loaded.info.name}+{'+'.join(applied) or 'nothing'}"
     stage = lambda lo, hi: (lambda s, f: say(s, lo + (hi - lo) * f))

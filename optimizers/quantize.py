@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .base import Pass, PassNotApplicable, note, register, weight_dtype, with_module
+from .calibration import conform, input_sets
 
 
 def _has(loaded, *types) -> int:
@@ -99,9 +100,9 @@ def _drop_unused_weights(gm: torch.fx.GraphModule) -> int:
 
 
 def _static_apply(loaded, device):
-    """PT2E: export, insert observers, calibrate on the example inputs, convert to a q/dq graph. On its own the
-    result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with freezing) lowers the q/dq
-    graph to fused oneDNN int8 kernels instead, which is the fast path PT2E is built for."""
+    """PT2E: export, insert observers, calibrate on the calibration set (calibration.input_sets), convert to a q/dq
+    graph. On its own the result runs through torchao's x86 lowering; followed by torch-compile, Inductor (with
+    freezing) lowers the q/dq graph to fused oneDNN int8 kernels instead, which is the fast path PT2E is built for."""
     from torchao.quantization.pt2e.lowering import lower_pt2e_quantized_to_x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -112,16 +113,27 @@ def _static_apply(loaded, device):
         exported = torch.export.export(_ByPosition(loaded.module, len(loaded.args), keys), flat, strict=False).module()
     except Exception as exc:  # noqa: BLE001
         raise PassNotApplicable(f"torch.export cannot capture this model ({type(exc).__name__})") from None
+    # drop what no output reads: MiniLM's pooler (Linear + tanh, unused by the sentence embedding) otherwise makes
+    # the x86 quantizer fail on a Linear-unary pattern without an output (IndexError in its annotation)
+    exported.graph.eliminate_dead_code()
+    exported.recompile()
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(exported, quantizer)
+    # calibrated on the calibration set, which the accuracy proof (the held-out set) never uses
+    sets = input_sets(loaded)
     with torch.no_grad():
-        prepared(*flat)  # calibration on the example inputs
+        for batch in sets.calibration:
+            args, kwargs = conform(batch, loaded)
+            prepared(*args, *[kwargs[k] for k in keys])
     reference = convert_pt2e(prepared)
     _drop_unused_weights(reference)
     lowered = lower_pt2e_quantized_to_x86(reference, flat)  # re-exports: the reference graph stays as it is
     return note(with_module(loaded, StaticInt8(lowered, reference, keys)),
-                {"calibration_batches": 1, "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
-                warning="calibrated on the example inputs only; calibrate on real data before trusting accuracy")
+                {"calibration_batches": len(sets.calibration), "calibration": sets.calibration_name,
+                 "held_out": sets.held_out_name,
+                 "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
+                warning=None if sets.real else "calibrated on random draws of the example shapes; calibrate on "
+                                               "real data before trusting accuracy on it")
 
 
 def _weight_only_check(loaded, device):

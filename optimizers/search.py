@@ -16,8 +16,8 @@ from profiler.runner import CancelToken
 from profiler.schema import Candidate, HeadToHead, ProfileCancelled, ProfileConfig, SearchResult, error_line
 
 from .base import REGISTRY, apply_pipeline, conflicts
-from .optimize import outputs
-from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
+from .calibration import held_out_accuracy, input_sets, outputs_on
+from .validate import MIN_COSINE, MIN_TOP1
 
 
 def quick_config(config: ProfileConfig) -> ProfileConfig:
@@ -98,7 +98,9 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     device = devices.resolve_device(config.device)
     start = time.monotonic()
     left = lambda: budget_s - (time.monotonic() - start)
-    reference = outputs(loaded, device)
+    sets = input_sets(loaded)  # candidates are judged on held-out inputs, as optimize() judges them
+    reference = outputs_on(loaded, sets.held_out, device)
+    tolerance = {"min_cosine": min_cosine, "min_top1": min_top1}
     say("timing the unoptimized model", 0.0)
     base = profiler.profile(loaded, config, cancel=cancel)
     chosen = list(passes or REGISTRY)
@@ -113,13 +115,13 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         """Apply, check accuracy, time; any failure of this candidate is recorded, never fatal to the search."""
         cand = Candidate(passes=names)
         try:
-            model, results = apply_pipeline(loaded, names, device, stop_at_refusal=True)
+            model, results = apply_pipeline(loaded, names, device, stop_at_refusal=True, tolerance=tolerance)
             cand.apply_s = sum(r.apply_s for r in results)
             skipped = [r for r in results if not r.applied]
             if skipped:
                 cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
                 return cand
-            cand.accuracy = compare_outputs(reference, outputs(model, device), loaded.info.task, min_cosine, min_top1)
+            cand.accuracy = held_out_accuracy(reference, model, sets, loaded.info.task, min_cosine, min_top1, device)
             if not cand.accuracy.passed:
                 cand.status, cand.reason = "inaccurate", cand.accuracy.note
                 return cand

@@ -502,6 +502,7 @@ class Accuracy(_Dict):
     passed: bool
     kind: str = ""  # what was compared: "logits", "sentence-embedding", ...
     note: str = ""
+    inputs: str = ""  # which inputs were compared: the held-out set, and the calibration set it is disjoint from
 
 
 @dataclass

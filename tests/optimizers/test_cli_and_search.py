@@ -40,8 +40,8 @@ def test_list_json():
     passes = json.loads(cli("list", "--json").stdout)
     names = {p["name"] for p in passes}
     assert {"torch-compile", "torchscript-freeze", "conv-bn-fold", "sdpa", "bf16", "fp16", "autocast", "dynamic-int8",
-            "static-int8", "weight-only-int8", "magnitude-prune", "structured-prune", "lowrank-svd", "channels-last",
-            "pinned-memory", "resident-inputs", "threads", "cuda-graphs", "sparsity-2to4"} <= names
+            "accuracy-int8", "static-int8", "weight-only-int8", "magnitude-prune", "structured-prune", "lowrank-svd",
+            "channels-last", "pinned-memory", "resident-inputs", "threads", "cuda-graphs", "sparsity-2to4"} <= names
 
 
 def test_apply_json_saves_both_runs(tmp_path):
@@ -83,14 +83,14 @@ def test_search_builds_a_leaderboard_and_respects_the_budget():
 def test_a_candidate_that_breaks_is_recorded_not_fatal(monkeypatch):
     from optimizers import search as search_mod
 
-    real = search_mod.outputs
+    real = search_mod.held_out_accuracy
 
-    def flaky(model, device):
+    def flaky(reference, model, *args, **kwargs):
         if "Autocast" in type(model.module).__name__:
             raise RuntimeError("expected scalar type Float but found BFloat16")
-        return real(model, device)
+        return real(reference, model, *args, **kwargs)
 
-    monkeypatch.setattr(search_mod, "outputs", flaky)
+    monkeypatch.setattr(search_mod, "held_out_accuracy", flaky)
     result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
                     budget_s=20, passes=["autocast", "magnitude-prune"])
     failed = {tuple(c.passes): c for c in result.leaderboard}[("autocast",)]
