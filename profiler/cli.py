@@ -317,6 +317,8 @@ def _cmd_import(a) -> int:
         print(render_run(run, a.top))
         print(render_import(run, a.top))
         print(f"saved      {saved}")
+    return 0
+
 
 def _cmd_generate(a) -> int:
     from .generation import generate

@@ -215,7 +215,9 @@ class TestCompiledPasses:
         # the float weights the int8 graph no longer reads are gone (the embeddings stay fp32)
         from optimizers.optimize import size_bytes
         assert size_bytes(new.module) < size_bytes(profiler.load_model("bert-tiny").module) - 1_000_000
-        assert acc.cosine >= 0.999 and acc.top1_agreement >= 0.99
+        # judged on held-out inputs the calibration never saw (0.99839 measured; it was 0.9999 when the check ran on
+        # the calibration inputs themselves)
+        assert acc.cosine >= 0.995 and acc.top1_agreement >= 0.99
         with torch.profiler.profile() as prof:  # Inductor lowered the q/dq graph to fused oneDNN int8 linears
             outputs(new, CPU)
         names = {e.key for e in prof.key_averages()}
