@@ -49,9 +49,23 @@ def show_apply(c: SavedComparison) -> None:
         st.error(f"Outputs are outside the tolerance: {acc.note}. Do not ship this without checking accuracy.")
     if comp.setup_differences:
         st.warning("The two runs differ in setup: " + "; ".join(comp.setup_differences))
-    st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "why not": p.reason, "apply s": round(p.apply_s, 2),
-                                "notes": "; ".join(p.warnings), "details": str(p.details) if p.details else ""}
-                               for p in res.passes]), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "pass": p.name,
+                    "applied": p.applied,
+                    "why not": p.reason,
+                    "apply s": round(p.apply_s, 2),
+                    "notes": "; ".join(p.warnings),
+                    "details": str(p.details) if p.details else "",
+                }
+                for p in res.passes
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     left, right = st.columns(2)
     bars = _latency_bars(c)
     if bars is not None:

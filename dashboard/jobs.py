@@ -74,8 +74,13 @@ class JobManager:
 
     def _watch(self, job: Job) -> None:
         job.status, job.stage = "running", "starting a worker process"
-        proc = subprocess.Popen([sys.executable, "-m", WORKERS[job.kind], json.dumps(job.payload)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", WORKERS[job.kind], json.dumps(job.payload)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
         stderr: list[str] = []
         drain = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
         drain.start()

@@ -67,7 +67,9 @@ def _saved_run(key: Callable[[str], str]) -> ModelChoice:
 
     runs = [r for r in state.list_runs() if not r.error]
     if not runs:
-        return ModelChoice(problem="No saved runs yet: profile a model on the Profile page first, or pick another source.")
+        return ModelChoice(
+            problem="No saved runs yet: profile a model on the Profile page first, or pick another source."
+        )
     ids = [r.id for r in runs]
     current = st.session_state.get(state.RUN_KEY)
     labels = {r.id: state.run_label(r) for r in runs}

@@ -84,7 +84,8 @@ def list_comparisons():
 
 def run_label(summary) -> str:
     name = summary.label or summary.model
-    return f"{name} · {summary.device.split(':')[0]} · {summary.median_ms:.3g} ms · {summary.created[5:16].replace('T', ' ')}"
+    when = summary.created[5:16].replace("T", " ")
+    return f"{name} · {summary.device.split(':')[0]} · {summary.median_ms:.3g} ms · {when}"
 
 
 def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:

@@ -88,7 +88,9 @@ def conflicts(names: list[str]) -> list[str]:
         problems.append("a pass is listed twice")
     for i, p in enumerate(passes[:-1]):
         if p.terminal:
-            problems.append(f"{p.name} compiles the model, so it must come last (it is followed by {passes[i + 1].name})")
+            problems.append(
+                f"{p.name} compiles the model, so it must come last (it is followed by {passes[i + 1].name})"
+            )
     return problems
 
 

@@ -1,4 +1,6 @@
-"""Compilation: torch.compile (Inductor, with freezing on the CPU) and TorchScript trace + freeze + optimize_for_inference."""
+"""Compilation: torch.compile (Inductor, with freezing on the CPU) and TorchScript trace + freeze +
+optimize_for_inference."""
+
 from __future__ import annotations
 
 import torch

@@ -93,6 +93,8 @@ def waterfall(loaded: LoadedModel, applied: list[str], config: ProfileConfig, re
     for k in range(1, len(applied)):
         say(f"measuring after {applied[k - 1]}", k / len(applied))
         model, _ = apply_pipeline(loaded, applied[:k], device)
-        steps.append({"step": applied[k - 1], "median_ms": profiler.profile(model, quick, cancel=cancel).latency.median_ms})
+        steps.append(
+            {"step": applied[k - 1], "median_ms": profiler.profile(model, quick, cancel=cancel).latency.median_ms}
+        )
     steps.append({"step": applied[-1], "median_ms": result.comparison.new_median_ms})
     return steps

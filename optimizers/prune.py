@@ -66,8 +66,14 @@ def _shrink(a: nn.Linear, b: nn.Linear, keep: torch.Tensor) -> None:
 
 
 def _structured_check(loaded, device):
-    return None if _ffn_pairs(loaded.module) else ("no feed-forward Linear pairs found (supported: transformers "
-                                                   "BERT/ViT/DistilBERT layers, Linear-activation-Linear in nn.Sequential)")
+    return (
+        None
+        if _ffn_pairs(loaded.module)
+        else (
+            "no feed-forward Linear pairs found (supported: transformers "
+            "BERT/ViT/DistilBERT layers, Linear-activation-Linear in nn.Sequential)"
+        )
+    )
 
 
 def _structured_apply(loaded, device):

@@ -1,4 +1,6 @@
-"""Quantization: dynamic int8 (Linear/LSTM), static int8 with calibration (PT2E, x86 Inductor quantizer), weight-only int8."""
+"""Quantization: dynamic int8 (Linear/LSTM), static int8 with calibration (PT2E, x86 Inductor quantizer), weight-only
+int8."""
+
 from __future__ import annotations
 
 import torch
@@ -154,9 +156,18 @@ def _weight_only_apply(loaded, device):
                 warning="weight-only int8 saves memory; in eager mode it dequantizes per call and is rarely faster")
 
 
-register(Pass("dynamic-int8", "quantization", "Dynamic int8 quantization of Linear and LSTM layers "
-              "(torch.ao quantize_dynamic): per-channel int8 weights, activations quantized on the fly.", ("cpu",), _dynamic_apply,
-              _dynamic_check, group="quantization"))
+register(
+    Pass(
+        "dynamic-int8",
+        "quantization",
+        "Dynamic int8 quantization of Linear and LSTM layers "
+        "(torch.ao quantize_dynamic): per-channel int8 weights, activations quantized on the fly.",
+        ("cpu",),
+        _dynamic_apply,
+        _dynamic_check,
+        group="quantization",
+    )
+)
 register(Pass("static-int8", "quantization", "Static int8 with calibration: PT2E export, X86InductorQuantizer, "
               "calibrate, convert to int8. Alone it runs torchao's oneDNN lowering; follow it with torch-compile for "
               "Inductor's fused int8 kernels.", ("cpu",), _static_apply, _static_check,

@@ -164,10 +164,14 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
         if rounds == 1:
             # a pass that did not apply, or broke the tolerance, on its own is left out of longer pipelines: adding
             # passes does not make it apply or win back accuracy, and each such candidate costs a compile
-            pool = [n for n in pool if tried.get((n,)) is None or tried[(n,)].status not in ("not-applied", "inaccurate")]
+            pool = [
+                n for n in pool if tried.get((n,)) is None or tried[(n,)].status not in ("not-applied", "inaccurate")
+            ]
         good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
                       key=lambda c: c.speedup, reverse=True)
-        best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0)
+        best_before = max(
+            (c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0
+        )
         frontier = [(c.passes, None) for c in good[:beam] if c.speedup > best_before * 1.02]
         # a pass that pays off only with a partner after it (static int8, lowered by torch-compile) is tried with
         # that partner first, however slow it is alone: the beam would otherwise never reach its real speed

@@ -43,7 +43,9 @@ def compare_outputs(reference: Any, candidate: Any, task: str = "", min_cosine: 
     if task == "sentence-embedding" and a.dim() == 2:  # each row is a sentence: the worst sentence decides
         cosine = float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12).min())
     else:  # the whole output as one vector (a 2-class logit row is too short for a per-row cosine to mean much)
-        cosine = float(torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0, eps=1e-12))
+        cosine = float(
+            torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0, eps=1e-12)
+        )
     classifier = task in ("text-classification", "image-classification", "classification", "text-generation") \
         and a.dim() >= 2 and a.shape[-1] > 1
     top1 = float((a.argmax(-1) == b.argmax(-1)).float().mean()) if classifier else None

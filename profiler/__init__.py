@@ -5,16 +5,57 @@ the dashboard's first page stays fast.
 """
 from importlib import import_module
 
-from .schema import (Comparison, DeviceInfo, GenerateConfig, Generation, Graph, GraphNode, LatencyStats, ModelInfo,
-                     ModelLoadError, ModelRunError, OpLensError, OpStat, ProfileCancelled, ProfileConfig, ProfileRun, RunStoreError, TraceFormatError,
-                     TransferStat)
+from .schema import (
+    Comparison,
+    DeviceInfo,
+    GenerateConfig,
+    Generation,
+    Graph,
+    GraphNode,
+    LatencyStats,
+    ModelInfo,
+    ModelLoadError,
+    ModelRunError,
+    OpLensError,
+    OpStat,
+    ProfileCancelled,
+    ProfileConfig,
+    ProfileRun,
+    RunStoreError,
+    TraceFormatError,
+    TransferStat,
+)
 
 _LAZY = {"load_model": "loading", "LoadedModel": "loading", "profile": "runner", "generate": "generation",
          "store": None, "analysis": None, "traces": None, "devices": None, "tables": None, "peaks": None, "sweep": None}
 
-__all__ = ["load_model", "profile", "generate", "GenerateConfig", "Generation", "store", "analysis", "traces", "LoadedModel", "ProfileConfig", "ProfileRun",
-           "OpStat", "TransferStat", "GraphNode", "Graph", "LatencyStats", "DeviceInfo", "ModelInfo", "Comparison",
-           "OpLensError", "ModelLoadError", "ModelRunError", "ProfileCancelled", "RunStoreError", "TraceFormatError"]
+__all__ = [
+    "load_model",
+    "profile",
+    "generate",
+    "GenerateConfig",
+    "Generation",
+    "store",
+    "analysis",
+    "traces",
+    "LoadedModel",
+    "ProfileConfig",
+    "ProfileRun",
+    "OpStat",
+    "TransferStat",
+    "GraphNode",
+    "Graph",
+    "LatencyStats",
+    "DeviceInfo",
+    "ModelInfo",
+    "Comparison",
+    "OpLensError",
+    "ModelLoadError",
+    "ModelRunError",
+    "ProfileCancelled",
+    "RunStoreError",
+    "TraceFormatError",
+]
 
 
 def __getattr__(name: str):

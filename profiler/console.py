@@ -115,6 +115,9 @@ def fail_unexpected(exc: BaseException) -> int:
     traceback.print_exc()  # into the log (fd 2), or onto the terminal with --verbose
     where = log_path()
     hint = f"; the traceback is in {where}" if where else ""
-    print(f"error: unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-          f"{hint}", file=err())
+    print(
+        f"error: unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        f"{hint}",
+        file=err(),
+    )
     return 2

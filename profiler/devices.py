@@ -11,7 +11,17 @@ import torch
 from .schema import DeviceInfo, ModelRunError
 
 # CPU features that decide which optimization wins (bf16 and int8 kernels differ by ISA).
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile", "fma")
+_INTERESTING_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "fma",
+)
 
 
 def cuda_available() -> bool:
@@ -36,7 +46,9 @@ def resolve_device(requested: str = "auto") -> torch.device:
             raise ModelRunError(f"device '{requested}' asked for, but no CUDA GPU is available here; use --device cpu")
         index = dev.index or 0
         if index >= torch.cuda.device_count():
-            raise ModelRunError(f"device '{requested}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise ModelRunError(
+                f"device '{requested}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
         return torch.device("cuda", index)
     if dev.type != "cpu":
         raise ModelRunError(f"device type '{dev.type}' is not supported: use cpu or cuda")
@@ -73,7 +85,9 @@ def device_info(device: torch.device) -> DeviceInfo:
         tf_version = transformers.__version__
     except ImportError:
         tf_version = None
-    common = dict(threads=torch.get_num_threads(), torch=torch.__version__, transformers=tf_version, cpu_features=cpu_features())
+    common = dict(
+        threads=torch.get_num_threads(), torch=torch.__version__, transformers=tf_version, cpu_features=cpu_features()
+    )
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return DeviceInfo(kind="cuda", name=props.name, index=device.index or 0, total_memory_bytes=props.total_memory,

@@ -14,7 +14,7 @@ import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
 from torch import nn
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import flops as flops_mod
@@ -167,7 +167,9 @@ def _describe(value: Any) -> tuple[str, str]:
     if isinstance(value, torch.Tensor):
         return str(list(value.shape)), str(value.dtype).replace("torch.", "")
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return str([list(v.shape) for v in value if isinstance(v, torch.Tensor)]), str(value[0].dtype).replace("torch.", "")
+        return str([list(v.shape) for v in value if isinstance(v, torch.Tensor)]), str(value[0].dtype).replace(
+            "torch.", ""
+        )
     return "", type(value).__name__ if value is not None else ""
 
 
@@ -191,7 +193,9 @@ def _op_name(n: fx.Node) -> str:
     if n.op == "call_method":
         return f"Tensor.{n.target}"
     if n.op == "call_module":  # _get_name: DynamicQuantizedLinear, where the class name says only Linear
-        return n.graph.owning_module.get_submodule(str(n.target))._get_name() if n.graph.owning_module else str(n.target)
+        return (
+            n.graph.owning_module.get_submodule(str(n.target))._get_name() if n.graph.owning_module else str(n.target)
+        )
     return n.op
 
 
@@ -247,8 +251,11 @@ def _module_tree(module: nn.Module, args, kwargs, device, iterations, activities
     if isinstance(module, torch.jit.ScriptModule):
         nodes = [GraphNode(id=name or "<root>", op=getattr(m, "original_name", type(m).__name__), kind="module",
                            module=name, inputs=[]) for name, m in module.named_modules()]
-        return Graph(method="module-tree", nodes=nodes, note=(note + "; TorchScript modules take no hooks, so nodes are "
-                                                                  "untimed").strip("; "))
+        return Graph(
+            method="module-tree",
+            nodes=nodes,
+            note=(note + "; TorchScript modules take no hooks, so nodes are untimed").strip("; "),
+        )
     order: list[str] = []
     live: dict[int, Any] = {}
     handles = []

@@ -45,7 +45,9 @@ class LoadedModel:
 def count_parameters(module: nn.Module) -> tuple[int, int]:
     """(parameter count, bytes of parameters and buffers)."""
     params = list(module.parameters())
-    size = sum(p.numel() * p.element_size() for p in params) + sum(b.numel() * b.element_size() for b in module.buffers())
+    size = sum(p.numel() * p.element_size() for p in params) + sum(
+        b.numel() * b.element_size() for b in module.buffers()
+    )
     return sum(p.numel() for p in params), size
 
 
@@ -162,7 +164,9 @@ def _split_inputs(obj: Any) -> tuple[tuple, dict]:
         if len(obj) == 2 and isinstance(obj[0], (list, tuple)) and isinstance(obj[1], dict):
             return tuple(obj[0]), dict(obj[1])
         return tuple(obj), {}
-    raise ModelLoadError(f"example inputs must be a tensor, a tuple of tensors or a dict of tensors, got {type(obj).__name__}")
+    raise ModelLoadError(
+        f"example inputs must be a tensor, a tuple of tensors or a dict of tensors, got {type(obj).__name__}"
+    )
 
 
 def load_inputs_file(path: str) -> tuple[tuple, dict]:
@@ -221,7 +225,11 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
         raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {_short(exc)}") from None
     candidates = [factory_name] if factory_name else [n for n in DEFAULT_FACTORIES if callable(getattr(user, n, None))]
     if not candidates or not hasattr(user, candidates[0]):
-        public = sorted(n for n, v in vars(user).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", "") == mod_name)
+        public = sorted(
+            n
+            for n, v in vars(user).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", "") == mod_name
+        )
         wanted = factory_name or "one of " + ", ".join(DEFAULT_FACTORIES)
         raise ModelLoadError(f"factory '{wanted}' not found in {path}; callables there: {', '.join(public) or 'none'}. "
                              f"Use {path}:FACTORY")
@@ -261,8 +269,13 @@ def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, b
 
 def _hf_task(model: nn.Module) -> str:
     name = type(model).__name__
-    for key, task in (("SequenceClassification", "text-classification"), ("ImageClassification", "image-classification"),
-                      ("CausalLM", "text-generation"), ("LMHead", "text-generation"), ("MaskedLM", "fill-mask")):
+    for key, task in (
+        ("SequenceClassification", "text-classification"),
+        ("ImageClassification", "image-classification"),
+        ("CausalLM", "text-generation"),
+        ("LMHead", "text-generation"),
+        ("MaskedLM", "fill-mask"),
+    ):
         if key in name:
             return task
     return "feature-extraction"
@@ -294,8 +307,13 @@ def _hf_model(source: str, location: str, spec: str, batch: int | None, seq_len:
     try:
         tok = transformers.AutoTokenizer.from_pretrained(location)
         seq = seq_len or 128
-        enc = tok([sample_models.MINILM_SENTENCES[i % 8] for i in range(batch or 1)], padding="max_length", truncation=True,
-                  max_length=seq, return_tensors="pt")
+        enc = tok(
+            [sample_models.MINILM_SENTENCES[i % 8] for i in range(batch or 1)],
+            padding="max_length",
+            truncation=True,
+            max_length=seq,
+            return_tensors="pt",
+        )
         accepted = inspect.signature(model.forward).parameters
         inputs = {k: v for k, v in enc.items() if k in accepted}
     except Exception:  # noqa: BLE001 - no tokenizer: fall back to synthetic inputs from the config
@@ -357,8 +375,10 @@ def _from_state_dict(path: str, spec: str, arch: str | None, batch: int | None, 
     loaded = _from_registry(arch, batch, seq_len)
     result = loaded.module.load_state_dict(state, strict=False)
     if result.missing_keys:
-        raise ModelLoadError(f"{path} does not fit architecture '{arch}': {len(result.missing_keys)} missing keys, e.g. "
-                             f"{result.missing_keys[0]}")
+        raise ModelLoadError(
+            f"{path} does not fit architecture '{arch}': {len(result.missing_keys)} missing keys, e.g. "
+            f"{result.missing_keys[0]}"
+        )
     loaded.info.source, loaded.info.spec, loaded.info.name = "state-dict", spec, f"{arch}:{Path(path).stem}"
     return loaded
 

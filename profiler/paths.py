@@ -21,7 +21,12 @@ def allowed_dirs() -> list[Path]:
     env = os.environ.get("OPLENS_DATA_DIRS")
     if env:
         return [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p]
-    return [store.runs_dir().resolve(), UPLOADS.resolve(), REPO / "tests" / "data", (REPO.parent / "shared" / "traces").resolve()]
+    return [
+        store.runs_dir().resolve(),
+        UPLOADS.resolve(),
+        REPO / "tests" / "data",
+        (REPO.parent / "shared" / "traces").resolve(),
+    ]
 
 
 def allowed(path: str | os.PathLike) -> bool:

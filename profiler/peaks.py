@@ -37,7 +37,9 @@ def _key(device: torch.device) -> str:
     return f"{name}|torch {torch.__version__}|{torch.get_num_threads()} threads|{device}"
 
 
-def _best_seconds(fn: Callable[[], None], sync: Callable[[], None], min_time_s: float = 0.25, repeats: int = 3) -> float:
+def _best_seconds(
+    fn: Callable[[], None], sync: Callable[[], None], min_time_s: float = 0.25, repeats: int = 3
+) -> float:
     """Shortest of the timed calls (after one warm-up), repeating until both `repeats` and `min_time_s` are met."""
     fn()
     sync()

@@ -1,4 +1,6 @@
-"""profiler.profile: the one place that touches the device. Loads nothing, draws nothing: LoadedModel in, ProfileRun out."""
+"""profiler.profile: the one place that touches the device. Loads nothing, draws nothing: LoadedModel in, ProfileRun
+out."""
+
 from __future__ import annotations
 
 import copy
@@ -14,7 +16,13 @@ from contextlib import contextmanager
 from typing import Any, Callable, Protocol
 
 import torch
-from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule, tensorboard_trace_handler
+from torch.profiler import (
+    ProfilerActivity,
+    profile as torch_profile,
+    record_function,
+    schedule,
+    tensorboard_trace_handler,
+)
 
 from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod
 from .loading import LoadedModel
@@ -168,8 +176,9 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
                                   tick=lambda f: (check_cancel(), say("timing", 0.05 + 0.45 * f)))
             say("recording operators", 0.5)
             trace_dir = tempfile.mkdtemp(prefix="oplens-trace-")
-            events, detail, profiled_samples, paired_samples = _record_ops(inference, stopwatch, config.profile_iters, device,
-                                                                   trace_dir, check_cancel)
+            events, detail, profiled_samples, paired_samples = _record_ops(
+                inference, stopwatch, config.profile_iters, device, trace_dir, check_cancel
+            )
             say("counting FLOPs", 0.65)
             dispatched = flops_mod.dispatch_counts(inference)  # untimed: one more inference under FlopCounterMode
             say("timing graph nodes", 0.7)
@@ -187,10 +196,15 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     trans_ms = sum(o.trans_ms for o in op_stats)
     profiled = summarize(profiled_samples)
     wall = profiled.mean_ms  # op sums are means over the recorded iterations: reconcile with their mean wall time
-    totals = Totals(wall_ms=wall, exec_ms=exec_ms, trans_ms=trans_ms, coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
-                    unexplained_ms=wall - exec_ms - trans_ms,
-                    trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
-                    flop_coverage=flops_mod.coverage(op_stats))
+    totals = Totals(
+        wall_ms=wall,
+        exec_ms=exec_ms,
+        trans_ms=trans_ms,
+        coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
+        unexplained_ms=wall - exec_ms - trans_ms,
+        trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
+        flop_coverage=flops_mod.coverage(op_stats),
+    )
     paired = summarize(paired_samples)
     if msg := noise_message(latency):
         notes.append(msg)
@@ -224,8 +238,8 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
 
     Each profiled inference gets its own short profiler session (one warm-up step, one recorded step); the first
     session's Kineto trace is written to `trace_dir`. Timed sessions record memory but not shapes (that slows ops by
-    10-20%); one more, untimed session records them, and FLOPs are counted from its shapes (profiler.flops). Returns (timed events, detail events, profiled ms,
-    paired unprofiled ms).
+    10-20%); one more, untimed session records them, and FLOPs are counted from its shapes (profiler.flops).
+    Returns (timed events, detail events, profiled ms, paired unprofiled ms).
     """
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     worker = f"{os.uname().nodename}_{os.getpid()}"
@@ -255,7 +269,9 @@ def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_
     return events, prof.events(), profiled, plain
 
 
-def _graph(loaded: LoadedModel, module, resident, config: ProfileConfig, device, notes: list[str], check_cancel) -> Graph:
+def _graph(
+    loaded: LoadedModel, module, resident, config: ProfileConfig, device, notes: list[str], check_cancel
+) -> Graph:
     if not config.graph:
         return Graph(method="none", note="graph capture switched off")
     check_cancel()

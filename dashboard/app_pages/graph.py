@@ -36,8 +36,12 @@ if run is not None:
                 selected = picked
         by_time = sorted(view.nodes, key=lambda n: n["exec_ms"] + n["trans_ms"], reverse=True)
         order = [n["id"] for n in by_time]
-        pick = st.selectbox("Node details (slowest first)", order, index=order.index(selected) if selected in order else 0,
-                            key="graph_pick")
+        pick = st.selectbox(
+            "Node details (slowest first)",
+            order,
+            index=order.index(selected) if selected in order else 0,
+            key="graph_pick",
+        )
         st.session_state["graph_node"] = pick
         node = next(n for n in view.nodes if n["id"] == pick)
         c1, c2, c3, c4 = st.columns(4)

@@ -7,7 +7,8 @@ st.title("Operators")
 state.about("""
 Each row is one ATen operator, summed over its calls in one inference. **exec** is its *self* time (not counting
 ops it calls), so the column adds up to T_exec; **transfer** is data movement. Times show only the digits the run's
-noise supports; columns with nothing to say for this device are hidden (the CSV keeps every raw column). **GFLOP/s** is achieved throughput
+noise supports; columns with nothing to say for this device are hidden (the CSV keeps every raw column).
+**GFLOP/s** is achieved throughput
 for ops that do arithmetic we can count. Filter by name or input shape; the treemap shows the same time by the
 model's own modules.
 """)

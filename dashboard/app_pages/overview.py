@@ -23,13 +23,26 @@ if run is not None:
               delta_color="off", delta_arrow="off")
     c2.metric("Throughput", f"{1000 * run.config.batch_size / lat.median_ms:,.1f} /s",
               f"batch {run.config.batch_size}", delta_color="off", delta_arrow="off")
-    c3.metric("Coverage", f"{100 * t.coverage:.1f}%", f"{t.unexplained_ms:.3g} ms unexplained", delta_color="off", delta_arrow="off")
+    c3.metric(
+        "Coverage",
+        f"{100 * t.coverage:.1f}%",
+        f"{t.unexplained_ms:.3g} ms unexplained",
+        delta_color="off",
+        delta_arrow="off",
+    )
     peak = run.memory.peak_bytes / 2**20 if run.memory else 0
-    c4.metric("Peak memory", f"{peak:,.0f} MiB", run.memory.kind if run.memory else "", delta_color="off", delta_arrow="off")
+    c4.metric(
+        "Peak memory", f"{peak:,.0f} MiB", run.memory.kind if run.memory else "", delta_color="off", delta_arrow="off"
+    )
     rate = analysis.flop_rate(run)
-    c5.metric("Achieved FLOP/s", f"{rate.gflops_per_s:,.1f} G" if rate.flops else "n/a",
-              f"{rate.flops / 1e9:,.2f} GFLOP per inference" if rate.flops else "", delta_color="off", delta_arrow="off",
-              help=rate.coverage_text())
+    c5.metric(
+        "Achieved FLOP/s",
+        f"{rate.gflops_per_s:,.1f} G" if rate.flops else "n/a",
+        f"{rate.flops / 1e9:,.2f} GFLOP per inference" if rate.flops else "",
+        delta_color="off",
+        delta_arrow="off",
+        help=rate.coverage_text(),
+    )
     c5.caption(rate.coverage_text())
     st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
     st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "

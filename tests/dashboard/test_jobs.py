@@ -1,7 +1,6 @@
 """Profile jobs run in a worker process: they finish, fail with the model's message, cancel, and survive a crash."""
 import time
 
-import pytest
 
 from dashboard.jobs import JobManager
 from profiler import ProfileConfig, store
@@ -31,7 +30,9 @@ def test_bad_model_fails_with_its_message(tmp_path):
 
 def test_cancel_stops_and_saves_nothing(tmp_path):
     jobs = JobManager()
-    job = jobs.submit("bert-tiny", ProfileConfig(warmup=1, repeats=10_000, min_time_s=60, max_time_s=120), str(tmp_path))
+    job = jobs.submit(
+        "bert-tiny", ProfileConfig(warmup=1, repeats=10_000, min_time_s=60, max_time_s=120), str(tmp_path)
+    )
     while job.stage in ("starting", "starting a worker process", "loading the model"):
         time.sleep(0.1)
     jobs.cancel(job.id)

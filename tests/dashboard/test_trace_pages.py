@@ -46,7 +46,8 @@ def test_runs_diff_of_two_imported_traces(imported):
 
 
 def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
-    """What the Timeline page's "Import as a run" does: the upload folder is an allowed directory, a random file is not."""
+    """What the Timeline page's "Import as a run" does: the upload folder is an allowed directory, a random file is
+    not."""
     from dashboard import state
     from profiler import TraceFormatError
 

@@ -140,7 +140,11 @@ def test_search_times_the_winning_pipeline_against_the_best_single_in_alternatio
 def test_the_search_inserts_a_pass_where_its_kind_belongs():
     from optimizers.search import grow
 
-    assert grow(["static-int8", "torch-compile"], "bf16-attention") == ["bf16-attention", "static-int8", "torch-compile"]
+    assert grow(["static-int8", "torch-compile"], "bf16-attention") == [
+        "bf16-attention",
+        "static-int8",
+        "torch-compile",
+    ]
     assert grow(["dynamic-int8"], "structured-prune") == ["structured-prune", "dynamic-int8"]
     assert grow(["bf16"], "torch-compile") == ["bf16", "torch-compile"]
 

@@ -64,7 +64,10 @@ def test_full_disk_keeps_what_was_saved(one_run, monkeypatch, capsys, fast_confi
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(store, "_atomic_write", full)
-    assert cli.main(["profile", "mlp-tiny", "--runs-dir", str(root), "--repeats", "3", "--min-time", "0", "--no-graph"]) == 2
+    assert (
+        cli.main(["profile", "mlp-tiny", "--runs-dir", str(root), "--repeats", "3", "--min-time", "0", "--no-graph"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the disk is full" in err and "unchanged" in err and "Traceback" not in err
     assert [r.id for r in store.list_runs(root)] == [run.id]  # no half-written run left behind

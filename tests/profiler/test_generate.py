@@ -26,7 +26,9 @@ def one_thread():
 
 
 def quick(**kw) -> GenerateConfig:
-    return GenerateConfig(**dict(dict(batch_size=2, prompt_len=8, new_tokens=5, warmup=1, repeats=3, min_time_s=0.0), **kw))
+    return GenerateConfig(
+        **dict(dict(batch_size=2, prompt_len=8, new_tokens=5, warmup=1, repeats=3, min_time_s=0.0), **kw)
+    )
 
 
 @pytest.mark.parametrize("name", ["llama-tiny", "gpt2-tiny", "qwen2-tiny"])
@@ -145,7 +147,9 @@ def cli_env(tmp_path):
 
 
 def cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "profiler", *args], capture_output=True, text=True, timeout=600, env=env
+    )
 
 
 def test_cli_generate_json_has_the_contract_keys(cli_env, tmp_path):
@@ -168,8 +172,18 @@ def test_cli_generate_table(cli_env, tmp_path):
     r = cli(cli_env, "generate", "qwen2-tiny", "--prompt-len", "8", "--new-tokens", "6", "--cache", "static",
             "--repeats", "2", "--min-time", "0", "--runs-dir", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stderr
-    for text in ["TTFT", "TPOT       median", "tokens/s", "KV cache", "matches 2 x 2 layers x 2 kv heads", "decode     floor",
-                 "prefill    floor", "Top operators in decode", "static cache", "context tokens"]:
+    for text in [
+        "TTFT",
+        "TPOT       median",
+        "tokens/s",
+        "KV cache",
+        "matches 2 x 2 layers x 2 kv heads",
+        "decode     floor",
+        "prefill    floor",
+        "Top operators in decode",
+        "static cache",
+        "context tokens",
+    ]:
         assert text in r.stdout, text
 
 

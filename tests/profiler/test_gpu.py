@@ -1,6 +1,5 @@
 """CUDA paths: events timing, H2D/D2H transfers from memcpy kernels, allocator peak memory. Skipped without a GPU."""
 import pytest
-import torch
 
 from conftest import needs_cuda
 from profiler import ProfileConfig, load_model, profile

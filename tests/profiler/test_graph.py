@@ -83,4 +83,8 @@ def test_module_tree_nodes_carry_their_own_flops(tmp_path, fast_config):
     run = profile(load_model(f"{f}:build"), fast_config)
     assert run.graph.method == "module-tree", run.graph.note
     own = {n.module: n.flops for n in run.graph.nodes}
-    assert own == {"": 2 * 4 * 8 * 8, "a": 2 * 4 * 8 * 16, "b": 2 * 4 * 16 * 8}  # the root's own matmul, not its children's
+    assert own == {
+        "": 2 * 4 * 8 * 8,
+        "a": 2 * 4 * 8 * 16,
+        "b": 2 * 4 * 16 * 8,
+    }  # the root's own matmul, not its children's

@@ -1,11 +1,9 @@
 """Every model source loads; every bad input gets its own message (ModelLoadError), never a raw traceback."""
-import json
 import textwrap
 
 import pytest
 import torch
 
-import profiler
 import sample_models
 from profiler import ModelLoadError, load_model
 
@@ -62,7 +60,9 @@ def test_python_file_with_factory_and_inputs(tmp_path):
 
 def test_python_file_module_only_gets_inferred_inputs(tmp_path):
     f = tmp_path / "plain.py"
-    f.write_text("import torch\ndef build_model():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())\n")
+    f.write_text(
+        "import torch\ndef build_model():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())\n"
+    )
     loaded = load_model(str(f), batch_size=2, seq_len=16)  # default factory name found
     assert loaded.args[0].shape == (2, 3, 16, 16)
 

@@ -7,7 +7,8 @@ import pytest
 from profiler.lock import measurement_lock
 from profiler.schema import ProfileCancelled
 
-HOLD = "import sys, time; from profiler.lock import measurement_lock\nwith measurement_lock():\n    print('held', flush=True); time.sleep(float(sys.argv[1]))"
+HOLD = ("import sys, time; from profiler.lock import measurement_lock\nwith measurement_lock():\n"
+        "    print('held', flush=True); time.sleep(float(sys.argv[1]))")
 
 
 def _holder(seconds):

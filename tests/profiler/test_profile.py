@@ -5,7 +5,6 @@ import textwrap
 import pytest
 import torch
 
-import profiler
 import sample_models
 from profiler import ModelRunError, ProfileCancelled, ProfileConfig, load_model, profile
 
@@ -115,8 +114,10 @@ def test_torchscript_graph_via_converter(tmp_path, fast_config):
 
 def test_model_that_crashes_gives_model_run_error(tmp_path, fast_config):
     f = tmp_path / "bad.py"
-    f.write_text("import torch\nclass Bad(torch.nn.Linear):\n    def forward(self, x):\n        raise RuntimeError('kaput')\n"
-                 "def build():\n    return Bad(2, 2), torch.ones(1, 2)\n")
+    f.write_text(
+        "import torch\nclass Bad(torch.nn.Linear):\n    def forward(self, x):\n        raise RuntimeError('kaput')\n"
+        "def build():\n    return Bad(2, 2), torch.ones(1, 2)\n"
+    )
     with pytest.raises(ModelRunError, match="raised RuntimeError while running: kaput"):
         profile(load_model(f"{f}:build"), fast_config)
 

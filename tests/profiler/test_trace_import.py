@@ -1,5 +1,7 @@
 """Trace import: figures on real traces match the independent ones in the traces' README; attribution and unions on
-hand-built traces; every bad input is one clear TraceFormatError line; the CLI's JSON keys; HTA agrees where installed."""
+hand-built traces; every bad input is one clear TraceFormatError line; the CLI's JSON keys; HTA agrees where
+installed."""
+
 import gzip
 import io
 import json

@@ -119,5 +119,7 @@ def test_cli_summary_shows_the_warning_and_the_real_sizes(tmp_path):
     assert "batch 3, seq/image 0" in r.stdout
     r = subprocess.run([sys.executable, "-m", "profiler", "runs", "--json"], capture_output=True, text=True, env=env)
     run_id = json.loads(r.stdout)[0]["id"]
-    r = subprocess.run([sys.executable, "-m", "profiler", "show", run_id, "--json"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "profiler", "show", run_id, "--json"], capture_output=True, text=True, env=env
+    )
     assert json.loads(r.stdout)["warnings"]
