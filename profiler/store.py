@@ -192,21 +192,30 @@ def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
 
 # ---------------------------------------------------------------- sweeps: runs/sweeps/<id>.json
 
-def _sweep_file(sweep_id: str, root: str | os.PathLike | None) -> Path:
-    if not sweep_id or "/" in sweep_id or sweep_id.startswith("."):
-        raise RunStoreError(f"invalid sweep id '{sweep_id}'")
-    return runs_dir(root) / SWEEPS / f"{sweep_id}.json"
+def _result_file(folder: str, what: str, result_id: str, root: str | os.PathLike | None) -> Path:
+    """runs/<folder>/<id>.json for a result that is not a run (a sweep, a saved comparison); ids cannot escape it."""
+    if not result_id or "/" in result_id or result_id.startswith("."):
+        raise RunStoreError(f"invalid {what} id '{result_id}'")
+    return runs_dir(root) / folder / f"{result_id}.json"
 
 
-def save_sweep(sweep: Sweep, root: str | os.PathLike | None = None) -> Path:
-    f = _sweep_file(sweep.id, root)
+def _write_result(f: Path, data: dict, what: str, root: str | os.PathLike | None) -> Path:
+    """Write one result file atomically after the same checks a run gets; one line when the disk refuses."""
     try:
         check_writable(root)
         f.parent.mkdir(exist_ok=True)
-        _atomic_write(f, json.dumps(sweep.to_dict(), indent=1))
+        _atomic_write(f, json.dumps(data, indent=1))
     except OSError as exc:
-        raise RunStoreError(f"could not save sweep {sweep.id}: {_os_reason(exc)}") from None
+        raise RunStoreError(f"could not save {what} {f.stem}: {_os_reason(exc)}") from None
     return f
+
+
+def _sweep_file(sweep_id: str, root: str | os.PathLike | None) -> Path:
+    return _result_file(SWEEPS, "sweep", sweep_id, root)
+
+
+def save_sweep(sweep: Sweep, root: str | os.PathLike | None = None) -> Path:
+    return _write_result(_sweep_file(sweep.id, root), sweep.to_dict(), "sweep", root)
 
 
 def load_sweep(sweep_id: str, root: str | os.PathLike | None = None) -> Sweep:
@@ -235,23 +244,14 @@ def list_sweeps(root: str | os.PathLike | None = None) -> list[Sweep]:
 
 
 def _comparison_file(comparison_id: str, root: str | os.PathLike | None) -> Path:
-    if not comparison_id or "/" in comparison_id or comparison_id.startswith("."):
-        raise RunStoreError(f"invalid comparison id '{comparison_id}'")
-    return runs_dir(root) / COMPARISONS / f"{comparison_id}.json"
+    return _result_file(COMPARISONS, "comparison", comparison_id, root)
 
 
 def save_comparison(comparison: SavedComparison, root: str | os.PathLike | None = None) -> Path:
     """Write runs/comparisons/<id>.json atomically; returns its path."""
-    f = _comparison_file(comparison.id, root)
     data = comparison.to_dict()
     data.pop("error", None)
-    try:
-        check_writable(root)
-        f.parent.mkdir(exist_ok=True)
-        _atomic_write(f, json.dumps(data, indent=1))
-    except OSError as exc:
-        raise RunStoreError(f"could not save comparison {comparison.id}: {_os_reason(exc)}") from None
-    return f
+    return _write_result(_comparison_file(comparison.id, root), data, "comparison", root)
 
 
 def _read_comparison(f: Path) -> SavedComparison:
