@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Callable
 
 import sample_models
 
@@ -261,22 +262,27 @@ def _cmd_models(a) -> int:
     return 0
 
 
-def _cmd_profile(a) -> int:
-    config = ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time,
-                           profile_iters=a.profile_iters, dtype=a.dtype, graph=not a.no_graph)
+def _measure_and_save(a, load: Callable, measure: Callable, render: Callable) -> int:
+    """What profile and generate share: check the runs dir first, load with progress, measure, save, print."""
     store.check_writable(a.runs_dir)  # before a minute of measuring, not after
     progress, close = progress_bar()
     try:
         if progress:
             progress(f"loading {a.model}", 0.0)
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len, arch=a.arch, inputs=a.inputs)
-        config.batch_size, config.seq_len = loaded.batch_size, loaded.seq_len
-        run = profile(loaded, config, progress=progress)
+        run = measure(load(), progress)
     finally:
         close()
     store.save(run, a.runs_dir)
-    print(json.dumps(run.to_dict(), indent=1) if a.json else render_run(run, a.top))
+    print(json.dumps(run.to_dict(), indent=1) if a.json else render(run))
     return 0
+
+
+def _cmd_profile(a) -> int:
+    config = ProfileConfig(device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time,
+                           profile_iters=a.profile_iters, dtype=a.dtype, graph=not a.no_graph)
+    return _measure_and_save(
+        a, lambda: load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len, arch=a.arch, inputs=a.inputs),
+        lambda loaded, progress: profile(loaded, config, progress=progress), lambda run: render_run(run, a.top))
 
 
 def render_import(run: ProfileRun, top: int = 15) -> str:
@@ -326,18 +332,10 @@ def _cmd_generate(a) -> int:
 
     config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, cache=a.cache,
                             dtype=a.dtype, device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
-    store.check_writable(a.runs_dir)
-    progress, close = progress_bar()
-    try:
-        if progress:
-            progress(f"loading {a.model}", 0.0)
-        loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.prompt_len)
-        run = generate(loaded, config, progress=progress)
-    finally:
-        close()
-    store.save(run, a.runs_dir)
-    print(json.dumps(run.to_dict(), indent=1) if a.json else render_generation(run, a.top))
-    return 0
+    return _measure_and_save(
+        a, lambda: load_model(a.model, batch_size=a.batch_size, seq_len=a.prompt_len),
+        lambda loaded, progress: generate(loaded, config, progress=progress),
+        lambda run: render_generation(run, a.top))
 
 
 def _cmd_runs(a) -> int:
