@@ -59,6 +59,7 @@ def _table(headers: list[str], rows: list[list], text_cols: tuple[int, ...] = (0
 
 def _hbars(items: list[tuple[str, float]], unit: str = "ms", signed: bool = False, width: int = 1000) -> str:
     """Horizontal bar chart as inline SVG: one labelled bar per item (signed: bars left/right of a zero line)."""
+    items = [(n, v) for n, v in items if v]
     if not items:
         return '<p class="note">nothing to chart</p>'
     row, label_w = 20, 330
