@@ -84,3 +84,12 @@ def test_saved_trace_is_chrome_trace_json_for_perfetto(tiny_bert_run):
     assert isinstance(events, list) and events
     complete = [e for e in events if e.get("ph") == "X"]
     assert complete and all(isinstance(e["ts"], (int, float)) and "dur" in e and "name" in e for e in complete[:200])
+
+
+def test_cli_tensorboard_without_a_store_is_one_error_line(tmp_path, capsys):
+    pytest.importorskip("torch_tb_profiler")
+    from profiler.cli import main
+
+    assert main(["tensorboard", "--runs-dir", str(tmp_path / "missing"), "--port", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no run store at")
