@@ -63,7 +63,8 @@ def test_hta_loads_our_traces(tiny_bert_run, tmp_path):
     except Exception as exc:  # noqa: BLE001 - HTA pins versions that may not install here
         pytest.skip(f"HolisticTraceAnalysis does not import: {exc}")
     run, root = tiny_bert_run
-    ta = TraceAnalysis(trace_dir=str(Path(run.trace_path).parent))
+    # a live run records one ProfilerStep; HTA drops the last step unless told to keep it
+    ta = TraceAnalysis(trace_dir=str(Path(run.trace_path).parent), include_last_profiler_step=True)
     assert ta.t.get_ranks() == [0]
     assert len(ta.t.get_trace(0)) > 0
     imported = import_trace(DATA / "h100_bert_small.pt.trace.json.gz")
