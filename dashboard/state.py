@@ -49,6 +49,26 @@ def job_manager() -> JobManager:
     return JobManager()
 
 
+@st.cache_resource
+def _tensorboards() -> dict:
+    return {}  # runs dir -> profiler.tensorboard.TensorBoard, one per server process
+
+
+def tensorboard(start: bool = False):
+    """The TensorBoard serving this runs dir (started in the background when `start`), or None."""
+    from profiler import tensorboard as tb
+
+    running = _tensorboards()
+    root = runs_dir()
+    current = running.get(root)
+    if current is not None and current.process.poll() is not None:
+        running.pop(root)
+        current = None
+    if current is None and start:
+        current = running[root] = tb.start(root, tb.free_port())
+    return current
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _load_run(run_id: str, root: str, mtime: float) -> ProfileRun:
     return store.load(run_id, root)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import diff
 from .schema import Comparison, GraphNode, LatencyStats, OpDiff, ProfileRun
 
 SAME_BAND = 0.05  # per-op changes within +-5% count as "same": below that is profiler noise
@@ -316,7 +317,8 @@ def speedup(b: LatencyStats, n: LatencyStats) -> tuple[float, float, float]:
 
 
 def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
-    """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow) and a per-op diff."""
+    """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow), a per-op diff, and
+    below it (profiler.diff) per-kernel, transfer, GPU-timeline and module deltas, each largest change first."""
     b, n = base.latency, new.latency
     ratio, low, high = speedup(b, n)
     base_ops = {o.name: o.exec_ms + o.trans_ms for o in base.ops}
@@ -324,20 +326,27 @@ def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
     diffs = []
     for name in sorted(set(base_ops) | set(new_ops)):
         a, c = base_ops.get(name), new_ops.get(name)
-        if a is None:
-            status = "new"
-        elif c is None:
-            status = "removed"
-        elif c < a * (1 - SAME_BAND):
-            status = "faster"
-        elif c > a * (1 + SAME_BAND):
-            status = "slower"
-        else:
-            status = "same"
+        status = diff.change_status(a, c, SAME_BAND)
         a, c = a or 0.0, c or 0.0
         diffs.append(OpDiff(name=name, status=status, base_ms=a, new_ms=c, delta_ms=c - a, ratio=a / c if c else 0.0))
     diffs.sort(key=lambda d: abs(d.delta_ms), reverse=True)
     differences = setup_differences(base, new)
     return Comparison(base_id=base.id, new_id=new.id, speedup=ratio, speedup_low=low, speedup_high=high,
                       base_median_ms=b.median_ms, new_median_ms=n.median_ms, same_setup=not differences,
-                      setup_differences=differences, ops=diffs)
+                      setup_differences=differences, ops=diffs, kernels=diff.kernel_diff(base, new),
+                      transfers=diff.transfer_diff(base, new), gpu=diff.gpu_diff(base, new),
+                      modules=diff.module_diff(base, new))
+
+
+def kernel_diff_frame(comp: Comparison) -> pd.DataFrame:
+    """A comparison's kernels aligned op -> kernel: each operator's subtotal row (kernel "(all kernels)") followed by
+    its kernels, the operator whose kernel time changed most first."""
+    rows = []
+    for op, a, c, ks in diff.by_op(comp.kernels):
+        rows.append({"op": op, "name": "(all kernels)", "status": diff.change_status(a or None, c or None),
+                     "base_ms": a, "new_ms": c, "delta_ms": c - a, "base_calls": sum(k.base_calls for k in ks),
+                     "new_calls": sum(k.new_calls for k in ks)})
+        rows += [{"op": op, "name": k.name, "status": k.status, "base_ms": k.base_ms, "new_ms": k.new_ms,
+                  "delta_ms": k.delta_ms, "base_calls": k.base_calls, "new_calls": k.new_calls} for k in ks]
+    return pd.DataFrame(rows, columns=["op", "name", "status", "base_ms", "new_ms", "delta_ms", "base_calls",
+                                       "new_calls"])

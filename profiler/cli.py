@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top", type=positive(), default=8, help="operators shown per phase")
     g.add_argument("--json", action="store_true", help="print only the run, as JSON")
 
+    rp = sub.add_parser("report", help="one self-contained HTML report of a run, or of two runs compared")
+    rp.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="one run, or two: base then new")
+    rp.add_argument("--html", required=True, metavar="OUT.html", help="the file to write")
+    rp.add_argument("--runs-dir")
+
+    tbp = sub.add_parser("tensorboard", help="TensorBoard with the PyTorch profiler plugin on the run store (localhost)")
+    tbp.add_argument("--runs-dir")
+    tbp.add_argument("--port", type=positive(), default=6006)
+
     d = sub.add_parser("delete", help="delete a saved run")
     d.add_argument("run_id")
     d.add_argument("--runs-dir")
@@ -442,9 +451,36 @@ def _cmd_peaks(a) -> int:
     return 0
 
 
+def _cmd_report(a) -> int:
+    from . import report
+
+    if len(a.run_ids) > 2:
+        raise OpLensError(f"report takes one run or two (base, new), not {len(a.run_ids)}")
+    runs = [store.load(i, a.runs_dir) for i in a.run_ids]
+    try:
+        path = report.write(a.html, *runs)
+    except OSError as exc:
+        raise OpLensError(f"could not write {a.html}: {exc.strerror or exc}") from exc
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_tensorboard(a) -> int:
+    from . import tensorboard
+
+    tb = tensorboard.start(a.runs_dir, a.port)
+    print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)")
+    try:
+        tb.process.wait()
+    finally:
+        tb.stop()
+    return 0
+
+
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
-            "sweep": _cmd_sweep, "generate": _cmd_generate}
+            "sweep": _cmd_sweep, "generate": _cmd_generate, "report": _cmd_report,
+            "tensorboard": _cmd_tensorboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -465,6 +465,40 @@ class OpDiff(_Dict):
 
 
 @dataclass
+class KernelDiff(_Dict):
+    """Device time of one kernel name under its launching operator (and that operator's module, where known)."""
+    op: str
+    name: str
+    status: str  # "faster", "slower", "same", "new", "removed"
+    base_ms: float
+    new_ms: float
+    delta_ms: float
+    base_calls: float = 0.0
+    new_calls: float = 0.0
+    module: str = ""
+    kind: str = "kernel"
+
+
+@dataclass
+class TransferDiff(_Dict):
+    direction: str  # "H2D", "D2H", "D2D", "host"
+    base_ms: float
+    new_ms: float
+    delta_ms: float
+    base_bytes: float = 0.0
+    new_bytes: float = 0.0
+
+
+@dataclass
+class MetricDiff(_Dict):
+    """One number of both runs (a GPU-timeline field, a module's own time): before, after and the change."""
+    name: str
+    base: float
+    new: float
+    delta: float
+
+
+@dataclass
 class Comparison(_Dict):
     base_id: str
     new_id: str
@@ -476,6 +510,10 @@ class Comparison(_Dict):
     same_setup: bool  # same device, dtype, threads, batch and sequence length
     setup_differences: list[str] = field(default_factory=list)
     ops: list[OpDiff] = field(default_factory=list)
+    kernels: list[KernelDiff] = field(default_factory=list)  # largest change first; empty when neither run has kernels
+    transfers: list[TransferDiff] = field(default_factory=list)
+    gpu: list[MetricDiff] = field(default_factory=list)  # GPU-timeline fields in ms per step, when both runs have one
+    modules: list[MetricDiff] = field(default_factory=list)  # own time per module path (graph nodes), when known
     max_abs_err: float | None = None  # output comparison, when outputs were compared
     cosine: float | None = None
     top1_agreement: float | None = None

@@ -47,6 +47,16 @@ DIFF_COLUMNS = {
     "delta_ms": Column("change (ms)"),
     "ratio": Column("speedup (before / after)", kind="fixed3"),
 }
+KERNEL_DIFF_COLUMNS = {
+    "op": Column("operator", kind="text"),
+    "name": Column("kernel", kind="text"),
+    "status": Column("change", kind="text"),
+    "base_ms": Column("before (ms)"),
+    "new_ms": Column("after (ms)"),
+    "delta_ms": Column("change (ms)"),
+    "base_calls": Column("calls before", kind="count"),
+    "new_calls": Column("calls after", kind="count"),
+}
 # always shown, even when zero: a zero here is itself information
 _KEEP = {"name", "category", "calls", "exec_ms", "time_ms", "share", "id", "own_ms", "base_ms", "new_ms", "delta_ms",
          "ratio"}

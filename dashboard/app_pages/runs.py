@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import charts, comparison_view, state
 from optimizers.results import label, summary_row
-from profiler import RunStoreError, analysis, store, tables
+from profiler import OpLensError, RunStoreError, analysis, report, store, tables
 
 st.title("Runs")
 state.about("""
@@ -52,6 +52,26 @@ else:
     except RunStoreError as exc:
         st.error(str(exc))
 
+    c1, c2 = st.columns(2)
+    try:
+        html_one = report.build(state.load_run(target))
+        c1.download_button("Download HTML report", html_one, file_name=f"{target}.html", mime="text/html",
+                           icon=":material/description:", key="report_one",
+                           help="One self-contained file: summary, top operators, GPU timeline, charts")
+    except RunStoreError as exc:
+        c1.error(str(exc))
+    board = state.tensorboard()
+    if board is None and c2.button("Open in TensorBoard", icon=":material/insights:", key="tensorboard",
+                                   help="TensorBoard with the PyTorch profiler plugin on the runs directory, on "
+                                        "localhost (python -m profiler tensorboard does the same)"):
+        try:
+            with st.spinner("Starting TensorBoard"):
+                board = state.tensorboard(start=True)
+        except OpLensError as exc:
+            c2.error(str(exc))
+    if board is not None:
+        c2.markdown(f"TensorBoard is running: [{board.url}#pytorch_profiler]({board.url}#pytorch_profiler)")
+
     st.subheader("Compare two runs")
     if len(good) < 2:
         st.info("Save at least two runs to compare them.")
@@ -72,6 +92,28 @@ else:
                                 default=["faster", "slower", "new", "removed"], key="cmp_status")
         table, formats = tables.readable(analysis.op_diff_frame(comp, status), base, tables.DIFF_COLUMNS)
         st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
+        if comp.modules:
+            st.markdown("**Modules** (own time per inference), largest change first")
+            st.dataframe(pd.DataFrame([{"module": m.name, "before (ms)": m.base, "after (ms)": m.new,
+                                        "change (ms)": m.delta} for m in comp.modules]), hide_index=True,
+                         width="stretch")
+        if comp.kernels:
+            st.markdown("**Kernels by operator**, largest change first: each operator's total, then its kernels")
+            table, formats = tables.readable(analysis.kernel_diff_frame(comp), base, tables.KERNEL_DIFF_COLUMNS)
+            st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
+        if comp.transfers:
+            st.markdown("**Transfers** by direction")
+            st.dataframe(pd.DataFrame([{"direction": t.direction, "before (ms)": t.base_ms, "after (ms)": t.new_ms,
+                                        "change (ms)": t.delta_ms, "bytes before": t.base_bytes,
+                                        "bytes after": t.new_bytes} for t in comp.transfers]), hide_index=True,
+                         width="stretch")
+        if comp.gpu:
+            st.markdown("**GPU timeline** per step")
+            st.dataframe(pd.DataFrame([{"field": m.name, "before": m.base, "after": m.new, "change": m.delta}
+                                       for m in comp.gpu]), hide_index=True, width="stretch")
+        st.download_button("Download the comparison as HTML", report.build(base, new),
+                           file_name=f"{base_id}_vs_{new_id}.html", mime="text/html", icon=":material/description:",
+                           key="report_two")
 
 st.subheader("Comparisons")
 saved = state.list_comparisons()

@@ -96,5 +96,18 @@ if trace_path:
             c2.caption("No device memcpy in this trace.")
         st.download_button("Download trace", Path(trace_path).read_bytes(), file_name=Path(trace_path).name,
                            mime="application/gzip", icon=":material/download:")
-        st.markdown("Open it with `tensorboard --logdir runs` (needs `pip install torch-tb-profiler`; every run "
-                    "directory is a TensorBoard run) or drop the file on https://ui.perfetto.dev.")
+        st.markdown("Open every saved run in TensorBoard's PyTorch profiler plugin with `python -m profiler tensorboard` "
+                    "(or the button on the **Runs** page; needs `pip install tensorboard torch-tb-profiler`).")
+        with st.expander("Open this trace in Perfetto", icon=":material/timeline:"):
+            st.markdown("""
+The trace is a Chrome trace (JSON with a `traceEvents` list), which Perfetto reads as it is, gzipped or not:
+
+1. Click **Download trace** above (or take the `*.pt.trace.json.gz` from the run's folder under the runs directory).
+2. Open https://ui.perfetto.dev in a browser (it runs locally in the page; the trace is not uploaded).
+3. Click **Open trace file** and pick the file, or drag it onto the page.
+4. Rows are processes and threads (CPU operators) and CUDA streams (kernels, memcpy); press `W`/`S` to zoom,
+   `A`/`D` to pan, and select a range to get a table of the slices in it. Flow arrows link a kernel to its launch.
+
+For per-rank and temporal breakdowns of many traces, HolisticTraceAnalysis (`pip install HolisticTraceAnalysis`)
+reads a run's folder: `TraceAnalysis(trace_dir="runs/<run id>")`.
+""")
