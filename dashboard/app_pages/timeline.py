@@ -109,5 +109,6 @@ The trace is a Chrome trace (JSON with a `traceEvents` list), which Perfetto rea
    `A`/`D` to pan, and select a range to get a table of the slices in it. Flow arrows link a kernel to its launch.
 
 For per-rank and temporal breakdowns of many traces, HolisticTraceAnalysis (`pip install HolisticTraceAnalysis`)
-reads a run's folder: `TraceAnalysis(trace_dir="runs/<run id>")`.
+reads a run's trace: `TraceAnalysis(trace_files={0: "runs/<run id>/<name>.pt.trace.json.gz"})` (name the file: given
+the folder, HTA would also read the run's `run.json` as a trace).
 """)
