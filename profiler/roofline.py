@@ -20,6 +20,14 @@ _ELEMENT_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half":
                   "int64": 8, "long": 8, "int32": 4, "int": 4, "bool": 1, "float64": 8, "double": 8}
 _PEAK_FIELD = {"fp32": "fp32_gflops", "bf16": "bf16_gflops", "fp16": "fp16_gflops", "int8": "int8_gops"}
 _DTYPE_KIND = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8"}
+# ops whose FLOPs the counter puts on the outer call while the time sits in an inner kernel: one point each
+FAMILIES = {
+    "convolution": ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
+                    "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::cudnn_convolution",
+                    "aten::thnn_conv2d", "aten::_nnpack_spatial_convolution"),
+    "batch_norm": ("aten::batch_norm", "aten::_batch_norm_impl_index", "aten::native_batch_norm",
+                   "aten::_native_batch_norm_legit_no_training", "aten::cudnn_batch_norm"),
+}
 _INT8_OPS = ("quantized::", "onednn::q", "aten::_int_mm", "aten::_weight_int8pack_mm")
 
 
@@ -85,13 +93,35 @@ def _element_bytes(run: ProfileRun) -> int:
     return _ELEMENT_BYTES.get(run.config.dtype, 4)
 
 
+def _family(name: str) -> str | None:
+    return next((f for f, names in FAMILIES.items() if name in names), None)
+
+
+def merged_ops(ops: list[OpStat]) -> list[OpStat]:
+    """The ops with each family (FAMILIES) merged into one: FLOPs, bytes and time summed, calls the largest."""
+    out, merged = [], {}
+    for o in ops:
+        fam = _family(o.name) if o.category == "compute" else None
+        if fam is None:
+            out.append(o)
+            continue
+        if fam not in merged:
+            merged[fam] = OpStat(name=fam, calls=0.0, exec_ms=0.0, trans_ms=0.0, flops_known=True,
+                                 input_shapes=list(o.input_shapes))
+            out.append(merged[fam])
+        m = merged[fam]
+        m.calls, m.exec_ms, m.flops, m.bytes = max(m.calls, o.calls), m.exec_ms + o.exec_ms, m.flops + o.flops, \
+            m.bytes + o.bytes
+    return out
+
+
 def op_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[RooflinePoint]:
-    """A point per compute operator, most time first."""
+    """A point per compute operator (families merged), most time first."""
     dtype = dtype or run_dtype(run)
     peak, bw, eb = peak_gflops(peaks, dtype), peaks.mem_bw_gbs, _element_bytes(run)
     counted = any(o.bytes > 0 for o in run.ops)  # a live run counted bytes at the dispatcher; an import did not
     out = []
-    for o in run.ops:
+    for o in merged_ops(run.ops):
         if o.category != "compute" or o.exec_ms <= 0:
             continue
         nbytes, source = o.bytes, "counted"
