@@ -316,3 +316,18 @@ def as_row(rec: Recommendation) -> dict:
             "estimated_speedup": round(rec.estimated_speedup, 3),
             "measured_speedup": None if rec.measured_speedup is None else round(rec.measured_speedup, 3),
             "rule": rec.rule, "measured_accuracy": rec.measured_accuracy, "comparison_id": rec.comparison_id}
+
+
+def why_slow(run: ProfileRun, runs_dir: str | os.PathLike | None = None
+             ) -> tuple[Roofline, list[Recommendation], Sweep | None]:
+    """What the 'Why slow?' page shows: the run's roofline, its recommendations and its model's latest sweep."""
+    peaks = rl.peaks_for(run)
+    sweep = latest_sweep(run, runs_dir)
+    return rl.roofline(run, peaks), recommend(run, peaks, sweep, history(runs_dir)), sweep
+
+
+def points_rows(points: list, k: int = 25) -> list[dict]:
+    """The roofline's top points as table rows, units in the headers."""
+    return [{"operator": p.name, "bound": p.bound, "time (ms)": p.time_ms, "roof (ms)": p.roof_ms,
+             "headroom (ms)": p.headroom_ms, "GFLOP/s": p.achieved_gflops, "GB/s": p.achieved_gbs,
+             "FLOP/byte": p.intensity, "calls": p.calls} for p in points[:k]]
