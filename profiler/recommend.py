@@ -138,7 +138,7 @@ def rule_transfers(ctx: Context) -> Recommendation | None:
 def rule_conv_bn(ctx: Context) -> Recommendation | None:
     """Conv followed by BatchNorm in inference -> fold BN into the conv."""
     bn = [o for o in ctx.run.ops if o.name.startswith(BN_OPS)]
-    if not bn or not ctx.ms(CONV_OPS) and not any(o.name.startswith(CONV_OPS) for o in ctx.run.ops):
+    if not bn or not any(o.name.startswith(CONV_OPS) for o in ctx.run.ops):
         return None
     bn_ms = ctx.ms(BN_OPS)
     share = bn_ms / ctx.total_ms

@@ -9,6 +9,7 @@ compute time is the larger of its two roof times, else memory-bound.
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 
@@ -56,14 +57,39 @@ def shape_numel(text: str) -> list[int]:
 
 
 def bytes_from_shapes(op: OpStat, element_bytes: int) -> float:
-    """Bytes per inference from the op's most frequent recorded input shapes (inputs read, one output of the largest
-    input's size written): the estimate for imported traces, which record shapes but not bytes."""
-    if not op.input_shapes:
+    """Bytes per inference from the op's recorded input shapes (inputs read, one output of the largest input's size
+    written; the mean over its distinct shapes, times its calls): the estimate for imported traces, which record
+    shapes but not bytes."""
+    per_shape = [float(sum(n) + max(n)) for n in (shape_numel(s) for s in op.input_shapes) if n]
+    return sum(per_shape) / len(per_shape) * element_bytes * op.calls if per_shape else 0.0
+
+
+def _flash_bshd(s) -> int | None:
+    """CUDA flash / efficient attention forward: q, k, v laid out [batch, seq, heads, head_dim]."""
+    (b, sq, h, d), sk = s[0], s[1][1]
+    return 4 * b * h * sq * sk * d
+
+
+_SHAPE_FORMULAS = {"aten::_flash_attention_forward": _flash_bshd, "aten::_efficient_attention_forward": _flash_bshd}
+
+
+def flops_from_shapes(op: OpStat) -> float:
+    """FLOPs per inference from the op's recorded input shapes by profiler.flops' formulas (the mean over its
+    distinct shapes, times its calls): for imported traces recorded without FLOPs."""
+    from . import flops as flops_mod
+
+    formula = _SHAPE_FORMULAS.get(op.name) or flops_mod.EVENT_FORMULAS.get(op.name)
+    if formula is None:
         return 0.0
-    sizes = shape_numel(op.input_shapes[0])
-    if not sizes:
-        return 0.0
-    return float(sum(sizes) + max(sizes)) * element_bytes * op.calls
+    values = []
+    for text in op.input_shapes:
+        try:
+            value = formula(ast.literal_eval(text))
+        except (ValueError, SyntaxError, IndexError, TypeError):
+            value = None
+        if value is not None:
+            values.append(float(value))
+    return sum(values) / len(values) * op.calls if values else 0.0
 
 
 def classify(time_ms: float, compute_ms: float, memory_ms: float, calls: float = 1.0) -> str:
@@ -120,10 +146,13 @@ def op_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[R
     dtype = dtype or run_dtype(run)
     peak, bw, eb = peak_gflops(peaks, dtype), peaks.mem_bw_gbs, _element_bytes(run)
     counted = any(o.bytes > 0 for o in run.ops)  # a live run counted bytes at the dispatcher; an import did not
+    any_flops = any(o.flops > 0 for o in run.ops)  # a trace recorded without FLOPs: count them from shapes
     out = []
     for o in merged_ops(run.ops):
         if o.category != "compute" or o.exec_ms <= 0:
             continue
+        if not any_flops:
+            o = OpStat.from_dict({**o.to_dict(), "flops": flops_from_shapes(o)})
         nbytes, source = o.bytes, "counted"
         if not counted:
             nbytes = bytes_from_shapes(o, eb)
@@ -169,6 +198,8 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
     floor = sum(p.roof_ms for p in points)
     measured = run.latency.median_ms
     notes = []
+    if not any(o.flops > 0 for o in run.ops) and any(p.flops > 0 for p in points):
+        notes.append("FLOPs counted from recorded input shapes (the trace recorded none)")
     if any(p.bytes_source == "shapes" for p in points):
         notes.append("bytes estimated from recorded input shapes for some operators (not counted at the dispatcher)")
     if peaks.source == "spec":

@@ -101,3 +101,24 @@ def test_tiny_mlp_at_batch_1_is_overhead_bound(fast_config):
     r = rl.roofline(run, PEAKS)
     assert r.verdict == "overhead", r.time_by_bound
     assert rl.share(r, "overhead") > 0.5 and rl.share(r, "compute") < 0.25
+
+
+def test_imported_runs_take_flops_from_shapes():
+    ops = [OpStat("aten::addmm", calls=2, exec_ms=1.0, trans_ms=0.0,
+                  input_shapes=["[[512], [141, 512], [512, 512]]", "[[2048], [141, 512], [512, 2048]]"]),
+           OpStat("aten::_flash_attention_forward", calls=1, exec_ms=1.0, trans_ms=0.0,
+                  input_shapes=["[[1, 141, 8, 64], [1, 141, 8, 64], [1, 141, 8, 64]]"])]
+    points = {p.name: p for p in rl.roofline(hand_run(ops), PEAKS).points}
+    mm = (2 * 141 * 512 * 512 + 2 * 141 * 512 * 2048) / 2 * 2
+    assert points["aten::addmm"].flops == pytest.approx(mm)
+    assert points["aten::_flash_attention_forward"].flops == pytest.approx(4 * 8 * 141 * 141 * 64)
+
+
+def test_imported_gpu_trace_on_its_spec_roofline():
+    from profiler import trace_import
+
+    run = trace_import.import_trace("tests/data/h100_bert_small.pt.trace.json.gz")
+    peaks = rl.peaks_for(run)
+    assert peaks.source == "spec"
+    r = rl.roofline(run, peaks)
+    assert any(p.flops > 0 for p in r.points) and r.floor_ms > 0 and any("spec" in n for n in r.notes)
