@@ -14,7 +14,7 @@ import profiler  # noqa: E402
 from profiler import recommend as rc, roofline as rl  # noqa: E402
 from profiler.console import format_table  # noqa: E402
 
-MODELS = [("bert-base", 8, 128), ("cnn", 1, 224), ("mlp", 1, 128)]
+MODELS = [("bert-base", 8, 128), ("cnn", 1, 224), ("mlp", 1, 128), ("mlp-tiny", 1, 128)]
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ MATMUL_SHARE = 0.30  # precision rules fire when matmul-class ops hold at least 
 FAST_PRECISION = 1.5  # ... and the reduced-precision GEMM peak is at least this much above fp32's
 OVERHEAD_SHARE = 0.50  # overhead rule: at least half the time is overhead-bound
 TRANSFER_SHARE = 0.15  # transfer rule: at least this share of wall time moves data host <-> device
+MIN_GAIN = 1.05  # a rule whose roofline estimate is below this says nothing worth trying
 BATCH_GAIN = 1.3  # larger-batch rule: a sweep point with at least this much more throughput
 INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
 LINEAR_OPS = ("aten::addmm", "aten::mm", "aten::linear", "aten::mkldnn_linear", "mkl::_mkl_linear",
@@ -211,10 +212,12 @@ def history(runs_dir: str | os.PathLike | None = None) -> list[dict]:
         return []  # a damaged history only loses the learning
 
 
-def scale(pairs: list[dict], machine: str, passes: list[str]) -> float | None:
-    """Median measured / estimated of earlier pairs for these passes on this machine, or None without any."""
-    ratios = [p["measured"] / p["estimated"] for p in pairs
-              if p.get("machine") == machine and p.get("passes") == passes and p.get("estimated", 0) > 0]
+def scale(pairs: list[dict], machine: str, passes: list[str], model: str | None = None) -> float | None:
+    """Median measured / estimated of earlier pairs for these passes on this machine (of this model's pairs when it
+    has any: a pass's speedup depends on the shapes), or None without any."""
+    mine = [p for p in pairs if p.get("machine") == machine and p.get("passes") == passes and p.get("estimated", 0) > 0]
+    same_model = [p for p in mine if model is not None and p.get("model") == model]
+    ratios = [p["measured"] / p["estimated"] for p in (same_model or mine)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -259,10 +262,10 @@ def recommend(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: 
     """The rules that fire over `run`, best estimated speedup first; estimates scaled by this machine's history."""
     ctx = Context(run=run, roof=rl.roofline(run, peaks), peaks=peaks, sweep=sweep,
                   passes=_registered_passes() if passes is None else passes)
-    out = [rec for rule in RULES if (rec := rule(ctx)) is not None]
+    out = [rec for rule in RULES if (rec := rule(ctx)) is not None and rec.raw_estimate >= MIN_GAIN]
     machine = machine_key(run)
     for rec in out:
-        factor = scale(pairs or [], machine, rec.passes)
+        factor = scale(pairs or [], machine, rec.passes, run.model.name)
         rec.estimated_speedup = rec.raw_estimate * factor if factor is not None else rec.raw_estimate
         if factor is not None:
             rec.evidence += f"; estimate scaled x{factor:.2f} by earlier measurements of {'+'.join(rec.passes)} here"

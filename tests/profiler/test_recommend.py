@@ -133,6 +133,9 @@ def test_recommend_orders_by_estimate_and_history_scales_it():
     pairs = [{"machine": rc.machine_key(run), "passes": ["bf16"], "estimated": 4.0, "measured": 2.0}]
     scaled = next(r for r in rc.recommend(run, PEAKS, pairs=pairs, passes=PASSES) if r.rule == "bf16")
     assert scaled.estimated_speedup == pytest.approx(bf16.raw_estimate * 0.5) and "scaled" in scaled.evidence
+    mixed = pairs + [{**pairs[0], "model": "m", "measured": 6.0}]  # this model's own pair wins
+    assert next(r for r in rc.recommend(run, PEAKS, pairs=mixed, passes=PASSES)
+                if r.rule == "bf16").estimated_speedup == pytest.approx(bf16.raw_estimate * 1.5)
     other = [{**pairs[0], "machine": "elsewhere"}]
     assert next(r for r in rc.recommend(run, PEAKS, pairs=other, passes=PASSES)
                 if r.rule == "bf16").estimated_speedup == pytest.approx(bf16.raw_estimate)
@@ -191,3 +194,10 @@ class TestBertBase:
         run = profiler.profile(profiler.load_model("bert-base", batch_size=8, seq_len=128), config)
         recs = rc.recommend(run, rl.peaks_for(run))
         assert recs[0].rule in ("int8", "bf16"), [(r.rule, r.estimated_speedup) for r in recs]
+
+
+def test_rules_estimating_no_gain_are_dropped():
+    # a memory-bound GEMV whose bytes at bf16 would still take longer than it does now: no bf16 advice
+    gemv = OpStat("aten::addmm", calls=4, exec_ms=2.5, trans_ms=0.0, flops=1e8, bytes=5.5e7)
+    assert "bf16" not in rules(hand_run([gemv]), peaks=Peaks(device="cpu", name="t", source="measured",
+                                                              fp32_gflops=100.0, bf16_gflops=400.0, mem_bw_gbs=10.0))
