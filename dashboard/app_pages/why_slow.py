@@ -22,7 +22,8 @@ are scaled by how earlier ones held.
 run = state.pick_run()
 if run is None:
     st.stop()
-roof, recs, sweep = rc.why_slow(run, state.runs_dir())
+with st.spinner("Reading this machine's peaks (measured once, then cached)"):
+    roof, recs, sweep = rc.why_slow(run, state.runs_dir())
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
