@@ -21,6 +21,7 @@ pages = {
         st.Page("app_pages/graph.py", title="Graph", icon=":material/account_tree:"),
         st.Page("app_pages/timeline.py", title="Timeline", icon=":material/timeline:"),
         st.Page("app_pages/bottlenecks.py", title="Bottlenecks", icon=":material/warning:"),
+        st.Page("app_pages/why_slow.py", title="Why slow?", icon=":material/speed:"),
     ],
     "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:")],
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],

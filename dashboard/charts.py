@@ -192,3 +192,51 @@ def pareto_scatter(candidates: list[dict], base_ms: float) -> go.Figure:
                       xaxis_title="median ms per inference", yaxis_title="output cosine vs the original", height=380,
                       **_LAYOUT)
     return fig
+
+
+_BOUND_COLOURS = {"compute": EXEC, "memory": TRANS, "overhead": "#c0392b"}
+
+
+def roofline_figure(roof, k: int = 40) -> go.Figure:
+    """Log-log roofline: the memory slope and the compute ceiling for the run's dtype, an operator per point sized by
+    its time and coloured by its bound (overhead-bound ops sit far below both roofs)."""
+    pts = [p for p in roof.points[:k] if p.intensity > 0 and p.achieved_gflops > 0]
+    fig = go.Figure()
+    lo = min([p.intensity for p in pts] + [roof.ridge_intensity / 100 or 0.01])
+    hi = max([p.intensity for p in pts] + [roof.ridge_intensity * 100 or 100])
+    xs = [lo / 2, roof.ridge_intensity, hi * 2]
+    fig.add_trace(go.Scatter(x=xs, y=[min(x * roof.mem_bw_gbs, roof.peak_gflops) for x in xs], mode="lines",
+                             name=f"roof ({roof.dtype}: {roof.peak_gflops:,.0f} GFLOP/s, {roof.mem_bw_gbs:,.0f} GB/s)",
+                             line=dict(color="#333", width=2), hoverinfo="skip"))
+    biggest = max([p.time_ms for p in pts] + [1e-9])
+    for bound, colour in _BOUND_COLOURS.items():
+        sel = [p for p in pts if p.bound == bound]
+        if not sel:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p.intensity for p in sel], y=[p.achieved_gflops for p in sel], mode="markers", name=f"{bound}-bound",
+            marker=dict(color=colour, size=[8 + 40 * math.sqrt(p.time_ms / biggest) for p in sel], opacity=0.7,
+                        line=dict(width=1, color="white")),
+            text=[f"{p.name}<br>{p.time_ms:.3g} ms, roof {p.roof_ms:.3g} ms, headroom {p.headroom_ms:.3g} ms"
+                  for p in sel], hovertemplate="%{text}<br>%{x:.3g} FLOP/byte, %{y:.3g} GFLOP/s<extra></extra>"))
+    fig.update_layout(title="Roofline: operators against this machine's ceilings", xaxis_type="log", yaxis_type="log",
+                      xaxis_title="arithmetic intensity (FLOP/byte)", yaxis_title="achieved GFLOP/s", **_LAYOUT)
+    return fig
+
+
+def sweep_figure(sweep) -> go.Figure:
+    """Throughput and median latency against batch size, one line per other setting, from a saved sweep."""
+    fig = go.Figure()
+    series: dict[str, list] = {}
+    for p in sweep.points:
+        if not p.error:
+            series.setdefault(f"len {p.seq_len}, {p.threads} thr, {p.dtype}, {p.device}", []).append(p)
+    for label, pts in series.items():
+        pts = sorted(pts, key=lambda p: p.batch_size)
+        fig.add_trace(go.Scatter(x=[p.batch_size for p in pts], y=[p.throughput_per_s for p in pts],
+                                 mode="lines+markers", name=f"samples/s · {label}"))
+        fig.add_trace(go.Scatter(x=[p.batch_size for p in pts], y=[p.median_ms for p in pts], mode="lines+markers",
+                                 name=f"median ms · {label}", yaxis="y2", line=dict(dash="dot")))
+    fig.update_layout(title=f"Sweep {sweep.id}", xaxis_title="batch size", xaxis_type="log", yaxis_title="samples/s",
+                      yaxis2=dict(title="median ms", overlaying="y", side="right"), **_LAYOUT)
+    return fig

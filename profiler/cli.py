@@ -131,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     tbp.add_argument("--runs-dir")
     tbp.add_argument("--port", type=positive(), default=6006)
 
+    rc = sub.add_parser("recommend", help="why is it slow: rules over a run and its roofline, each with an estimated speedup")
+    rc.add_argument("run_id")
+    rc.add_argument("--apply", action="store_true", help="apply each recommendation's passes with proof and measure")
+    rc.add_argument("--warmup", type=positive(minimum=0), help="warm-up iterations when applying (default: the run's)")
+    rc.add_argument("--repeats", type=positive(), help="timed iterations when applying (default: the run's)")
+    rc.add_argument("--runs-dir")
+    rc.add_argument("--json", action="store_true", help="print [{title, evidence, passes, estimated_speedup, "
+                                                        "measured_speedup}]")
+
     d = sub.add_parser("delete", help="delete a saved run")
     d.add_argument("run_id")
     d.add_argument("--runs-dir")
@@ -474,13 +483,39 @@ def _cmd_tensorboard(a) -> int:
         tb.process.wait()
     finally:
         tb.stop()
+
+def _cmd_recommend(a) -> int:
+    from . import recommend as rec_mod
+
+    run = store.load(a.run_id, a.runs_dir)
+    recs = rec_mod.for_run(run, a.runs_dir)
+    if a.apply:
+        progress, close = progress_bar(False if a.json else None)
+        try:
+            for r in recs:
+                if r.passes:
+                    rec_mod.apply(r, run, a.runs_dir, a.warmup, a.repeats, progress=progress)
+        finally:
+            close()
+    if a.json:
+        print(json.dumps([rec_mod.as_row(r) for r in recs], indent=1))
+        return 0
+    print(f"why {run.model.name} is slow (run {run.id}, {run.device.name}, {run.config.dtype})")
+    if not recs:
+        print("no rule fired: nothing stands out on the roofline")
+    rows = [[str(i), r.title, "+".join(r.passes) or "-", f"{r.estimated_speedup:.2f}x",
+             "-" if r.measured_speedup is None else f"{r.measured_speedup:.2f}x"] for i, r in enumerate(recs, 1)]
+    if rows:
+        print(format_table(rows, ["#", "recommendation", "passes", "estimated", "measured"], left=(1, 2)))
+    for i, r in enumerate(recs, 1):
+        print(f"{i}. evidence: {r.evidence}")
     return 0
 
 
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
             "sweep": _cmd_sweep, "generate": _cmd_generate, "report": _cmd_report,
-            "tensorboard": _cmd_tensorboard}
+            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ time in such ops: below 1 it says an achieved-FLOP/s figure misses work it could
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections import defaultdict
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.utils.flop_counter as fc
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .schema import OpStat
 
@@ -145,10 +147,39 @@ def op_name(packet) -> str:
     return str(packet).replace(".", "::", 1)
 
 
-def _count(run_once: Callable[[], object]) -> fc.FlopCounterMode:
+def _tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(o) for o in obj)
+    return 0
+
+
+class BytesCounter(TorchDispatchMode):
+    """Bytes each ATen op moves: its tensor inputs' and outputs' bytes per call (views move nothing). An upper
+    bound for ops that read a tensor only in part, and a lower one for ops whose weights hide in packed objects."""
+
+    def __init__(self):
+        super().__init__()
+        self.bytes: dict[str, float] = defaultdict(float)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        with self:  # a composite op (aten::linear) counts as the kernels it decomposes into, as the timed ops do
+            decomposed = func.decompose(*args, **kwargs)
+        if decomposed is not NotImplemented:
+            return decomposed
+        out = func(*args, **kwargs)
+        viewed = getattr(func, "is_view", False)
+        moved = 0 if viewed else _tensor_bytes(list(args)) + _tensor_bytes(list(kwargs.values())) + _tensor_bytes(out)
+        self.bytes[op_name(func.overloadpacket)] += moved
+        return out
+
+
+def _count(run_once: Callable[[], object], moved: BytesCounter | None = None) -> fc.FlopCounterMode:
     """One call of run_once under counter(), with Dynamo switched off: a compiled model runs its original module,
-    which does the same work, and nothing recompiles."""
-    with torch.inference_mode(), warnings.catch_warnings(), counter() as mode:
+    which does the same work, and nothing recompiles. With `moved`, bytes are counted in the same pass."""
+    with torch.inference_mode(), warnings.catch_warnings(), counter() as mode, (moved or contextlib.nullcontext()):
         # FlopCounterMode's module tracker hooks every module; harmless here, and torch.compile warns about it
         warnings.filterwarnings("ignore", message=".*global hooks on modules.*")
         torch.compiler.disable(run_once)()
@@ -158,7 +189,15 @@ def _count(run_once: Callable[[], object]) -> fc.FlopCounterMode:
 def dispatch_counts(run_once: Callable[[], object]) -> dict[str, float]:
     """FLOPs per op name of one call of run_once, counted at the dispatcher (only ops the events cannot count are
     read from this)."""
-    return {op_name(k): float(v) for k, v in _count(run_once).get_flop_counts().get("Global", {}).items()}
+    return dispatch_counts_and_bytes(run_once)[0]
+
+
+def dispatch_counts_and_bytes(run_once: Callable[[], object]) -> tuple[dict[str, float], dict[str, float]]:
+    """(FLOPs per op name, bytes moved per op name) of one call of run_once, both counted at the dispatcher."""
+    moved = BytesCounter()
+    mode = _count(run_once, moved)
+    flops = {op_name(k): float(v) for k, v in mode.get_flop_counts().get("Global", {}).items()}
+    return flops, dict(moved.bytes)
 
 
 def module_flops(run_once: Callable[[], object]) -> dict[str, float]:

@@ -180,7 +180,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
                 inference, stopwatch, config.profile_iters, device, trace_dir, check_cancel
             )
             say("counting FLOPs", 0.65)
-            dispatched = flops_mod.dispatch_counts(inference)  # untimed: one more inference under FlopCounterMode
+            # untimed: one more inference under FlopCounterMode, counting bytes moved per op too (roofline)
+            dispatched, moved = flops_mod.dispatch_counts_and_bytes(inference)
             say("timing graph nodes", 0.7)
             graph = _graph(loaded, module, resident, config, device, notes, check_cancel)
     except OpLensError:
@@ -191,6 +192,8 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     iters = config.profile_iters
     op_flops = flops_mod.count_events(detail, dispatched, is_op=ops_mod.is_op_event)
     op_stats = ops_mod.op_stats(events, iters, on_cuda, detail, flops=op_flops)
+    for o in op_stats:
+        o.bytes = moved.get(o.name, 0.0)
     transfers = ops_mod.transfer_stats(events, iters, on_cuda, detail)
     exec_ms = sum(o.exec_ms for o in op_stats)
     trans_ms = sum(o.trans_ms for o in op_stats)

@@ -157,6 +157,7 @@ class OpStat(_Dict):
     flops: float = 0.0  # per inference
     flops_known: bool = False  # a formula counted it, it runs inside a counted op, or it does no matmul-class work
     memory_bytes: float = 0.0  # self allocated bytes per inference
+    bytes: float = 0.0  # bytes moved per inference: input + output tensor bytes of its dispatched calls (0: not counted)
     input_shapes: list[str] = field(default_factory=list)  # distinct shapes, most frequent first
     category: str = "compute"  # "compute" or "transfer"
 
@@ -195,6 +196,7 @@ class GraphNode(_Dict):
     flops: float = 0.0
     exec_ms: float = 0.0
     trans_ms: float = 0.0
+    bytes: float = 0.0  # bytes moved: its inputs' and output's tensor bytes (0: not counted)
 
 
 @dataclass
@@ -623,3 +625,56 @@ class SavedComparison(_Dict):
     schema_version: int = SCHEMA_VERSION
 
 
+
+
+@dataclass
+class RooflinePoint(_Dict):
+    """One operator (or graph node) against the machine's ceilings for the run's dtype."""
+    name: str
+    flops: float  # per inference
+    bytes: float  # per inference
+    intensity: float  # FLOPs per byte (0 when no bytes are known)
+    time_ms: float  # measured self time per inference
+    calls: float = 1.0
+    achieved_gflops: float = 0.0
+    achieved_gbs: float = 0.0
+    compute_ms: float = 0.0  # FLOPs at the GEMM peak
+    memory_ms: float = 0.0  # bytes at the memory bandwidth
+    roof_ms: float = 0.0  # max(compute_ms, memory_ms): its time if it ran at its roof
+    headroom_ms: float = 0.0  # time_ms - roof_ms, never below 0
+    bound: str = "overhead"  # "compute", "memory" or "overhead" (launch, dispatch, Python)
+    bytes_source: str = "counted"  # "counted" (dispatcher), "shapes" (recorded input shapes) or "none"
+    kind: str = "op"  # "op" or "node"
+
+
+@dataclass
+class Roofline(_Dict):
+    """A run placed on its roofline: points, ceilings, and the whole model's floor latency at peak vs measured."""
+    run_id: str
+    dtype: str  # the ceiling's dtype: fp32, bf16, fp16 or int8
+    peak_gflops: float
+    mem_bw_gbs: float
+    ridge_intensity: float  # FLOPs/byte where the compute and memory roofs meet
+    peaks_source: str = ""
+    points: list[RooflinePoint] = field(default_factory=list)
+    nodes: list[RooflinePoint] = field(default_factory=list)
+    measured_ms: float = 0.0  # median latency
+    floor_ms: float = 0.0  # every op at its roof, one after another
+    headroom_ms: float = 0.0  # sum of the points' headroom
+    time_by_bound: dict[str, float] = field(default_factory=dict)  # ms per bound; unexplained wall time is overhead
+    verdict: str = ""  # the bound holding most of the time
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recommendation(_Dict):
+    """A rule that fired over a run: what to do, why, which passes do it, the estimate, and once applied the result."""
+    rule: str
+    title: str
+    evidence: str
+    passes: list[str] = field(default_factory=list)  # empty: advice no pass applies (e.g. a larger batch)
+    estimated_speedup: float = 1.0  # from the roofline, scaled by this machine's history for these passes
+    raw_estimate: float = 1.0  # before the history scaling
+    measured_speedup: float | None = None
+    measured_accuracy: dict | None = None  # cosine, max_abs_err, top1_agreement of the applied model
+    comparison_id: str = ""

@@ -1,0 +1,93 @@
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from profiler import recommend as rc
+from profiler.schema import Recommendation
+
+st.title("Why slow?")
+state.about("""
+**Roofline.** Each operator's FLOPs and bytes moved give its arithmetic intensity; with its measured time, the
+GFLOP/s and GB/s it achieved. The ceilings are this machine's measured GEMM peak for the run's dtype and its memory
+bandwidth (a GPU trace: the GPU's published spec). An operator is *compute-bound* when its FLOPs at peak take longer
+than its bytes at full bandwidth, *memory-bound* otherwise, and *overhead-bound* (launch, dispatch, Python) when its
+time is over 10x its roof and each call does under 20 us of work. Headroom is the time it would save at its roof;
+the floor is the whole model with every operator at its roof.
+
+**Recommendations** are rules over the run, its roofline and the model's latest sweep, each with its evidence and
+an estimate from the roofline. *Apply and measure* runs the passes with proof (outputs compared, both models
+profiled the same way) and keeps the estimate/measured pair, so later estimates for those passes on this machine
+are scaled by how earlier ones held.
+""")
+run = state.pick_run()
+if run is None:
+    st.stop()
+with st.spinner("Reading this machine's peaks (measured once, then cached)"):
+    roof, recs, sweep = rc.why_slow(run, state.runs_dir())
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
+c2.metric("Floor at peak", f"{roof.floor_ms:.3g} ms", help="every operator at its roof, one after another")
+c3.metric("Headroom", f"{roof.headroom_ms:.3g} ms", help="sum over operators of time above their roof")
+c4.metric("Mostly", f"{roof.verdict}-bound" if roof.verdict else "-")
+st.caption(f"Ceilings ({roof.dtype}, {roof.peaks_source}): {roof.peak_gflops:,.0f} GFLOP/s, {roof.mem_bw_gbs:,.1f} GB/s; "
+           + "; ".join(f"{k} {v:.3g} ms" for k, v in roof.time_by_bound.items()))
+for note in roof.notes:
+    st.caption(note)
+
+tab_ops, tab_nodes, tab_sweep = st.tabs(["Roofline", "Graph nodes", "Sweep"])
+with tab_ops:
+    st.plotly_chart(charts.roofline_figure(roof), use_container_width=True)
+    st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, use_container_width=True)
+with tab_nodes:
+    if roof.nodes:
+        st.dataframe(pd.DataFrame(rc.points_rows(roof.nodes)).rename(columns={"operator": "node"}), hide_index=True,
+                     use_container_width=True)
+    else:
+        st.info("This run has no timed graph nodes.")
+with tab_sweep:
+    if sweep is None:
+        st.info("No sweep of this model yet: `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
+    else:
+        st.plotly_chart(charts.sweep_figure(sweep), use_container_width=True)
+        for finding in sweep.findings:
+            st.caption(finding)
+
+st.subheader("Recommendations")
+if not recs:
+    st.success("No rule fired: nothing stands out on the roofline.")
+jobs = state.job_manager()
+started = st.session_state.setdefault("why_jobs", {})
+kept = st.session_state.setdefault("why_kept", set())
+
+
+def show_result(rec: Recommendation, key: str) -> None:
+    job = jobs.get(started.get(key))
+    if job is None:
+        return
+    if job.active:
+        st.progress(job.fraction, text=f"{job.stage}")
+    elif job.status == "failed":
+        st.error(f"Apply failed: {job.error}")
+    elif job.status == "done" and isinstance(job.result, dict):
+        if key not in kept:  # keep the estimate/measured pair once
+            rc.measured(rec, job.result, run, state.runs_dir())
+            kept.add(key)
+        speed, acc = job.result.get("speedup", 1.0), job.result.get("accuracy") or {}
+        st.markdown(f"**Measured {speed:.2f}x** (range {job.result.get('speedup_low', speed):.2f}-"
+                    f"{job.result.get('speedup_high', speed):.2f}x) vs estimated {rec.estimated_speedup:.2f}x"
+                    + (f"; output cosine {acc['cosine']:.5f}" if acc.get("cosine") is not None else ""))
+
+
+for i, rec in enumerate(recs, 1):
+    key = f"{run.id}:{rec.rule}"
+    with st.container(border=True):
+        st.markdown(f"**{i}. {rec.title}** — estimated **{rec.estimated_speedup:.2f}x**")
+        st.markdown(f"*Evidence:* {rec.evidence}")
+        st.markdown(f"*Passes:* {', '.join(rec.passes) if rec.passes else 'none (a change to how the model is served)'}")
+        if st.button("Apply and measure", key=f"apply_{key}", disabled=not rec.passes or key in started):
+            job = jobs.submit(run.model.spec or run.model.name, run.config, state.runs_dir(), kind="optimize",
+                              passes=rec.passes, source_run_id=run.id)
+            started[key] = job.id
+        if key in started:
+            st.fragment(lambda rec=rec, key=key: show_result(rec, key), run_every=1.0)()

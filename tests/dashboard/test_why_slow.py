@@ -1,0 +1,68 @@
+"""The 'Why slow?' page: roofline, recommendations and Apply on a saved run (no profiling inside the page)."""
+import json
+
+import pytest
+import torch
+
+from dashboard.jobs import Job
+from profiler import peaks as peaks_mod, recommend as rc
+from profiler.schema import Peaks
+from tests.dashboard.test_pages import open_page, texts
+
+
+@pytest.fixture
+def seeded(tiny_bert_run, monkeypatch, tmp_path):
+    """A saved run, its store, and cached peaks (so the page never measures)."""
+    run, root = tiny_bert_run
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "cache"))
+    p = Peaks(device="cpu", name="test", source="measured", fp32_gflops=50.0, bf16_gflops=200.0, int8_gops=200.0,
+              mem_bw_gbs=20.0)
+    path = peaks_mod.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({peaks_mod._key(torch.device("cpu")): p.to_dict()}))
+    return run, root
+
+
+class FakeJobs:
+    """Stands in for the job manager: an optimize job that is done at once."""
+
+    def __init__(self):
+        self.jobs = {}
+
+    def submit(self, spec, config, runs_dir=None, arch=None, kind="profile", **extra):
+        job = Job(id=f"j{len(self.jobs)}", kind=kind, spec=spec, payload=extra, status="done",
+                  result={"id": "c1", "speedup": 2.5, "speedup_low": 2.4, "speedup_high": 2.6,
+                          "accuracy": {"cosine": 0.99991, "passed": True}})
+        self.jobs[job.id] = job
+        return job
+
+    def get(self, job_id):
+        return self.jobs.get(job_id)
+
+
+def test_page_shows_roofline_and_recommendations(seeded):
+    run, _ = seeded
+    at = open_page("why_slow", run.id)
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Measured median"] == f"{run.latency.median_ms:.3g} ms" and "Floor at peak" in metrics
+    assert "Recommendations" in [h.value for h in at.subheader]
+    assert "estimated" in texts(at) or "No rule fired" in texts(at)
+
+
+def test_apply_launches_an_optimize_job_and_keeps_the_pair(seeded, monkeypatch):
+    run, root = seeded
+    fake = FakeJobs()
+    monkeypatch.setattr("dashboard.state.job_manager", lambda: fake)
+    at = open_page("why_slow", run.id)
+    buttons = [b for b in at.button if b.label == "Apply and measure" and not b.disabled]
+    assert buttons, texts(at)
+    buttons[0].click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (job,) = fake.jobs.values()
+    assert job.kind == "optimize" and job.payload["passes"] and job.payload["source_run_id"] == run.id
+    assert "Measured 2.50x" in texts(at)
+    (pair,) = rc.history(root)
+    assert pair["measured"] == 2.5 and pair["passes"] == job.payload["passes"]
