@@ -584,3 +584,44 @@ class SavedComparison(_Dict):
     schema_version: int = SCHEMA_VERSION
 
 
+# ---------------------------------------------------------------- optimizing generation (optimizers.generation)
+
+@dataclass
+class Ratio(_Dict):
+    """A speedup (base / optimized) with the range of the paired per-round ratios."""
+    median: float = 0.0
+    p10: float = 0.0
+    p90: float = 0.0
+    rounds: int = 0
+
+
+@dataclass
+class GenerationSide(_Dict):
+    """One model's generation figures from the side-by-side timing."""
+    ttft_ms: Spread = field(default_factory=Spread)
+    tpot_ms: Spread = field(default_factory=Spread)
+    e2e_ms: Spread = field(default_factory=Spread)
+    tokens_per_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+
+
+@dataclass
+class GenerationResult(_Dict):
+    """optimize_generation's answer: passes, both sides, speedups with ranges, accuracy."""
+    model: str = ""
+    config: GenerateConfig = field(default_factory=GenerateConfig)
+    passes: list[PassResult] = field(default_factory=list)
+    base: GenerationSide = field(default_factory=GenerationSide)
+    optimized: GenerationSide = field(default_factory=GenerationSide)
+    ttft_speedup: Ratio = field(default_factory=Ratio)
+    tpot_speedup: Ratio = field(default_factory=Ratio)  # = decode tokens/s ratio
+    e2e_speedup: Ratio = field(default_factory=Ratio)  # = tokens/s ratio
+    token_agreement: float = 0.0  # greedy tokens equal at the same position, over all generated tokens
+    prefill_cosine: float = 0.0  # cosine of the prefill's last-position logits
+    perplexity_base: float | None = None
+    perplexity_optimized: float | None = None
+    accurate: bool = False
+    device: str = ""
+    threads: int = 0
+    torch_version: str = ""
+    notes: list[str] = field(default_factory=list)
