@@ -277,3 +277,21 @@ def search_generation(loaded: LoadedModel, config: GenerateConfig | None = None,
             tried.append(r)
     say("done", 1.0)
     return sorted(tried, key=lambda r: (not r.accurate, -objective_speedup(r, objective)))
+
+
+def result_table(results: list[GenerationResult]) -> str:
+    """One line per pipeline: TTFT, TPOT, decode tokens/s with speedups and ranges, accuracy, apply time."""
+    from profiler.console import format_table
+
+    rows = []
+    for r in results:
+        applied = [p.name for p in r.passes if p.applied]
+        rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
+        rows.append(["+".join(applied) or "(none applied)",
+                     f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}", rng(r.ttft_speedup),
+                     f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}", rng(r.tpot_speedup),
+                     f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
+                     f"{r.token_agreement:.3f}", f"{r.prefill_cosine:.5f}", f"{sum(p.apply_s for p in r.passes):.1f}",
+                     "ok" if r.accurate else "inaccurate"])
+    return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
+                               "agree", "cosine", "apply s", "verdict"])
