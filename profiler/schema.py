@@ -228,6 +228,18 @@ class KernelStat(_Dict):
 
 
 @dataclass
+class ServingPhase(_Dict):
+    """Prefill (SGLang EXTEND) or decode steps of an imported serving trace, from the engine's own annotations."""
+    name: str  # "prefill" or "decode"
+    steps: int = 0
+    batch_size: int | None = None  # largest batch the annotations give (None when they give none)
+    tokens: int | None = None  # tokens over all steps, where the annotations give them
+    kernel_ms: float = 0.0  # GPU kernel time of the phase's steps
+    top_kernels: list[KernelStat] = field(default_factory=list)
+    source: str = ""  # "sglang" or "vllm"
+
+
+@dataclass
 class GpuTimeline(_Dict):
     """Per profiler step, averaged over `steps`: the GPU window and how it was spent (definitions: gpu_timeline.py)."""
 
@@ -393,6 +405,7 @@ class ProfileRun(_Dict):
     versions: dict[str, str] = field(default_factory=dict)
     kernels: list[KernelStat] = field(default_factory=list)  # imported traces: device work by name and operator
     gpu: GpuTimeline | None = None  # imported GPU traces: the per-step timeline
+    phases: list[ServingPhase] = field(default_factory=list)  # imported serving traces: prefill / decode steps
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
