@@ -22,7 +22,8 @@ pages = {
         st.Page("app_pages/timeline.py", title="Timeline", icon=":material/timeline:"),
         st.Page("app_pages/bottlenecks.py", title="Bottlenecks", icon=":material/warning:"),
     ],
-    "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:")],
+    "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:"),
+                st.Page("app_pages/generate.py", title="Generate", icon=":material/text_fields:")],
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
 st.navigation(pages).run()

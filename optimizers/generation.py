@@ -295,3 +295,16 @@ def result_table(results: list[GenerationResult]) -> str:
                      "ok" if r.accurate else "inaccurate"])
     return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
                                "agree", "cosine", "apply s", "verdict"])
+
+
+def generation_views(gen) -> dict:
+    """What the Generate page shows of a run's `generation`, as plain rows: per-token latency, KV-cache growth, phases."""
+    b = gen.config.batch_size
+    per_token = [{"step": i + 1, "context_tokens": c, "itl_ms": t} for i, (c, t) in enumerate(zip(gen.context_lens, gen.itl_ms))]
+    kv = [{"context_tokens": c, "kv_cache_bytes": c * gen.kv_bytes_per_token * b} for c in
+          [gen.config.prompt_len] + list(gen.context_lens)]
+    phases = [{"phase": p.name, "steps": p.steps, "tokens": p.tokens, "measured_ms": p.measured_ms, "floor_ms": p.floor_ms,
+               "roof": p.roof, "of_roof": p.roof_fraction, "GFLOP": p.flops / 1e9, "MB": p.bytes / 1e6} for p in gen.phases]
+    ops = [{"phase": p.name, "op": o.name, "calls": o.calls, "exec_ms": o.exec_ms} for p in gen.phases
+           for o in sorted(p.ops, key=lambda o: -o.exec_ms)[:10]]
+    return {"per_token": per_token, "kv": kv, "phases": phases, "ops": ops}
