@@ -171,6 +171,19 @@ def token_agreement(a: list | torch.Tensor, b: list | torch.Tensor) -> float:
     return float((a == b).float().mean()) if a.numel() else 0.0
 
 
+def forced_agreement(module: torch.nn.Module, prompt: torch.Tensor, reference: torch.Tensor, cache: str, max_len: int) -> float:
+    """Teacher-forced greedy agreement: fed the reference's tokens step by step (the same prefill and decode shapes as
+    generation, so a compiled model does not recompile), how often the model's own greedy choice is the reference's."""
+    with torch.inference_mode():
+        c = new_cache(module, cache, max_len)
+        out = module(input_ids=prompt, past_key_values=c, use_cache=True)
+        picks = [out.logits[:, -1].argmax(-1)]
+        for i in range(reference.shape[1] - 1):
+            out = module(input_ids=reference[:, i:i + 1], past_key_values=c, use_cache=True)
+            picks.append(out.logits[:, -1].argmax(-1))
+    return token_agreement(torch.stack(picks, 1), reference)
+
+
 def perplexity(module: torch.nn.Module, ids: torch.Tensor) -> float:
     """exp(mean next-token cross-entropy) of `ids` under the model (one forward, teacher forcing)."""
     with torch.inference_mode():
@@ -200,12 +213,12 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
             "optimized": _runner(optimized.module, prompt, config, new_cache_kind, stopwatch)}
     with torch.inference_mode():
         say("compiling / warming up", 0.05)
-        runs["optimized"]()  # a compiled model compiles here (both graphs): counted into the pass's apply_s
+        t0 = time.perf_counter()
+        runs["optimized"]()  # a compiled model compiles here (prefill and decode graphs)
         compile_pass = next((r for r in results if r.name == "static-cache-compile" and r.applied), None)
-        if compile_pass is not None:
-            t0 = time.perf_counter()
-            runs["optimized"]()
-            compile_pass.details["first_generations_s"] = round(time.perf_counter() - t0, 3)
+        if compile_pass is not None:  # its compile time belongs to the pass's apply_s, never to a latency
+            compile_pass.details["first_generation_s"] = round(time.perf_counter() - t0, 3)
+            compile_pass.apply_s += time.perf_counter() - t0
         with measurement_lock():
             records = time_side_by_side(runs, rounds, tick=lambda f: say("timing side by side", 0.1 + 0.8 * f))
     say("accuracy", 0.92)
@@ -220,13 +233,17 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
                             [statistics.median(r[1]) for r in records["optimized"] if r[1]]),
         e2e_speedup=_ratio([r[2] for r in records["base"]], [r[2] for r in records["optimized"]]),
         token_agreement=token_agreement(base_tokens, new_tokens), prefill_cosine=float(cos.mean()),
+        forced_agreement=forced_agreement(optimized.module, prompt, base_tokens, new_cache_kind, max_len),
         device=str(device), threads=torch.get_num_threads(), torch_version=torch.__version__)
     if reference_ids is not None:
         result.perplexity_base = perplexity(base_module, reference_ids.to(device))
         result.perplexity_optimized = perplexity(optimized.module, reference_ids.to(device))
-    result.accurate = result.token_agreement >= MIN_AGREEMENT
+    # free-running agreement diverges for good after the first flipped near-tie (random-weight models have many);
+    # the teacher-forced figure counts each token on its own
+    result.accurate = max(result.token_agreement, result.forced_agreement) >= MIN_AGREEMENT
     if not result.accurate:
-        result.notes.append(f"greedy token agreement {result.token_agreement:.1%} is below {MIN_AGREEMENT:.0%}")
+        result.notes.append(f"greedy token agreement {result.token_agreement:.1%} (teacher-forced "
+                            f"{result.forced_agreement:.1%}) is below {MIN_AGREEMENT:.0%}")
     say("done", 1.0)
     return result
 
@@ -291,10 +308,10 @@ def result_table(results: list[GenerationResult]) -> str:
                      f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}", rng(r.ttft_speedup),
                      f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}", rng(r.tpot_speedup),
                      f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
-                     f"{r.token_agreement:.3f}", f"{r.prefill_cosine:.5f}", f"{sum(p.apply_s for p in r.passes):.1f}",
+                     f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}", f"{r.prefill_cosine:.5f}", f"{sum(p.apply_s for p in r.passes):.1f}",
                      "ok" if r.accurate else "inaccurate"])
     return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
-                               "agree", "cosine", "apply s", "verdict"])
+                               "agree free / forced", "cosine", "apply s", "verdict"])
 
 
 def generation_views(gen) -> dict:

@@ -629,7 +629,8 @@ class GenerationResult(_Dict):
     ttft_speedup: Ratio = field(default_factory=Ratio)
     tpot_speedup: Ratio = field(default_factory=Ratio)  # = decode tokens/s ratio
     e2e_speedup: Ratio = field(default_factory=Ratio)  # = tokens/s ratio
-    token_agreement: float = 0.0  # greedy tokens equal at the same position, over all generated tokens
+    token_agreement: float = 0.0  # free-running greedy tokens equal at the same position, over all generated tokens
+    forced_agreement: float = 0.0  # teacher-forced: the optimized model's greedy pick given the base's prefix
     prefill_cosine: float = 0.0  # cosine of the prefill's last-position logits
     perplexity_base: float | None = None
     perplexity_optimized: float | None = None

@@ -35,7 +35,8 @@ def test_passes_keep_a_decoder_and_report_proof(name, passes):
     for ratio in (r.ttft_speedup, r.tpot_speedup, r.e2e_speedup):
         assert ratio.rounds == 2 and ratio.p10 <= ratio.p90 and ratio.median > 0
     assert 0.0 <= r.token_agreement <= 1.0 and r.prefill_cosine > 0.98
-    assert r.accurate == (r.token_agreement >= gen.MIN_AGREEMENT)
+    assert r.accurate == (max(r.token_agreement, r.forced_agreement) >= gen.MIN_AGREEMENT)
+    assert 0.0 <= r.forced_agreement <= 1.0
     assert GenerationResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     assert next(loaded.module.parameters()).dtype == torch.float32  # the original is untouched
 
@@ -44,7 +45,7 @@ def test_static_cache_compile_matches_eager_tokens_and_reports_compile_apart():
     loaded = profiler.load_model("llama-tiny")
     r = gen.optimize_generation(loaded, ["static-cache-compile"], QUICK, rounds=1)
     p = r.passes[0]
-    assert p.applied and p.details["cache"] == "static" and "first_generations_s" in p.details
+    assert p.applied and p.details["cache"] == "static" and "first_generation_s" in p.details and p.apply_s >= p.details["first_generation_s"]
     assert r.token_agreement == 1.0 and r.prefill_cosine > 0.9999
 
 
