@@ -61,8 +61,19 @@ def _static_cache_compile(loaded: LoadedModel, device: torch.device) -> LoadedMo
     return base.note(loaded, {"cache": "static", "backend": "inductor", "dynamic": False})
 
 
+def _dynamic_int8_keep_head(loaded: LoadedModel, device: torch.device) -> LoadedModel:
+    """Dynamic int8 (per-channel weights) of every Linear except the output head: the head's logits decide the greedy
+    token, and near-ties there flip under int8; it is one layer of many."""
+    module = loaded.module
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    names = {n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+    spec = {n: torch.ao.quantization.per_channel_dynamic_qconfig for n in names}
+    q = torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8)
+    return base.note(base.with_module(loaded, q), {"layers_quantized": len(names), "kept_float": "output head"})
+
+
 OWN: dict[str, Callable[[LoadedModel, torch.device], LoadedModel]] = {
-    "autocast": _autocast, "static-cache-compile": _static_cache_compile}
+    "dynamic-int8": _dynamic_int8_keep_head, "autocast": _autocast, "static-cache-compile": _static_cache_compile}
 
 
 def apply_generation_passes(loaded: LoadedModel, names: list[str], device: torch.device
