@@ -3,8 +3,8 @@
 accuracy as greedy token agreement and prefill-logit cosine.
 
 Passes keep the Hugging Face model (its config, cache and forward signature), so the registry's in-place passes
-(bf16, sdpa, dynamic-int8, weight-only-int8) are reused; two are generation's own: `autocast` patches the model's
-forward instead of wrapping it, and `static-cache-compile` switches to a static KV cache and compiles the forward
+(bf16, sdpa, weight-only-int8) are reused; three are generation's own: `autocast` patches the model's forward
+instead of wrapping it, `dynamic-int8` keeps the output head float, and `static-cache-compile` switches to a static KV cache and compiles the forward
 (one graph for prefill, one for decode; compile time is in the pass's apply_s, not in any latency).
 """
 from __future__ import annotations
