@@ -23,7 +23,8 @@ pages = {
         st.Page("app_pages/bottlenecks.py", title="Bottlenecks", icon=":material/warning:"),
         st.Page("app_pages/why_slow.py", title="Why slow?", icon=":material/speed:"),
     ],
-    "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:")],
+    "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:"),
+                st.Page("app_pages/generate.py", title="Generate", icon=":material/text_fields:")],
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
 st.navigation(pages).run()

@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     common(se)
     se.add_argument("--budget-s", type=positive(float, 1), default=300)
     se.add_argument("--beam", type=positive(), default=2)
+    ge = sub.add_parser("generate", help="optimize greedy generation of a decoder: TTFT, TPOT, tokens/s side by side")
+    ge.add_argument("model", help="a causal LM: llama, qwen2, gpt2 (or -tiny), an HF directory, hf:<id>")
+    how = ge.add_mutually_exclusive_group(required=True)
+    how.add_argument("--passes", help="comma-separated, applied in order, e.g. bf16,static-cache-compile")
+    how.add_argument("--search", action="store_true", help="try each pass, then pairs of the best, for --objective")
+    ge.add_argument("--objective", choices=("tpot", "ttft"), default="tpot")
+    ge.add_argument("--device", default="auto")
+    ge.add_argument("--batch-size", type=positive(), default=1)
+    ge.add_argument("--prompt-len", type=positive(), default=128)
+    ge.add_argument("--new-tokens", type=positive(), default=64)
+    ge.add_argument("--rounds", type=positive(), default=3, help="ABBA rounds of base and optimized generations")
+    ge.add_argument("--json", action="store_true")
     rs = sub.add_parser("results", help="list saved comparisons (every apply and search)")
     rs.add_argument("--runs-dir", help="the runs directory (default $OPLENS_RUNS_DIR or ./runs)")
     rs.add_argument("--json", action="store_true", help="print a JSON list of the saved comparisons")
@@ -152,6 +164,36 @@ def _cmd_search(a) -> int:
     return 0
 
 
+def _cmd_generate(a) -> int:
+    from profiler.schema import GenerateConfig
+
+    from .generation import PASSES, optimize_generation, result_table, search_generation
+
+    names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in PASSES]
+    if unknown:
+        raise UnknownPassError(f"not a generation pass: {', '.join(unknown)}; use {', '.join(PASSES)}")
+    config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, device=a.device)
+    progress, close = progress_bar()
+    try:
+        loaded = load_model(a.model)
+        found = (search_generation(loaded, config, a.objective, rounds=a.rounds, progress=progress) if a.search
+                 else [optimize_generation(loaded, names, config, a.rounds, progress=progress)])
+    finally:
+        close()
+    if a.json:
+        print(json.dumps({"objective": a.objective, "best": found[0].to_dict() if found else None,
+                          "tried": [r.to_dict() for r in found]}, indent=1))
+        return 0
+    print(result_table(found))
+    for r in found[:1]:
+        for p in r.passes:
+            print(f"{'applied' if p.applied else 'skipped'}  {p.name:22} " + (f"{p.apply_s:.2f} s" if p.applied else p.reason))
+        print(f"speedups are base / optimized medians, (10-90% of {r.tpot_speedup.rounds} paired ABBA rounds); "
+              f"{r.device}, {r.threads} threads, torch {r.torch_version}")
+    return 0
+
+
 def _cmd_results(a) -> int:
     saved = store.list_comparisons(a.runs_dir)
     if a.json:
@@ -166,7 +208,7 @@ def _cmd_results(a) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search, "results": _cmd_results}
+COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search, "generate": _cmd_generate, "results": _cmd_results}
 
 
 def main(argv: list[str] | None = None) -> int:

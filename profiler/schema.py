@@ -230,6 +230,18 @@ class KernelStat(_Dict):
 
 
 @dataclass
+class ServingPhase(_Dict):
+    """Prefill (SGLang EXTEND) or decode steps of an imported serving trace, from the engine's own annotations."""
+    name: str  # "prefill" or "decode"
+    steps: int = 0
+    batch_size: int | None = None  # largest batch the annotations give (None when they give none)
+    tokens: int | None = None  # tokens over all steps, where the annotations give them
+    kernel_ms: float = 0.0  # GPU kernel time of the phase's steps
+    top_kernels: list[KernelStat] = field(default_factory=list)
+    source: str = ""  # "sglang" or "vllm"
+
+
+@dataclass
 class GpuTimeline(_Dict):
     """Per profiler step, averaged over `steps`: the GPU window and how it was spent (definitions: gpu_timeline.py)."""
 
@@ -395,6 +407,7 @@ class ProfileRun(_Dict):
     versions: dict[str, str] = field(default_factory=dict)
     kernels: list[KernelStat] = field(default_factory=list)  # imported traces: device work by name and operator
     gpu: GpuTimeline | None = None  # imported GPU traces: the per-step timeline
+    phases: list[ServingPhase] = field(default_factory=list)  # imported serving traces: prefill / decode steps
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
@@ -678,3 +691,45 @@ class Recommendation(_Dict):
     measured_speedup: float | None = None
     measured_accuracy: dict | None = None  # cosine, max_abs_err, top1_agreement of the applied model
     comparison_id: str = ""
+# ---------------------------------------------------------------- optimizing generation (optimizers.generation)
+
+@dataclass
+class Ratio(_Dict):
+    """A speedup (base / optimized) with the range of the paired per-round ratios."""
+    median: float = 0.0
+    p10: float = 0.0
+    p90: float = 0.0
+    rounds: int = 0
+
+
+@dataclass
+class GenerationSide(_Dict):
+    """One model's generation figures from the side-by-side timing."""
+    ttft_ms: Spread = field(default_factory=Spread)
+    tpot_ms: Spread = field(default_factory=Spread)
+    e2e_ms: Spread = field(default_factory=Spread)
+    tokens_per_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+
+
+@dataclass
+class GenerationResult(_Dict):
+    """optimize_generation's answer: passes, both sides, speedups with ranges, accuracy."""
+    model: str = ""
+    config: GenerateConfig = field(default_factory=GenerateConfig)
+    passes: list[PassResult] = field(default_factory=list)
+    base: GenerationSide = field(default_factory=GenerationSide)
+    optimized: GenerationSide = field(default_factory=GenerationSide)
+    ttft_speedup: Ratio = field(default_factory=Ratio)
+    tpot_speedup: Ratio = field(default_factory=Ratio)  # = decode tokens/s ratio
+    e2e_speedup: Ratio = field(default_factory=Ratio)  # = tokens/s ratio
+    token_agreement: float = 0.0  # free-running greedy tokens equal at the same position, over all generated tokens
+    forced_agreement: float = 0.0  # teacher-forced: the optimized model's greedy pick given the base's prefix
+    prefill_cosine: float = 0.0  # cosine of the prefill's last-position logits
+    perplexity_base: float | None = None
+    perplexity_optimized: float | None = None
+    accurate: bool = False
+    device: str = ""
+    threads: int = 0
+    torch_version: str = ""
+    notes: list[str] = field(default_factory=list)

@@ -34,6 +34,7 @@ IGNORED_WHY = {
 DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
 MODULE_PREFIX = "nn.Module: "
 STEP_PREFIX = "ProfilerStep#"
+PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 
 
@@ -61,6 +62,8 @@ class TraceData:
     read: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, Skipped] = field(default_factory=dict)
     events: int = 0
+    # serving engines' phase annotations (SGLang step[EXTEND|DECODE ...], vLLM execute_...): name, ts, dur
+    phase_marks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _cols(spec: str) -> dict[str, array]:
@@ -77,6 +80,7 @@ def load(path: str | Path) -> TraceData:
     runtime = _cols("name:i ts:d dur:d thread:i corr:q")
     device = _cols("kind:b name:i ts:d dur:d device:i stream:q corr:q bytes:d")
     cpu_steps, gpu_steps = _cols("name:i ts:d dur:d"), _cols("name:i ts:d dur:d")
+    marks = _cols("name:i ts:d dur:d")
     syncs = _cols("ts:d dur:d")
     shapes: dict[int, Counter] = defaultdict(Counter)
     read: Counter = Counter()
@@ -189,6 +193,8 @@ def load(path: str | Path) -> TraceData:
         elif kind == "annotation":
             if name.startswith(STEP_PREFIX):
                 _add(cpu_steps, (intern(name), ts, dur))
+            elif name.startswith(PHASE_PREFIXES):
+                _add(marks, (intern(name), ts, dur))
         elif kind == "gpu_annotation":
             if name.startswith(STEP_PREFIX):
                 _add(gpu_steps, (intern(name), ts, dur))
@@ -223,7 +229,8 @@ def load(path: str | Path) -> TraceData:
         path=str(stream.path), metadata=stream.metadata, names=list(names),
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
         gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
-        read={k: v for k, v in read.items() if v}, skipped=skipped, events=n)
+        read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
+        phase_marks=_np(marks))
 
 
 def _add(cols: dict[str, array], values: tuple) -> None:

@@ -1,0 +1,72 @@
+"""The Generate page renders a saved generation run: TTFT, TPOT, tokens/s, per-token latency, KV growth, phases."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def gen_run(tmp_path_factory):
+    import os
+
+    import torch
+
+    import profiler
+    from profiler.generation import generate
+    from profiler.schema import GenerateConfig, Peaks
+
+    root = tmp_path_factory.mktemp("gen-runs")
+    os.environ.setdefault("OPLENS_LOCK_FILE", str(root / "lock"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = generate(profiler.load_model("llama-tiny"),
+                       GenerateConfig(batch_size=1, prompt_len=8, new_tokens=5, warmup=1, repeats=3, min_time_s=0.0),
+                       peaks=Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=50.0,
+                                   mem_bw_gbs=10.0))
+    finally:
+        torch.set_num_threads(threads)
+    profiler.store.save(run, root)
+    return run, root
+
+
+def open_generate(monkeypatch, root, run_id=None) -> AppTest:
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=30)
+    if run_id:
+        at.session_state["run_id"] = run_id
+    at.run()
+    at.switch_page("app_pages/generate.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_generate_page_shows_the_saved_generation(gen_run, monkeypatch):
+    run, root = gen_run
+    at = open_generate(monkeypatch, root, run.id)
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    g = run.generation
+    assert metrics["TTFT"] == f"{g.ttft_ms:.3g} ms" and metrics["TPOT"] == f"{g.tpot_ms.median:.3g} ms"
+    assert metrics["tokens/s"] == f"{g.tokens_per_s:.4g}"
+    assert len(at.get("plotly_chart")) >= 2
+    assert list(at.dataframe[0].value["phase"]) == ["prefill", "decode"]
+    assert at.button and any(b.label == "Optimize" for b in at.get("form_submit_button") or at.button)
+
+
+def test_generate_page_on_an_empty_store(tmp_path, monkeypatch):
+    at = open_generate(monkeypatch, tmp_path)
+    assert any("No saved runs yet" in str(i.value) for i in at.info)
+
+
+def test_generation_views_rows(gen_run):
+    from optimizers.generation import generation_views
+
+    g = gen_run[0].generation
+    v = generation_views(g)
+    assert len(v["per_token"]) == g.config.new_tokens - 1
+    assert v["kv"][-1]["kv_cache_bytes"] > v["kv"][0]["kv_cache_bytes"]
+    assert {p["phase"] for p in v["phases"]} == {"prefill", "decode"}
