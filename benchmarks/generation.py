@@ -45,8 +45,11 @@ def main() -> None:
         for p in pipelines:
             results.append(optimize_generation(loaded, p, config, a.rounds))
             print(result_table(results[-1:]), flush=True)
-    print(f"\n{a.model}, batch 1, prompt {a.prompt_len}, {a.new_tokens} new tokens; cpu, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; {time.time() - t0:.0f} s")
+    print(
+        f"\n{a.model}, batch 1, prompt {a.prompt_len}, {a.new_tokens} new tokens; cpu, "
+        f"{torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; {time.time() - t0:.0f} s"
+    )
     print(result_table(results))
 
 

@@ -34,7 +34,10 @@ def latency_histogram(stats: LatencyStats, title: str = "Latency distribution") 
     hidden = len(stats.samples_ms) - len(shown)
     fig = go.Figure(go.Histogram(x=shown, nbinsx=min(40, max(5, len(shown) // 2)), marker_color=EXEC,
                                  hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
-    for x, name, dash, where in ((stats.median_ms, "median", "solid", "top left"), (stats.p90_ms, "p90", "dash", "top right")):
+    for x, name, dash, where in (
+        (stats.median_ms, "median", "solid", "top left"),
+        (stats.p90_ms, "p90", "dash", "top right"),
+    ):
         fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position=where)
     axis = "ms per inference" + (f" · {hidden} outlier{'s' if hidden > 1 else ''} above {cut:.3g} ms not shown"
                                  if hidden else "")
@@ -83,9 +86,12 @@ def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
     fig.add_scatter(x=plain_x, y=plain_y, mode="lines", line=dict(color="#c9ced6", width=1), hoverinfo="skip",
                     showlegend=False)
     biggest = max((n["exec_ms"] for n in view.nodes), default=0.0)
-    hover = [f"<b>{n['id']}</b><br>{n['op']}<br>module: {n.get('module') or '-'}<br>out: {n.get('output_shape') or '-'} "
-             f"{n.get('output_dtype') or ''}<br>T_exec {n['exec_ms']:.4g} ms · T_trans {n['trans_ms']:.4g} ms<br>"
-             f"FLOPs {n['flops']:.3g}" for n in view.nodes]
+    hover = [
+        f"<b>{n['id']}</b><br>{n['op']}<br>module: {n.get('module') or '-'}<br>out: {n.get('output_shape') or '-'} "
+        f"{n.get('output_dtype') or ''}<br>T_exec {n['exec_ms']:.4g} ms · T_trans {n['trans_ms']:.4g} ms<br>"
+        f"FLOPs {n['flops']:.3g}"
+        for n in view.nodes
+    ]
     fig.add_scatter(
         x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers", name="nodes",
         customdata=[n["id"] for n in view.nodes], hovertext=hover, hoverinfo="text", showlegend=False,
@@ -128,10 +134,20 @@ def timeline_figure(events: list[TraceEvent], title: str = "One inference") -> g
 
 
 def speedup_figure(comp: Comparison, base_label: str, new_label: str) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[base_label, new_label], y=[comp.base_median_ms, comp.new_median_ms], marker_color=[OTHER, EXEC],
-                           hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
-    fig.update_layout(title=f"Median latency: {comp.speedup:.2f}x (range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x)",
-                      yaxis_title="ms", height=300, **_LAYOUT)
+    fig = go.Figure(
+        go.Bar(
+            x=[base_label, new_label],
+            y=[comp.base_median_ms, comp.new_median_ms],
+            marker_color=[OTHER, EXEC],
+            hovertemplate="%{x}: %{y:.4g} ms<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Median latency: {comp.speedup:.2f}x (range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x)",
+        yaxis_title="ms",
+        height=300,
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -163,7 +179,9 @@ def speedup_waterfall(steps: list[dict]) -> go.Figure:
     measures = ["absolute"] + ["relative"] * (len(steps) - 1) + ["total"]
     values = [steps[0]["median_ms"]] + [b["median_ms"] - a["median_ms"] for a, b in zip(steps, steps[1:])] + [0]
     labels = ["base"] + [f"+ {s['step']}" for s in steps[1:]] + ["optimized"]
-    text = [f"{steps[0]['median_ms']:.3g} ms"] + [f"{v:+.3g}" for v in values[1:-1]] + [f"{steps[-1]['median_ms']:.3g} ms"]
+    text = (
+        [f"{steps[0]['median_ms']:.3g} ms"] + [f"{v:+.3g}" for v in values[1:-1]] + [f"{steps[-1]['median_ms']:.3g} ms"]
+    )
     fig = go.Figure(go.Waterfall(x=labels, y=values, measure=measures, text=text, textposition="outside",
                                  decreasing=dict(marker_color="#2ca02c"), increasing=dict(marker_color="#d62728"),
                                  totals=dict(marker_color=EXEC)))
@@ -173,7 +191,8 @@ def speedup_waterfall(steps: list[dict]) -> go.Figure:
 
 
 def pareto_scatter(candidates: list[dict], base_ms: float) -> go.Figure:
-    """Latency against accuracy (cosine) for every pipeline tried; the Pareto front joins those no other beats on both."""
+    """Latency against accuracy (cosine) for every pipeline tried; the Pareto front joins those no other beats on
+    both."""
     pts = [c for c in candidates if c.get("median_ms") and c.get("accuracy")]
     fig = go.Figure()
     fig.add_scatter(x=[c["median_ms"] for c in pts], y=[c["accuracy"]["cosine"] for c in pts], mode="markers",

@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--min-time", type=positive(float, 0), default=1.0)
         sp.add_argument("--min-cosine", type=float, default=MIN_COSINE)
         sp.add_argument("--min-top1", type=float, default=MIN_TOP1)
-        sp.add_argument("--runs-dir", help="where runs and the comparison are saved (default $OPLENS_RUNS_DIR or ./runs)")
+        sp.add_argument(
+            "--runs-dir", help="where runs and the comparison are saved (default $OPLENS_RUNS_DIR or ./runs)"
+        )
         sp.add_argument("--json", action="store_true")
 
     ap = sub.add_parser("apply", help="apply passes in order, then compare speed and outputs")
     common(ap)
-    ap.add_argument("--passes", required=True, help="comma-separated, applied in order, e.g. conv-bn-fold,channels-last")
+    ap.add_argument(
+        "--passes", required=True, help="comma-separated, applied in order, e.g. conv-bn-fold,channels-last"
+    )
     se = sub.add_parser("search", help="search pass pipelines within a time budget")
     common(se)
     se.add_argument("--budget-s", type=positive(float, 1), default=300)
@@ -68,7 +72,8 @@ def _config(a) -> ProfileConfig:
 
 
 def _model(a):
-    """(loaded model, config, arch, source run id): the model named, or with --from-run a saved run's model and config."""
+    """(loaded model, config, arch, source run id): the model named, or with --from-run a saved run's model and
+    config."""
     if bool(a.model) == bool(a.from_run):
         raise ModelLoadError("name a model or give --from-run RUN_ID (one of the two)")
     if not a.from_run:
@@ -115,7 +120,9 @@ def _cmd_apply(a) -> int:
         print(json.dumps(out, indent=1))
         return 0
     for r in result.passes:
-        print(f"{'applied' if r.applied else 'skipped'}  {r.name:20} " + (f"{r.apply_s:.2f} s" if r.applied else r.reason))
+        print(
+            f"{'applied' if r.applied else 'skipped'}  {r.name:20} " + (f"{r.apply_s:.2f} s" if r.applied else r.reason)
+        )
         for w in r.warnings:
             print(f"         note: {w}")
         for k in r.details.get("kept_float", []):  # accuracy-int8: the layers left in float, and why
@@ -123,8 +130,11 @@ def _cmd_apply(a) -> int:
     print(f"\nlatency   {c.base_median_ms:.4g} ms -> {c.new_median_ms:.4g} ms: {c.speedup:.2f}x "
           f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x)")
     top1 = f", top-1 agreement {acc.top1_agreement:.1%}" if acc.top1_agreement is not None else ""
-    print(f"accuracy  {'PASS' if acc.passed else 'FAIL'}: max abs err {acc.max_abs_err:.3g}, cosine {acc.cosine:.6f}{top1}"
-          + (f" ({acc.note})" if acc.note else ""))
+    print(
+        f"accuracy  {'PASS' if acc.passed else 'FAIL'}: max abs err {acc.max_abs_err:.3g}, cosine "
+        f"{acc.cosine:.6f}{top1}"
+        + (f" ({acc.note})" if acc.note else "")
+    )
     if acc.inputs:
         print(f"          compared on {acc.inputs}")
     print(f"size      {result.base_size_bytes / 1e6:.2f} MB -> {result.optimized_size_bytes / 1e6:.2f} MB")
@@ -153,11 +163,23 @@ def _cmd_search(a) -> int:
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
-    rows = [["+".join(c.passes), c.status, f"{c.median_ms:.4g}" if c.median_ms else "", f"{c.speedup:.2f}" if c.speedup else "",
-             f"{c.accuracy.cosine:.5f}" if c.accuracy else "", c.reason[:60]] for c in result.leaderboard]
+    rows = [
+        [
+            "+".join(c.passes),
+            c.status,
+            f"{c.median_ms:.4g}" if c.median_ms else "",
+            f"{c.speedup:.2f}" if c.speedup else "",
+            f"{c.accuracy.cosine:.5f}" if c.accuracy else "",
+            c.reason[:60],
+        ]
+        for c in result.leaderboard
+    ]
     print(format_table(rows, ["pipeline", "status", "median ms", "speedup", "cosine", "why not"], left=(0, 1, 5)))
-    print(f"\nbase {result.base_median_ms:.4g} ms; best: " + (f"{'+'.join(best.passes)} {best.speedup:.2f}x" if best else "none")
-          + f"; stopped: {result.stopped} after {result.elapsed_s:.0f} s")
+    print(
+        f"\nbase {result.base_median_ms:.4g} ms; best: "
+        + (f"{'+'.join(best.passes)} {best.speedup:.2f}x" if best else "none")
+        + f"; stopped: {result.stopped} after {result.elapsed_s:.0f} s"
+    )
     if result.vs_best_single:
         print(head_to_head_line(result.vs_best_single.to_dict()))
     print(f"saved comparison {saved.id} (python -m optimizers results)")
@@ -188,7 +210,10 @@ def _cmd_generate(a) -> int:
     print(result_table(found))
     for r in found[:1]:
         for p in r.passes:
-            print(f"{'applied' if p.applied else 'skipped'}  {p.name:22} " + (f"{p.apply_s:.2f} s" if p.applied else p.reason))
+            print(
+                f"{'applied' if p.applied else 'skipped'}  {p.name:22} "
+                + (f"{p.apply_s:.2f} s" if p.applied else p.reason)
+            )
         print(f"speedups are base / optimized medians, (10-90% of {r.tpot_speedup.rounds} paired ABBA rounds); "
               f"{r.device}, {r.threads} threads, torch {r.torch_version}")
     return 0
@@ -208,7 +233,13 @@ def _cmd_results(a) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "apply": _cmd_apply, "search": _cmd_search, "generate": _cmd_generate, "results": _cmd_results}
+COMMANDS = {
+    "list": _cmd_list,
+    "apply": _cmd_apply,
+    "search": _cmd_search,
+    "generate": _cmd_generate,
+    "results": _cmd_results,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

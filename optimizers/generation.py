@@ -138,7 +138,11 @@ def _runner(module: torch.nn.Module, prompt: torch.Tensor, config: GenerateConfi
 def _side(records: list) -> GenerationSide:
     b = records[0][3].shape[0]
     n = records[0][3].shape[1]
-    ttft, tpot, e2e = spread([r[0] for r in records]), spread([x for r in records for x in r[1]]), spread([r[2] for r in records])
+    ttft, tpot, e2e = (
+        spread([r[0] for r in records]),
+        spread([x for r in records for x in r[1]]),
+        spread([r[2] for r in records]),
+    )
     return GenerationSide(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e,
                           tokens_per_s=1e3 * b * n / e2e.median if e2e.median else 0.0,
                           decode_tokens_per_s=1e3 * b / tpot.median if tpot.median else 0.0)
@@ -150,12 +154,15 @@ def _ratio(base_vals: list[float], new_vals: list[float]) -> Ratio:
     if not pairs:
         return Ratio()
     q = lambda f: pairs[min(len(pairs) - 1, max(0, round(f * (len(pairs) - 1))))]
-    return Ratio(median=statistics.median(base_vals) / statistics.median(new_vals), p10=q(0.1), p90=q(0.9), rounds=len(pairs))
+    return Ratio(
+        median=statistics.median(base_vals) / statistics.median(new_vals), p10=q(0.1), p90=q(0.9), rounds=len(pairs)
+    )
 
 
 def time_side_by_side(runs: dict[str, Callable], rounds: int, warmup: int = 1,
                       tick: Callable[[float], None] | None = None) -> dict[str, list]:
-    """Alternate the generations ABBA (A B B A, then B A A B ...) for `rounds` rounds after `warmup` each: records per name."""
+    """Alternate the generations ABBA (A B B A, then B A A B ...) for `rounds` rounds after `warmup` each: records per
+    name."""
     names = list(runs)
     for _ in range(warmup):
         for name in names:
@@ -184,7 +191,9 @@ def token_agreement(a: list | torch.Tensor, b: list | torch.Tensor) -> float:
     return float((a == b).float().mean()) if a.numel() else 0.0
 
 
-def forced_agreement(module: torch.nn.Module, prompt: torch.Tensor, reference: torch.Tensor, cache: str, max_len: int) -> float:
+def forced_agreement(
+    module: torch.nn.Module, prompt: torch.Tensor, reference: torch.Tensor, cache: str, max_len: int
+) -> float:
     """Teacher-forced greedy agreement: fed the reference's tokens step by step (the same prefill and decode shapes as
     generation, so a compiled model does not recompile), how often the model's own greedy choice is the reference's."""
     with torch.inference_mode():
@@ -216,7 +225,9 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
     check_causal_lm(loaded.module, loaded.info.name)
     say("applying passes", 0.0)
     optimized, results = apply_generation_passes(loaded, passes, device)
-    base_module = private_copy(loaded, device).module if next(loaded.module.parameters()).device != device else loaded.module
+    base_module = (
+        private_copy(loaded, device).module if next(loaded.module.parameters()).device != device else loaded.module
+    )
     vocab = base_module.config.get_text_config().vocab_size
     prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab).to(device)
     max_len = config.prompt_len + config.new_tokens
@@ -236,8 +247,11 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
             records = time_side_by_side(runs, rounds, tick=lambda f: say("timing side by side", 0.1 + 0.8 * f))
     say("accuracy", 0.92)
     base_tokens, new_tokens = records["base"][-1][3], records["optimized"][-1][3]
-    cos = torch.nn.functional.cosine_similarity(prefill_logits(base_module, prompt, config.cache, max_len),
-                                                prefill_logits(optimized.module, prompt, new_cache_kind, max_len), dim=-1)
+    cos = torch.nn.functional.cosine_similarity(
+        prefill_logits(base_module, prompt, config.cache, max_len),
+        prefill_logits(optimized.module, prompt, new_cache_kind, max_len),
+        dim=-1,
+    )
     result = GenerationResult(
         model=loaded.info.name, config=dataclasses.replace(config), passes=results,
         base=_side(records["base"]), optimized=_side(records["optimized"]),
@@ -317,24 +331,47 @@ def result_table(results: list[GenerationResult]) -> str:
     for r in results:
         applied = [p.name for p in r.passes if p.applied]
         rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
-        rows.append(["+".join(applied) or "(none applied)",
-                     f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}", rng(r.ttft_speedup),
-                     f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}", rng(r.tpot_speedup),
-                     f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
-                     f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}", f"{r.prefill_cosine:.5f}", f"{sum(p.apply_s for p in r.passes):.1f}",
-                     "ok" if r.accurate else "inaccurate"])
+        rows.append(
+            [
+                "+".join(applied) or "(none applied)",
+                f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}",
+                rng(r.ttft_speedup),
+                f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}",
+                rng(r.tpot_speedup),
+                f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
+                f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}",
+                f"{r.prefill_cosine:.5f}",
+                f"{sum(p.apply_s for p in r.passes):.1f}",
+                "ok" if r.accurate else "inaccurate",
+            ]
+        )
     return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
                                "agree free / forced", "cosine", "apply s", "verdict"])
 
 
 def generation_views(gen) -> dict:
-    """What the Generate page shows of a run's `generation`, as plain rows: per-token latency, KV-cache growth, phases."""
+    """What the Generate page shows of a run's `generation`, as plain rows: per-token latency, KV-cache growth,
+    phases."""
     b = gen.config.batch_size
-    per_token = [{"step": i + 1, "context_tokens": c, "itl_ms": t} for i, (c, t) in enumerate(zip(gen.context_lens, gen.itl_ms))]
+    per_token = [
+        {"step": i + 1, "context_tokens": c, "itl_ms": t} for i, (c, t) in enumerate(zip(gen.context_lens, gen.itl_ms))
+    ]
     kv = [{"context_tokens": c, "kv_cache_bytes": c * gen.kv_bytes_per_token * b} for c in
           [gen.config.prompt_len] + list(gen.context_lens)]
-    phases = [{"phase": p.name, "steps": p.steps, "tokens": p.tokens, "measured_ms": p.measured_ms, "floor_ms": p.floor_ms,
-               "roof": p.roof, "of_roof": p.roof_fraction, "GFLOP": p.flops / 1e9, "MB": p.bytes / 1e6} for p in gen.phases]
+    phases = [
+        {
+            "phase": p.name,
+            "steps": p.steps,
+            "tokens": p.tokens,
+            "measured_ms": p.measured_ms,
+            "floor_ms": p.floor_ms,
+            "roof": p.roof,
+            "of_roof": p.roof_fraction,
+            "GFLOP": p.flops / 1e9,
+            "MB": p.bytes / 1e6,
+        }
+        for p in gen.phases
+    ]
     ops = [{"phase": p.name, "op": o.name, "calls": o.calls, "exec_ms": o.exec_ms} for p in gen.phases
            for o in sorted(p.ops, key=lambda o: -o.exec_ms)[:10]]
     return {"per_token": per_token, "kv": kv, "phases": phases, "ops": ops}

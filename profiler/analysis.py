@@ -21,10 +21,24 @@ def ops_frame(run: ProfileRun) -> pd.DataFrame:
     total = (run.totals.exec_ms + run.totals.trans_ms) or 1.0
     for o in run.ops:
         own = o.exec_ms + o.trans_ms
-        rows.append({"name": o.name, "category": o.category, "calls": o.calls, "exec_ms": o.exec_ms, "trans_ms": o.trans_ms,
-                     "time_ms": own, "share": own / total, "host_ms": o.host_ms, "device_ms": o.device_ms,
-                     "flops": o.flops, "gflops_per_s": o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0.0,
-                     "flops_known": o.flops_known, "memory_bytes": o.memory_bytes, "input_shapes": " | ".join(o.input_shapes)})
+        rows.append(
+            {
+                "name": o.name,
+                "category": o.category,
+                "calls": o.calls,
+                "exec_ms": o.exec_ms,
+                "trans_ms": o.trans_ms,
+                "time_ms": own,
+                "share": own / total,
+                "host_ms": o.host_ms,
+                "device_ms": o.device_ms,
+                "flops": o.flops,
+                "gflops_per_s": o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0.0,
+                "flops_known": o.flops_known,
+                "memory_bytes": o.memory_bytes,
+                "input_shapes": " | ".join(o.input_shapes),
+            }
+        )
     cols = ["name", "category", "calls", "exec_ms", "trans_ms", "time_ms", "share", "host_ms", "device_ms", "flops",
             "gflops_per_s", "flops_known", "memory_bytes", "input_shapes"]
     return pd.DataFrame(rows, columns=cols)
@@ -101,8 +115,16 @@ def module_times(run: ProfileRun) -> pd.DataFrame:
     for path in sorted(ids):
         ex, tr = own.get(path, (0.0, 0.0))
         parent = "" if not path else (path.rsplit(".", 1)[0] if "." in path else "")
-        rows.append({"id": path or root, "parent": "" if not path else (parent or root),
-                     "label": path.rsplit(".", 1)[-1] if path else root, "exec_ms": ex, "trans_ms": tr, "own_ms": ex + tr})
+        rows.append(
+            {
+                "id": path or root,
+                "parent": "" if not path else (parent or root),
+                "label": path.rsplit(".", 1)[-1] if path else root,
+                "exec_ms": ex,
+                "trans_ms": tr,
+                "own_ms": ex + tr,
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "parent", "label", "exec_ms", "trans_ms", "own_ms"])
 
 
@@ -244,11 +266,18 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
     nodes = sorted(run.graph.nodes, key=lambda n: n.exec_ms + n.trans_ms, reverse=True)[:5]
     if nodes and nodes[0].exec_ms + nodes[0].trans_ms > 0:
         share = sum(n.exec_ms + n.trans_ms for n in nodes) / (run.graph.exec_ms + run.graph.trans_ms or 1.0)
-        out.append(Finding(
-            title=f"The 5 slowest graph nodes hold {100 * share:.0f}% of graph time", share=share * 0.5, kind="node",
-            evidence="; ".join(f"{n.id} ({n.op} in {n.module or 'top level'}) {n.exec_ms + n.trans_ms:.3g} ms" for n in nodes),
-            fix="Start with the module these nodes live in; the Graph page shows them in context.",
-            details=[n.id for n in nodes]))
+        out.append(
+            Finding(
+                title=f"The 5 slowest graph nodes hold {100 * share:.0f}% of graph time",
+                share=share * 0.5,
+                kind="node",
+                evidence="; ".join(
+                    f"{n.id} ({n.op} in {n.module or 'top level'}) {n.exec_ms + n.trans_ms:.3g} ms" for n in nodes
+                ),
+                fix="Start with the module these nodes live in; the Graph page shows them in context.",
+                details=[n.id for n in nodes],
+            )
+        )
     trans_share = run.totals.trans_ms / accounted
     if trans_share >= 0.03:
         if run.device.kind == "cuda":
@@ -265,12 +294,17 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
     unexplained = max(0.0, run.totals.unexplained_ms) / wall
     tiny_share = float(tiny["time_ms"].sum()) / accounted
     if (calls >= 200 and tiny_share + unexplained >= 0.10) or unexplained >= 0.15:
-        out.append(Finding(
-            title=f"Many tiny ops and framework overhead: {calls:.0f} op calls per inference",
-            share=tiny_share + unexplained, kind="overhead",
-            evidence=f"{tiny['calls'].sum():.0f} calls take under 10 us each ({100 * tiny_share:.0f}% of op time); "
-                     f"{100 * unexplained:.0f}% of wall time is outside any operator (Python, dispatch, launch gaps)",
-            fix="Cut per-op overhead: torch.compile, TorchScript trace + freeze, CUDA graphs on a GPU, or a larger batch."))
+        out.append(
+            Finding(
+                title=f"Many tiny ops and framework overhead: {calls:.0f} op calls per inference",
+                share=tiny_share + unexplained,
+                kind="overhead",
+                evidence=f"{tiny['calls'].sum():.0f} calls take under 10 us each ({100 * tiny_share:.0f}% of op time); "
+                f"{100 * unexplained:.0f}% of wall time is outside any operator (Python, dispatch, launch gaps)",
+                fix="Cut per-op overhead: torch.compile, TorchScript trace + freeze, CUDA graphs on a GPU, or a larger "
+                "batch.",
+            )
+        )
     mem_bound = frame[frame["name"].str.split("::").str[-1].str.startswith(_MEMORY_BOUND) & (frame["flops"] == 0)]
     mb_share = float(mem_bound["time_ms"].sum()) / accounted
     if mb_share >= 0.10:
@@ -293,9 +327,15 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
                          f"average down ({covered})",
                 fix="Shrink what is not a matmul/conv (fusion, fewer copies) or raise the work per call (batch size)."))
     if run.latency.noise != "ok":
-        out.append(Finding(title=f"Timing is {run.latency.noise}", share=0.0, kind="noise",
-                           evidence=f"IQR {run.latency.iqr_ms:.3g} ms on a median of {run.latency.median_ms:.3g} ms",
-                           fix="Close other programs, raise repeats, and compare runs only when their intervals do not overlap."))
+        out.append(
+            Finding(
+                title=f"Timing is {run.latency.noise}",
+                share=0.0,
+                kind="noise",
+                evidence=f"IQR {run.latency.iqr_ms:.3g} ms on a median of {run.latency.median_ms:.3g} ms",
+                fix="Close other programs, raise repeats, and compare runs only when their intervals do not overlap.",
+            )
+        )
     out.sort(key=lambda f: f.share, reverse=True)
     return out
 
@@ -303,10 +343,14 @@ def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
 # ---------------------------------------------------------------- comparing two runs
 
 def setup_differences(base: ProfileRun, new: ProfileRun) -> list[str]:
-    pairs = [("device", f"{base.device.kind} {base.device.name}", f"{new.device.kind} {new.device.name}"),
-             ("threads", base.device.threads, new.device.threads), ("dtype", base.config.dtype, new.config.dtype),
-             ("batch size", base.config.batch_size, new.config.batch_size),
-             ("sequence/image size", base.config.seq_len, new.config.seq_len), ("torch", base.device.torch, new.device.torch)]
+    pairs = [
+        ("device", f"{base.device.kind} {base.device.name}", f"{new.device.kind} {new.device.name}"),
+        ("threads", base.device.threads, new.device.threads),
+        ("dtype", base.config.dtype, new.config.dtype),
+        ("batch size", base.config.batch_size, new.config.batch_size),
+        ("sequence/image size", base.config.seq_len, new.config.seq_len),
+        ("torch", base.device.torch, new.device.torch),
+    ]
     return [f"{what}: {a} vs {b}" for what, a, b in pairs if a != b]
 
 

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--json", action="store_true")
 
     im = sub.add_parser("import", help="import PyTorch profiler traces as a run (several files: the ranks of one job)")
-    im.add_argument("traces", nargs="+", metavar="TRACE", help=".pt.trace.json or .json.gz from torch.profiler / Kineto")
+    im.add_argument(
+        "traces", nargs="+", metavar="TRACE", help=".pt.trace.json or .json.gz from torch.profiler / Kineto"
+    )
     im.add_argument("--runs-dir", help="where the run is saved (default $OPLENS_RUNS_DIR or ./runs)")
     im.add_argument("--top", type=positive(), default=15, help="operators and kernels shown")
     im.add_argument("--json", action="store_true", help="print only the run, as JSON")
@@ -127,11 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--html", required=True, metavar="OUT.html", help="the file to write")
     rp.add_argument("--runs-dir")
 
-    tbp = sub.add_parser("tensorboard", help="TensorBoard with the PyTorch profiler plugin on the run store (localhost)")
+    tbp = sub.add_parser(
+        "tensorboard", help="TensorBoard with the PyTorch profiler plugin on the run store (localhost)"
+    )
     tbp.add_argument("--runs-dir")
     tbp.add_argument("--port", type=positive(), default=6006)
 
-    rc = sub.add_parser("recommend", help="why is it slow: rules over a run and its roofline, each with an estimated speedup")
+    rc = sub.add_parser(
+        "recommend", help="why is it slow: rules over a run and its roofline, each with an estimated speedup"
+    )
     rc.add_argument("run_id")
     rc.add_argument("--apply", action="store_true", help="apply each recommendation's passes with proof and measure")
     rc.add_argument("--warmup", type=positive(minimum=0), help="warm-up iterations when applying (default: the run's)")
@@ -166,17 +172,24 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     rows = []
     for o in run.ops[:top]:
         own = o.exec_ms + o.trans_ms
-        gflops = o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0  # FLOPs sit on wrappers: inclusive time
+        gflops = (
+            o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0
+        )  # FLOPs sit on wrappers: inclusive time
         rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
                      f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
     scope = "totals over the trace" if run.model.source == "trace" else "per inference"
-    out = [f"Top operators of {run.model.name} ({scope}, self time on {run.device.kind})",
-           format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)), ""]
+    out = [
+        f"Top operators of {run.model.name} ({scope}, self time on {run.device.kind})",
+        format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)),
+        "",
+    ]
     med = significant(lat.median_ms, lat.iqr_ms)
     out.append(f"run        {run.id}")
     out.append(f"model      {run.model.name} ({run.model.source}, {run.model.parameters:,} parameters) "
                f"batch {run.config.batch_size}, seq/image {run.config.seq_len}, {run.config.dtype}")
-    out.append(f"device     {run.device.kind}: {run.device.name}, {run.device.threads} threads, torch {run.device.torch}")
+    out.append(
+        f"device     {run.device.kind}: {run.device.name}, {run.device.threads} threads, torch {run.device.torch}"
+    )
     out.append(f"latency    median {med} ms (IQR {lat.iqr_ms:.2g}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
                f"n={len(lat.samples_ms)}), throughput {1000 * run.config.batch_size / lat.median_ms:.1f} samples/s")
     out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "
@@ -208,7 +221,8 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
 
 
 def render_generation(run: ProfileRun, top: int = 8) -> str:
-    """The generation summary: TTFT, TPOT, throughput, KV cache, each phase against its roof, latency as context grows."""
+    """The generation summary: TTFT, TPOT, throughput, KV cache, each phase against its roof, latency as context
+    grows."""
     g = run.generation
     c = g.config
     t = g.tpot_ms
@@ -216,41 +230,71 @@ def render_generation(run: ProfileRun, top: int = 8) -> str:
            f"{c.prompt_len} -> {c.new_tokens} new tokens, {c.cache} cache, {c.dtype}, on {run.device.kind} "
            f"({run.device.threads} threads)", ""]
     ttft_iqr = g.ttft.iqr_ms if g.ttft else 0.0
-    out.append(f"TTFT       {significant(g.ttft_ms, ttft_iqr)} ms (prefill step, median of {len(g.ttft.samples_ms) if g.ttft else 0}"
-               f" generations, IQR {ttft_iqr:.2g}); prefill {g.prefill_tokens_per_s:,.0f} tokens/s")
+    out.append(
+        f"TTFT       {significant(g.ttft_ms, ttft_iqr)} ms (prefill step, median of "
+        f"{len(g.ttft.samples_ms) if g.ttft else 0}"
+        f" generations, IQR {ttft_iqr:.2g}); prefill {g.prefill_tokens_per_s:,.0f} tokens/s"
+    )
     if t.n:
-        out.append(f"TPOT       median {significant(t.median, t.iqr)} ms, p90 {_ms(t.p90)} ms (IQR {t.iqr:.2g}, n={t.n} decode "
-                   f"steps, {t.noise}); decode {g.decode_tokens_per_s:,.1f} tokens/s (batch / TPOT)")
+        out.append(
+            f"TPOT       median {significant(t.median, t.iqr)} ms, p90 {_ms(t.p90)} ms (IQR {t.iqr:.2g}, "
+            f"n={t.n} decode "
+            f"steps, {t.noise}); decode {g.decode_tokens_per_s:,.1f} tokens/s (batch / TPOT)"
+        )
     else:
         out.append("TPOT       none: one new token is the prefill alone")
-    out.append(f"e2e        {_ms(g.e2e_ms)} ms per generation; {g.tokens_per_s:,.1f} tokens/s (batch x new tokens / e2e)")
+    out.append(
+        f"e2e        {_ms(g.e2e_ms)} ms per generation; {g.tokens_per_s:,.1f} tokens/s (batch x new tokens / e2e)"
+    )
     lay = g.kv_layout
     check = "matches" if g.kv_cache_bytes == g.kv_cache_formula_bytes else "DIFFERS from"
-    out.append(f"KV cache   {_bytes(g.kv_cache_bytes)} at the end, measured; {check} 2 x {lay.get('layers')} layers x "
-               f"{lay.get('kv_heads')} kv heads x {lay.get('head_dim')} x {g.kv_cache_tokens} tokens x batch {c.batch_size} x "
-               f"{lay.get('element_bytes')} B = {_bytes(g.kv_cache_formula_bytes)}; {_bytes(g.kv_bytes_per_token)} per token")
+    out.append(
+        f"KV cache   {_bytes(g.kv_cache_bytes)} at the end, measured; {check} 2 x {lay.get('layers')} layers x "
+        f"{lay.get('kv_heads')} kv heads x {lay.get('head_dim')} x {g.kv_cache_tokens} tokens x batch {c.batch_size} x "
+        f"{lay.get('element_bytes')} B = {_bytes(g.kv_cache_formula_bytes)}; {_bytes(g.kv_bytes_per_token)} per token"
+    )
     if t.n and g.decode_floor_ms:
         out.append(f"decode     floor {_ms(g.decode_floor_ms)} ms/step = ({_bytes(g.weight_bytes_per_step)} weights + "
                    f"{_bytes(g.decode_bytes_per_token - g.weight_bytes_per_step)} KV cache read per step) / "
                    f"{g.mem_bw_gbs:.1f} GB/s; measured TPOT is {t.median / g.decode_floor_ms:.1f}x the floor")
     if g.prefill_floor_ms and g.ttft_ms:
-        out.append(f"prefill    floor {_ms(g.prefill_floor_ms)} ms = {g.phases[0].flops / 1e9:.3g} GFLOP / {g.peak_gflops:,.0f} "
-                   f"GFLOP/s (or its bytes / bandwidth, if more); measured TTFT is {g.ttft_ms / g.prefill_floor_ms:.1f}x the floor")
+        out.append(
+            f"prefill    floor {_ms(g.prefill_floor_ms)} ms = {g.phases[0].flops / 1e9:.3g} GFLOP / "
+            f"{g.peak_gflops:,.0f} "
+            "GFLOP/s (or its bytes / bandwidth, if more); measured TTFT is "
+            f"{g.ttft_ms / g.prefill_floor_ms:.1f}x the floor"
+        )
     if run.memory:
         out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
                    f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} while generating")
     out.append(f"peaks      {g.peaks_source}")
     out.append("")
-    rows = [[p.name, str(p.steps), _ms(p.wall_ms), _ms(p.exec_ms), _ms(p.trans_ms), f"{p.flops / 1e9:.3g}",
-             _bytes(p.bytes), p.roof, _ms(p.floor_ms), _ms(p.measured_ms), f"{100 * p.roof_fraction:.1f}"] for p in g.phases]
+    rows = [
+        [
+            p.name,
+            str(p.steps),
+            _ms(p.wall_ms),
+            _ms(p.exec_ms),
+            _ms(p.trans_ms),
+            f"{p.flops / 1e9:.3g}",
+            _bytes(p.bytes),
+            p.roof,
+            _ms(p.floor_ms),
+            _ms(p.measured_ms),
+            f"{100 * p.roof_fraction:.1f}",
+        ]
+        for p in g.phases
+    ]
     out.append(format_table(rows, ["phase", "steps", "profiled ms", "T_exec ms", "T_trans ms", "GFLOP", "bytes", "roof",
                                    "floor ms", "measured ms", "% of roof"], left=(0, 7)))
     for p in g.phases:
         if not p.ops:
             continue
         total = p.exec_ms + p.trans_ms or 1.0
-        rows = [[o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * (o.exec_ms + o.trans_ms) / total:.1f}"]
-                for o in p.ops[:top]]
+        rows = [
+            [o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * (o.exec_ms + o.trans_ms) / total:.1f}"]
+            for o in p.ops[:top]
+        ]
         out += ["", f"Top operators in {p.name} (all {p.steps} step(s) of one generation)",
                 format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%"])]
     if g.itl_ms:
@@ -270,9 +314,21 @@ def render_generation(run: ProfileRun, top: int = 8) -> str:
 
 def _cmd_models(a) -> int:
     if a.json:
-        print(json.dumps([{"name": m.name, "description": m.description, "input": m.input_kind,
-                           "batch_size": m.default_batch, "seq_len": m.default_seq_len} for m in sample_models.REGISTRY.values()],
-                         indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": m.name,
+                        "description": m.description,
+                        "input": m.input_kind,
+                        "batch_size": m.default_batch,
+                        "seq_len": m.default_seq_len,
+                    }
+                    for m in sample_models.REGISTRY.values()
+                ],
+                indent=1,
+            )
+        )
         return 0
     rows = [[m.name, m.input_kind, str(m.default_batch), str(m.default_seq_len or ""), m.description]
             for m in sample_models.REGISTRY.values()]
@@ -319,8 +375,10 @@ def render_import(run: ProfileRun, top: int = 15) -> str:
                    f"(exposed {_ms(g.exposed_comm_ms)}), memcpy {_ms(g.memcpy_ms)}, memset {_ms(g.memset_ms)}; "
                    f"launch-to-start median {_ms(g.launch_overhead_ms)} ms, {g.short_kernels:g} kernels under 10 us")
     for r in run.ranks:
-        out.append(f"rank {r.rank:<5} step {_ms(r.step_ms)} ms, computation {_ms(r.computation_ms)}, comm "
-                   f"{_ms(r.comm_ms)} ({100 * r.overlap:.0f}% overlapped){'  STRAGGLER: ' + r.note if r.straggler else ''}")
+        out.append(
+            f"rank {r.rank:<5} step {_ms(r.step_ms)} ms, computation {_ms(r.computation_ms)}, comm "
+            f"{_ms(r.comm_ms)} ({100 * r.overlap:.0f}% overlapped){'  STRAGGLER: ' + r.note if r.straggler else ''}"
+        )
     v = run.validation
     if v is not None:
         out.append("read       " + ", ".join(f"{n} {k}" for k, n in sorted(v.read.items(), key=lambda x: -x[1])))
@@ -365,7 +423,11 @@ def _cmd_runs(a) -> int:
         print(f"no saved runs in {store.runs_dir(a.runs_dir)}")
         return 0
     rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms), r.error[:60]] for r in runs]
-    print(format_table(rows, ["id", "label", "model", "device", "created", "median ms", "problem"], left=(0, 1, 2, 3, 4, 6)))
+    print(
+        format_table(
+            rows, ["id", "label", "model", "device", "created", "median ms", "problem"], left=(0, 1, 2, 3, 4, 6)
+        )
+    )
     return 0
 
 

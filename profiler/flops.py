@@ -85,11 +85,34 @@ EVENT_FORMULAS: dict[str, Callable[[Shapes], int | None]] = {
 }
 
 # ATen ops that do matmul-class work no formula here counts: their time makes a FLOP/s figure partial
-UNCOUNTED_ATEN = ("aten::lstm", "aten::gru", "aten::rnn_", "aten::mkldnn_rnn", "aten::_thnn_fused", "aten::lstm_cell",
-                  "aten::gru_cell", "aten::quantized_lstm", "aten::quantized_gru", "aten::cdist", "aten::_cdist",
-                  "aten::linalg_solve", "aten::linalg_inv", "aten::linalg_cholesky", "aten::linalg_qr", "aten::linalg_svd",
-                  "aten::linalg_eig", "aten::linalg_lstsq", "aten::linalg_lu", "aten::linalg_det", "aten::linalg_slogdet",
-                  "aten::_linalg_", "aten::fft_", "aten::_fft_", "aten::conv_tbc", "aten::_nnpack")  # norms are not here
+UNCOUNTED_ATEN = (
+    "aten::lstm",
+    "aten::gru",
+    "aten::rnn_",
+    "aten::mkldnn_rnn",
+    "aten::_thnn_fused",
+    "aten::lstm_cell",
+    "aten::gru_cell",
+    "aten::quantized_lstm",
+    "aten::quantized_gru",
+    "aten::cdist",
+    "aten::_cdist",
+    "aten::linalg_solve",
+    "aten::linalg_inv",
+    "aten::linalg_cholesky",
+    "aten::linalg_qr",
+    "aten::linalg_svd",
+    "aten::linalg_eig",
+    "aten::linalg_lstsq",
+    "aten::linalg_lu",
+    "aten::linalg_det",
+    "aten::linalg_slogdet",
+    "aten::_linalg_",
+    "aten::fft_",
+    "aten::_fft_",
+    "aten::conv_tbc",
+    "aten::_nnpack",
+)  # norms are not here
 # non-ATen namespaces that only quantize, dequantize or repack
 _ZERO_WORK_PREFIXES = ("quantized_decomposed::", "onednn::qlinear_prepack", "onednn::qconv_prepack", "prim::")
 

@@ -18,7 +18,13 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule, tensorboard_trace_handler
+from torch.profiler import (
+    ProfilerActivity,
+    profile as torch_profile,
+    record_function,
+    schedule,
+    tensorboard_trace_handler,
+)
 
 import sample_models
 
@@ -42,8 +48,10 @@ def check_causal_lm(module: torch.nn.Module, name: str) -> None:
     """Raise ModelRunError unless `module` is a Hugging Face model that can generate (a causal LM)."""
     can = getattr(module, "can_generate", None)
     if getattr(module, "config", None) is None or not callable(can) or not can():
-        raise ModelRunError(f"{name} ({type(module).__name__}) is not a causal language model, so it cannot generate; "
-                            "use a decoder such as gpt2, llama, qwen2 (or their -tiny variants), an HF directory or hf:<id>")
+        raise ModelRunError(
+            f"{name} ({type(module).__name__}) is not a causal language model, so it cannot generate; "
+            "use a decoder such as gpt2, llama, qwen2 (or their -tiny variants), an HF directory or hf:<id>"
+        )
 
 
 def kv_layout(config: Any, element_bytes: int) -> dict[str, int]:
@@ -65,7 +73,7 @@ def cache_tensors(cache: Any) -> list[torch.Tensor]:
     """The key and value tensors a transformers cache holds (Cache.layers; older key_cache/value_cache lists)."""
     layers = getattr(cache, "layers", None)
     if layers is not None:
-        pairs = [(getattr(l, "keys", None), getattr(l, "values", None)) for l in layers]
+        pairs = [(getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in layers]
     else:
         pairs = list(zip(getattr(cache, "key_cache", []), getattr(cache, "value_cache", [])))
     return [t for pair in pairs for t in pair if isinstance(t, torch.Tensor)]
@@ -128,9 +136,15 @@ def spread(samples: list[float]) -> Spread:
 
 # ---------------------------------------------------------------- measurement
 
-def generate(loaded: LoadedModel, config: GenerateConfig | None = None, progress: Callable[[str, float], None] | None = None,
-             cancel: Any = None, peaks: Peaks | None = None) -> ProfileRun:
-    """Measure greedy generation of `loaded` (a causal LM): TTFT, TPOT, e2e, KV cache, and each phase against its roof."""
+def generate(
+    loaded: LoadedModel,
+    config: GenerateConfig | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    cancel: Any = None,
+    peaks: Peaks | None = None,
+) -> ProfileRun:
+    """Measure greedy generation of `loaded` (a causal LM): TTFT, TPOT, e2e, KV cache, and each phase against its
+    roof."""
     config = config or GenerateConfig()
     _validate(config)
     device = devices.resolve_device(config.device)
@@ -219,7 +233,9 @@ def _failure(exc: BaseException, loaded: LoadedModel, device: torch.device, conf
             exc, f"generating with {loaded.info.name} on {device} at batch size {config.batch_size}, "
                  f"{config.prompt_len} + {config.new_tokens} tokens", "--batch-size, --prompt-len or --new-tokens"))
     text = str(exc).strip().splitlines()
-    return ModelRunError(f"{loaded.info.name} failed while generating: {type(exc).__name__}: {text[0][:300] if text else ''}")
+    return ModelRunError(
+        f"{loaded.info.name} failed while generating: {type(exc).__name__}: {text[0][:300] if text else ''}"
+    )
 
 
 def check_length(module: torch.nn.Module, name: str, tokens: int) -> None:
@@ -303,7 +319,8 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
     if config.cache == "dynamic":
         kv_tokens = p + n - 1
     layout = kv_layout(module.config, torch.empty((), dtype=kv_dtype).element_size())
-    # measured: what the cache really holds per token and sequence (the formula's figure, unless the model's cache differs)
+    # measured: what the cache really holds per token and sequence (the formula's figure, unless the model's cache
+    # differs)
     per_token = kv_bytes / (kv_tokens * b) if kv_bytes else kv_formula_bytes(layout, 1, 1)
     weights = step_weight_bytes(module)
     contexts = [p + i + 1 for i in range(n - 1)]  # tokens attended by decode step i (the cache plus the new token)
@@ -311,7 +328,9 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
     kv_read = [(max_len if config.cache == "static" else c) * per_token * b for c in contexts]
     decode_bytes = [weights + r for r in kv_read]
     bw = peaks.mem_bw_gbs * 1e9
-    peak_flops = {torch.bfloat16: peaks.bf16_gflops, torch.float16: peaks.fp16_gflops}.get(dtype, 0.0) or peaks.fp32_gflops
+    peak_flops = {torch.bfloat16: peaks.bf16_gflops, torch.float16: peaks.fp16_gflops}.get(
+        dtype, 0.0
+    ) or peaks.fp32_gflops
     peak_flops *= 1e9
 
     def floor_ms(fl: float, by: float) -> float:
@@ -332,22 +351,42 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
             roof_fraction=floor / measured[name] if measured[name] > 0 else 0.0))
     tokens = [r[2] for r in records]
     e2e_med = e2e.median_ms
-    notes = [f"{p.name} ran at {p.roof_fraction:.2f}x its floor, faster than the measured peaks allow: they were measured "
-             "under another load; run `python -m profiler peaks --refresh`" for p in phases if p.roof_fraction > 1.05]
+    notes = [
+        f"{p.name} ran at {p.roof_fraction:.2f}x its floor, faster than the measured peaks allow: they were measured "
+        "under another load; run `python -m profiler peaks --refresh`"
+        for p in phases
+        if p.roof_fraction > 1.05
+    ]
     return Generation(
-        config=copy.copy(config), ttft_ms=ttft.median_ms, tpot_ms=tpot, e2e_ms=e2e_med,
+        config=copy.copy(config),
+        ttft_ms=ttft.median_ms,
+        tpot_ms=tpot,
+        e2e_ms=e2e_med,
         tokens_per_s=1e3 * b * n / e2e_med if e2e_med else 0.0,
         decode_tokens_per_s=1e3 * b / tpot.median if tpot.median else 0.0,
         prefill_tokens_per_s=1e3 * b * p / ttft.median_ms if ttft.median_ms else 0.0,
-        ttft=ttft, e2e=e2e, steps_ms=steps, itl_ms=itl, context_lens=contexts,
-        kv_cache_bytes=kv_bytes, kv_cache_formula_bytes=kv_formula_bytes(layout, kv_tokens, b), kv_cache_tokens=kv_tokens,
-        kv_bytes_per_token=float(per_token), kv_layout=layout, weight_bytes_per_step=weights,
+        ttft=ttft,
+        e2e=e2e,
+        steps_ms=steps,
+        itl_ms=itl,
+        context_lens=contexts,
+        kv_cache_bytes=kv_bytes,
+        kv_cache_formula_bytes=kv_formula_bytes(layout, kv_tokens, b),
+        kv_cache_tokens=kv_tokens,
+        kv_bytes_per_token=float(per_token),
+        kv_layout=layout,
+        weight_bytes_per_step=weights,
         decode_bytes_per_token=statistics.fmean(decode_bytes) if decode_bytes else 0.0,
         decode_floor_ms=floor_ms(0.0, statistics.fmean(decode_bytes)) if decode_bytes else 0.0,
-        prefill_floor_ms=phases[0].floor_ms, peak_gflops=peak_flops / 1e9, mem_bw_gbs=peaks.mem_bw_gbs,
-        peaks_source=f"{peaks.source} ({peaks.name})", phases=phases,
+        prefill_floor_ms=phases[0].floor_ms,
+        peak_gflops=peak_flops / 1e9,
+        mem_bw_gbs=peaks.mem_bw_gbs,
+        peaks_source=f"{peaks.source} ({peaks.name})",
+        phases=phases,
         token_ids=tokens[-1].cpu().tolist() if tokens else [],
-        deterministic=all(torch.equal(t, tokens[0]) for t in tokens), notes=notes)
+        deterministic=all(torch.equal(t, tokens[0]) for t in tokens),
+        notes=notes,
+    )
 
 
 def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e2e, gen: Generation, events, detail,
@@ -357,9 +396,14 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
     ops = ops_mod.op_stats(events, 1, on_cuda, detail)
     exec_ms, trans_ms = sum(o.exec_ms for o in ops), sum(o.trans_ms for o in ops)
     wall = sum(phase_wall.values())  # profiled prefill + decode steps (the loop's own bookkeeping is outside them)
-    totals = Totals(wall_ms=wall, exec_ms=exec_ms, trans_ms=trans_ms, coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
-                    unexplained_ms=wall - exec_ms - trans_ms,
-                    trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL)
+    totals = Totals(
+        wall_ms=wall,
+        exec_ms=exec_ms,
+        trans_ms=trans_ms,
+        coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
+        unexplained_ms=wall - exec_ms - trans_ms,
+        trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
+    )
     traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
     pconfig = ProfileConfig(device=str(device), batch_size=config.batch_size, seq_len=config.prompt_len,
                             warmup=config.warmup, repeats=config.repeats, min_time_s=config.min_time_s,
@@ -368,8 +412,21 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
     info = copy.copy(loaded.info)
     info.task = info.task or "text-generation"
     return ProfileRun(
-        id=new_run_id(f"{loaded.info.name}-generate"), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        model=info, device=devices.device_info(device), config=pconfig, latency=e2e, totals=totals, ops=ops,
+        id=new_run_id(f"{loaded.info.name}-generate"),
+        created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        model=info,
+        device=devices.device_info(device),
+        config=pconfig,
+        latency=e2e,
+        totals=totals,
+        ops=ops,
         transfers=ops_mod.transfer_stats(events, 1, on_cuda, detail),
-        graph=Graph(method="none", note="generate: no graph capture; the operators of each phase are in generation.phases"),
-        memory=gen.memory, trace_path=traces[0] if traces else None, notes=notes, versions=_versions(), generation=gen)
+        graph=Graph(
+            method="none", note="generate: no graph capture; the operators of each phase are in generation.phases"
+        ),
+        memory=gen.memory,
+        trace_path=traces[0] if traces else None,
+        notes=notes,
+        versions=_versions(),
+        generation=gen,
+    )

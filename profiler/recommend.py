@@ -64,7 +64,8 @@ def amdahl(share: float, factor: float) -> float:
 
 def _precision_gain(ctx: Context, ops: tuple[str, ...] | None, peak: float, byte_ratio: float) -> tuple[float, float]:
     """(share of time in the targeted matmul ops, estimated speedup) when they run at `peak` and move
-    `byte_ratio` of their bytes (compute- and memory-bound ones only): each op's new time is max(its time x fp32 peak / peak, its new memory roof)."""
+    `byte_ratio` of their bytes (compute- and memory-bound ones only): each op's new time is max(its time x fp32
+    peak / peak, its new memory roof)."""
     before = after = 0.0
     for p in ctx.roof.points:
         # overhead-bound matmuls would not get faster: their time is dispatch, not arithmetic
@@ -131,9 +132,13 @@ def rule_transfers(ctx: Context) -> Recommendation | None:
     share = moved / wall if wall > 0 else 0.0
     if share < TRANSFER_SHARE:
         return None
-    return Recommendation(rule="transfers", title="Keep inputs on the device; pin and overlap copies",
-                          passes=["pinned-memory", "resident-inputs"], raw_estimate=amdahl(share, 5.0),
-                          evidence=f"host<->device copies take {moved:.3g} ms per inference ({share:.0%} of the wall time)")
+    return Recommendation(
+        rule="transfers",
+        title="Keep inputs on the device; pin and overlap copies",
+        passes=["pinned-memory", "resident-inputs"],
+        raw_estimate=amdahl(share, 5.0),
+        evidence=f"host<->device copies take {moved:.3g} ms per inference ({share:.0%} of the wall time)",
+    )
 
 
 def rule_conv_bn(ctx: Context) -> Recommendation | None:
@@ -180,11 +185,15 @@ def rule_batch(ctx: Context) -> Recommendation | None:
     if best.batch_size <= b or gain < BATCH_GAIN:
         return None
     util = ctx.roof.floor_ms / ctx.roof.measured_ms if ctx.roof.measured_ms > 0 else 0.0
-    return Recommendation(rule="batch", title=f"Batch more: {best.batch_size} instead of {b}", passes=[],
-                          raw_estimate=gain,
-                          evidence=f"at batch {b} the model runs at {util:.0%} of its roofline floor; sweep {ctx.sweep.id}: "
-                                   f"{best.throughput_per_s:,.0f} samples/s at batch {best.batch_size} vs {base:,.0f} "
-                                   f"(throughput, not latency)")
+    return Recommendation(
+        rule="batch",
+        title=f"Batch more: {best.batch_size} instead of {b}",
+        passes=[],
+        raw_estimate=gain,
+        evidence=f"at batch {b} the model runs at {util:.0%} of its roofline floor; sweep {ctx.sweep.id}: "
+        f"{best.throughput_per_s:,.0f} samples/s at batch {best.batch_size} vs {base:,.0f} "
+        f"(throughput, not latency)",
+    )
 
 
 RULES: list[Callable[[Context], Recommendation | None]] = [rule_bf16, rule_int8, rule_overhead, rule_transfers,
@@ -307,7 +316,9 @@ def measured(rec: Recommendation, saved: dict, run: ProfileRun,
     keep the pair."""
     rec.measured_speedup = float(saved.get("speedup", 1.0))
     acc = saved.get("accuracy") or {}
-    rec.measured_accuracy = {k: acc.get(k) for k in ("cosine", "max_abs_err", "top1_agreement", "passed")} if acc else None
+    rec.measured_accuracy = (
+        {k: acc.get(k) for k in ("cosine", "max_abs_err", "top1_agreement", "passed")} if acc else None
+    )
     rec.comparison_id = saved.get("id", "")
     record(rec, run, runs_dir)
     return rec

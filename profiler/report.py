@@ -23,7 +23,8 @@ th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;vertical-ali
 th{background:#f6f6f6;position:sticky;top:0}td.t,th.t{text-align:left;max-width:520px;overflow-wrap:anywhere}
 tr.group td{background:#fafafa;font-weight:600}
 .faster{color:#1a7f37}.slower{color:#c62828}.new{color:#6a1b9a}.removed{color:#8d6e63}
-.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:150px}
+.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:150px}
 .card b{display:block;font-size:18px}.note{color:#666;font-size:12px}
 svg text{font:11px system-ui,sans-serif}
 """

@@ -157,7 +157,9 @@ class OpStat(_Dict):
     flops: float = 0.0  # per inference
     flops_known: bool = False  # a formula counted it, it runs inside a counted op, or it does no matmul-class work
     memory_bytes: float = 0.0  # self allocated bytes per inference
-    bytes: float = 0.0  # bytes moved per inference: input + output tensor bytes of its dispatched calls (0: not counted)
+    bytes: float = (
+        0.0  # bytes moved per inference: input + output tensor bytes of its dispatched calls (0: not counted)
+    )
     input_shapes: list[str] = field(default_factory=list)  # distinct shapes, most frequent first
     category: str = "compute"  # "compute" or "transfer"
 
@@ -362,7 +364,9 @@ class Generation(_Dict):
     ttft: LatencyStats | None = None  # raw samples, one per timed generation
     e2e: LatencyStats | None = None
     steps_ms: list[list[float]] = field(default_factory=list)  # per timed generation: each decode step, in order
-    itl_ms: list[float] = field(default_factory=list)  # median time of decode step i: inter-token latency as context grows
+    itl_ms: list[float] = field(
+        default_factory=list
+    )  # median time of decode step i: inter-token latency as context grows
     context_lens: list[int] = field(default_factory=list)  # tokens in the cache when decode step i runs
     kv_cache_bytes: int = 0  # measured from the cache's tensors at the end of a generation
     kv_cache_formula_bytes: int = 0  # 2 x layers x kv_heads x head_dim x kv_cache_tokens x batch x element size

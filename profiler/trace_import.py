@@ -21,16 +21,33 @@ import numpy as np
 from . import gpu_timeline as tl
 from . import paths
 from .ops import TRANSFER_OPS
-from .schema import (DeviceInfo, Graph, GraphNode, GpuTimeline, KernelStat, LatencyStats, ModelInfo, OpStat,
-                     ProfileConfig, ProfileRun, RankStat, ServingPhase, SkippedEvents, Totals, TraceFormatError, TraceValidation,
-                     TransferStat)
+from .schema import (
+    DeviceInfo,
+    Graph,
+    GraphNode,
+    GpuTimeline,
+    KernelStat,
+    LatencyStats,
+    ModelInfo,
+    OpStat,
+    ProfileConfig,
+    ProfileRun,
+    RankStat,
+    ServingPhase,
+    SkippedEvents,
+    Totals,
+    TraceFormatError,
+    TraceValidation,
+    TransferStat,
+)
 from .timing import summarize
 from .trace_data import TraceData, load
 from .traces import memcpy_direction
 
 UNATTRIBUTED = "(unattributed: launch not in trace)"
 NO_OPERATOR = "(no operator: {})"  # launched by a runtime call no cpu_op encloses, e.g. a CUDA graph replay
-# communication kernels: NCCL/RCCL, and the all-reduces that bypass them (torch symmetric memory, vLLM custom all-reduce)
+# communication kernels: NCCL/RCCL, and the all-reduces that bypass them (torch symmetric memory, vLLM custom all-
+# reduce)
 COMM_KERNEL = re.compile(r"nccl|rccl|multimem_all_reduce|one_shot_all_reduce|two_shot_all_reduce|cross_device_reduce",
                          re.IGNORECASE)
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
@@ -184,12 +201,24 @@ def gpu_timeline(d: TraceData, a: Attribution) -> GpuTimeline | None:
     mean = {k: statistics.fmean(p[k] for p in per) for k in per[0]}
     ms = lambda k: mean[k] / 1e3  # noqa: E731
     return GpuTimeline(
-        steps=len(per), window_ms=ms("window"), busy_ms=ms("busy"), idle_ms=ms("idle"), computation_ms=ms("computation"),
-        comm_ms=ms("comm"), exposed_comm_ms=ms("exposed_comm"), memcpy_ms=ms("memcpy"), memset_ms=ms("memset"),
-        idle_host_ms=ms("idle_host"), idle_sync_ms=ms("idle_sync"), idle_other_ms=ms("idle_other"),
+        steps=len(per),
+        window_ms=ms("window"),
+        busy_ms=ms("busy"),
+        idle_ms=ms("idle"),
+        computation_ms=ms("computation"),
+        comm_ms=ms("comm"),
+        exposed_comm_ms=ms("exposed_comm"),
+        memcpy_ms=ms("memcpy"),
+        memset_ms=ms("memset"),
+        idle_host_ms=ms("idle_host"),
+        idle_sync_ms=ms("idle_sync"),
+        idle_other_ms=ms("idle_other"),
         launch_overhead_ms=statistics.median(p["launch_overhead"] for p in per) / 1e3,
-        short_kernels=mean["short_kernels"], window_source=source,
-        step_window_ms=[p["window"] / 1e3 for p in per], step_busy_ms=[p["busy"] / 1e3 for p in per])
+        short_kernels=mean["short_kernels"],
+        window_source=source,
+        step_window_ms=[p["window"] / 1e3 for p in per],
+        step_busy_ms=[p["busy"] / 1e3 for p in per],
+    )
 
 
 def whole_trace_breakdown(d: TraceData, a: Attribution | None = None) -> dict[str, float]:
@@ -551,21 +580,44 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
     validation = _validation(datas, attrs)
     name = Path(d.path).name.split(".")[0] or "trace"
     digest = hashlib.sha1("|".join(str(f.resolve()) for f in files).encode()).hexdigest()[:6]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:40]
     return ProfileRun(
-        id=f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-trace-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)[:40]}-{digest}",
+        id=f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-trace-{slug}-{digest}",
         created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        model=ModelInfo(name=name, source="trace", parameters=0, spec=", ".join(str(f) for f in files),
-                        task="imported trace"),
+        model=ModelInfo(
+            name=name, source="trace", parameters=0, spec=", ".join(str(f) for f in files), task="imported trace"
+        ),
         device=device,
-        config=ProfileConfig(device=device.kind, batch_size=1, seq_len=0, warmup=0, repeats=len(latency.samples_ms),
-                             min_time_s=0.0, profile_iters=max(1, len(latency.samples_ms)), graph=bool(a.module_paths)),
+        config=ProfileConfig(
+            device=device.kind,
+            batch_size=1,
+            seq_len=0,
+            warmup=0,
+            repeats=len(latency.samples_ms),
+            min_time_s=0.0,
+            profile_iters=max(1, len(latency.samples_ms)),
+            graph=bool(a.module_paths),
+        ),
         latency=latency,
-        totals=Totals(wall_ms=wall_ms, exec_ms=exec_ms, trans_ms=trans_ms,
-                      coverage=(exec_ms + trans_ms) / wall_ms if wall_ms > 0 else 0.0,
-                      unexplained_ms=max(0.0, wall_ms - exec_ms - trans_ms),
-                      trans_label=TRANSFER_LABEL if on_gpu else "host data movement (copies; no device in the trace)"),
-        ops=ops, transfers=transfers, graph=graph, trace_path=str(Path(d.path).resolve()),
-        label=f"trace: {name}", notes=notes, warnings=list(validation.warnings),
+        totals=Totals(
+            wall_ms=wall_ms,
+            exec_ms=exec_ms,
+            trans_ms=trans_ms,
+            coverage=(exec_ms + trans_ms) / wall_ms if wall_ms > 0 else 0.0,
+            unexplained_ms=max(0.0, wall_ms - exec_ms - trans_ms),
+            trans_label=TRANSFER_LABEL if on_gpu else "host data movement (copies; no device in the trace)",
+        ),
+        ops=ops,
+        transfers=transfers,
+        graph=graph,
+        trace_path=str(Path(d.path).resolve()),
+        label=f"trace: {name}",
+        notes=notes,
+        warnings=list(validation.warnings),
         versions={k: str(v) for k, v in d.metadata.items() if k.endswith("_version") or k == "schemaVersion"},
-        kernels=kernel_stats(d, a) if on_gpu else [], gpu=gpu, validation=validation,
-        ranks=rank_stats(datas, timelines) if len(datas) > 1 else [], phases=serving_phases(d, a))
+        kernels=kernel_stats(d, a) if on_gpu else [],
+        gpu=gpu,
+        validation=validation,
+        ranks=rank_stats(datas, timelines) if len(datas) > 1 else [],
+        phases=serving_phases(d, a),
+    )

@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium not found (sudo apt-get install chromium); the browser test will be skipped" >&2
   fi
 fi
+python -m ruff check .  # the lint configuration in pyproject.toml: line length 120, pycodestyle + pyflakes
 exec python -m pytest "$@"

@@ -22,7 +22,9 @@ elif run is not None:
     g = run.generation
     views = generation_views(g)
     c = st.columns(4)
-    c[0].metric("TTFT", f"{g.ttft_ms:.3g} ms", help=f"p10-p90 {g.ttft.p10_ms:.3g}-{g.ttft.p90_ms:.3g} ms" if g.ttft else None)
+    c[0].metric(
+        "TTFT", f"{g.ttft_ms:.3g} ms", help=f"p10-p90 {g.ttft.p10_ms:.3g}-{g.ttft.p90_ms:.3g} ms" if g.ttft else None
+    )
     c[1].metric("TPOT", f"{g.tpot_ms.median:.3g} ms", help=f"p10-p90 {g.tpot_ms.p10:.3g}-{g.tpot_ms.p90:.3g} ms")
     c[2].metric("tokens/s", f"{g.tokens_per_s:.4g}")
     c[3].metric("decode tokens/s", f"{g.decode_tokens_per_s:.4g}")
@@ -33,8 +35,9 @@ elif run is not None:
     if views["per_token"]:
         left.plotly_chart(px.line(pd.DataFrame(views["per_token"]), x="step", y="itl_ms", markers=True,
                                   title="Per-token latency along the generation"), key="itl")
-    right.plotly_chart(px.area(pd.DataFrame(views["kv"]), x="context_tokens", y="kv_cache_bytes", title="KV-cache growth"),
-                       key="kv")
+    right.plotly_chart(
+        px.area(pd.DataFrame(views["kv"]), x="context_tokens", y="kv_cache_bytes", title="KV-cache growth"), key="kv"
+    )
     st.subheader("Prefill and decode against their roofs")
     st.dataframe(pd.DataFrame(views["phases"]), hide_index=True)
     if views["ops"]:

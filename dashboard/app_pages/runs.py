@@ -82,8 +82,13 @@ else:
         base, new = state.load_run(base_id), state.load_run(new_id)
         comp = analysis.compare(base, new)
         word = "faster" if comp.speedup >= 1 else "slower"
-        st.metric("Speedup (base / new median)", f"{comp.speedup:.2f}x",
-                  f"{word}; range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x", delta_color="off", delta_arrow="off")
+        st.metric(
+            "Speedup (base / new median)",
+            f"{comp.speedup:.2f}x",
+            f"{word}; range {comp.speedup_low:.2f}-{comp.speedup_high:.2f}x",
+            delta_color="off",
+            delta_arrow="off",
+        )
         if not comp.same_setup:
             st.warning("These runs differ in setup, so the ratio mixes causes: " + "; ".join(comp.setup_differences))
         st.plotly_chart(charts.speedup_figure(comp, "base", "new"), width="stretch")

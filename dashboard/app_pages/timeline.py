@@ -29,14 +29,21 @@ if source == "A saved run":
                        f"other {g.idle_other_ms:.2g}", delta_color="off", delta_arrow="off")
         cols[3].metric("Communication", f"{g.comm_ms:.3g} ms", f"exposed {g.exposed_comm_ms:.2g} ms",
                        delta_color="off", delta_arrow="off")
-        cols[4].metric("Launch to start", f"{1e3 * g.launch_overhead_ms:.3g} us", f"{g.short_kernels:g} kernels < 10 us",
-                       delta_color="off", delta_arrow="off")
+        cols[4].metric(
+            "Launch to start",
+            f"{1e3 * g.launch_overhead_ms:.3g} us",
+            f"{g.short_kernels:g} kernels < 10 us",
+            delta_color="off",
+            delta_arrow="off",
+        )
         st.dataframe(pd.DataFrame({"step": range(len(g.step_window_ms)), "window ms": g.step_window_ms,
                                    "busy ms": g.step_busy_ms}), hide_index=True)
         if run.ranks:
             st.dataframe(pd.DataFrame([r.to_dict() for r in run.ranks]), hide_index=True, width="stretch")
     if run is not None and run.validation is not None:
-        with st.expander(f"Import report: {run.validation.events:,} events, {len(run.validation.skipped)} kinds skipped"):
+        with st.expander(
+            f"Import report: {run.validation.events:,} events, {len(run.validation.skipped)} kinds skipped"
+        ):
             st.write({"read": run.validation.read})
             st.dataframe(pd.DataFrame([s.to_dict() for s in run.validation.skipped]), hide_index=True, width="stretch")
             for w in run.validation.warnings:
@@ -86,8 +93,16 @@ if trace_path:
         st.plotly_chart(charts.timeline_figure(events, title), width="stretch")
         s = summary(trace)
         c1, c2 = st.columns(2)
-        c1.dataframe(pd.DataFrame([{"category": c, "events": v["count"], "summed ms (nested events overlap)": v["dur_us"] / 1e3}
-                                   for c, v in sorted(s["categories"].items())]), hide_index=True, width="stretch")
+        c1.dataframe(
+            pd.DataFrame(
+                [
+                    {"category": c, "events": v["count"], "summed ms (nested events overlap)": v["dur_us"] / 1e3}
+                    for c, v in sorted(s["categories"].items())
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
         if s["memcpy"]:
             c2.dataframe(pd.DataFrame([{"direction": d, "copies": v["calls"], "MB": v["bytes"] / 1e6,
                                         "ms": v["dur_us"] / 1e3} for d, v in s["memcpy"].items()]),
@@ -96,8 +111,10 @@ if trace_path:
             c2.caption("No device memcpy in this trace.")
         st.download_button("Download trace", Path(trace_path).read_bytes(), file_name=Path(trace_path).name,
                            mime="application/gzip", icon=":material/download:")
-        st.markdown("Open every saved run in TensorBoard's PyTorch profiler plugin with `python -m profiler tensorboard` "
-                    "(or the button on the **Runs** page; needs `pip install tensorboard torch-tb-profiler`).")
+        st.markdown(
+            "Open every saved run in TensorBoard's PyTorch profiler plugin with `python -m profiler tensorboard` "
+            "(or the button on the **Runs** page; needs `pip install tensorboard torch-tb-profiler`)."
+        )
         with st.expander("Open this trace in Perfetto", icon=":material/timeline:"):
             st.markdown("""
 The trace is a Chrome trace (JSON with a `traceEvents` list), which Perfetto reads as it is, gzipped or not:

@@ -30,8 +30,10 @@ c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
 c2.metric("Floor at peak", f"{roof.floor_ms:.3g} ms", help="every operator at its roof, one after another")
 c3.metric("Headroom", f"{roof.headroom_ms:.3g} ms", help="sum over operators of time above their roof")
 c4.metric("Mostly", f"{roof.verdict}-bound" if roof.verdict else "-")
-st.caption(f"Ceilings ({roof.dtype}, {roof.peaks_source}): {roof.peak_gflops:,.0f} GFLOP/s, {roof.mem_bw_gbs:,.1f} GB/s; "
-           + "; ".join(f"{k} {v:.3g} ms" for k, v in roof.time_by_bound.items()))
+st.caption(
+    f"Ceilings ({roof.dtype}, {roof.peaks_source}): {roof.peak_gflops:,.0f} GFLOP/s, {roof.mem_bw_gbs:,.1f} GB/s; "
+    + "; ".join(f"{k} {v:.3g} ms" for k, v in roof.time_by_bound.items())
+)
 for note in roof.notes:
     st.caption(note)
 
@@ -84,7 +86,9 @@ for i, rec in enumerate(recs, 1):
     with st.container(border=True):
         st.markdown(f"**{i}. {rec.title}** — estimated **{rec.estimated_speedup:.2f}x**")
         st.markdown(f"*Evidence:* {rec.evidence}")
-        st.markdown(f"*Passes:* {', '.join(rec.passes) if rec.passes else 'none (a change to how the model is served)'}")
+        st.markdown(
+            f"*Passes:* {', '.join(rec.passes) if rec.passes else 'none (a change to how the model is served)'}"
+        )
         if st.button("Apply and measure", key=f"apply_{key}", disabled=not rec.passes or key in started):
             job = jobs.submit(run.model.spec or run.model.name, run.config, state.runs_dir(), kind="optimize",
                               passes=rec.passes, source_run_id=run.id)

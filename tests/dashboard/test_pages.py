@@ -7,7 +7,19 @@ from streamlit.testing.v1 import AppTest
 from profiler.timing import significant
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ["profile", "overview", "operators", "graph", "timeline", "bottlenecks", "runs", "system", "optimize", "why_slow"]
+PAGES = [
+    "profile",
+    "overview",
+    "operators",
+    "graph",
+    "timeline",
+    "bottlenecks",
+    "runs",
+    "system",
+    "optimize",
+    "why_slow",
+    "generate",
+]
 
 
 def open_page(page: str, run_id: str | None = None) -> AppTest:

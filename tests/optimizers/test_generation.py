@@ -45,7 +45,12 @@ def test_static_cache_compile_matches_eager_tokens_and_reports_compile_apart():
     loaded = profiler.load_model("llama-tiny")
     r = gen.optimize_generation(loaded, ["static-cache-compile"], QUICK, rounds=1)
     p = r.passes[0]
-    assert p.applied and p.details["cache"] == "static" and "first_generation_s" in p.details and p.apply_s >= p.details["first_generation_s"]
+    assert (
+        p.applied
+        and p.details["cache"] == "static"
+        and "first_generation_s" in p.details
+        and p.apply_s >= p.details["first_generation_s"]
+    )
     assert r.token_agreement == 1.0 and r.prefill_cosine > 0.9999
 
 
@@ -98,9 +103,29 @@ def test_search_ranks_by_objective(monkeypatch):
 
 def test_cli_generate_json():
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "optimizers", "generate", "llama-tiny", "--passes", "bf16", "--prompt-len",
-                        "8", "--new-tokens", "4", "--rounds", "1", "--json"], capture_output=True, text=True, env=env,
-                       cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optimizers",
+            "generate",
+            "llama-tiny",
+            "--passes",
+            "bf16",
+            "--prompt-len",
+            "8",
+            "--new-tokens",
+            "4",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-500:]
     out = json.loads(r.stdout)
     assert out["best"]["passes"][0]["name"] == "bf16" and "tpot_speedup" in out["best"]

@@ -174,7 +174,9 @@ def test_cnn_tiny_gets_conv_bn_folding_and_the_cli_contract(fast_config):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    assert rows and all({"title", "evidence", "passes", "estimated_speedup", "measured_speedup"} <= set(r) for r in rows)
+    assert rows and all(
+        {"title", "evidence", "passes", "estimated_speedup", "measured_speedup"} <= set(r) for r in rows
+    )
     assert any(r["passes"] == ["conv-bn-fold"] for r in rows)
 
 

@@ -1,4 +1,6 @@
-"""Serving traces split into prefill and decode from the engine's own annotations (SGLang step[...], vLLM execute_...)."""
+"""Serving traces split into prefill and decode from the engine's own annotations (SGLang step[...], vLLM
+execute_...)."""
+
 import json
 import os
 
