@@ -14,6 +14,13 @@ timeout 120 $py -m profiler profile bert-base --batch-size 8 --seq-len 128 --dev
 echo "== import the run's own trace (the live CUDA trace through the trace importer)"
 trace=$(ls "$OUT"/runs/*/*.pt.trace.json.gz | head -1)
 timeout 60 $py -m profiler import "$trace" --top 8 2>&1 | tail -25
+echo "== live transfers and kernels (from the run's own trace)"
+$py - <<'PY'
+import glob, json
+run = json.load(open(sorted(glob.glob("$OUT/runs/*bert-base*/run.json".replace("$OUT", __import__("os").environ["OUT"])))[0]))
+print("transfers", [(t["direction"], t["calls"], t["bytes"]) for t in run["transfers"]])
+print("kernels", len(run.get("kernels") or []), "gpu busy/idle ms", (run.get("gpu") or {}).get("busy_ms"), (run.get("gpu") or {}).get("idle_ms"))
+PY
 echo "== peaks"
 timeout 90 $py -m profiler peaks --device cuda 2>&1
 echo "== generate llama on the GPU"
