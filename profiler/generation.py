@@ -34,7 +34,7 @@ from .lock import measurement_lock
 # runner's private helpers, reused rather than copied: the dtype table, the peak-memory tracker, run ids, versions
 from .runner import _DTYPES, _memory_tracker, _versions, new_run_id, prepare
 from .schema import (GenerateConfig, Generation, Graph, ModelRunError, OpLensError, Peaks, PhaseStat, ProfileCancelled,
-                     ProfileConfig, ProfileRun, Spread, Totals)
+                     ProfileConfig, ProfileRun, Spread)
 from .timing import measure, noise_message, summarize
 
 CACHES = ("dynamic", "static")
@@ -394,16 +394,8 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
     """The generation as a profile run: latency is the e2e of whole generations, ops and totals the profiled one."""
     on_cuda = device.type == "cuda"
     ops = ops_mod.op_stats(events, 1, on_cuda, detail)
-    exec_ms, trans_ms = sum(o.exec_ms for o in ops), sum(o.trans_ms for o in ops)
     wall = sum(phase_wall.values())  # profiled prefill + decode steps (the loop's own bookkeeping is outside them)
-    totals = Totals(
-        wall_ms=wall,
-        exec_ms=exec_ms,
-        trans_ms=trans_ms,
-        coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
-        unexplained_ms=wall - exec_ms - trans_ms,
-        trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
-    )
+    totals = ops_mod.totals(ops, wall, on_cuda)
     traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
     pconfig = ProfileConfig(device=str(device), batch_size=config.batch_size, seq_len=config.prompt_len,
                             warmup=config.warmup, repeats=config.repeats, min_time_s=config.min_time_s,

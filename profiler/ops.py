@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from typing import Iterable
 
 from . import flops as flops_mod
-from .schema import OpStat, TransferStat
+from .schema import OpStat, Totals, TransferStat
 
 # Ops whose self time is moving or re-laying-out bytes rather than computing on them.
 TRANSFER_OPS = frozenset({
@@ -106,6 +106,15 @@ def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable 
             category="transfer" if transfer else "compute"))
     out.sort(key=lambda o: o.exec_ms + o.trans_ms, reverse=True)
     return out
+
+
+def totals(ops: list[OpStat], wall_ms: float, on_cuda: bool, flop_coverage: float | None = None) -> Totals:
+    """T_exec + T_trans against the wall time they should explain (coverage; the rest is unexplained)."""
+    exec_ms, trans_ms = sum(o.exec_ms for o in ops), sum(o.trans_ms for o in ops)
+    return Totals(wall_ms=wall_ms, exec_ms=exec_ms, trans_ms=trans_ms,
+                  coverage=(exec_ms + trans_ms) / wall_ms if wall_ms else 0.0,
+                  unexplained_ms=wall_ms - exec_ms - trans_ms,
+                  trans_label=DEVICE_TRANSFER_LABEL if on_cuda else HOST_TRANSFER_LABEL, flop_coverage=flop_coverage)
 
 
 def _shapes(events: Iterable) -> dict[str, Counter]:

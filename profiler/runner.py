@@ -27,7 +27,7 @@ from torch.profiler import (
 from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
-from .schema import Graph, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Totals
+from .schema import Graph, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
 from .timing import measure, noise_message, summarize
 
 Progress = Callable[[str, float], None]
@@ -195,19 +195,9 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     for o in op_stats:
         o.bytes = moved.get(o.name, 0.0)
     transfers = ops_mod.transfer_stats(events, iters, on_cuda, detail)
-    exec_ms = sum(o.exec_ms for o in op_stats)
-    trans_ms = sum(o.trans_ms for o in op_stats)
     profiled = summarize(profiled_samples)
-    wall = profiled.mean_ms  # op sums are means over the recorded iterations: reconcile with their mean wall time
-    totals = Totals(
-        wall_ms=wall,
-        exec_ms=exec_ms,
-        trans_ms=trans_ms,
-        coverage=(exec_ms + trans_ms) / wall if wall else 0.0,
-        unexplained_ms=wall - exec_ms - trans_ms,
-        trans_label=ops_mod.DEVICE_TRANSFER_LABEL if on_cuda else ops_mod.HOST_TRANSFER_LABEL,
-        flop_coverage=flops_mod.coverage(op_stats),
-    )
+    # op sums are means over the recorded iterations: reconcile with their mean wall time
+    totals = ops_mod.totals(op_stats, profiled.mean_ms, on_cuda, flops_mod.coverage(op_stats))
     paired = summarize(paired_samples)
     if msg := noise_message(latency):
         notes.append(msg)
