@@ -20,6 +20,15 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """One thread: on a shared 2-core machine two OpenMP threads wait on each other for milliseconds per op."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def fast_config():
     from profiler import ProfileConfig
 

@@ -16,13 +16,7 @@ from profiler.schema import GenerateConfig, ModelRunError, Peaks, ProfileRun
 PEAKS = Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=50.0, mem_bw_gbs=10.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads wait on each other for milliseconds per op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: decode steps on one thread
 
 
 def quick(**kw) -> GenerateConfig:
