@@ -35,6 +35,8 @@ DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
 MODULE_PREFIX = "nn.Module: "
 STEP_PREFIX = "ProfilerStep#"
 PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
+# host-side collectives (gloo's own annotations on its worker threads): the communication of a CPU-only rank
+HOST_COMM_PREFIXES = ("gloo:", "mpi:", "ucc:")
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 
 
@@ -64,6 +66,7 @@ class TraceData:
     events: int = 0
     # serving engines' phase annotations (SGLang step[EXTEND|DECODE ...], vLLM execute_...): name, ts, dur
     phase_marks: dict[str, np.ndarray] = field(default_factory=dict)
+    host_comm: dict[str, np.ndarray] = field(default_factory=dict)  # ts, dur: host collectives (HOST_COMM_PREFIXES)
 
 
 def _cols(spec: str) -> dict[str, array]:
@@ -82,6 +85,7 @@ def load(path: str | Path) -> TraceData:
     cpu_steps, gpu_steps = _cols("name:i ts:d dur:d"), _cols("name:i ts:d dur:d")
     marks = _cols("name:i ts:d dur:d")
     syncs = _cols("ts:d dur:d")
+    host_comm = _cols("ts:d dur:d")
     shapes: dict[int, Counter] = defaultdict(Counter)
     read: Counter = Counter()
     skipped_ph: Counter = Counter()
@@ -195,6 +199,8 @@ def load(path: str | Path) -> TraceData:
                 _add(cpu_steps, (intern(name), ts, dur))
             elif name.startswith(PHASE_PREFIXES):
                 _add(marks, (intern(name), ts, dur))
+            elif name.startswith(HOST_COMM_PREFIXES):
+                _add(host_comm, (ts, dur))
         elif kind == "gpu_annotation":
             if name.startswith(STEP_PREFIX):
                 _add(gpu_steps, (intern(name), ts, dur))
@@ -230,7 +236,7 @@ def load(path: str | Path) -> TraceData:
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
         gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
         read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
-        phase_marks=_np(marks))
+        phase_marks=_np(marks), host_comm=_np(host_comm))
 
 
 def _add(cols: dict[str, array], values: tuple) -> None:

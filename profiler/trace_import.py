@@ -433,23 +433,75 @@ def _rank_of(d: TraceData, default: int) -> int:
     return int(r) if isinstance(r, int) else default
 
 
+@dataclass
+class HostSteps:
+    """A CPU-only rank's step figures, per step (ms): the host's own version of the GPU timeline's."""
+
+    steps: int
+    step_ms: float
+    busy_ms: float
+    computation_ms: float
+    comm_ms: float
+    exposed_comm_ms: float
+
+
+def host_steps(d: TraceData) -> HostSteps | None:
+    """Per-step figures of a trace without device activity: the window is the host ProfilerStep; computation is the
+    union of operators on the thread that runs the steps (a collective's wait is idle time there, not an operator);
+    communication is the union of the host collectives (gloo's annotations, on its own threads). None without
+    steps."""
+    st = d.cpu_steps
+    if not len(st.get("ts", ())):
+        return None
+    lo, hi = st["ts"], st["ts"] + st["dur"]
+    ops = d.ops
+    starts, ends, threads = ops["ts"], ops["ts"] + ops["dur"], ops["thread"]
+    inside = (starts < hi.max()) & (ends > lo.min())
+    if not inside.any():
+        return None
+    # the stepping thread: the one whose operators cover most of the step windows
+    main = max(np.unique(threads[inside]), key=lambda t: tl.length(starts[inside & (threads == t)],
+                                                                    ends[inside & (threads == t)]))
+    cs, ce = tl.union(starts[threads == main], ends[threads == main])
+    hc = d.host_comm
+    ms, me = tl.union(hc["ts"], hc["ts"] + hc["dur"]) if len(hc.get("ts", ())) else (np.array([]), np.array([]))
+    comp = comm = busy = exposed = 0.0
+    for a, b in zip(lo, hi):
+        c = tl.clip(cs, ce, a, b)
+        m = tl.clip(ms, me, a, b)
+        comp += tl.length(*c)
+        comm += tl.length(*m)
+        both = tl.length(np.concatenate([c[0], m[0]]), np.concatenate([c[1], m[1]]))
+        busy += both
+        exposed += both - tl.length(*c)  # communication time not covered by computation
+    n = len(lo)
+    return HostSteps(steps=n, step_ms=float((hi - lo).mean()) / 1e3, busy_ms=busy / n / 1e3,
+                     computation_ms=comp / n / 1e3, comm_ms=comm / n / 1e3, exposed_comm_ms=exposed / n / 1e3)
+
+
 def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> list[RankStat]:
-    """Per-rank step time, communication and its overlap; stragglers by computation time against the median rank."""
-    comps = [g.computation_ms for g in timelines if g is not None]
+    """Per-rank step time, communication and its overlap; stragglers by computation time against the median rank.
+    Ranks without device activity (CPU-only jobs, gloo) get the same figures from the host (host_steps)."""
+    figures = [g if g is not None else host_steps(d) for d, g in zip(datas, timelines)]
+    comps = [f.computation_ms for f in figures if f is not None]
     median = statistics.median(comps) if comps else 0.0
     out = []
-    for i, (d, g) in enumerate(zip(datas, timelines)):
-        if g is None:
+    for i, (d, f) in enumerate(zip(datas, figures)):
+        if f is None:
             out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=0, step_ms=0.0, busy_ms=0.0,
                                 computation_ms=0.0, comm_ms=0.0, exposed_comm_ms=0.0, overlap=0.0,
-                                note="no device activity"))
+                                note="no device activity and no profiler steps"))
             continue
-        slow = len(comps) > 1 and median > 0 and g.computation_ms > STRAGGLER * median
-        out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=g.steps, step_ms=g.window_ms,
-                            busy_ms=g.busy_ms, computation_ms=g.computation_ms, comm_ms=g.comm_ms,
-                            exposed_comm_ms=g.exposed_comm_ms,
-                            overlap=(1 - g.exposed_comm_ms / g.comm_ms) if g.comm_ms > 0 else 0.0, straggler=slow,
-                            note=f"computation {g.computation_ms / median:.2f}x the median rank" if slow else ""))
+        slow = len(comps) > 1 and median > 0 and f.computation_ms > STRAGGLER * median
+        where = "host" if isinstance(f, HostSteps) else "GPU"
+        note = f"computation {f.computation_ms / median:.2f}x the median rank" if slow else ""
+        if where == "host":
+            note = "; ".join(x for x in (note, "host figures (no device activity)") if x)
+        out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=f.steps, step_ms=f.window_ms
+                            if where == "GPU" else f.step_ms, busy_ms=f.busy_ms, computation_ms=f.computation_ms,
+                            comm_ms=f.comm_ms, exposed_comm_ms=f.exposed_comm_ms,
+                            overlap=(1 - f.exposed_comm_ms / f.comm_ms) if f.comm_ms > 0 else 0.0, straggler=slow,
+                            note=note))
     return sorted(out, key=lambda r: r.rank)
 
 

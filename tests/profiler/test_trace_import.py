@@ -207,6 +207,32 @@ def test_several_files_are_ranks_with_a_straggler(tmp_path):
     assert r1.exposed_comm_ms == pytest.approx(5 * 0.015) and r1.overlap == pytest.approx(25 / 40)  # gemms to 85+100i
 
 
+def test_real_cpu_ranks_from_a_gloo_ddp_job():
+    """Two real rank files (tests/data/make_ddp_traces.py: DDP over gloo, rank 1 given twice the batch): without
+    device activity the rank figures come from the host - the ProfilerStep windows, the stepping thread's operators,
+    gloo's own all_reduce annotations - and the doubled rank is the straggler."""
+    files = [DATA / "ddp_rank1.pt.trace.json.gz", DATA / "ddp_rank0.pt.trace.json.gz"]
+    run = import_trace([str(f) for f in files], allow_any=True)
+    assert [r.rank for r in run.ranks] == [0, 1]
+    assert [r.straggler for r in run.ranks] == [False, True]
+    for f, r in zip(reversed(files), run.ranks):
+        raw = json.load(gzip.open(f))["traceEvents"]
+        steps = [e["dur"] for e in raw if e.get("name", "").startswith("ProfilerStep#")]
+        gloo = sorted((e["ts"], e["ts"] + e["dur"]) for e in raw if e.get("name") == "gloo:all_reduce")
+        covered, reach = 0.0, float("-inf")  # their union, by hand: gloo runs two worker threads that overlap
+        for a, b in gloo:
+            covered += max(0.0, b - max(a, reach))
+            reach = max(reach, b)
+        assert r.steps == len(steps) == 3
+        assert r.step_ms == pytest.approx(sum(steps) / len(steps) / 1e3, rel=1e-6)
+        assert r.comm_ms == pytest.approx(covered / 3 / 1e3, rel=1e-3)  # all inside the steps
+        assert 0 < r.computation_ms < r.step_ms and 0 <= r.exposed_comm_ms <= r.comm_ms
+        assert "host figures" in r.note
+    fast, slow = run.ranks
+    assert slow.computation_ms > 1.05 * (fast.computation_ms + slow.computation_ms) / 2
+    assert fast.exposed_comm_ms > slow.exposed_comm_ms  # the fast rank waits in the collective for the slow one
+
+
 # ---------------------------------------------------------------- bad input
 
 BAD = {
