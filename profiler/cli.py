@@ -11,7 +11,7 @@ from typing import Callable
 
 import sample_models
 
-from . import analysis, store
+from . import analysis, store, tables
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
@@ -185,11 +185,10 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     ]
     med = significant(lat.median_ms, lat.iqr_ms)
     out.append(f"run        {run.id}")
-    out.append(f"model      {run.model.name} ({run.model.source}, {run.model.parameters:,} parameters) "
-               f"batch {run.config.batch_size}, seq/image {run.config.seq_len}, {run.config.dtype}")
-    out.append(
-        f"device     {run.device.kind}: {run.device.name}, {run.device.threads} threads, torch {run.device.torch}"
-    )
+    s = tables.setup(run)
+    out.append(f"model      {s['model']}, parameters {s['parameters']}; batch x seq/image {s['batch × seq/image']}; "
+               f"dtype {s['dtype']}")
+    out.append(f"device     {s['device']}, threads {s['threads']}, torch {s['torch']}")
     out.append(f"latency    median {med} ms (IQR {lat.iqr_ms:.2g}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
                f"n={len(lat.samples_ms)}), throughput {1000 * run.config.batch_size / lat.median_ms:.1f} samples/s")
     out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "

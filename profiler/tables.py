@@ -115,3 +115,27 @@ def _round_sig(value: float, digits: int) -> float:
     if value == 0 or not math.isfinite(value):
         return value
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+NOT_IN_TRACE = "not in the trace"
+
+
+def setup(run: ProfileRun) -> dict[str, str]:
+    """What a run was measured on, as a person reads it. An imported trace does not record the model's size, batch or
+    thread count: those say so instead of showing the placeholders the contract holds (0 parameters, batch 1)."""
+    d, m, cfg = run.device, run.model, run.config
+    trace = m.source == "trace"
+    return {
+        "model": f"{m.name} ({m.source})",
+        "parameters": NOT_IN_TRACE if trace and not m.parameters else f"{m.parameters:,}",
+        "device": f"{d.kind}: {d.name}",
+        "threads": NOT_IN_TRACE if trace and not d.threads else str(d.threads),
+        "CPU features": ", ".join(d.cpu_features) or "-",
+        "dtype": NOT_IN_TRACE if trace else cfg.dtype,
+        "batch × seq/image": f"{NOT_IN_TRACE} (one sample = one recorded step)" if trace
+        else f"{cfg.batch_size} × {cfg.seq_len}" if cfg.seq_len else str(cfg.batch_size),
+        "torch": d.torch,
+        "transformers": d.transformers or "-",
+        "graph": f"{run.graph.method}, {len(run.graph.nodes)} nodes",
+        "run id": run.id,
+    }

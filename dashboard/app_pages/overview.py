@@ -1,7 +1,7 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import analysis
+from profiler import analysis, tables
 from profiler.timing import noise_message, significant
 
 st.title("Overview")
@@ -55,11 +55,7 @@ if run is not None:
                   "ms": [f"{lat.median_ms:.4g}", f"{lat.mean_ms:.4g}", f"{lat.p10_ms:.4g}", f"{lat.p90_ms:.4g}",
                          f"{lat.p99_ms:.4g}", f"{lat.ci_low_ms:.4g} – {lat.ci_high_ms:.4g}", str(len(lat.samples_ms))]})
     st.subheader("Setup")
-    d, m, cfg = run.device, run.model, run.config
-    st.table({"": ["model", "parameters", "device", "threads", "CPU features", "dtype", "batch × seq/image",
-                   "torch", "transformers", "graph", "run id"],
-              "value": [f"{m.name} ({m.source})", f"{m.parameters:,}", f"{d.kind}: {d.name}", str(d.threads),
-                        ", ".join(d.cpu_features) or "-", cfg.dtype, f"{cfg.batch_size} × {cfg.seq_len}", d.torch,
-                        d.transformers or "-", f"{run.graph.method}, {len(run.graph.nodes)} nodes", run.id]})
+    rows = tables.setup(run)
+    st.table({"": list(rows), "value": list(rows.values())})
     for note in run.notes:
         st.info(note)

@@ -52,3 +52,18 @@ def test_all_zero_numbers_are_hidden_but_exec_stays():
     run = _run(ops=[OpStat("aten::relu", calls=1, exec_ms=0.0, trans_ms=0.0)])
     table, _ = tables.readable(analysis.ops_frame(run), run)
     assert "GFLOP" not in table.columns and "exec (ms)" in table.columns
+
+
+def test_setup_says_what_an_imported_trace_does_not_record():
+    live = _run()
+    live = dataclasses.replace(live, config=ProfileConfig(batch_size=8, seq_len=128),
+                               model=ModelInfo("bert", "registry", 109_482_240))
+    rows = tables.setup(live)
+    assert (rows["parameters"], rows["threads"], rows["batch × seq/image"]) == ("109,482,240", "2", "8 × 128")
+    mlp = tables.setup(dataclasses.replace(live, config=ProfileConfig(batch_size=64, seq_len=0)))
+    assert mlp["batch × seq/image"] == "64"
+    trace = dataclasses.replace(live, model=ModelInfo("h100_bert", "trace", 0),
+                                device=DeviceInfo("cuda", "NVIDIA H100", 0, "unknown"))
+    rows = tables.setup(trace)
+    assert rows["parameters"] == rows["threads"] == rows["dtype"] == tables.NOT_IN_TRACE
+    assert rows["batch × seq/image"].startswith(tables.NOT_IN_TRACE)
