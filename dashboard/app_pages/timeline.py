@@ -38,8 +38,9 @@ if source == "A saved run":
         )
         st.dataframe(pd.DataFrame({"step": range(len(g.step_window_ms)), "window ms": g.step_window_ms,
                                    "busy ms": g.step_busy_ms}), hide_index=True)
-        if run.ranks:
-            st.dataframe(pd.DataFrame([r.to_dict() for r in run.ranks]), hide_index=True, width="stretch")
+    if run is not None and run.ranks:  # several rank files of one job: GPU figures, or the host's for CPU-only jobs
+        st.subheader(f"Ranks ({len(run.ranks)})")
+        st.dataframe(pd.DataFrame([r.to_dict() for r in run.ranks]), hide_index=True, width="stretch")
     if run is not None and run.validation is not None:
         with st.expander(
             f"Import report: {run.validation.events:,} events, {len(run.validation.skipped)} kinds skipped"
@@ -54,17 +55,19 @@ if source == "A saved run":
         else:
             trace_path, title = run.trace_path, f"{run.model.name}: one profiled inference"
 else:
-    up = st.file_uploader("PyTorch profiler trace", type=["json", "gz"], key="tl_upload")
-    if up is not None:
-        trace_path, title = str(state.save_upload(up)), up.name
+    ups = st.file_uploader("PyTorch profiler trace (several files = the ranks of one job)", type=["json", "gz"],
+                           key="tl_upload", accept_multiple_files=True)
+    if ups:
+        paths = [str(state.save_upload(u)) for u in ups]
+        trace_path, title = paths[0], ups[0].name + (f" (first of {len(ups)} files)" if len(ups) > 1 else "")
         if st.button("Import as a run", icon=":material/input:", key="tl_import",
-                     help="Operators, kernels, transfers and the GPU timeline of this trace, as a saved run that "
-                          "every page can show"):
+                     help="Operators, kernels, transfers and the GPU timeline of this trace (several files: per-rank "
+                          "step time and stragglers too), as a saved run that every page can show"):
             from profiler import store
             from profiler.trace_import import import_trace
 
             try:  # the upload folder is one of the allowed directories (profiler.paths)
-                imported = import_trace(trace_path)
+                imported = import_trace(paths if len(paths) > 1 else paths[0])
                 store.save(imported, state.runs_dir())
             except OpLensError as exc:
                 st.error(f"The trace could not be imported: {exc}")

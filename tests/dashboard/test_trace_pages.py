@@ -17,6 +17,7 @@ def imported(tmp_path_factory):
     root = tmp_path_factory.mktemp("trace-runs")
     runs = {name: import_trace(DATA / f"{name}.pt.trace.json.gz")
             for name in ("h100_bert_small", "mi300_bert_small", "cpu_only")}
+    runs["ddp"] = import_trace([DATA / "ddp_rank0.pt.trace.json.gz", DATA / "ddp_rank1.pt.trace.json.gz"])
     for run in runs.values():
         store.save(run, root)
     return runs, root
@@ -36,6 +37,22 @@ def test_page_renders_an_imported_run(page, name, imported, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     if page == "timeline" and name == "h100_bert_small":
         assert any("GPU time per step" in s.value for s in at.subheader)
+    if page == "overview" and name == "cpu_only":
+        setup = at.table[-1].value
+        assert "not in the trace" in setup.loc[setup[""] == "parameters", "value"].iloc[0]
+
+
+def test_timeline_shows_the_ranks_of_a_cpu_job(imported, monkeypatch):
+    runs, root = imported
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = runs["ddp"].id
+    at.run()
+    at.switch_page("app_pages/timeline.py")
+    at.run()
+    assert not at.exception and any(s.value == "Ranks (2)" for s in at.subheader)
+    ranks = at.dataframe[0].value
+    assert list(ranks["rank"]) == [0, 1] and list(ranks["straggler"]) == [False, True]
 
 
 def test_runs_diff_of_two_imported_traces(imported):
