@@ -26,3 +26,7 @@ timeout 90 $py -m profiler peaks --device cuda 2>&1
 echo "== generate llama on the GPU"
 timeout 120 $py -m profiler generate llama --prompt-len 128 --new-tokens 32 --device cuda --repeats 3 2>&1 | tail -20
 timeout 60 $py -m profiler generate llama --prompt-len 128 --new-tokens 32 --device cuda --dtype bfloat16 --cache static --repeats 3 2>&1 | tail -8
+echo "== a real two-rank DDP job on the GPU (gloo: both ranks share the one GPU), imported as ranks"
+timeout 120 $py tests/data/make_ddp_traces.py "$OUT/ddp" --device cuda 2>&1 | tail -3
+timeout 60 $py -m profiler import "$OUT"/ddp/ddp_rank0.pt.trace.json.gz "$OUT"/ddp/ddp_rank1.pt.trace.json.gz \
+  --runs-dir "$OUT/ddp-runs" 2>&1 | grep -E "^(rank|note|device|breakdown)"
