@@ -246,7 +246,8 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
     if timed_out and (final is None or "done" not in final):
         final = {"failed": f"timed out after {timeout_s:g} s on Ray node {node}"}
     if final is None:
-        why = "killed, most likely for running out of memory" if code in (-9, 137) else f"exit code {code}"
+        why = (f"killed: it did not stop within {STOP_GRACE_S:g} s of SIGINT" if stopped_at == float("inf") else
+               "killed, most likely for running out of memory" if code in (-9, 137) else f"exit code {code}")
         final = {"failed": f"the job's process on Ray node {node} died ({why})"
                            + (f". Last words: {last_words}" if last_words else "")}
     on_message(final)
@@ -256,10 +257,12 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
 # --- on the node ---------------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGKILL when the actor's process dies (ray.kill, a lost head), never orphaned and timing
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _child_setup() -> None:
+    # Ray's worker threads block SIGINT, and a child inherits the mask: unblocked, or cancel would never arrive
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if sys.platform == "linux":  # the child gets SIGKILL when the actor's process dies (ray.kill, a lost head)
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @ray.remote(max_restarts=0)
@@ -294,7 +297,7 @@ class NodeJob:
         child_env = {**os.environ, **env, "OPLENS_RUNS_DIR": str(self.runs),
                      "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
-                                     cwd=self.dir, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     cwd=self.dir, preexec_fn=_child_setup)
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=lambda: self.stderr.extend(line.rstrip() for line in self.proc.stderr),
                          daemon=True).start()
