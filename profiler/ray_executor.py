@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -39,7 +40,7 @@ MEASURE_RESOURCE = "oplens_measure"
 ADDRESS_ENV = "OPLENS_RAY_ADDRESS"
 POLL_S = 0.2  # how long one poll of the node waits for new lines: the latency of progress and of cancel
 STOP_GRACE_S = 30.0  # after SIGINT (cancel or timeout) the job gets this long to stop cleanly, then SIGKILL
-MAX_MODEL_BYTES = 4 * 2**30  # a model path bigger than this is not shipped: put it on a shared file system
+MAX_MODEL_BYTES = 4 * 2**30  # a bigger model is not shipped: the node reads it from a shared file system
 # variables that describe the head's machine, not the job: the node keeps its own
 NODE_LOCAL_ENV = ("OPLENS_RUNS_DIR", "OPLENS_LOCK_FILE", "OPLENS_EXECUTOR", ADDRESS_ENV, "PATH", "PYTHONPATH",
                   "HOME", "PWD", "TMPDIR", "CUDA_VISIBLE_DEVICES", "VIRTUAL_ENV")
@@ -60,6 +61,7 @@ def connect() -> None:
         return
     address = os.environ.get(ADDRESS_ENV) or "auto"
     verbose = bool(os.environ.get("OPLENS_VERBOSE"))
+    _probe(address)
     try:
         ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                  namespace="oplens")
@@ -67,6 +69,18 @@ def connect() -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayExecutorError(f"cannot reach the Ray cluster at {address} ({first}); start one with `ray start "
                                f"--head` or set {ADDRESS_ENV} (docs/scale-out.md)") from None
+
+
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    # ray.init retries an unreachable address for minutes, printing C++ warnings on stderr: fail fast instead
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local": Ray resolves those itself and fails fast
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayExecutorError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); is `ray start "
+                               f"--head` running there, and is {ADDRESS_ENV} its address?") from None
 
 
 def job_payload(command: list[str]) -> dict:
@@ -108,13 +122,8 @@ def model_path(spec: str | None) -> Path | None:
     return path.resolve() if path.exists() else None
 
 
-def pack(paths: list[Path], root: Path, limit: int | None = None) -> bytes:
-    """A gzip tar of `paths`, named relative to `root`; RayExecutorError past `limit` bytes of input."""
-    if limit is not None:
-        size = sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
-        if size > limit:
-            raise RayExecutorError(f"{paths[0]} is {size / 2**30:.1f} GiB, too big to ship to a Ray node (limit "
-                                   f"{limit / 2**30:.0f} GiB): put it on a file system the nodes share")
+def pack(paths: list[Path], root: Path) -> bytes:
+    """A gzip tar of `paths` (files or folders), named relative to `root`."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for p in paths:
@@ -128,15 +137,17 @@ def unpack(blob: bytes, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def model_bundle(spec: str | None) -> tuple[str, bytes] | None:
+def model_bundle(spec: str | None, limit: int = MAX_MODEL_BYTES) -> tuple[str, bytes] | None:
     """(name, archive) of the model file or directory a spec names on the head, with a TorchScript file's
-    `<name>.inputs.pt` beside it; None when the spec names no local path (sample models, Hub ids)."""
+    `<name>.inputs.pt` beside it. None when the spec names no local path (sample models, Hub ids) or one bigger than
+    `limit`: that path is then used as it is on the node, which needs a shared file system."""
     path = model_path(spec)
     if path is None:
         return None
     sidecar = path.with_suffix(".inputs.pt")
     paths = [path] + ([sidecar] if path.is_file() and sidecar.is_file() and sidecar != path else [])
-    return path.name, pack(paths, path.parent, MAX_MODEL_BYTES)
+    size = sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    return (path.name, pack(paths, path.parent)) if size <= limit else None
 
 
 def env_overrides(env: dict | None) -> dict:
@@ -206,7 +217,10 @@ def run(command: list[str], on_message: Callable[[dict], None], cancel: threadin
         on_message({"failed": f"the job was lost on the Ray cluster ({first}); runs saved before are unchanged"})
         return 1
     finally:
-        ray.kill(actor)  # frees the node's oplens_measure for the next job; the child dies with the actor
+        try:
+            ray.kill(actor)  # frees the node's oplens_measure for the next job; the child dies with the actor
+        except ray.exceptions.RayError:
+            pass  # the cluster is gone already, and the actor with it
 
 
 def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dict,
@@ -238,6 +252,7 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
         elif stopped_at is not None and now - stopped_at > STOP_GRACE_S:
             ray.get(actor.signal.remote(signal.SIGKILL))
             stopped_at = float("inf")  # killed once is enough
+    on_message({"progress": "bringing the results back from the Ray node", "fraction": 1.0})
     blob = ray.get(actor.saved.remote())
     try:
         bring_home(blob, runs, node_model, str(model_path(job_payload(command).get("spec")) or ""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ ray = pytest.importorskip("ray")
 
 from optimizers import results  # noqa: E402
 from profiler import ProfileConfig, ray_executor, store  # noqa: E402
+from conftest import ROOT  # noqa: E402
 
 # the worker's own stages, as opposed to the executor's "waiting for a free Ray node" / "running on Ray node"
 OURS = ("waiting for a free Ray node", "running on Ray node")
@@ -147,6 +149,36 @@ def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
     assert "asks for CUDA" in rec.final["failed"] and "no measuring node" in rec.final["failed"]
 
 
+def test_a_cluster_without_measuring_nodes_says_so_quietly(tmp_path):
+    """connect() as the server does it, to a fresh cluster with no `oplens_measure`: one failed line, no Ray noise."""
+    script = ("import json, sys, threading\n"
+              "from profiler import ray_executor\n"
+              "msgs = []\n"
+              "code = ray_executor.run([sys.executable, '-m', 'profiler.worker', json.dumps({'spec': 'mlp'})],\n"
+              "                        msgs.append, threading.Event(), 60)\n"
+              "print(json.dumps([code, msgs]))\n")
+    env = {**os.environ, "OPLENS_RAY_ADDRESS": "local", "OPLENS_RUNS_DIR": str(tmp_path / "runs"),
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    env.pop("OPLENS_VERBOSE", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240,
+                          cwd=tmp_path)
+    code, msgs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 1 and len(msgs) == 1
+    assert f"no node of the Ray cluster offers the '{ray_executor.MEASURE_RESOURCE}' resource" in msgs[0]["failed"]
+    assert done.stderr == ""
+
+
+def test_unreachable_address_fails_fast_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a server that has not connected yet
+    monkeypatch.setenv(ray_executor.ADDRESS_ENV, "127.0.0.1:1")
+    rec = Recorder()
+    started = time.monotonic()
+    code = ray_executor.run(worker("profiler.worker", spec="mlp", runs_dir=str(tmp_path)), rec, rec.cancel, 60)
+    assert code == 1 and time.monotonic() - started < 10
+    assert [m for _, m in rec.messages] == [rec.final]
+    assert rec.final["failed"].startswith("cannot reach the Ray cluster at 127.0.0.1:1")
+
+
 # --- without a cluster ---------------------------------------------------------------------------------------------
 
 
@@ -195,7 +227,11 @@ def test_bring_home_adds_whole_results_and_keeps_what_was_there(tmp_path):
     assert sorted(p.name for p in head.iterdir()) == ["comparisons", "r0", "r1"]  # no temp folder left
 
 
-def test_oversized_model_is_refused_with_one_line(tmp_path):
-    (tmp_path / "big.pt").write_bytes(b"x" * 2048)
-    with pytest.raises(ray_executor.RayExecutorError, match="too big to ship"):
-        ray_executor.pack([tmp_path / "big.pt"], tmp_path, limit=1024)
+def test_model_bundle_ships_sidecar_and_leaves_big_models_to_a_shared_fs(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"x" * 2048)
+    (tmp_path / "m.inputs.pt").write_bytes(b"inputs")
+    name, blob = ray_executor.model_bundle(str(tmp_path / "m.pt"))
+    ray_executor.unpack(blob, tmp_path / "node")
+    assert name == "m.pt" and sorted(p.name for p in (tmp_path / "node").iterdir()) == ["m.inputs.pt", "m.pt"]
+    assert ray_executor.model_bundle(str(tmp_path / "m.pt"), limit=1024) is None
+    assert ray_executor.model_bundle("mlp") is None
