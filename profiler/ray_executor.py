@@ -206,12 +206,13 @@ def run(command: list[str], on_message: Callable[[dict], None], cancel: threadin
         connect()
         options = placement(payload)
         model = model_bundle(payload.get("spec"))
+        head_model = str(model_path(payload.get("spec"))) if model else ""
     except OpLensError as exc:
         on_message({"failed": str(exc)})
         return 1
     actor = NodeJob.options(**options).remote()
     try:
-        return _follow(actor, command, model, env_overrides(env), on_message, cancel, timeout_s, runs)
+        return _follow(actor, command, model, env_overrides(env), on_message, cancel, timeout_s, runs, head_model)
     except ray.exceptions.RayError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         on_message({"failed": f"the job was lost on the Ray cluster ({first}); runs saved before are unchanged"})
@@ -224,7 +225,8 @@ def run(command: list[str], on_message: Callable[[dict], None], cancel: threadin
 
 
 def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dict,
-            on_message: Callable[[dict], None], cancel: threading.Event, timeout_s: float | None, runs: Path) -> int:
+            on_message: Callable[[dict], None], cancel: threading.Event, timeout_s: float | None, runs: Path,
+            head_model: str) -> int:
     started = actor.start.remote(command, env, model)
     on_message({"progress": "waiting for a free Ray node", "fraction": 0.0})
     while not ray.wait([started], timeout=POLL_S)[0]:
@@ -255,7 +257,7 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
     on_message({"progress": "bringing the results back from the Ray node", "fraction": 1.0})
     blob = ray.get(actor.saved.remote())
     try:
-        bring_home(blob, runs, node_model, str(model_path(job_payload(command).get("spec")) or ""))
+        bring_home(blob, runs, node_model, head_model)
     except (OSError, tarfile.TarError, json.JSONDecodeError) as exc:
         final = {"failed": f"the job ran on Ray node {node} but its results could not be brought into {runs}: {exc}"}
     if timed_out and (final is None or "done" not in final):

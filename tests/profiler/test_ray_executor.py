@@ -20,7 +20,7 @@ from profiler import ProfileConfig, ray_executor, store  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 # the worker's own stages, as opposed to the executor's "waiting for a free Ray node" / "running on Ray node"
-OURS = ("waiting for a free Ray node", "running on Ray node")
+OURS = ("waiting for a free Ray node", "running on Ray node", "bringing the results back")
 
 QUICK = ProfileConfig(device="cpu", warmup=1, repeats=3, min_time_s=1.0, profile_iters=1, graph=False)
 ENDLESS = ProfileConfig(device="cpu", warmup=1, repeats=1_000_000, min_time_s=600.0, max_time_s=600.0,
