@@ -126,17 +126,53 @@ def test_timeout_fails_the_job_and_saves_nothing(cluster, tmp_path):
 def test_model_file_is_shipped_and_its_path_comes_back(cluster, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    (models / "tiny.py").write_text("import torch\n\n\ndef build():\n"
-                                    "    return torch.nn.Linear(8, 4), (torch.randn(2, 8),)\n")
+    (models / "tiny.py").write_text("import os\nimport torch\n\n\ndef build():\n"
+                                    "    width = int(os.environ['OPLENS_TEST_WIDTH'])\n"
+                                    "    return torch.nn.Linear(width, 4), (torch.randn(2, width),)\n")
     head = tmp_path / "head-runs"
     rec = Recorder()
     code = ray_executor.run(worker("profiler.worker", kind="profile", spec=f"{models / 'tiny.py'}:build",
-                                   config=QUICK.to_dict(), runs_dir=str(head), arch=None), rec, rec.cancel, 300)
+                                   config=QUICK.to_dict(), runs_dir=str(head), arch=None), rec, rec.cancel, 300,
+                            env={**os.environ, "OPLENS_TEST_WIDTH": "16"})
     assert code == 0 and "done" in rec.final, rec.final
     run = store.load(rec.final["done"], head)
     # the node loaded its own copy; the run names the head's file, so "optimize this run" can load it again here
     assert run.model.spec == f"{models.resolve() / 'tiny.py'}:build"
-    assert run.model.parameters == 8 * 4 + 4
+    assert run.model.parameters == 16 * 4 + 4  # the caller's environment reached the job on the node
+
+
+def test_one_measurement_at_a_time_per_node(cluster, tmp_path):
+    """A second job waits for the node until the first has finished; a job cancelled while waiting never runs."""
+    first_running = threading.Event()
+
+    class First(Recorder):
+        def __call__(self, msg):
+            super().__call__(msg)
+            if msg.get("progress", "").startswith("running on Ray node"):
+                first_running.set()
+
+    cfg = ProfileConfig(device="cpu", warmup=1, repeats=3, min_time_s=0.3, profile_iters=1, graph=False).to_dict()
+    recs = {"first": First(), "second": Recorder(), "dropped": Recorder(cancel_on="waiting for a free Ray node")}
+
+    def submit(name):
+        rec = recs[name]
+        ray_executor.run(worker("profiler.worker", kind="profile", spec="mlp", config=cfg,
+                                runs_dir=str(tmp_path / name), arch=None), rec, rec.cancel, 300)
+
+    threads = {name: threading.Thread(target=submit, args=(name,)) for name in recs}
+    threads["first"].start()
+    assert first_running.wait(120)
+    threads["second"].start()
+    threads["dropped"].start()
+    for t in threads.values():
+        t.join(300)
+    first, second, dropped = recs["first"], recs["second"], recs["dropped"]
+    assert "done" in first.final and "done" in second.final
+    second_started = next(t for t, m in second.messages if m.get("progress", "").startswith("running on Ray node"))
+    assert second_started >= first.messages[-1][0]
+    assert [m for _, m in dropped.messages] == [{"progress": "waiting for a free Ray node", "fraction": 0.0},
+                                                 {"cancelled": True}]
+    assert store.list_runs(tmp_path / "dropped") == []
 
 
 def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
