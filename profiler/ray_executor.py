@@ -256,6 +256,8 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
             stopped_at = float("inf")  # killed once is enough
     on_message({"progress": "bringing the results back from the Ray node", "fraction": 1.0})
     blob = ray.get(actor.saved.remote())
+    if final is not None and node_model and head_model:
+        final = _replace_prefix(final, node_model, head_model)  # a search's comparison names the model's path too
     try:
         bring_home(blob, runs, node_model, head_model)
     except (OSError, tarfile.TarError, json.JSONDecodeError) as exc:
