@@ -12,12 +12,13 @@ import threading
 import time
 
 import pytest
+import torch
 
 ray = pytest.importorskip("ray")
 
 from optimizers import results  # noqa: E402
 from profiler import ProfileConfig, ray_executor, store  # noqa: E402
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, needs_cuda  # noqa: E402
 
 # the worker's own stages, as opposed to the executor's "waiting for a free Ray node" / "running on Ray node"
 OURS = ("waiting for a free Ray node", "running on Ray node", "bringing the results back")
@@ -30,8 +31,9 @@ ENDLESS = ProfileConfig(device="cpu", warmup=1, repeats=1_000_000, min_time_s=60
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster on this machine, small: the machine has two cores shared with others."""
-    ray.init(num_cpus=1, resources={ray_executor.MEASURE_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, object_store_memory=100 * 2**20)
+    ray.init(num_cpus=1, num_gpus=min(1, torch.cuda.device_count()), resources={ray_executor.MEASURE_RESOURCE: 1},
+             include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+             object_store_memory=100 * 2**20)
     yield
     ray.shutdown()
 
@@ -175,6 +177,7 @@ def test_one_measurement_at_a_time_per_node(cluster, tmp_path):
     assert store.list_runs(tmp_path / "dropped") == []
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the test cluster has the GPU of this machine")
 def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
     rec = Recorder()
     code = ray_executor.run(worker("profiler.worker", kind="profile", spec="mlp",
@@ -213,6 +216,17 @@ def test_unreachable_address_fails_fast_in_one_line(monkeypatch, tmp_path):
     assert code == 1 and time.monotonic() - started < 10
     assert [m for _, m in rec.messages] == [rec.final]
     assert rec.final["failed"].startswith("cannot reach the Ray cluster at 127.0.0.1:1")
+
+
+@needs_cuda
+def test_cuda_job_takes_the_gpu_node(cluster, tmp_path):
+    rec = Recorder()
+    config = ProfileConfig(device="cuda:0", warmup=1, repeats=3, min_time_s=0.3, profile_iters=1, graph=False)
+    code = ray_executor.run(worker("profiler.worker", kind="profile", spec="mlp", config=config.to_dict(),
+                                   runs_dir=str(tmp_path)), rec, rec.cancel, 300)
+    assert code == 0 and "done" in rec.final, rec.final
+    run = store.load(rec.final["done"], tmp_path)
+    assert run.device.kind == "cuda" and run.latency.median_ms > 0
 
 
 # --- without a cluster ---------------------------------------------------------------------------------------------
