@@ -63,6 +63,7 @@ def worker(module: str, **payload) -> list[str]:
     return [sys.executable, "-m", module, json.dumps(payload)]
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_profile_streams_progress_and_comes_home(cluster, tmp_path, capfd):
     head = tmp_path / "head-runs"
     rec = Recorder()
@@ -82,6 +83,7 @@ def test_profile_streams_progress_and_comes_home(cluster, tmp_path, capfd):
     assert capfd.readouterr().err == ""  # Ray's log lines stay off our stderr
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_search_lands_comparison_and_runs_in_head(cluster, tmp_path):
     head = tmp_path / "head-runs"
     rec = Recorder()
@@ -101,6 +103,7 @@ def test_search_lands_comparison_and_runs_in_head(cluster, tmp_path):
     assert results.summary_row(saved)["problem"] == ""
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_cancel_stops_the_job_on_the_node(cluster, tmp_path):
     head = tmp_path / "head-runs"
     rec = Recorder(cancel_on="timing")
@@ -114,6 +117,7 @@ def test_cancel_stops_the_job_on_the_node(cluster, tmp_path):
     assert store.list_runs(head) == []
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_timeout_fails_the_job_and_saves_nothing(cluster, tmp_path):
     head = tmp_path / "head-runs"
     rec = Recorder()
@@ -125,6 +129,7 @@ def test_timeout_fails_the_job_and_saves_nothing(cluster, tmp_path):
     assert store.list_runs(head) == []
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_model_file_is_shipped_and_its_path_comes_back(cluster, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -143,6 +148,7 @@ def test_model_file_is_shipped_and_its_path_comes_back(cluster, tmp_path):
     assert run.model.parameters == 16 * 4 + 4  # the caller's environment reached the job on the node
 
 
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_one_measurement_at_a_time_per_node(cluster, tmp_path):
     """A second job waits for the node until the first has finished; a job cancelled while waiting never runs."""
     first_running = threading.Event()
@@ -178,6 +184,7 @@ def test_one_measurement_at_a_time_per_node(cluster, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the test cluster has the GPU of this machine")
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
     rec = Recorder()
     code = ray_executor.run(worker("profiler.worker", kind="profile", spec="mlp",
@@ -188,6 +195,7 @@ def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
     assert "asks for CUDA" in rec.final["failed"] and "no measuring node" in rec.final["failed"]
 
 
+@pytest.mark.slow  # starts a Ray cluster of its own
 def test_a_cluster_without_measuring_nodes_says_so_quietly(tmp_path):
     """connect() as the server does it, to a fresh cluster with no `oplens_measure`: one failed line, no Ray noise."""
     script = ("import json, sys, threading\n"
@@ -218,7 +226,9 @@ def test_unreachable_address_fails_fast_in_one_line(monkeypatch, tmp_path):
     assert rec.final["failed"].startswith("cannot reach the Ray cluster at 127.0.0.1:1")
 
 
+@pytest.mark.gpu
 @needs_cuda
+@pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_cuda_job_takes_the_gpu_node(cluster, tmp_path):
     rec = Recorder()
     config = ProfileConfig(device="cuda:0", warmup=1, repeats=3, min_time_s=0.3, profile_iters=1, graph=False)
