@@ -120,6 +120,21 @@ def get(name: str) -> Pass:
     return REGISTRY[name]
 
 
+def description_problems(registry: dict[str, Pass] | None = None) -> list[str]:
+    """Where pass descriptions disagree with one another: a partner a pass pays off with that is not registered, or
+    that a pipeline would put before it (the search grows pipelines in Pass.position order). Empty when none do."""
+    registry = REGISTRY if registry is None else registry
+    problems = []
+    for p in registry.values():
+        for partner in p.pays_off_with:
+            if partner not in registry:
+                problems.append(f"{p.name} pays off with {partner}, which is not a registered pass")
+            elif registry[partner].position <= p.position:
+                problems.append(f"{p.name} pays off with {partner} following it, but {partner}'s family "
+                                f"({registry[partner].family}) puts it no later than {p.name} ({p.family})")
+    return problems
+
+
 def conflicts(names: list[str]) -> list[str]:
     """Reasons why this ordered pipeline of registered passes cannot run; empty when it can."""
     return pipeline_conflicts([get(n) for n in names])
