@@ -137,12 +137,13 @@ def description_problems(registry: dict[str, Pass] | None = None) -> list[str]:
 
 def conflicts(names: list[str]) -> list[str]:
     """Reasons why this ordered pipeline of registered passes cannot run; empty when it can."""
-    return pipeline_conflicts([get(n) for n in names])
+    return pipeline_conflicts([get(n) for n in names], names)
 
 
-def pipeline_conflicts(passes: list[Pass]) -> list[str]:
-    """Reasons why this ordered pipeline cannot run, read from the passes' descriptions; empty when it can."""
-    names = [p.name for p in passes]
+def pipeline_conflicts(passes: list[Pass], names: list[str] | None = None) -> list[str]:
+    """Reasons why this ordered pipeline (`names`, by default the passes' own) cannot run, read from the passes'
+    descriptions; empty when it can."""
+    names = [p.name for p in passes] if names is None else names
     problems = []
     seen: dict[str, str] = {}
     for p in passes:
