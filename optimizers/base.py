@@ -177,10 +177,12 @@ def outcome(loaded: LoadedModel, module: torch.nn.Module | None = None, details:
             warning: str | None = None, traits: dict | None = None, **changes) -> Outcome:
     """A pass's Outcome: `loaded` with a new module (or the same one, changed in place), new traits (`traits`: the
     fields to set) and any other LoadedModel field in `changes` (args, kwargs). The graph the model was exported as
-    is dropped: the pass changed the model, so it no longer describes it."""
-    new_traits = dataclasses.replace(loaded.traits, exported=None, **(traits or {}))
-    changed = dataclasses.replace(loaded, module=loaded.module if module is None else module, traits=new_traits,
-                                  **changes)
+    is dropped: the pass changed the model, so it no longer describes it; so is a compile target, unless the pass
+    kept the module itself (a wrapper or a new module would be lost by compiling the old target)."""
+    replaced = module is not None and module is not loaded.module
+    kept = {"exported": None, **({"compile_target": None} if replaced else {}), **(traits or {})}
+    changed = dataclasses.replace(loaded, module=module if replaced else loaded.module,
+                                  traits=dataclasses.replace(loaded.traits, **kept), **changes)
     return Outcome(changed, dict(details or {}), [warning] if warning else [])
 
 

@@ -46,6 +46,11 @@ def test_checks_read_the_traits_not_the_module():
 def test_a_pass_drops_the_exported_graph_and_a_run_option_pass_keeps_it():
     loaded = dataclasses.replace(profiler.load_model("mlp-tiny"), traits=ModelTraits(exported="the program"))
     assert base.outcome(loaded, details={"x": 1}).loaded.traits.exported is None
+    target = dataclasses.replace(loaded, traits=ModelTraits(compile_target="the q/dq graph"))
+    # changed in place, the module is still what the target was made from; wrapped, compiling the target would
+    # lose the wrapper
+    assert base.outcome(target, target.module).loaded.traits.compile_target == "the q/dq graph"
+    assert base.outcome(target, nn.Sequential(target.module)).loaded.traits.compile_target is None
     pinned = base.get("pinned-memory").apply(loaded, CPU)  # the check refuses it on the CPU; apply shows the effect
     assert pinned.loaded.run_options == RunOptions(pin_memory=True) and pinned.details == {"pin_memory": True}
     assert pinned.loaded.traits.exported == "the program" and pinned.loaded.module is loaded.module
