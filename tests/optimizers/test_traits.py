@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import profiler
+from conftest import needs_cuda
 from optimizers import apply_pipeline, base
 from optimizers.compile import UnderInductorConfig
 from profiler import graph
@@ -81,3 +82,32 @@ def test_inductor_config_is_patched_only_during_the_compiled_models_calls():
     wrapped = UnderInductorConfig(Probe(), {"freezing": not before})
     assert torch.equal(wrapped(torch.zeros(2)), torch.ones(2))
     assert seen == [not before] and torch._inductor.config.freezing is before
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_run_option_passes_reach_the_runner_on_a_gpu():
+    cuda, loaded = torch.device("cuda"), profiler.load_model("mlp-tiny")
+    config = profiler.ProfileConfig(device="cuda", warmup=1, repeats=3, min_time_s=0, profile_iters=1, graph=False)
+    uploads = lambda run: sum(t.bytes for t in run.transfers if t.direction == "H2D")
+    pinned, results = apply_pipeline(loaded, ["pinned-memory"], cuda)
+    assert results[0].applied and pinned.run_options == RunOptions(pin_memory=True)
+    assert uploads(profiler.profile(pinned, config)) > 0  # pinned, but still uploaded every call
+    resident, results = apply_pipeline(loaded, ["pinned-memory", "resident-inputs"], cuda)
+    assert [r.applied for r in results] == [True, True]
+    assert resident.run_options == RunOptions(pin_memory=True, inputs_on_device=True)
+    assert uploads(profiler.profile(resident, config)) == 0
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_torch_compile_on_a_gpu_patches_nothing_and_matches_eager():
+    from optimizers.optimize import outputs
+
+    cuda, loaded = torch.device("cuda"), profiler.load_model("mlp-tiny")
+    freezing = torch._inductor.config.freezing
+    new, results = apply_pipeline(loaded, ["torch-compile"], cuda)
+    assert results[0].applied and "freezing" not in results[0].details  # freezing is for CPU inference only
+    assert new.traits.compiled == "inductor" and new.module.config == {}
+    assert torch.allclose(outputs(new, cuda).cpu(), outputs(loaded, cuda).cpu(), atol=1e-4)
+    assert torch._inductor.config.freezing is freezing
