@@ -22,7 +22,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 import profiler  # noqa: E402
-from optimizers import apply_pipeline  # noqa: E402
+from optimizers import Tolerance, apply_pipeline  # noqa: E402
 from optimizers.calibration import input_sets, outputs_on  # noqa: E402
 from optimizers.search import head_to_head  # noqa: E402
 from profiler.cli import format_table  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> int:
     kept_lines = []
     for label, passes, target in variants:
         print(f"applying {label} ...", file=sys.stderr, flush=True)
-        tolerance = {"min_cosine": target} if target else None
+        tolerance = Tolerance(min_cosine=target) if target else None
         model, results = apply_pipeline(loaded, passes, cpu, tolerance=tolerance)
         r = results[0]
         if not r.applied:

@@ -17,9 +17,9 @@ from torch.ao.nn.quantized import dynamic as nnqd
 
 from profiler.loading import LoadedModel
 
-from .base import Pass, note, register, with_module
+from .base import Pass, Tolerance, outcome, register
 from .calibration import input_sets, outputs_on
-from .quantize import _has, _no_float
+from .checks import count_modules, float32_reason
 from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
 
 # Layers are chosen so that the calibration error stays under this share of the allowed error (1 - min_cosine):
@@ -128,25 +128,24 @@ def plan(model: nn.Module, calibration: list, task: str, min_cosine: float = MIN
 
 
 def _check(loaded, device):
-    if not _has(loaded, nn.Linear):
+    if not count_modules(loaded, nn.Linear):
         return "no nn.Linear modules to quantize (a TorchScript or exported model hides them)"
-    return _no_float(loaded)
+    return float32_reason(loaded)
 
 
-def _apply(loaded, device):
+def _apply(loaded, device, tolerance: Tolerance):
     sets = input_sets(loaded)
-    min_cosine = loaded.options.get("min_cosine", MIN_COSINE)
-    min_top1 = loaded.options.get("min_top1", MIN_TOP1)
-    found = plan(loaded.module, sets.calibration, loaded.info.task if loaded.info else "", min_cosine, min_top1)
+    found = plan(loaded.module, sets.calibration, loaded.info.task if loaded.info else "", tolerance.min_cosine,
+                 tolerance.min_top1)
     found.update(calibration=sets.calibration_name, held_out=sets.held_out_name,
                  weights="int8, per output channel (dynamic activations)")
-    out = note(with_module(loaded, loaded.module), found)
     if found["layers_quantized"] == 0:
-        note(out, warning="no Linear layer could be quantized within the tolerance: the model is unchanged")
-    return out
+        return outcome(loaded, details=found,
+                       warning="no Linear layer could be quantized within the tolerance: the model is unchanged")
+    return outcome(loaded, details=found, traits={"int8": "dynamic"})
 
 
 register(Pass("accuracy-int8", "quantization", "Accuracy-aware dynamic int8: measures each Linear's sensitivity "
               "on a calibration set, quantizes from least to most sensitive while the outputs stay within the "
               "tolerance, keeps the rest in float and lists them with their numbers.", ("cpu",), _apply, _check,
-              group="quantization"))
+              group="quantization", tuned=True))

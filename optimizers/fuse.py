@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .base import Pass, note, register
+from .base import Pass, outcome, register
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
@@ -31,7 +31,7 @@ def _fold_apply(loaded, device):
         fused = fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn))
         setattr(parent, conv, fused)
         setattr(parent, bn, nn.Identity())
-    return note(loaded, {"folded": len(pairs)})
+    return outcome(loaded, details={"folded": len(pairs)})
 
 
 def _sdpa_check(loaded, device):
@@ -47,7 +47,7 @@ def _sdpa_check(loaded, device):
 def _sdpa_apply(loaded, device):
     before = getattr(loaded.module.config, "_attn_implementation", None)
     loaded.module.set_attn_implementation("sdpa")
-    return note(loaded, {"from": before, "to": "sdpa"})
+    return outcome(loaded, details={"from": before, "to": "sdpa"})
 
 
 register(Pass("conv-bn-fold", "compilation & fusion", "Fold BatchNorm into the preceding convolution's weights "

@@ -23,10 +23,10 @@ from profiler import devices
 from profiler.generation import check_causal_lm, greedy, new_cache, prompt_ids, spread
 from profiler.loading import LoadedModel
 from profiler.lock import measurement_lock
-from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio, error_line
+from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio
 
 from . import base
-from .base import PassConflictError, private_copy
+from .base import COMPILE, Pass, PassConflictError, outcome, private_copy, run_pass
 
 OBJECTIVES = ("tpot", "ttft")
 MIN_AGREEMENT = 0.95
@@ -38,7 +38,7 @@ PASSES = REUSED + ("autocast",) + GENERATION_ONLY
 
 # ---------------------------------------------------------------- generation's own passes
 
-def _autocast(loaded: LoadedModel, device: torch.device) -> LoadedModel:
+def _autocast(loaded: LoadedModel, device: torch.device) -> base.Outcome:
     """Run the forward under torch.autocast (bf16 on the CPU), patched on the instance so the model stays itself."""
     module = loaded.module
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -50,20 +50,21 @@ def _autocast(loaded: LoadedModel, device: torch.device) -> LoadedModel:
             return inner(*args, **kwargs)
 
     module.forward = forward
-    return base.note(loaded, {"dtype": str(dtype).replace("torch.", "")})
+    name = str(dtype).replace("torch.", "")
+    return outcome(loaded, details={"dtype": name}, traits={"autocast": name})
 
 
-def _static_cache_compile(loaded: LoadedModel, device: torch.device) -> LoadedModel:
+def _static_cache_compile(loaded: LoadedModel, device: torch.device) -> base.Outcome:
     """Static KV cache (fixed shapes) + torch.compile of the forward; the generation config switches to cache=static."""
     module = loaded.module
     module.forward = torch.compile(module.forward, dynamic=False)
-    loaded.options["cache"] = "static"
-    return base.note(loaded, {"cache": "static", "backend": "inductor", "dynamic": False})
+    return outcome(loaded, details={"cache": "static", "backend": "inductor", "dynamic": False},
+                   traits={"compiled": "inductor"}, run_options=dataclasses.replace(loaded.run_options, cache="static"))
 
 
 # Measured on the Llama sample: keeping the head float bought no agreement (teacher-forced 0.81 -> 0.84) and cost
 # speed (3.8x -> 2.2x decode), so the registry's dynamic-int8 (head included) is used; this stays for comparison.
-def _dynamic_int8_keep_head(loaded: LoadedModel, device: torch.device) -> LoadedModel:
+def _dynamic_int8_keep_head(loaded: LoadedModel, device: torch.device) -> base.Outcome:
     """Dynamic int8 (per-channel weights) of every Linear except the output head: the head's logits decide the greedy
     token, and near-ties there flip under int8; it is one layer of many."""
     module = loaded.module
@@ -71,49 +72,38 @@ def _dynamic_int8_keep_head(loaded: LoadedModel, device: torch.device) -> Loaded
     names = {n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
     spec = {n: torch.ao.quantization.per_channel_dynamic_qconfig for n in names}
     q = torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8)
-    return base.note(base.with_module(loaded, q), {"layers_quantized": len(names), "kept_float": "output head"})
+    return outcome(loaded, q, {"layers_quantized": len(names), "kept_float": "output head"},
+                   traits={"int8": "dynamic"})
 
 
-OWN: dict[str, Callable[[LoadedModel, torch.device], LoadedModel]] = {
-    "autocast": _autocast, "static-cache-compile": _static_cache_compile}
+# generation's own passes, described like the registry's (and named apart from it: this autocast patches the forward)
+OWN: dict[str, Pass] = {p.name: p for p in (
+    Pass("autocast", "precision", "torch.autocast patched on the decoder's forward: bf16 on the CPU, fp16 on a GPU.",
+         ("cpu", "cuda"), _autocast, group="precision"),
+    Pass("static-cache-compile", "compilation & fusion", "Static KV cache and torch.compile of the forward (one graph "
+         "for prefill, one for decode).", ("cpu", "cuda"), _static_cache_compile, group=COMPILE),
+)}
+
+
+def generation_pass(name: str) -> Pass:
+    """A generation pass by name: generation's own, or one of the registry's REUSED."""
+    if name not in PASSES:
+        raise base.UnknownPassError(f"not a generation pass: {name}; use {', '.join(PASSES)}")
+    return OWN.get(name) or base.get(name)
 
 
 def apply_generation_passes(loaded: LoadedModel, names: list[str], device: torch.device
                             ) -> tuple[LoadedModel, list[PassResult]]:
     """Apply passes in order to a private copy of a decoder; a pass that fails is skipped with its reason."""
-    unknown = [n for n in names if n not in PASSES]
-    if unknown:
-        raise base.UnknownPassError(f"not a generation pass: {', '.join(unknown)}; use {', '.join(PASSES)}")
-    if "static-cache-compile" in names[:-1]:
-        raise PassConflictError("static-cache-compile compiles the model, so it must come last")
-    problems = base.conflicts([n for n in names if n in REUSED])
+    passes = [generation_pass(n) for n in names]
+    problems = base.pipeline_conflicts(passes)
     if problems:
         raise PassConflictError("; ".join(problems))
     current = private_copy(loaded, device)
     results = []
-    for name in names:
-        t0 = time.perf_counter()
-        reason = None
-        if name in OWN:
-            try:
-                current = OWN[name](current, device)
-            except Exception as exc:  # noqa: BLE001 - reported, the pipeline goes on
-                reason = f"failed on this model: {error_line(exc)}"
-        else:
-            p = base.get(name)
-            reason = p.check(current, device)
-            if not reason:
-                try:
-                    current = p.apply(current, device)
-                except Exception as exc:  # noqa: BLE001
-                    reason = f"failed on this model: {error_line(exc)}"
-        if reason:
-            results.append(PassResult(name=name, applied=False, reason=reason))
-            continue
-        details = current.options.pop("_details", {})
-        warnings = current.options.pop("_warnings", [])
-        results.append(PassResult(name=name, applied=True, apply_s=time.perf_counter() - t0, details=details,
-                                  warnings=warnings))
+    for p in passes:
+        current, result = run_pass(p, current, device)
+        results.append(result)
     return current, results
 
 
@@ -232,7 +222,7 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
     prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab).to(device)
     max_len = config.prompt_len + config.new_tokens
     stopwatch = devices.Stopwatch(device)
-    new_cache_kind = optimized.options.get("cache", config.cache)
+    new_cache_kind = optimized.run_options.cache or config.cache
     runs = {"base": _runner(base_module, prompt, config, config.cache, stopwatch),
             "optimized": _runner(optimized.module, prompt, config, new_cache_kind, stopwatch)}
     with torch.inference_mode():
@@ -285,12 +275,8 @@ def candidates(singles: list[str]) -> list[list[str]]:
     """Pairs of the given passes that can go together (compile last, one precision/quantization)."""
     out = []
     for a, b in itertools.combinations(singles, 2):
-        pair = [a, b] if b == "static-cache-compile" or a != "static-cache-compile" else [b, a]
-        if pair[0] == "static-cache-compile":
-            pair = pair[::-1]
-        if base.conflicts([n for n in pair if n in REUSED]):
-            continue
-        if {"bf16", "autocast"} <= set(pair) or {"dynamic-int8", "weight-only-int8"} <= set(pair):
+        pair = sorted([a, b], key=lambda n: generation_pass(n).terminal)  # a compiling pass comes last
+        if base.pipeline_conflicts([generation_pass(n) for n in pair]):  # one precision, one quantization
             continue
         if "dynamic-int8" in pair and ("bf16" in pair or "autocast" in pair):
             continue  # quantize_dynamic's int8 kernels take float32 activations

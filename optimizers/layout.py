@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import torch
+import dataclasses
+
 from torch import nn
 
 from profiler.runner import map_tensors
 
-from .base import Pass, note, register, with_module
+from .base import Outcome, Pass, outcome, register
 
 
 def _cl_check(loaded, device):
@@ -19,15 +21,17 @@ def _cl_check(loaded, device):
 def _cl_apply(loaded, device):
     to_cl = lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
     module = loaded.module.to(memory_format=torch.channels_last)
-    return with_module(loaded, module, args=map_tensors(loaded.args, to_cl), kwargs=map_tensors(loaded.kwargs, to_cl))
+    return outcome(loaded, module, args=map_tensors(loaded.args, to_cl), kwargs=map_tensors(loaded.kwargs, to_cl))
 
 
 def _option(key: str, what: str):
+    """A pass that switches on one of the runner's RunOptions; the model itself, and the graph it came from, stay."""
     def check(loaded, device):
-        return f"{what} is already on" if loaded.options.get(key) else None
+        return f"{what} is already on" if getattr(loaded.run_options, key) else None
 
     def apply(loaded, device):
-        return note(with_module(loaded, loaded.module, options={**loaded.options, key: True}), {key: True})
+        run_options = dataclasses.replace(loaded.run_options, **{key: True})
+        return Outcome(dataclasses.replace(loaded, run_options=run_options), {key: True})
 
     return check, apply
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Pass, PassNotApplicable, note, register
+from .base import Pass, PassNotApplicable, outcome, register
 
 ENERGY = 0.90  # keep the smallest rank holding this share of the squared singular values
 MAX_COST = 0.8  # factorise only when the two factors cost at most this share of the original multiply
@@ -59,8 +59,8 @@ def _apply(loaded, device):
     if not done:
         raise PassNotApplicable(f"no layer keeps {ENERGY:.0%} of its energy at a rank that saves work (random or "
                                 "full-rank weights have flat spectra)")
-    return note(loaded, {"layers_factorised": done, "energy": ENERGY, "ranks": sorted(set(ranks))[:10]},
-                warning="a truncated SVD changes the model: check accuracy, fine-tune if it drops")
+    return outcome(loaded, details={"layers_factorised": done, "energy": ENERGY, "ranks": sorted(set(ranks))[:10]},
+                   warning="a truncated SVD changes the model: check accuracy, fine-tune if it drops")
 
 
 register(Pass("lowrank-svd", "structure", f"Factorise Linear layers by truncated SVD, keeping {ENERGY:.0%} of the "

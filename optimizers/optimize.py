@@ -14,7 +14,7 @@ from profiler.loading import LoadedModel
 from profiler.runner import CancelToken, map_tensors
 from profiler.schema import OptimizeResult, ProfileConfig, ProfileRun
 
-from .base import apply_pipeline
+from .base import Tolerance, apply_pipeline
 from .calibration import held_out_accuracy, input_sets, outputs_on
 from .validate import MIN_COSINE, MIN_TOP1
 
@@ -25,12 +25,12 @@ def size_bytes(module: torch.nn.Module) -> int:
         buf = io.BytesIO()
         torch.jit.save(module, buf)
         return buf.getbuffer().nbytes
-    inner = getattr(module, "_orig_mod", module)
     buf = io.BytesIO()
+    state = module.state_dict()  # a compiled model's holds the compiled module's (keys prefixed _orig_mod.)
     try:
-        torch.save(inner.state_dict(), buf)
+        torch.save(state, buf)
     except Exception:  # noqa: BLE001 - exotic tensor subclasses: fall back to counting tensors
-        return sum(t.numel() * t.element_size() for t in inner.state_dict().values() if isinstance(t, torch.Tensor))
+        return sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
     return buf.getbuffer().nbytes
 
 
@@ -61,7 +61,7 @@ def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | Non
     sets = input_sets(loaded)
     reference = outputs_on(loaded, sets.held_out, device)
     optimized, results = apply_pipeline(loaded, passes, device, progress=lambda s: say(s, 0.05),
-                                        tolerance={"min_cosine": min_cosine, "min_top1": min_top1})
+                                        tolerance=Tolerance(min_cosine, min_top1))
     say("comparing outputs", 0.15)
     accuracy = held_out_accuracy(reference, optimized, sets, loaded.info.task, min_cosine, min_top1, device)
     applied = [r.name for r in results if r.applied]

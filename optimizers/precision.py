@@ -7,27 +7,20 @@ from torch import nn
 from profiler.devices import cpu_features
 from profiler.runner import map_tensors
 
-from .base import Pass, float_params, note, register, weight_dtype, with_module
+from .base import Pass, outcome, register
+from .checks import float_params, int8_reason, weight_dtype
 
 
-def _native_bf16(out, what: str):
-    """Warn, on a CPU without AVX-512 BF16 or AMX, that `what` may be slower than fp32."""
+def _native_bf16(what: str) -> str | None:
+    """A warning, on a CPU without AVX-512 BF16 or AMX, that `what` may be slower than fp32."""
     if not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
-        note(out, warning=f"this CPU has no native bf16 (AVX-512 BF16 or AMX); {what} may be slower than fp32 here")
-    return out
-
-
-def _int8(loaded) -> str | None:
-    from .quantize import quantized
-
-    if quantized(loaded.module):
-        return "the model is already int8-quantized; its int8 kernels take float32 activations"
+        return f"this CPU has no native bf16 (AVX-512 BF16 or AMX); {what} may be slower than fp32 here"
     return None
 
 
 def _cast_to(dtype: torch.dtype):
     def check(loaded, device):
-        reason = _int8(loaded)
+        reason = int8_reason(loaded)
         if reason:
             return reason
         params = float_params(loaded)
@@ -39,9 +32,9 @@ def _cast_to(dtype: torch.dtype):
 
     def apply(loaded, device):
         cast = lambda t: t.to(dtype) if t.is_floating_point() else t
-        out = with_module(loaded, loaded.module.to(dtype), args=map_tensors(loaded.args, cast),
-                          kwargs=map_tensors(loaded.kwargs, cast))
-        return _native_bf16(out, "bf16") if device.type == "cpu" and dtype == torch.bfloat16 else out
+        warning = _native_bf16("bf16") if device.type == "cpu" and dtype == torch.bfloat16 else None
+        return outcome(loaded, loaded.module.to(dtype), warning=warning, args=map_tensors(loaded.args, cast),
+                       kwargs=map_tensors(loaded.kwargs, cast))
 
     return check, apply
 
@@ -60,14 +53,14 @@ class Autocast(nn.Module):
 
 def _autocast_apply(loaded, device):
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return note(with_module(loaded, Autocast(loaded.module, device.type, dtype)),
-                {"dtype": str(dtype).replace("torch.", "")})
+    name = str(dtype).replace("torch.", "")
+    return outcome(loaded, Autocast(loaded.module, device.type, dtype), {"dtype": name}, traits={"autocast": name})
 
 
 def _autocast_check(loaded, device):
-    if isinstance(loaded.module, Autocast):
+    if loaded.traits.autocast:
         return "the model already runs under autocast"
-    return _int8(loaded) or (None if float_params(loaded) else "the model has no floating-point weights")
+    return int8_reason(loaded) or (None if float_params(loaded) else "the model has no floating-point weights")
 
 
 _bf16_check, _bf16_apply = _cast_to(torch.bfloat16)
@@ -124,7 +117,7 @@ def _bf16_attention_check(loaded, device):
         return "not a Hugging Face transformers model (the attention function is swapped through its config)"
     if getattr(module.config, "_attn_implementation", None) == ATTENTION_NAME:
         return "attention already runs in bf16"
-    reason = _int8(loaded)
+    reason = int8_reason(loaded)
     if reason:
         return reason + "; apply bf16-attention before quantizing"
     dtype = weight_dtype(loaded)
@@ -143,7 +136,8 @@ def _bf16_attention_apply(loaded, device):
     model = _hf_model(loaded.module)
     before = getattr(model.config, "_attn_implementation", None)
     model.set_attn_implementation(ATTENTION_NAME)
-    return _native_bf16(note(loaded, {"from": before, "to": "bf16 matmul + fp32 softmax"}), "bf16 attention")
+    return outcome(loaded, details={"from": before, "to": "bf16 matmul + fp32 softmax"},
+                   warning=_native_bf16("bf16 attention"))
 
 
 register(Pass("bf16-attention", "precision", "Run only the attention of a Hugging Face model in bf16 (matmuls in "

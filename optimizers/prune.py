@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .base import Pass, note, register
+from .base import Pass, outcome, register
 
 AMOUNT = 0.5  # unstructured: half of each weight matrix
 STRUCTURED_AMOUNT = 0.25  # structured: a quarter of the feed-forward neurons
@@ -27,9 +27,9 @@ def _magnitude_apply(loaded, device):
         prune.remove(m, "weight")  # bake the zeros in: a plain dense weight again
     zeros = sum(int((m.weight == 0).sum()) for m in layers)
     total = sum(m.weight.numel() for m in layers)
-    return note(loaded, {"sparsity": zeros / total, "layers": len(layers)},
-                warning="unstructured zeros stay in dense matrices: dense kernels get no faster and the stored size "
-                        "is unchanged; it pays only with sparse kernels or compressed storage")
+    return outcome(loaded, details={"sparsity": zeros / total, "layers": len(layers)},
+                   warning="unstructured zeros stay in dense matrices: dense kernels get no faster and the stored "
+                           "size is unchanged; it pays only with sparse kernels or compressed storage")
 
 
 def _ffn_pairs(module: nn.Module) -> list[tuple[nn.Linear, nn.Linear, str]]:
@@ -86,8 +86,9 @@ def _structured_apply(loaded, device):
         keep = torch.sort(torch.topk(score, n_keep).indices).values
         removed += a.out_features - n_keep
         _shrink(a, b, keep)
-    return note(loaded, {"ffn_blocks": len(pairs), "neurons_removed": removed, "fraction": STRUCTURED_AMOUNT},
-                warning="removing neurons changes the model: without fine-tuning, accuracy usually drops")
+    return outcome(loaded, details={"ffn_blocks": len(pairs), "neurons_removed": removed,
+                                    "fraction": STRUCTURED_AMOUNT},
+                   warning="removing neurons changes the model: without fine-tuning, accuracy usually drops")
 
 
 register(Pass("magnitude-prune", "structure", f"Unstructured L1 pruning of {AMOUNT:.0%} of each Linear/Conv weight. "

@@ -6,45 +6,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Pass, PassNotApplicable, note, register, weight_dtype, with_module
+from .base import Pass, PassNotApplicable, outcome, register
 from .calibration import conform, input_sets
-
-
-def _has(loaded, *types) -> int:
-    return sum(isinstance(m, types) for m in loaded.module.modules())
-
-
-def _no_float(loaded) -> str | None:
-    from .precision import Autocast
-
-    if isinstance(loaded.module, Autocast):
-        return "quantized kernels take float32 activations, and autocast would feed them bf16/fp16"
-    dtype = weight_dtype(loaded)
-    if dtype not in (None, torch.float32):
-        return f"quantization starts from float32 weights, these are {str(dtype).replace('torch.', '')}"
-    return None
+from .checks import count_modules, float32_reason
 
 
 def _dynamic_check(loaded, device):
-    if not _has(loaded, nn.Linear, nn.LSTM):
+    if not count_modules(loaded, nn.Linear, nn.LSTM):
         return "no nn.Linear or nn.LSTM modules to quantize (a TorchScript or exported model hides them)"
-    return _no_float(loaded)
+    return float32_reason(loaded)
 
 
 def _dynamic_apply(loaded, device):
-    n = _has(loaded, nn.Linear, nn.LSTM)
+    n = count_modules(loaded, nn.Linear, nn.LSTM)
     # per-channel weight scales for Linear: measured cosine on BERT-base 0.99872 -> 0.99919, real MiniLM
     # sentence embeddings 0.934 -> 0.976, at the same speed
     spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig,
             nn.LSTM: torch.ao.quantization.default_dynamic_qconfig}
     q = torch.ao.quantization.quantize_dynamic(loaded.module, spec, dtype=torch.qint8)
-    return note(with_module(loaded, q), {"layers_quantized": n, "weights": "int8, per output channel"})
+    return outcome(loaded, q, {"layers_quantized": n, "weights": "int8, per output channel"},
+                   traits={"int8": "dynamic"})
 
 
 def _static_check(loaded, device):
     if isinstance(loaded.module, torch.jit.ScriptModule):
         return "static PT2E quantization needs a model torch.export can capture, not TorchScript"
-    return _no_float(loaded)
+    return float32_reason(loaded)
 
 
 class _ByPosition(nn.Module):
@@ -67,27 +54,6 @@ class _ByName(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.graph(*args, *[kwargs[k] for k in self.keys])
-
-
-class StaticInt8(nn.Module):
-    """A PT2E int8 model in two forms: `lowered` (torchao's x86 lowering to oneDNN int8 kernels, what runs when
-    nothing compiles it) and `compile_target` (the q/dq reference graph, which Inductor with freezing lowers to
-    fused int8 kernels: the form the torch-compile pass compiles)."""
-
-    def __init__(self, lowered: nn.Module, reference: nn.Module, keys: list[str]):
-        super().__init__()
-        self.lowered = _ByName(lowered, keys)
-        # kept off the module tree: its int8 weights would otherwise count twice in size and state_dict
-        self.__dict__["compile_target"] = _ByName(reference, keys)
-
-    def forward(self, *args, **kwargs):
-        return self.lowered(*args, **kwargs)
-
-
-def quantized(module: nn.Module) -> bool:
-    """True for a model already holding int8 kernels, which float-precision passes must leave alone."""
-    return isinstance(module, StaticInt8) or any(
-        type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
 
 
 def _drop_unused_weights(gm: torch.fx.GraphModule) -> int:
@@ -130,30 +96,34 @@ def _static_apply(loaded, device):
     reference = convert_pt2e(prepared)
     _drop_unused_weights(reference)
     lowered = lower_pt2e_quantized_to_x86(reference, flat)  # re-exports: the reference graph stays as it is
-    return note(with_module(loaded, StaticInt8(lowered, reference, keys)),
-                {"calibration_batches": len(sets.calibration), "calibration": sets.calibration_name,
-                 "held_out": sets.held_out_name,
-                 "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
-                warning=None if sets.real else "calibrated on random draws of the example shapes; calibrate on "
-                                               "real data before trusting accuracy on it")
+    # two forms: torchao's x86 lowering to oneDNN int8 kernels runs when nothing compiles it; the q/dq reference
+    # graph is what Inductor with freezing lowers to fused int8 kernels, the form the torch-compile pass compiles
+    return outcome(loaded, _ByName(lowered, keys),
+                   {"calibration_batches": len(sets.calibration), "calibration": sets.calibration_name,
+                    "held_out": sets.held_out_name,
+                    "lowering": "torchao x86 (torch-compile after it lowers with Inductor)"},
+                   warning=None if sets.real else "calibrated on random draws of the example shapes; calibrate on "
+                                                  "real data before trusting accuracy on it",
+                   traits={"int8": "static", "compile_target": _ByName(reference, keys)})
 
 
 def _weight_only_check(loaded, device):
-    if not _has(loaded, nn.Linear):
+    if not count_modules(loaded, nn.Linear):
         return "no nn.Linear modules to quantize"
     try:
         import torchao  # noqa: F401
     except ImportError:
         return "needs the torchao package"
-    return _no_float(loaded)
+    return float32_reason(loaded)
 
 
 def _weight_only_apply(loaded, device):
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     quantize_(loaded.module, Int8WeightOnlyConfig())
-    return note(loaded, {"layers_quantized": _has(loaded, nn.Linear)},
-                warning="weight-only int8 saves memory; in eager mode it dequantizes per call and is rarely faster")
+    return outcome(loaded, details={"layers_quantized": count_modules(loaded, nn.Linear)},
+                   warning="weight-only int8 saves memory; in eager mode it dequantizes per call and is rarely faster",
+                   traits={"int8": "weight-only"})
 
 
 register(

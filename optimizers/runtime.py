@@ -6,7 +6,7 @@ from torch import nn
 
 from profiler.runner import map_tensors
 
-from .base import Pass, note, register, with_module
+from .base import COMPILE, Pass, outcome, register
 
 
 def physical_cores() -> int:
@@ -43,7 +43,7 @@ def _threads_check(loaded, device):
 
 def _threads_apply(loaded, device):
     n = physical_cores()
-    return note(with_module(loaded, WithThreads(loaded.module, n)), {"threads": n, "before": torch.get_num_threads()})
+    return outcome(loaded, WithThreads(loaded.module, n), {"threads": n, "before": torch.get_num_threads()})
 
 
 def _graphs_apply(loaded, device):
@@ -52,7 +52,7 @@ def _graphs_apply(loaded, device):
         for _ in range(3):  # CUDA graphs are recorded after a few warm-up calls
             args, kwargs = map_tensors((loaded.args, loaded.kwargs), lambda t: t.to(device))
             compiled(*args, **kwargs)
-    return with_module(loaded, compiled)
+    return outcome(loaded, compiled, traits={"compiled": "cuda-graphs"})
 
 
 def _sparse_check(loaded, device):
@@ -81,14 +81,13 @@ def _sparse_apply(loaded, device):
                 m.bias = nn.Parameter(m.bias.detach().half())
             done += 1
     args, kwargs = map_tensors((loaded.args, loaded.kwargs), lambda t: t.half() if t.is_floating_point() else t)
-    return note(with_module(loaded, loaded.module, args=args, kwargs=kwargs), {"layers": done},
-                warning="2:4 pruning changes the model: fine-tune to recover accuracy")
+    return outcome(loaded, details={"layers": done}, args=args, kwargs=kwargs,
+                   warning="2:4 pruning changes the model: fine-tune to recover accuracy")
 
 
 register(Pass("threads", "runtime", "Run with one intra-op thread per physical core (hyper-threads usually slow "
               "BLAS down).", ("cpu",), _threads_apply, _threads_check))
 register(Pass("cuda-graphs", "runtime", "Capture the forward pass as CUDA graphs (torch.compile mode="
-              "'reduce-overhead'): one launch instead of hundreds.", ("cuda",), _graphs_apply, None, group="compile",
-              terminal=True))
+              "'reduce-overhead'): one launch instead of hundreds.", ("cuda",), _graphs_apply, None, group=COMPILE))
 register(Pass("sparsity-2to4", "runtime", "2:4 semi-structured sparsity on Linear weights for sparse tensor cores "
               "(GPU, compute capability >= 8.0), fp16.", ("cuda",), _sparse_apply, _sparse_check, group="pruning"))

@@ -7,16 +7,20 @@ import copy
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable
+
+import torch
 
 import profiler
 from profiler import analysis, devices, store
 from profiler.loading import LoadedModel
 from profiler.runner import CancelToken
-from profiler.schema import Candidate, HeadToHead, ProfileCancelled, ProfileConfig, SearchResult, error_line
+from profiler.schema import (Candidate, HeadToHead, ProfileCancelled, ProfileConfig, ProfileRun, SearchResult,
+                             error_line)
 
-from .base import REGISTRY, apply_pipeline, conflicts
-from .calibration import held_out_accuracy, input_sets, outputs_on
+from .base import REGISTRY, Tolerance, apply_pipeline, conflicts
+from .calibration import InputSets, held_out_accuracy, input_sets, outputs_on
 from .validate import MIN_COSINE, MIN_TOP1
 
 
@@ -51,16 +55,10 @@ def _until(seconds: float, cancel: CancelToken | None):
         timer.cancel()
 
 
-# where each kind of pass goes in a pipeline the search grows: reshape the model, swap its attention, lower its
-# precision, quantize, lay out memory, set the runtime; a compiling pass comes last
-_STAGE = {"structure": 0, "compilation & fusion": 1, "precision": 2, "quantization": 3, "memory & layout": 4,
-          "runtime": 5}
-
-
 def grow(pipeline: list[str], name: str) -> list[str]:
-    """`pipeline` with `name` inserted where its kind of pass belongs, so that a pass which must come early (bf16
-    attention before static int8) can still join a pipeline the beam kept."""
-    return sorted(pipeline + [name], key=lambda n: (REGISTRY[n].terminal, _STAGE.get(REGISTRY[n].family, 5)))
+    """`pipeline` with `name` inserted where its kind of pass belongs (Pass.position), so that a pass which must come
+    early (bf16 attention before static int8) can still join a pipeline the beam kept."""
+    return sorted(pipeline + [name], key=lambda n: REGISTRY[n].position)
 
 
 def head_to_head_line(h: dict) -> str:
@@ -87,6 +85,190 @@ def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: 
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
+@dataclass
+class Bench:
+    """What every candidate is measured against, the same way: the model, its held-out reference outputs, the
+    unoptimized run, the profile config, and the time budget."""
+
+    loaded: LoadedModel
+    device: torch.device
+    config: ProfileConfig
+    sets: InputSets
+    reference: torch.Tensor | None
+    base: ProfileRun
+    tolerance: Tolerance
+    budget_s: float
+    start: float = field(default_factory=time.monotonic)
+    cancel: CancelToken | None = None
+
+    def left(self) -> float:
+        return self.budget_s - (time.monotonic() - self.start)
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+
+@dataclass
+class Measured:
+    """One candidate as evaluated: its leaderboard row, and for a measured one the model and its run."""
+
+    candidate: Candidate
+    model: LoadedModel | None = None
+    run: ProfileRun | None = None
+
+
+@dataclass
+class Tried:
+    """Every candidate tried, the runs of the measured ones (to save the winner's), and the fastest model of each
+    pipeline length (for the closing head-to-head)."""
+
+    candidates: dict[tuple[str, ...], Candidate] = field(default_factory=dict)
+    runs: dict[tuple[str, ...], ProfileRun] = field(default_factory=dict)
+    fastest: dict[int, Measured] = field(default_factory=dict)
+
+    def add(self, m: Measured) -> None:
+        key = tuple(m.candidate.passes)
+        self.candidates[key] = m.candidate
+        if m.run is None:
+            return
+        self.runs[key] = m.run
+        best = self.fastest.get(len(key))
+        if best is None or m.candidate.median_ms < best.candidate.median_ms:
+            self.fastest[len(key)] = m
+
+
+def evaluate(names: list[str], bench: Bench) -> Measured:
+    """Apply, check accuracy, time; any failure of this candidate is recorded, never fatal to the search."""
+    cand = Candidate(passes=names)
+    try:
+        model, results = apply_pipeline(bench.loaded, names, bench.device, stop_at_refusal=True,
+                                        tolerance=bench.tolerance)
+        cand.apply_s = sum(r.apply_s for r in results)
+        skipped = [r for r in results if not r.applied]
+        if skipped:
+            cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
+            return Measured(cand)
+        cand.accuracy = held_out_accuracy(bench.reference, model, bench.sets, bench.loaded.info.task,
+                                          bench.tolerance.min_cosine, bench.tolerance.min_top1, bench.device)
+        if not cand.accuracy.passed:
+            cand.status, cand.reason = "inaccurate", cand.accuracy.note
+            return Measured(cand)
+        with _until(max(1.0, bench.left()), bench.cancel) as token:  # a slow candidate cannot overrun the budget
+            run = profiler.profile(model, bench.config, cancel=token)
+        cand.median_ms = run.latency.median_ms
+        cand.speedup, cand.speedup_low, cand.speedup_high = analysis.speedup(bench.base.latency, run.latency)
+        return Measured(cand, model, run)
+    except ProfileCancelled:
+        if bench.cancelled():
+            raise
+        cand.status, cand.reason = "timeout", "the time budget ran out while measuring it"
+    except Exception as exc:  # noqa: BLE001 - a pipeline that breaks this model is a result, not a crash
+        cand.status, cand.reason = "failed", error_line(exc)
+    return Measured(cand)
+
+
+# each frontier entry: a pipeline to extend, and the passes it may be extended with (None: any in the pool)
+Frontier = list[tuple[list[str], tuple[str, ...] | None]]
+
+
+def pipelines_to_try(frontier: Frontier, pool: list[str], chosen: list[str],
+                     tried: dict[tuple[str, ...], Candidate]) -> list[list[str]]:
+    """Each frontier pipeline grown by one pass, without repeats, pipelines already tried, or conflicts."""
+    # a partner need not apply to the model as it was (it may apply only after its pass), so it comes from the
+    # chosen passes rather than the pool
+    grown = [grow(f, n) for f, only in frontier
+             for n in (pool if only is None else [m for m in only if m in chosen]) if n not in f]
+    return [list(q) for q in dict.fromkeys(map(tuple, grown)) if q not in tried and not conflicts(list(q))]
+
+
+def keep_in_pool(pool: list[str], tried: dict[tuple[str, ...], Candidate]) -> list[str]:
+    """The pool without passes that did not apply, or broke the tolerance, on their own: adding passes does not make
+    them apply or win back accuracy, and each such candidate costs a compile."""
+    return [n for n in pool if tried.get((n,)) is None or tried[(n,)].status not in ("not-applied", "inaccurate")]
+
+
+def next_frontier(tried: dict[tuple[str, ...], Candidate], rounds: int, beam: int) -> Frontier:
+    """The pipelines of this round worth growing: the `beam` fastest that beat every shorter pipeline by 2%, and,
+    first, any whose last pass pays off only with a partner after it (static int8, lowered by torch-compile), however
+    slow it is alone: the beam would otherwise never reach its real speed."""
+    good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
+                  key=lambda c: c.speedup, reverse=True)
+    best_before = max((c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds),
+                      default=1.0)
+    frontier: Frontier = [(c.passes, None) for c in good[:beam] if c.speedup > best_before * 1.02]
+    partnered: Frontier = [(c.passes, REGISTRY[c.passes[-1]].pays_off_with) for c in good
+                           if REGISTRY[c.passes[-1]].pays_off_with and (c.passes, None) not in frontier]
+    return partnered + frontier
+
+
+def stop_reason(tried: dict[tuple[str, ...], Candidate], rounds: int) -> str:
+    """Why the search stops after round `rounds` when nothing of it is worth growing."""
+    if rounds > 1:
+        return f"no pipeline of {rounds} passes beat the best of {rounds - 1} by 2%"
+    if any(c.status == "ok" and len(c.passes) == 1 for c in tried.values()):
+        return "no single pass beat the unoptimized model by 2%"
+    return "no single pass stayed within the accuracy tolerance"
+
+
+def leaderboard(tried: dict[tuple[str, ...], Candidate]) -> list[Candidate]:
+    """Measured candidates fastest first, then every other one."""
+    return sorted(tried.values(), key=lambda c: (c.status != "ok", -c.speedup))
+
+
+def best_of(board: list[Candidate], base_median_ms: float) -> Candidate:
+    """The fastest candidate that beats the unoptimized model, or keeping the model as it is."""
+    best = next((c for c in board if c.status == "ok" and c.speedup > 1.0), None)
+    if best is None:
+        best = Candidate(passes=[], median_ms=base_median_ms, speedup=1.0, speedup_low=1.0, speedup_high=1.0,
+                         reason="no pipeline beat the unoptimized model")
+    return best
+
+
+def versus_best_single(best: Candidate, fastest: dict[int, Measured], bench: Bench,
+                       say: Callable[[str, float], None]) -> HeadToHead | None:
+    """A winner of several passes timed against the best single pass in alternation (ABBA), while budget is left;
+    None when the winner is a single pass or nothing, or the budget ran out."""
+    single, winner = fastest.get(1), fastest.get(len(best.passes))
+    if not (len(best.passes) > 1 and single and winner and winner.candidate is best and bench.left() > 0):
+        return None
+    say(f"timing {'+'.join(best.passes)} against {'+'.join(single.candidate.passes)} in alternation", 0.99)
+    try:
+        with _until(bench.left(), bench.cancel) as token:
+            ratio, low, high = head_to_head(single.model, winner.model, bench.config, cancel=token)
+    except ProfileCancelled:
+        if bench.cancelled():
+            raise
+        return None
+    return HeadToHead(passes=best.passes, single=single.candidate.passes, speedup=ratio, speedup_low=low,
+                      speedup_high=high, rounds=HEAD_TO_HEAD_ROUNDS)
+
+
+def run_round(queue: list[list[str]], rounds: int, bench: Bench, tried: Tried,
+              say: Callable[[str, float], None]) -> str:
+    """Evaluate the round's pipelines in order until the budget runs out: the stop reason then, else ""."""
+    for names in queue:
+        if bench.left() <= 0:
+            return f"time budget of {bench.budget_s:.0f} s reached"
+        if bench.cancelled():
+            raise ProfileCancelled("search cancelled")
+        say(f"round {rounds}: trying {' + '.join(names)}", min(0.99, 1 - bench.left() / bench.budget_s))
+        tried.add(evaluate(names, bench))
+    return ""
+
+
+def save_search_runs(result: SearchResult, base: ProfileRun, runs: dict[tuple[str, ...], ProfileRun],
+                     runs_dir: str | None) -> None:
+    """Save the unoptimized run and the winner's run in the store, and name both in `result`."""
+    store.save(base, runs_dir)
+    result.base_run_id = base.id
+    winner_run = runs.get(tuple(result.best.passes))
+    if winner_run is not None:
+        winner_run.model.name = f"{winner_run.model.name}+{'+'.join(result.best.passes)}"
+        winner_run.notes.append(f"best of a search from run {base.id}: {', '.join(result.best.passes)}")
+        store.save(winner_run, runs_dir)
+        result.best_run_id = winner_run.id
+
+
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
            min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
            progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
@@ -97,121 +279,36 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     say = progress or (lambda stage, f: None)
     device = devices.resolve_device(config.device)
     start = time.monotonic()
-    left = lambda: budget_s - (time.monotonic() - start)
     sets = input_sets(loaded)  # candidates are judged on held-out inputs, as optimize() judges them
     reference = outputs_on(loaded, sets.held_out, device)
-    tolerance = {"min_cosine": min_cosine, "min_top1": min_top1}
     say("timing the unoptimized model", 0.0)
     base = profiler.profile(loaded, config, cancel=cancel)
+    bench = Bench(loaded, device, config, sets, reference, base, Tolerance(min_cosine, min_top1), budget_s, start,
+                  cancel)
     chosen = list(passes or REGISTRY)
     pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
     pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
-    tried: dict[tuple[str, ...], Candidate] = {}
-    fastest: dict[int, tuple[Candidate, LoadedModel]] = {}  # by pipeline length, for the closing head-to-head
-    runs: dict[tuple[str, ...], profiler.ProfileRun] = {}  # each measured candidate's run, to save the winner's
-    stopped = ""
-
-    def evaluate(names: list[str]) -> Candidate:
-        """Apply, check accuracy, time; any failure of this candidate is recorded, never fatal to the search."""
-        cand = Candidate(passes=names)
-        try:
-            model, results = apply_pipeline(loaded, names, device, stop_at_refusal=True, tolerance=tolerance)
-            cand.apply_s = sum(r.apply_s for r in results)
-            skipped = [r for r in results if not r.applied]
-            if skipped:
-                cand.status, cand.reason = "not-applied", "; ".join(f"{r.name}: {r.reason}" for r in skipped)[:300]
-                return cand
-            cand.accuracy = held_out_accuracy(reference, model, sets, loaded.info.task, min_cosine, min_top1, device)
-            if not cand.accuracy.passed:
-                cand.status, cand.reason = "inaccurate", cand.accuracy.note
-                return cand
-            with _until(max(1.0, left()), cancel) as token:  # a slow candidate cannot overrun the budget
-                run = profiler.profile(model, config, cancel=token)
-            cand.median_ms = run.latency.median_ms
-            runs[tuple(names)] = run
-            cand.speedup, cand.speedup_low, cand.speedup_high = analysis.speedup(base.latency, run.latency)
-            if len(names) not in fastest or cand.median_ms < fastest[len(names)][0].median_ms:
-                fastest[len(names)] = (cand, model)
-        except ProfileCancelled:
-            if cancel is not None and cancel.is_set():
-                raise
-            cand.status, cand.reason = "timeout", "the time budget ran out while measuring it"
-        except Exception as exc:  # noqa: BLE001 - a pipeline that breaks this model is a result, not a crash
-            cand.status, cand.reason = "failed", error_line(exc)
-        return cand
-
-    # each frontier entry: a pipeline to extend, and the passes it may be extended with (None: any)
-    frontier: list[tuple[list[str], tuple[str, ...] | None]] = [([], None)]
-    rounds = 0
+    tried = Tried()
+    frontier: Frontier = [([], None)]
+    rounds, stopped = 0, ""
     while frontier and not stopped:
         rounds += 1
-        # a partner need not apply to the model as it was (it may apply only after its pass), so it comes from
-        # the chosen passes rather than the pool
-        grown = [grow(f, n) for f, only in frontier
-                 for n in (pool if only is None else [m for m in only if m in chosen]) if n not in f]
-        queue = [list(q) for q in dict.fromkeys(map(tuple, grown)) if q not in tried and not conflicts(list(q))]
+        queue = pipelines_to_try(frontier, pool, chosen, tried.candidates)
         if not queue:
             stopped = "every compatible pipeline was tried"
             break
-        for names in queue:
-            if left() <= 0:
-                stopped = f"time budget of {budget_s:.0f} s reached"
-                break
-            if cancel is not None and cancel.is_set():
-                raise ProfileCancelled("search cancelled")
-            say(f"round {rounds}: trying {' + '.join(names)}", min(0.99, 1 - left() / budget_s))
-            tried[tuple(names)] = evaluate(names)
+        stopped = run_round(queue, rounds, bench, tried, say)
         if rounds == 1:
-            # a pass that did not apply, or broke the tolerance, on its own is left out of longer pipelines: adding
-            # passes does not make it apply or win back accuracy, and each such candidate costs a compile
-            pool = [
-                n for n in pool if tried.get((n,)) is None or tried[(n,)].status not in ("not-applied", "inaccurate")
-            ]
-        good = sorted((c for c in tried.values() if c.status == "ok" and len(c.passes) == rounds),
-                      key=lambda c: c.speedup, reverse=True)
-        best_before = max(
-            (c.speedup for c in tried.values() if c.status == "ok" and len(c.passes) < rounds), default=1.0
-        )
-        frontier = [(c.passes, None) for c in good[:beam] if c.speedup > best_before * 1.02]
-        # a pass that pays off only with a partner after it (static int8, lowered by torch-compile) is tried with
-        # that partner first, however slow it is alone: the beam would otherwise never reach its real speed
-        partnered = [(c.passes, REGISTRY[c.passes[-1]].pays_off_with) for c in good
-                     if REGISTRY[c.passes[-1]].pays_off_with and (c.passes, None) not in frontier]
-        frontier = partnered + frontier
+            pool = keep_in_pool(pool, tried.candidates)
+        frontier = next_frontier(tried.candidates, rounds, beam)
         if not frontier and not stopped:
-            if rounds > 1:
-                stopped = f"no pipeline of {rounds} passes beat the best of {rounds - 1} by 2%"
-            elif good:
-                stopped = "no single pass beat the unoptimized model by 2%"
-            else:
-                stopped = "no single pass stayed within the accuracy tolerance"
-    board = sorted(tried.values(), key=lambda c: (c.status != "ok", -c.speedup))
-    best = next((c for c in board if c.status == "ok" and c.speedup > 1.0), None)
-    if best is None:  # keeping the model as it is beats every pipeline tried
-        best = Candidate(passes=[], median_ms=base.latency.median_ms, speedup=1.0, speedup_low=1.0, speedup_high=1.0,
-                         reason="no pipeline beat the unoptimized model")
-    vs_single = None
-    single, winner = fastest.get(1), fastest.get(len(best.passes))
-    if len(best.passes) > 1 and single and winner and winner[0] is best and left() > 0:
-        say(f"timing {'+'.join(best.passes)} against {'+'.join(single[0].passes)} in alternation", 0.99)
-        try:
-            with _until(left(), cancel) as token:
-                ratio, low, high = head_to_head(single[1], winner[1], config, cancel=token)
-            vs_single = HeadToHead(passes=best.passes, single=single[0].passes, speedup=ratio, speedup_low=low,
-                                   speedup_high=high, rounds=HEAD_TO_HEAD_ROUNDS)
-        except ProfileCancelled:
-            if cancel is not None and cancel.is_set():
-                raise
+            stopped = stop_reason(tried.candidates, rounds)
+    board = leaderboard(tried.candidates)
+    best = best_of(board, base.latency.median_ms)
+    vs_single = versus_best_single(best, tried.fastest, bench, say)
     result = SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
                           elapsed_s=time.monotonic() - start, vs_best_single=vs_single)
     if save_runs:
-        store.save(base, runs_dir)
-        result.base_run_id = base.id
-        winner_run = runs.get(tuple(best.passes))
-        if winner_run is not None:
-            winner_run.model.name = f"{winner_run.model.name}+{'+'.join(best.passes)}"
-            winner_run.notes.append(f"best of a search from run {base.id}: {', '.join(best.passes)}")
-            store.save(winner_run, runs_dir)
-            result.best_run_id = winner_run.id
+        save_search_runs(result, base, tried.runs, runs_dir)
     say("done", 1.0)
     return result

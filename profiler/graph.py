@@ -32,10 +32,12 @@ class Captured:
     note: str = ""
 
 
-def capture(module: nn.Module, args: tuple, kwargs: dict) -> Captured:
-    """Try torch.export, then fx; never raises: an untraceable model falls back to its module tree."""
+def capture(module: nn.Module, args: tuple, kwargs: dict, exported: torch.export.ExportedProgram | None = None
+            ) -> Captured:
+    """Try torch.export (or use `exported`, the program the model was loaded from), then fx; never raises: an
+    untraceable model falls back to its module tree."""
     notes = []
-    ep = getattr(module, "exported_program", None)
+    ep = exported
     try:
         if ep is None and isinstance(module, torch.jit.ScriptModule):
             if not any(True for _ in module.parameters()):

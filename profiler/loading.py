@@ -21,6 +21,7 @@ import sample_models
 
 from . import devices
 from .schema import ModelInfo, ModelLoadError
+from .traits import ModelTraits, RunOptions
 
 DEFAULT_FACTORIES = ("build_model", "get_model", "make_model", "model")
 
@@ -35,8 +36,8 @@ class LoadedModel:
     info: ModelInfo = None  # type: ignore[assignment]
     batch_size: int = 1
     seq_len: int = 0
-    # how the runner feeds it, set by optimizer passes: inputs_on_device (keep inputs resident), pin_memory
-    options: dict[str, Any] = field(default_factory=dict)
+    traits: ModelTraits = field(default_factory=ModelTraits)  # what loading and passes made of it
+    run_options: RunOptions = field(default_factory=RunOptions)  # how the runner feeds it, set by passes
 
     def __call__(self):
         return self.module(*self.args, **self.kwargs)
@@ -350,11 +351,12 @@ def _from_export(path: str, spec: str, batch: int | None, seq_len: int | None, i
     if inputs is None and getattr(ep, "example_inputs", None) is not None:
         inputs = ep.example_inputs  # (args, kwargs), saved by torch.export.save
     module = ep.module()
-    module.exported_program = ep  # keep the graph for profiler.graph, which uses it instead of re-exporting
     if inputs is None:
         raise ModelLoadError(f"{path}: the archive holds no example inputs; pass --inputs FILE")
     args, kwargs = _split_inputs(inputs)
-    return _finish(module, args, kwargs, Path(path).stem, "export", spec, "", batch, seq_len, check_signature=False)
+    loaded = _finish(module, args, kwargs, Path(path).stem, "export", spec, "", batch, seq_len, check_signature=False)
+    loaded.traits = ModelTraits(exported=ep)  # profiler.graph uses this graph instead of re-exporting
+    return loaded
 
 
 def _from_state_dict(path: str, spec: str, arch: str | None, batch: int | None, seq_len: int | None) -> LoadedModel:

@@ -142,11 +142,11 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
     except Exception as exc:  # noqa: BLE001
         raise _friendly(exc, device, loaded) from None
     on_cuda = device.type == "cuda"
-    if on_cuda and loaded.options.get("pin_memory"):  # page-locked host buffers: async, faster uploads
+    if on_cuda and loaded.run_options.pin_memory:  # page-locked host buffers: async, faster uploads
         host_args, host_kwargs = map_tensors((host_args, host_kwargs), lambda t: t.pin_memory())
     upload = (lambda x: map_tensors(x, lambda t: t.to(device, non_blocking=True))) if on_cuda else (lambda x: x)
     resident = (upload(host_args), upload(host_kwargs))
-    inputs_on_device = config.inputs_on_device or bool(loaded.options.get("inputs_on_device"))
+    inputs_on_device = config.inputs_on_device or loaded.run_options.inputs_on_device
     stopwatch = devices.Stopwatch(device)
 
     def inference():
@@ -270,9 +270,7 @@ def _graph(
     check_cancel()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     args, kwargs = resident
-    if module is not loaded.module and hasattr(loaded.module, "exported_program"):
-        module.exported_program = loaded.module.exported_program
-    captured = graph_mod.capture(module, args, kwargs)
+    captured = graph_mod.capture(module, args, kwargs, exported=loaded.traits.exported)
     try:
         return graph_mod.profile_graph(captured, module, args, kwargs, device, max(1, min(config.profile_iters, 3)),
                                        activities)

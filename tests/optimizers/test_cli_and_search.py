@@ -27,7 +27,7 @@ class Sleepy(nn.Module):
 def _half(monkeypatch):
     monkeypatch.setitem(base.REGISTRY, "half", base.Pass(
         "half", "runtime", "stand-in: sleeps half as long as the model it is given", ("cpu",),
-        lambda lm, d: base.with_module(lm, Sleepy(lm.module.inner, lm.module.ms / 2))))
+        lambda lm, d: base.outcome(lm, Sleepy(lm.module.inner, lm.module.ms / 2))))
     loaded = profiler.load_model("mlp-tiny")
     return dataclasses.replace(loaded, module=Sleepy(loaded.module, 12))
 
@@ -110,9 +110,9 @@ def test_a_pass_that_pays_off_with_a_partner_is_tried_with_it(monkeypatch):
     it after round one. Here a stand-in pair: 'slow-alone' wraps the model in a sleep, 'unwrap' removes it."""
 
     slow = base.Pass("slow-alone", "runtime", "stand-in: slower alone, fast with its partner", ("cpu",),
-                     lambda lm, d: base.with_module(lm, Sleepy(lm.module, 3)), pays_off_with=("unwrap",))
+                     lambda lm, d: base.outcome(lm, Sleepy(lm.module, 3)), pays_off_with=("unwrap",))
     unwrap = base.Pass("unwrap", "runtime", "stand-in: the partner that makes it fast", ("cpu",),
-                       lambda lm, d: base.with_module(lm, lm.module.inner),
+                       lambda lm, d: base.outcome(lm, lm.module.inner),
                        lambda lm, d: None if isinstance(lm.module, Sleepy) else "nothing to unwrap")
     monkeypatch.setitem(base.REGISTRY, "slow-alone", slow)
     monkeypatch.setitem(base.REGISTRY, "unwrap", unwrap)

@@ -200,13 +200,19 @@ class TestCompiledPasses:
     """Passes that compile with Inductor (tens of seconds each on 2 cores)."""
 
     def test_torch_compile_matches_eager(self):
+        freezing = torch._inductor.config.freezing
         new, results, acc = run("mlp-tiny", ["torch-compile"])
-        assert results[0].applied and results[0].apply_s > 0
+        assert results[0].applied and results[0].apply_s > 0 and results[0].details["freezing"] is True
         assert acc.max_abs_err < 1e-4
+        assert torch._inductor.config.freezing is freezing  # patched around the model's calls, not for the process
+        assert new.traits.compiled == "inductor"
+        assert "already compiled" in optimizers.get("torch-compile").check(new, CPU)
 
     def test_static_int8_pt2e(self):
         new, results, acc = run("mlp-tiny", ["static-int8"])
         assert results[0].applied and acc.cosine > 0.99
+        assert new.traits.int8 == "static" and isinstance(new.traits.compile_target, nn.Module)
+        assert new.traits.compile_target not in list(new.module.modules())  # its weights do not count twice
 
     def test_static_int8_then_torch_compile_runs_inductor_int8_kernels(self):
         new, results, acc = run("bert-tiny", ["static-int8", "torch-compile"])

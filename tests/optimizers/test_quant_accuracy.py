@@ -6,7 +6,7 @@ from torch import nn
 
 import optimizers
 import profiler
-from optimizers import apply_pipeline
+from optimizers import Tolerance, apply_pipeline
 from optimizers import quantize as quantize_module
 from optimizers.accuracy_int8 import FullRangeLinear, full_range_exact, plan
 from optimizers.calibration import conform, held_out_accuracy, input_sets, outputs_on
@@ -45,7 +45,7 @@ def outlier_model(batch: int = 16) -> LoadedModel:
 
 def test_the_outlier_layer_is_measured_most_sensitive_and_kept_float():
     loaded = outlier_model()
-    new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance={"min_cosine": 0.9999})
+    new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance=Tolerance(min_cosine=0.9999))
     d = results[0].details
     ranked = list(d["sensitivity"])  # most sensitive first
     assert ranked[0] == "fc2", d["sensitivity"]
@@ -63,7 +63,7 @@ def test_the_tolerance_holds_on_held_out_inputs():
     sets = input_sets(loaded)
     reference = outputs_on(loaded, sets.held_out)
     for min_cosine in (0.9999, 0.999):
-        new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance={"min_cosine": min_cosine})
+        new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance=Tolerance(min_cosine=min_cosine))
         acc = held_out_accuracy(reference, new, sets, loaded.info.task, min_cosine)
         assert acc.passed and acc.cosine >= min_cosine, (min_cosine, acc, results[0].details["kept_float"])
         assert "held-out" in acc.inputs and "calibration" in acc.inputs
@@ -75,14 +75,14 @@ def test_plain_dynamic_int8_breaks_the_tolerance_the_aware_pass_keeps():
     sets = input_sets(loaded)
     reference = outputs_on(loaded, sets.held_out)
     plain, _ = apply_pipeline(loaded, ["dynamic-int8"], CPU)
-    aware, _ = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance={"min_cosine": 0.9999})
+    aware, _ = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance=Tolerance(min_cosine=0.9999))
     assert held_out_accuracy(reference, plain, sets, "", 0.9999).cosine < 0.9999
     assert held_out_accuracy(reference, aware, sets, "", 0.9999).passed
 
 
 def test_a_loose_tolerance_quantizes_everything_and_says_so():
     loaded = outlier_model()
-    _, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance={"min_cosine": 0.5})
+    _, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance=Tolerance(min_cosine=0.5))
     d = results[0].details
     assert d["layers_quantized"] == 4 and d["kept_float"] == []
     assert d["calibration"].startswith("2 random draws") and "seeds 1001" in d["held_out"]
@@ -177,7 +177,7 @@ class TestRealMiniLM:
         loaded = profiler.load_model("minilm")
         sets = input_sets(loaded)
         reference = outputs_on(loaded, sets.held_out)
-        new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance={"min_cosine": 0.99})
+        new, results = apply_pipeline(loaded, ["accuracy-int8"], CPU, tolerance=Tolerance(min_cosine=0.99))
         acc = held_out_accuracy(reference, new, sets, loaded.info.task, 0.99)
         d = results[0].details
         assert acc.kind == "sentence-embedding" and acc.cosine >= 0.99, (acc, d["kept_float"])
