@@ -4,12 +4,10 @@ The idea of Intel Neural Compressor's accuracy-driven tuning, with its measureme
 is the output error (1 - cosine against fp32, see validate.compare_outputs) when it alone is int8, measured on the
 calibration set. Layers are then quantized from least to most sensitive, by bisection on how many, as long as the
 calibration outputs stay within the tolerance; the rest stay float and the result says why, with their numbers.
-Quantized layers are per-channel dynamic int8 (fbgemm), as in the dynamic-int8 pass, but with full 8-bit activations
-where this CPU computes them exactly (see FullRangeLinear): that alone takes real MiniLM from 0.972 to 0.992.
+Quantized layers are per-channel dynamic int8 (fbgemm), as in the dynamic-int8 pass, with full 8-bit activations
+where this CPU computes them exactly (quantize.FullRangeLinear).
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch import nn
@@ -20,33 +18,13 @@ from profiler.loading import LoadedModel
 from .base import Pass, Tolerance, outcome, register
 from .calibration import input_sets, outputs_on
 from .checks import count_modules, float32_reason
+from .quantize import ACTIVATIONS, FullRangeLinear, full_range_exact
 from .validate import MIN_COSINE, MIN_TOP1, compare_outputs
 
 # Layers are chosen so that the calibration error stays under this share of the allowed error (1 - min_cosine):
 # held-out inputs can be worse than the ones the choice was made on. Real MiniLM at 0.99, 36 of 37 layers int8:
 # calibration 1 - worst cosine 0.0070, held-out 0.0078 (1.12x); 0.8 leaves room for 1.25x.
 MARGIN = 0.8
-
-
-class FullRangeLinear(nnqd.Linear):
-    """Dynamic int8 Linear quantizing activations to all 256 levels. torch's own uses 128 (reduce_range) so that CPUs
-    without VNNI, which add pairs of u8*s8 products in int16, cannot saturate; with VNNI they add in int32 and the
-    halved resolution only costs accuracy: real MiniLM held-out worst cosine 0.972 with it, 0.992 without."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
-
-
-@functools.cache
-def full_range_exact() -> bool:
-    """Whether this CPU's int8 kernels take full-range activations without saturating: all-255 activations times
-    all-127 weights is exactly where int16 pair sums overflow (2 * 255 * 127 > 32767)."""
-    linear = nn.Linear(64, 8, bias=False)
-    nn.init.ones_(linear.weight)
-    q = FullRangeLinear.from_float(_with_qconfig(linear))
-    with torch.inference_mode():
-        y = q(torch.ones(4, 64))
-    return bool(torch.allclose(y, torch.full_like(y, 64.0), rtol=0.02))
 
 
 def _with_qconfig(linear: nn.Linear) -> nn.Linear:
@@ -120,7 +98,7 @@ def plan(model: nn.Module, calibration: list, task: str, min_cosine: float = MIN
                f"more sensitive than {breaker}, the first layer the tolerance could not take")
         kept.append({"layer": name, "sensitivity": round(sensitivity[name], 6), "rank": rank, "why": why})
     return {"layers_quantized": k, "layers_total": len(order), "kept_float": kept,
-            "activations": "8-bit (full range)" if full_range else "7-bit (reduce_range: this CPU saturates at 8)",
+            "activations": ACTIVATIONS[full_range],
             "calibration_cosine": round(tried[k][1], 6), "target_cosine": min_cosine,
             "calibration_target_cosine": round(target, 6),
             "evaluations": len(floats) + len(tried),  # the reference, each layer alone, the bisection steps

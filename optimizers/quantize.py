@@ -3,12 +3,41 @@ int8."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
+from torch.ao.nn.quantized import dynamic as nnqd
+from torch.ao.quantization.quantization_mappings import get_default_dynamic_quant_module_mappings
 
 from .base import Pass, PassNotApplicable, outcome, register
 from .calibration import conform, input_sets
 from .checks import count_modules, float32_reason
+
+
+class FullRangeLinear(nnqd.Linear):
+    """Dynamic int8 Linear quantizing activations to all 256 levels. torch's own uses 128 (reduce_range) so that CPUs
+    without VNNI, which add pairs of u8*s8 products in int16, cannot saturate; with VNNI they add in int32 and the
+    halved resolution only costs accuracy: real MiniLM held-out worst cosine 0.972 with it, 0.992 without."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
+
+
+ACTIVATIONS = {True: "8-bit (full range)", False: "7-bit (reduce_range: this CPU saturates at 8)"}
+
+
+@functools.cache
+def full_range_exact() -> bool:
+    """Whether this CPU's int8 kernels take full-range activations without saturating: all-255 activations times
+    all-127 weights is exactly where int16 pair sums overflow (2 * 255 * 127 > 32767)."""
+    linear = nn.Linear(64, 8, bias=False)
+    nn.init.ones_(linear.weight)
+    linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    q = FullRangeLinear.from_float(linear)
+    with torch.inference_mode():
+        y = q(torch.ones(4, 64))
+    return bool(torch.allclose(y, torch.full_like(y, 64.0), rtol=0.02))
 
 
 def _dynamic_check(loaded, device):
@@ -23,9 +52,11 @@ def _dynamic_apply(loaded, device):
     # sentence embeddings 0.934 -> 0.976, at the same speed
     spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig,
             nn.LSTM: torch.ao.quantization.default_dynamic_qconfig}
-    q = torch.ao.quantization.quantize_dynamic(loaded.module, spec, dtype=torch.qint8)
-    return outcome(loaded, q, {"layers_quantized": n, "weights": "int8, per output channel"},
-                   traits={"int8": "dynamic"})
+    full = full_range_exact()
+    mapping = {**get_default_dynamic_quant_module_mappings(), **({nn.Linear: FullRangeLinear} if full else {})}
+    q = torch.ao.quantization.quantize_dynamic(loaded.module, spec, dtype=torch.qint8, mapping=mapping)
+    return outcome(loaded, q, {"layers_quantized": n, "weights": "int8, per output channel",
+                               "activations": ACTIVATIONS[full]}, traits={"int8": "dynamic"})
 
 
 def _static_check(loaded, device):

@@ -105,7 +105,12 @@ _STAND_INS: dict[type, Callable[[nn.Module], nn.Module]] = {torch.ao.nn.quantize
 def _quantized_modules(module: nn.Module) -> dict[str, nn.Module]:
     if isinstance(module, torch.jit.ScriptModule):
         return {}
-    return {name: m for name, m in module.named_modules() if type(m) in _STAND_INS}
+    return {name: m for name, m in module.named_modules() if _stand_in(m) is not None}
+
+
+def _stand_in(m: nn.Module) -> Callable[[nn.Module], nn.Module] | None:
+    """The stand-in maker for an int8 module, subclasses included (the full-range dynamic Linear is one)."""
+    return next((make for cls, make in _STAND_INS.items() if isinstance(m, cls)), None)
 
 
 def _export_quantized(module: nn.Module, args: tuple, kwargs: dict, notes: list[str]):
@@ -113,7 +118,7 @@ def _export_quantized(module: nn.Module, args: tuple, kwargs: dict, notes: list[
     stand-in's node at the real int8 module: a data-flow graph whose nodes run the optimized model's own kernels."""
     real = _quantized_modules(module)
     for name, m in real.items():
-        module.set_submodule(name, _STAND_INS[type(m)](m))
+        module.set_submodule(name, _stand_in(m)(m))
     try:
         ep, kwargs = _export(module, args, kwargs, notes)
     finally:

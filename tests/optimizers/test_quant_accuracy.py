@@ -8,7 +8,8 @@ import optimizers
 import profiler
 from optimizers import Tolerance, apply_pipeline
 from optimizers import quantize as quantize_module
-from optimizers.accuracy_int8 import FullRangeLinear, full_range_exact, plan
+from optimizers.accuracy_int8 import plan
+from optimizers.quantize import FullRangeLinear, full_range_exact
 from optimizers.calibration import conform, held_out_accuracy, input_sets, outputs_on
 from profiler.devices import resolve_device
 from profiler.loading import LoadedModel
