@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, job_view, state
 from profiler import recommend as rc
 from profiler.schema import Recommendation
 
@@ -68,9 +68,9 @@ def show_result(rec: Recommendation, key: str) -> None:
     if job is None:
         return
     if job.active:
-        st.progress(job.fraction, text=f"{job.stage}")
-    elif job.status == "failed":
-        st.error(f"Apply failed: {job.error}")
+        job_view.progress(jobs, job)
+    elif job.status in ("failed", "cancelled"):
+        job_view.ended(job, "Apply")
     elif job.status == "done" and isinstance(job.result, dict):
         if key not in kept:  # keep the estimate/measured pair once
             rc.measured(rec, job.result, run, state.runs_dir())
@@ -90,8 +90,9 @@ for i, rec in enumerate(recs, 1):
             f"*Passes:* {', '.join(rec.passes) if rec.passes else 'none (a change to how the model is served)'}"
         )
         if st.button("Apply and measure", key=f"apply_{key}", disabled=not rec.passes or key in started):
-            job = jobs.submit(run.model.spec or run.model.name, run.config, state.runs_dir(), kind="optimize",
-                              passes=rec.passes, source_run_id=run.id)
-            started[key] = job.id
+            job = job_view.submit(jobs, run.model.spec or run.model.name, run.config, state.runs_dir(),
+                                  kind="optimize", passes=rec.passes, source_run_id=run.id)
+            if job is not None:
+                started[key] = job.id
         if key in started:
             st.fragment(lambda rec=rec, key=key: show_result(rec, key), run_every=1.0)()

@@ -116,6 +116,16 @@ def _worker_env() -> dict:
     return env
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as a person reads it: '45 s', '2 min 5 s', '1 h 3 min'."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 def death(code: int | None) -> str:
     """Why a worker process ended without reporting an outcome, from its exit code."""
     if code in MEMORY_KILL:
@@ -247,6 +257,41 @@ class JobManager:
                 break
             ahead.append(self.remaining_s(j) if j.status == "running" else self.estimate_s(j))
         return sum(ahead) / SLOTS if job.status == "queued" else 0.0
+
+    def waiting_text(self, job: Job) -> str:
+        """Where the job stands, in words: its place in the queue and estimated wait, or how long it has run."""
+        if job.status == "running":
+            return (f"{job.stage} (running for {duration_text(job.elapsed_s)}, "
+                    f"about {duration_text(self.remaining_s(job))} left)")
+        place = self.position(job)
+        if job.status == "queued" and place:
+            return (f"waiting in the queue: number {place}, about {duration_text(self.wait_s(job))} before it starts "
+                    "(one measurement runs at a time on this machine)")
+        return job.message or job.stage
+
+    def queue_rows(self, viewer: str = "", instructor: bool = False) -> list[dict]:
+        """The queue as table rows for `viewer`: other participants' model names hidden unless `instructor`."""
+        rows = []
+        for job in self.queue():
+            own = job.participant == viewer
+            rows.append({"position": self.position(job), "kind": job.kind,
+                         "model": job.spec if own or instructor else "(hidden)",
+                         "participant": (job.participant or "-") + (" (you)" if own else ""),
+                         "state": job.status, "elapsed": duration_text(job.elapsed_s),
+                         "starts in": duration_text(self.wait_s(job)) if job.status == "queued" else "running",
+                         "ends in": duration_text(self.wait_s(job) + self.estimate_s(job) if job.status == "queued"
+                                                  else self.remaining_s(job)),
+                         "id": job.id})
+        return rows
+
+    def history_rows(self, participant: str, limit: int = 10) -> list[dict]:
+        """`participant`'s ended jobs, newest first, as table rows: what each did and what it saved."""
+        rows = []
+        for job in [j for j in self.jobs(participant) if not j.active][:limit]:
+            rows.append({"when": time.strftime("%H:%M:%S", time.localtime(job.submitted)), "kind": job.kind,
+                         "model": job.spec, "state": job.status, "took": duration_text(job.elapsed_s),
+                         "outcome": job.message, "saved": ", ".join(ident for _, ident in job.saved)})
+        return rows
 
     # -- running ---------------------------------------------------------------------------------------------------
 
