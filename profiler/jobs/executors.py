@@ -3,6 +3,7 @@
 one signature: run(command, on_message, cancel, timeout_s, env) -> exit code, on_message getting each JSON line."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -73,7 +74,7 @@ def executor(name: str | None = None) -> tuple[str, Executor]:
         return name, run_local
     if name == "ray":
         try:
-            from .. import ray_executor
+            ray_executor = importlib.import_module("profiler.ray_executor")
         except ModuleNotFoundError as exc:
             if exc.name == "ray" or (exc.name or "").startswith("ray."):
                 raise OpLensError("OPLENS_EXECUTOR=ray needs Ray: pip install 'ray[default]'") from None

@@ -353,10 +353,11 @@ class JobManager:
             self._pump()
 
     def _end(self, job: Job, status: str, message: str) -> None:
-        job.status, job.message, job.finished = status, message, time.time()
+        job.message, job.finished = message, time.time()
         job.stage = "done" if status == "done" else message
         job.error = message if status == "failed" else ""
-        self._write(job)
+        self._write(job, status=status)  # the record first: whoever sees the job ended finds it on disk
+        job.status = status
 
     # -- records on disk -------------------------------------------------------------------------------------------
 
@@ -371,14 +372,14 @@ class JobManager:
             return ""
         return lines[-1][:300] if lines else ""
 
-    def _write(self, job: Job, throttle: bool = False) -> None:
+    def _write(self, job: Job, throttle: bool = False, status: str | None = None) -> None:
         now = time.monotonic()
         if throttle and now - self._written.get(job.id, 0.0) < WRITE_EVERY_S:
             return
         self._written[job.id] = now
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            store.write_json(self.folder / f"{job.id}.json", job.to_dict())
+            store.write_json(self.folder / f"{job.id}.json", {**job.to_dict(), "status": status or job.status})
         except OSError:
             pass  # a full disk must not stop the job: the record in memory still serves this server
 

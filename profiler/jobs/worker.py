@@ -31,10 +31,13 @@ def serve(argv: list[str], out: TextIO | None = None) -> int:
 
     try:
         payload = json.loads(argv[0]) if argv else None
+    except json.JSONDecodeError:
+        payload = None
+    try:
         if not isinstance(payload, dict):
-            raise ValueError("the payload is not a JSON object")
+            raise OpLensError("not a JSON object")
         run = kinds.function(str(payload.get("kind", "profile")))
-    except (ValueError, OpLensError) as exc:
+    except OpLensError as exc:
         send(Failed(f"bad job payload: {exc}"))
         return 2
     cancel = threading.Event()

@@ -19,6 +19,7 @@ PAGES = [
     "optimize",
     "why_slow",
     "generate",
+    "queue",
 ]
 
 
@@ -210,7 +211,7 @@ def test_optimize_page_refuses_conflicting_passes():
 
 def test_search_results_render():
     import profiler
-    from dashboard.jobs import Job
+    from profiler.jobs import Job
     from dashboard.state import job_manager
     from optimizers import results
     from optimizers.search import search
