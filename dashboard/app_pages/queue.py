@@ -12,6 +12,9 @@ cancel your own jobs here or on the page that started them; a reload or a new ta
 """)
 jobs = state.job_manager()
 me, instructor = state.participant(), state.instructor()
+if instructor and st.button("Clear the queue", icon=":material/clear_all:",
+                            help="Instructor: cancels every waiting job; running ones finish"):
+    st.success(f"Cancelled {jobs.clear_queue()} waiting jobs.")
 
 
 @st.fragment(run_every=1.0)
@@ -34,7 +37,3 @@ if history:
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 else:
     st.caption("None yet.")
-if instructor:
-    st.subheader("Instructor")
-    if st.button("Clear the queue", icon=":material/clear_all:", help="cancels every waiting job; running ones finish"):
-        st.success(f"Cancelled {jobs.clear_queue()} waiting jobs.")
