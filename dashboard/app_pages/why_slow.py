@@ -19,6 +19,7 @@ an estimate from the roofline. *Apply and measure* runs the passes with proof (o
 profiled the same way) and keeps the estimate/measured pair, so later estimates for those passes on this machine
 are scaled by how earlier ones held.
 """)
+SWEEP_BATCHES = [1, 2, 4, 8]
 run = state.pick_run()
 if run is None:
     st.stop()
@@ -47,18 +48,41 @@ with tab_nodes:
                      use_container_width=True)
     else:
         st.info("This run has no timed graph nodes.")
+jobs = state.job_manager()
+
+
+@st.fragment(run_every=1.0)
+def sweep_job():
+    """A sweep of this run's model, run as a job; the page redraws with it once it is saved."""
+    if st.button(f"Sweep batch sizes {', '.join(map(str, SWEEP_BATCHES))}", key="why_sweep"):
+        new_job = job_view.submit(jobs, run.model.spec or run.model.name, run.config, state.runs_dir(), kind="sweep",
+                                  batch_sizes=SWEEP_BATCHES, seq_lens=[run.config.seq_len or None])
+        if new_job is not None:
+            st.session_state["why_sweep_job"] = new_job.id
+    job = jobs.get(st.session_state.get("why_sweep_job"))
+    if job is None:
+        return
+    if job.active:
+        job_view.progress(jobs, job)
+    elif job.status == "done" and st.session_state.get("why_sweep_shown") != job.id:
+        st.session_state["why_sweep_shown"] = job.id
+        st.rerun()
+    else:
+        job_view.ended(job, "The sweep")
+
+
 with tab_sweep:
     if sweep is None:
-        st.info("No sweep of this model yet: `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
+        st.info("No sweep of this model yet: run one here, or `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
     else:
         st.plotly_chart(charts.sweep_figure(sweep), use_container_width=True)
         for finding in sweep.findings:
             st.caption(finding)
+    sweep_job()
 
 st.subheader("Recommendations")
 if not recs:
     st.success("No rule fired: nothing stands out on the roofline.")
-jobs = state.job_manager()
 started = st.session_state.setdefault("why_jobs", {})
 kept = st.session_state.setdefault("why_kept", set())
 

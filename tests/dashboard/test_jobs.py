@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from profiler import ProfileConfig, store
 from profiler.jobs import Job, JobManager, executors
+from profiler.schema import GenerationResult, PassResult
 
 FAST = dict(warmup=1, repeats=3, min_time_s=0.0, profile_iters=1)
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -160,3 +161,46 @@ def test_a_reloaded_profile_page_finds_the_participants_job():
     assert not at.exception
     assert [e.value for e in at.error] == [
         "Profiling failed: the profile process died (it crashed with SIGSEGV); nothing was saved"]
+
+
+def test_sweep_and_generate_run_as_jobs(tmp_path):
+    jobs = JobManager()
+    sweep = jobs.submit("mlp-tiny", ProfileConfig(**FAST), str(tmp_path), kind="sweep", batch_sizes=[1, 2],
+                        participant="ann")
+    gen = jobs.submit("llama-tiny", kind="generate", passes=["bf16"], generate={"prompt_len": 8, "new_tokens": 4},
+                      rounds=1)
+    wait(sweep, timeout=180)
+    wait(gen, timeout=180)
+    assert sweep.status == "done" and sweep.saved == [["sweep", sweep.result]], sweep.error
+    assert [p.batch_size for p in store.load_sweep(sweep.result, tmp_path).points] == [1, 2]
+    assert gen.status == "done", gen.error
+    (result,) = [GenerationResult.from_dict(r) for r in gen.result]
+    assert result.config.prompt_len == 8 and result.config.new_tokens == 4
+    assert [(p.name, p.applied) for p in result.passes] == [("bf16", True)]
+
+
+def test_generate_page_runs_its_optimize_as_a_job(monkeypatch):
+    answer = GenerationResult(model="llama-tiny", passes=[PassResult(name="bf16", applied=True)])
+    seen = []
+
+    def worker(command, on_message, cancel, timeout_s=None, env=None):
+        seen.append(json.loads(command[-1]))
+        on_message({"type": "done", "result": [answer.to_dict()]})
+        return 0
+
+    monkeypatch.setattr(executors, "executor", lambda name=None: ("script", worker))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["participant"] = "ann"
+    at.run()
+    at.switch_page("app_pages/generate.py").run()
+    next(b for b in at.button if b.label == "Optimize").click().run()
+    deadline = time.time() + 10
+    while not at.code and time.time() < deadline:
+        time.sleep(0.1)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (payload,) = seen
+    assert (payload["kind"], payload["spec"], payload["passes"], payload["participant"]) == \
+        ("generate", "llama-tiny", ["bf16"], "ann")
+    assert payload["generate"] == {"prompt_len": 32, "new_tokens": 16}
+    assert at.code[0].value.splitlines()[2].startswith("bf16 ")
