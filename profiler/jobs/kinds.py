@@ -78,8 +78,8 @@ def outcome(kind: str, verb: str, saved: list[tuple[str, str]]) -> str:
         if role is not None:
             left.remove(role)
         kept.append(f"the {role[1] if role else what} {ident}")
-    if not kept:
-        return f"{verb}; nothing was saved"
+    if not kept:  # a kind that never saves anything (check, generate) has nothing to own up to
+        return f"{verb}; nothing was saved" if left else verb
     text = f"{verb}; {_join(kept)} {'was' if len(kept) == 1 else 'were'} saved"
     if left:
         text += f", {_join([f'the {name}' for _, name in left])} {'was' if len(left) == 1 else 'were'} not"

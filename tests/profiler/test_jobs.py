@@ -65,6 +65,7 @@ def test_outcome_says_what_was_kept():
         "failed; the base run r-1 and the comparison c-1 were saved, the best run was not"
     assert kinds.outcome("profile", "cancelled", []) == "cancelled; nothing was saved"
     assert kinds.outcome("profile", "cancelled", [("run", "r-9")]) == "cancelled; the run r-9 was saved"
+    assert kinds.outcome("check", "model file not found: m.py", []) == "model file not found: m.py"
 
 
 def test_saving_as_tags_and_reports_what_is_saved(tmp_path):
