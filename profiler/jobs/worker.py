@@ -9,6 +9,7 @@ register theirs in optimizers/worker.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,7 +24,10 @@ from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, encode
 
 def serve(argv: list[str], out: TextIO | None = None) -> int:
     """Parse the payload, wire cancellation to signals, run the job, and report its outcome as one final message."""
-    out = out or sys.stdout
+    if out is None:  # the protocol keeps stdout to itself: whatever the model prints goes to stderr (the job's log)
+        out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     def send(message: Message) -> None:
         out.write(encode(message))

@@ -39,10 +39,16 @@ class Huge(torch.nn.Linear):
     def forward(self, x):
         return torch.empty(2**44).sum() + x
 
+class Chatty(torch.nn.Linear):  # well behaved, but prints half lines on stdout, where the protocol speaks
+    def forward(self, x):
+        print('{"type": "done", "res', end="")
+        return super().forward(x)
+
 def make(cls):
     return lambda: (cls(2, 2), torch.ones(1, 2))
 
 raises, aborts, segfaults, hangs, huge = make(Raise), make(Abort), make(Segfault), make(Hang), make(Huge)
+chatty = make(Chatty)
 '''
 
 
@@ -77,7 +83,7 @@ def test_hostile_models_fail_their_own_job_and_the_queue_carries_on(tmp_path, mo
     config = ProfileConfig(**FAST, graph=False)
     hostile = {name: jobs.submit(f"{models}:{name}", config, str(tmp_path / "runs"), timeout_s=8 if name == "hangs"
                                  else None) for name in ("raises", "aborts", "segfaults", "hangs", "huge")}
-    good = jobs.submit("mlp-tiny", config, str(tmp_path / "runs"))
+    good = jobs.submit(f"{models}:chatty", config, str(tmp_path / "runs"))
     for job in [*hostile.values(), good]:
         wait(job, timeout=180)
     errors = {name: job.error for name, job in hostile.items()}
