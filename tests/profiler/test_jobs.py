@@ -160,13 +160,12 @@ def test_each_participant_may_queue_only_so_many(script, tmp_path, monkeypatch):
 
 
 def test_place_and_estimated_wait_come_from_recent_jobs_of_the_kind(script, tmp_path):
+    (tmp_path / "jobs").mkdir()
+    for job in (Job(id="old", kind="profile", spec="m", payload={}, status="done", started=100.0, finished=140.0),
+                Job(id="older", kind="profile", spec="m", payload={}, status="done", started=10.0, finished=30.0),
+                Job(id="failed", kind="profile", spec="m", payload={}, status="failed", started=1.0, finished=900.0)):
+        (tmp_path / "jobs" / f"{job.id}.json").write_text(json.dumps(job.to_dict()))
     jobs = JobManager(tmp_path)
-    jobs._jobs["old"] = Job(id="old", kind="profile", spec="m", payload={}, status="done", started=100.0,
-                            finished=140.0)
-    jobs._jobs["older"] = Job(id="older", kind="profile", spec="m", payload={}, status="done", started=10.0,
-                              finished=30.0)
-    jobs._jobs["failed"] = Job(id="failed", kind="profile", spec="m", payload={}, status="failed", started=1.0,
-                               finished=900.0)
     a = jobs.submit("a", ProfileConfig())
     b = jobs.submit("b", ProfileConfig(), participant="bob")
     s = jobs.submit("s", ProfileConfig(), kind="search", budget_s=120, participant="sue")
