@@ -210,3 +210,17 @@ def test_generate_page_runs_its_optimize_as_a_job(monkeypatch):
         ("generate", "llama-tiny", ["bf16"], "ann")
     assert payload["generate"] == {"prompt_len": 32, "new_tokens": 16}
     assert at.code[0].value.splitlines()[2].startswith("bf16 ")
+
+
+def test_a_trace_imports_as_a_job_and_a_bad_one_fails_in_one_line(tmp_path):
+    jobs = JobManager()
+    trace = Path(__file__).resolve().parents[1] / "data" / "cpu_only.pt.trace.json.gz"
+    good = jobs.submit(trace.name, kind="import", paths=[str(trace)], participant="ann")
+    bad = jobs.submit("notes.txt", kind="import", paths=[str(tmp_path / "notes.txt")])
+    wait(good)
+    wait(bad)
+    assert good.status == "done" and good.saved == [["run", good.run_id]], good.error
+    run = store.load(good.run_id)
+    assert run.model.source == "trace" and run.participant == "ann" and run.ops
+    assert bad.status == "failed" and "outside the directories traces may be read from" in bad.error
+    assert bad.error.endswith("; nothing was saved") and "\n" not in bad.error
