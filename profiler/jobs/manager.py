@@ -169,7 +169,7 @@ class JobManager:
         timeout = float(timeout_s or what.timeout_s + float(extra.get("budget_s") or 0))
         with self._lock:
             if what.timed:
-                mine = [j for j in self._jobs.values() if j.active and j.timed and j.participant == participant]
+                mine = [j for j in self._all() if j.active and j.timed and j.participant == participant]
                 if len(mine) >= self.max_queued:
                     who = f"{participant} has" if participant else "you have"
                     raise QueueFull(f"{who} {len(mine)} jobs queued or running already, the most allowed "
@@ -211,12 +211,16 @@ class JobManager:
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
+    def _all(self) -> list[Job]:
+        with self._lock:  # sessions read while other sessions submit: never iterate the dict while it grows
+            return list(self._jobs.values())
+
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None
 
     def jobs(self, participant: str | None = None) -> list[Job]:
         """Every job known here, newest first; only `participant`'s when given."""
-        out = [j for j in self._jobs.values() if participant is None or j.participant == participant]
+        out = [j for j in self._all() if participant is None or j.participant == participant]
         return sorted(out, key=lambda j: j.submitted, reverse=True)
 
     def latest(self, participant: str, kind: str) -> Job | None:
@@ -225,7 +229,7 @@ class JobManager:
 
     def queue(self) -> list[Job]:
         """Timed jobs not yet ended: the running ones, then the waiting ones in the order they are served."""
-        active = [j for j in self._jobs.values() if j.active and j.timed]
+        active = [j for j in self._all() if j.active and j.timed]
         running = sorted((j for j in active if j.status == "running"), key=lambda j: j.started)
         return running + sorted((j for j in active if j.status == "queued"), key=lambda j: j.submitted)
 
@@ -297,7 +301,7 @@ class JobManager:
 
     def _pump(self) -> None:
         """Start waiting timed jobs while a slot is free (the caller holds the lock)."""
-        running = sum(1 for j in self._jobs.values() if j.status == "running" and j.timed and j.server == self.server)
+        running = sum(1 for j in self._all() if j.status == "running" and j.timed and j.server == self.server)
         waiting = [j for j in self.queue() if j.status == "queued" and j.server == self.server]
         for job in waiting[:max(0, SLOTS - running)]:
             self._start(job)
