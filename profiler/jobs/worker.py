@@ -69,7 +69,7 @@ def load_job_model(payload: dict, say: Say, cancel: threading.Event):
     """The job's config and its model, loaded as the payload describes; ProfileCancelled if cancelled meanwhile."""
     from ..loading import load_model
 
-    config = ProfileConfig.from_dict(payload["config"])
+    config = ProfileConfig.from_dict(payload.get("config") or {})
     say("loading the model", 0.0)
     loaded = load_model(payload["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
                         arch=payload.get("arch"))

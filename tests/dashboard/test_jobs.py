@@ -224,3 +224,20 @@ def test_a_trace_imports_as_a_job_and_a_bad_one_fails_in_one_line(tmp_path):
     assert run.model.source == "trace" and run.participant == "ann" and run.ops
     assert bad.status == "failed" and "outside the directories traces may be read from" in bad.error
     assert bad.error.endswith("; nothing was saved") and "\n" not in bad.error
+
+
+def test_cancelling_an_optimize_after_its_base_run_says_the_base_run_was_kept(tmp_path):
+    jobs = JobManager()
+    job = jobs.submit("mlp-tiny", ProfileConfig(warmup=1, repeats=3, min_time_s=3.0, profile_iters=1, graph=False),
+                      str(tmp_path), kind="optimize", passes=["magnitude-prune"], participant="ann")
+    deadline = time.time() + 120
+    while not job.saved and job.active and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.saved and job.saved[0][0] == "run", job.error
+    jobs.cancel(job.id)
+    wait(job, timeout=60)
+    base = job.saved[0][1]
+    assert job.status == "cancelled"
+    assert job.message == f"cancelled; the base run {base} was saved, the optimized run and the comparison were not"
+    assert [r.id for r in store.list_runs(tmp_path)] == [base] and store.load(base, tmp_path).participant == "ann"
+    assert store.list_comparisons(tmp_path) == []
