@@ -8,14 +8,23 @@ from profiler.schema import OpLensError
 
 from . import state
 
+OWN = "own_job_ids"
+
 
 def submit(jobs: JobManager, *args, **kwargs) -> Job | None:
     """jobs.submit for this session's participant; a refusal (queue full, no such executor) shown as one line."""
     try:
-        return jobs.submit(*args, participant=state.participant(), **kwargs)
+        job = jobs.submit(*args, participant=state.participant(), **kwargs)
     except OpLensError as exc:
         st.error(str(exc))
         return None
+    st.session_state.setdefault(OWN, []).append(job.id)
+    return job
+
+
+def own_ids() -> list[str]:
+    """The jobs this browser session started (what an unnamed session may see and cancel on the Queue page)."""
+    return st.session_state.get(OWN, [])
 
 
 def recall(jobs: JobManager, key: str, kind: str) -> Job | None:

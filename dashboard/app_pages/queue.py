@@ -19,12 +19,12 @@ if instructor and st.button("Clear the queue", icon=":material/clear_all:",
 
 @st.fragment(run_every=1.0)
 def queue_panel():
-    rows = jobs.queue_rows(me, instructor)
+    rows = jobs.queue_rows(me, instructor, job_view.own_ids())
     if not rows:
         st.success("Nothing is waiting or running: a job started now begins at once.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    for job in [j for j in jobs.queue() if j.participant == me]:
+    for job in [j for j in jobs.queue() if jobs.owns(j, me, job_view.own_ids())]:
         with st.container(border=True):
             st.markdown(f"Your **{job.kind}** of `{job.spec}`")
             job_view.progress(jobs, job)
@@ -32,7 +32,7 @@ def queue_panel():
 
 queue_panel()
 st.subheader("Your recent jobs")
-history = jobs.history_rows(me)
+history = jobs.history_rows(me, job_view.own_ids())
 if history:
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 else:

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .. import store
 from ..schema import OpLensError, ProfileConfig
@@ -273,11 +273,17 @@ class JobManager:
                     "(one measurement runs at a time on this machine)")
         return job.message or job.stage
 
-    def queue_rows(self, viewer: str = "", instructor: bool = False) -> list[dict]:
+    def owns(self, job: Job, viewer: str, own_ids: Iterable[str] = ()) -> bool:
+        """Whether `viewer` (a participant's name; "" before one is picked) started `job`; an unnamed session owns
+        only the jobs it started (`own_ids`), not every unnamed participant's."""
+        return bool(viewer) and job.participant == viewer or job.id in set(own_ids)
+
+    def queue_rows(self, viewer: str = "", instructor: bool = False, own_ids: Iterable[str] = ()) -> list[dict]:
         """The queue as table rows for `viewer`: other participants' model names hidden unless `instructor`."""
         rows = []
+        own_ids = set(own_ids)
         for job in self.queue():
-            own = job.participant == viewer
+            own = self.owns(job, viewer, own_ids)
             rows.append({"position": self.position(job), "kind": job.kind,
                          "model": job.spec if own or instructor else "(hidden)",
                          "participant": (job.participant or "-") + (" (you)" if own else ""),
@@ -288,10 +294,11 @@ class JobManager:
                          "id": job.id})
         return rows
 
-    def history_rows(self, participant: str, limit: int = 10) -> list[dict]:
-        """`participant`'s ended jobs, newest first, as table rows: what each did and what it saved."""
+    def history_rows(self, viewer: str, own_ids: Iterable[str] = (), limit: int = 10) -> list[dict]:
+        """`viewer`'s ended jobs, newest first, as table rows: what each did and what it saved."""
         rows = []
-        for job in [j for j in self.jobs(participant) if not j.active][:limit]:
+        own_ids = set(own_ids)
+        for job in [j for j in self.jobs() if not j.active and self.owns(j, viewer, own_ids)][:limit]:
             rows.append({"when": time.strftime("%H:%M:%S", time.localtime(job.submitted)), "kind": job.kind,
                          "model": job.spec, "state": job.status, "took": duration_text(job.elapsed_s),
                          "outcome": job.message, "saved": ", ".join(ident for _, ident in job.saved)})

@@ -150,11 +150,17 @@ def test_queue_page_hides_other_models_and_lets_the_instructor_clear_it():
     assert list(table["participant"]) == ["ann", "bob (you)", "cy"]
     assert not [b for b in at.button if b.label == "Clear the queue"]
     assert any("waiting in the queue: number 1" in i.value for i in at.info)  # bob's own job, with its wait
+    (cancel,) = [b for b in at.button if b.label == "Cancel"]  # his own only
+    cancel.click().run()
+    assert [t.value for t in at.toast] == ["cancelled before it started; nothing was saved"]
+    at.run()  # the table above the button is drawn again on the next tick
+    assert list(at.dataframe[0].value["id"]) == ["j-run", "j-cy"]
+    assert list(at.dataframe[1].value["state"]) == ["cancelled"]  # bob's recent jobs
 
     at = queue_page(participant="dee", instructor=True)
-    assert list(at.dataframe[0].value["model"]) == ["ann-secret.py:build", "bert-tiny", "cy-model.py:build"]
+    assert list(at.dataframe[0].value["model"]) == ["ann-secret.py:build", "cy-model.py:build"]
     next(b for b in at.button if b.label == "Clear the queue").click().run()
-    assert any(s.value == "Cancelled 2 waiting jobs." for s in at.success)
+    assert any(s.value == "Cancelled 1 waiting jobs." for s in at.success)
     assert list(at.dataframe[0].value["id"]) == ["j-run"]
 
 

@@ -183,6 +183,8 @@ def test_place_and_estimated_wait_come_from_recent_jobs_of_the_kind(script, tmp_
     assert [(r["position"], r["model"], r["participant"]) for r in rows] == [
         (0, "(hidden)", "-"), (1, "b", "bob (you)"), (2, "(hidden)", "sue"), (3, "(hidden)", "cy")]
     assert [r["model"] for r in jobs.queue_rows("bob", instructor=True)] == ["a", "b", "s", "c"]
+    # an unnamed session sees the model of the job it started, not every unnamed participant's
+    assert [r["model"] for r in jobs.queue_rows("", own_ids=[s.id])] == ["(hidden)", "(hidden)", "s", "(hidden)"]
     for job in (a, b, s, c):
         script.gate(job.spec).set()
     until(lambda: not c.active)
@@ -224,6 +226,9 @@ def test_jobs_outlive_their_manager(script, tmp_path):
     again = JobManager(tmp_path).get(done.id)
     assert (again.status, again.result, again.participant, again.spec) == ("done", "run-of-d", "ann", "d")
     assert JobManager(tmp_path).latest("ann", "profile").id == done.id
+    history = JobManager(tmp_path).history_rows("ann")
+    assert [(r["kind"], r["model"], r["state"], r["outcome"]) for r in history] == [("profile", "d", "done", "done")]
+    assert JobManager(tmp_path).history_rows("bob") == [] and JobManager(tmp_path).history_rows("") == []
 
 
 def test_a_restarted_server_fails_lost_jobs_and_runs_waiting_ones(script, tmp_path):
