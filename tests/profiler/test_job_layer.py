@@ -1,6 +1,7 @@
 """The job layer: its protocol, the kinds registry and its wording, and the queue (order, per-participant limit,
 place and wait, cancel, records that outlive the manager). Workers are replaced by a scripted executor here, so
-these tests need no model; tests/dashboard/test_jobs.py runs real worker processes with hostile models."""
+these tests need no model; tests/dashboard/test_jobs.py runs real worker processes with hostile models. (Not named
+test_jobs.py too: two test modules with one basename break collecting the whole suite.)"""
 import io
 import json
 import subprocess
