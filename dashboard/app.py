@@ -14,6 +14,7 @@ pages = {
     "Measure": [
         st.Page("app_pages/profile.py", title="Profile", icon=":material/play_circle:", default=True),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+        st.Page("app_pages/queue.py", title="Queue", icon=":material/queue:"),
     ],
     "Understand": [
         st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:"),

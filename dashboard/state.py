@@ -8,10 +8,9 @@ from pathlib import Path
 import streamlit as st
 
 from profiler import RunStoreError, store
+from profiler.jobs import JobManager
 from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
-
-from .jobs import JobManager
 
 RUN_KEY = "run_id"
 
@@ -44,9 +43,23 @@ def runs_dir() -> str:
     return str(store.runs_dir())
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
+def _job_manager(root: str) -> JobManager:
+    return JobManager(root)
+
+
 def job_manager() -> JobManager:
-    return JobManager()
+    """The server's jobs for the current runs dir: one manager (one queue) shared by every session."""
+    return _job_manager(runs_dir())
+
+
+def participant() -> str:
+    """The session's display name (set by the name picker), or "" before one is picked."""
+    return str(st.session_state.get("participant") or "")
+
+
+def instructor() -> bool:
+    return st.session_state.get("instructor") is True
 
 
 @st.cache_resource

@@ -415,6 +415,7 @@ class ProfileRun(_Dict):
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
+    participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     schema_version: int = SCHEMA_VERSION
 
 
@@ -639,6 +640,7 @@ class SavedComparison(_Dict):
     waterfall: list[dict] = field(default_factory=list)  # [{step, median_ms}] after each pass of an apply
     search: SearchResult | None = None
     error: str = ""  # set only by the store's listing, for a file it could not read
+    participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     schema_version: int = SCHEMA_VERSION
 
 

@@ -9,10 +9,40 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, SavedComparison, Sweep
+
+# Set by `saving_as` around one job: runs and comparisons are saved deep inside optimize() and search(), so the job
+# layer learns what a job kept (and tags it with its participant) here rather than through every orchestrator.
+_saving: ContextVar[tuple[str, Callable[[str, str], None] | None] | None] = ContextVar("oplens_saving", default=None)
+
+
+@contextmanager
+def saving_as(participant: str = "", on_saved: Callable[[str, str], None] | None = None) -> Iterator[None]:
+    """Within the block, every run and comparison saved is tagged with `participant` (where it has none) and every
+    save is reported as `on_saved(what, id)`, what being "run", "comparison" or "sweep"."""
+    token = _saving.set((participant, on_saved))
+    try:
+        yield
+    finally:
+        _saving.reset(token)
+
+
+def _tag(record) -> None:
+    current = _saving.get()
+    if current and current[0] and hasattr(record, "participant") and not record.participant:
+        record.participant = current[0]
+
+
+def _report(what: str, ident: str) -> None:
+    current = _saving.get()
+    if current and current[1]:
+        current[1](what, ident)
 
 RUN_FILE = "run.json"
 COMPARISONS = "comparisons"  # folders of the runs dir that are not runs
@@ -37,6 +67,11 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically (a reader sees the old file or the new one, never half of one)."""
+    _atomic_write(Path(path), json.dumps(data, indent=1))
+
+
 def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
     if not run_id or "/" in run_id or run_id.startswith(".") or run_id in (COMPARISONS, SWEEPS):
         raise RunStoreError(f"invalid run id '{run_id}'")
@@ -51,6 +86,7 @@ def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
     """
     d = _run_dir(run.id, root)
     created = not d.exists()
+    _tag(run)
     try:
         _save(run, d)
     except OSError as exc:
@@ -58,6 +94,7 @@ def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
             shutil.rmtree(d, ignore_errors=True)
         raise RunStoreError(f"could not save run {run.id} in {runs_dir(root)}: {_os_reason(exc)}; "
                             "runs saved before are unchanged") from None
+    _report("run", run.id)
     return d
 
 
@@ -215,7 +252,9 @@ def _sweep_file(sweep_id: str, root: str | os.PathLike | None) -> Path:
 
 
 def save_sweep(sweep: Sweep, root: str | os.PathLike | None = None) -> Path:
-    return _write_result(_sweep_file(sweep.id, root), sweep.to_dict(), "sweep", root)
+    f = _write_result(_sweep_file(sweep.id, root), sweep.to_dict(), "sweep", root)
+    _report("sweep", sweep.id)
+    return f
 
 
 def load_sweep(sweep_id: str, root: str | os.PathLike | None = None) -> Sweep:
@@ -249,9 +288,12 @@ def _comparison_file(comparison_id: str, root: str | os.PathLike | None) -> Path
 
 def save_comparison(comparison: SavedComparison, root: str | os.PathLike | None = None) -> Path:
     """Write runs/comparisons/<id>.json atomically; returns its path."""
+    _tag(comparison)
     data = comparison.to_dict()
     data.pop("error", None)
-    return _write_result(_comparison_file(comparison.id, root), data, "comparison", root)
+    f = _write_result(_comparison_file(comparison.id, root), data, "comparison", root)
+    _report("comparison", comparison.id)
+    return f
 
 
 def _read_comparison(f: Path) -> SavedComparison:

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from dashboard import state
+from dashboard import job_view, state
 
 st.title("Generate")
 state.about("""
@@ -57,17 +57,29 @@ with st.form("genopt"):
     new_tokens = cols[1].number_input("New tokens", 2, 4096, 16)
     rounds = cols[2].number_input("ABBA rounds", 1, 20, 3)
     go = st.form_submit_button("Optimize")
+jobs = state.job_manager()
 if go:
-    from optimizers.generation import optimize_generation, result_table, search_generation
-    from profiler import OpLensError, load_model
-    from profiler.schema import GenerateConfig
+    job = job_view.submit(jobs, model, kind="generate", passes=passes, search=search, objective=objective,
+                          generate={"prompt_len": int(prompt_len), "new_tokens": int(new_tokens)}, rounds=int(rounds))
+    if job is not None:
+        st.session_state["generate_job"] = job.id
 
-    try:
-        with st.spinner("applying passes and timing base and optimized side by side"):
-            loaded = load_model(model)
-            cfg = GenerateConfig(prompt_len=int(prompt_len), new_tokens=int(new_tokens))
-            found = (search_generation(loaded, cfg, objective, rounds=int(rounds)) if search
-                     else [optimize_generation(loaded, passes, cfg, int(rounds))])
-        st.code(result_table(found))
-    except OpLensError as exc:
-        st.error(str(exc))
+
+@st.fragment(run_every=0.5)
+def generate_result():
+    job = job_view.recall(jobs, "generate_job", "generate")
+    if job is None:
+        return
+    if job.active:
+        with st.status(f"Optimizing {job.spec} for generation ...", expanded=True):
+            job_view.progress(jobs, job)
+    elif job.status == "done":
+        from optimizers.generation import result_table
+        from profiler.schema import GenerationResult
+
+        st.code(result_table([GenerationResult.from_dict(r) for r in job.result]))
+    else:
+        job_view.ended(job, "Optimizing for generation")
+
+
+generate_result()

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import optimizers
-from dashboard import comparison_view, sources, state
+from dashboard import comparison_view, job_view, sources, state
 from profiler.schema import ProfileConfig, SavedComparison
 
 st.title("Optimize")
@@ -46,7 +46,9 @@ def check_job():
     checks = st.session_state.setdefault("opt_checks", {})
     job = jobs.get(checks.get(key))
     if job is None or job.status == "cancelled":
-        job = jobs.submit(choice.spec, config, state.runs_dir(), kind="check", **job_args)
+        job = job_view.submit(jobs, choice.spec, config, state.runs_dir(), kind="check", **job_args)
+        if job is None:
+            st.stop()
         checks[key] = job.id
     st.session_state["opt_check_job"] = job.id
     return job
@@ -85,33 +87,31 @@ with tab_apply:
     for p in problems:
         st.error(f"Cannot combine: {p}")
     if st.button("Apply and measure", type="primary", disabled=not chosen or bool(problems), key="opt_go"):
-        st.session_state["opt_job"] = jobs.submit(choice.spec, config, state.runs_dir(), kind="optimize",
-                                                  passes=chosen, **job_args).id
+        job = job_view.submit(jobs, choice.spec, config, state.runs_dir(), kind="optimize", passes=chosen, **job_args)
+        if job is not None:
+            st.session_state["opt_job"] = job.id
 with tab_search:
     budget = st.slider("Time budget (seconds)", 30, 1800, 120, step=30, key="search_budget")
     if st.button("Search", type="primary", key="search_go"):
-        st.session_state["search_job"] = jobs.submit(choice.spec, config, state.runs_dir(), kind="search",
-                                                     budget_s=budget, **job_args).id
+        job = job_view.submit(jobs, choice.spec, config, state.runs_dir(), kind="search", budget_s=budget, **job_args)
+        if job is not None:
+            st.session_state["search_job"] = job.id
 
 
 @st.fragment(run_every=0.5)
 def results():
-    for key in ("opt_job", "search_job"):
-        job = jobs.get(st.session_state.get(key))
+    for key, kind in (("opt_job", "optimize"), ("search_job", "search")):
+        job = job_view.recall(jobs, key, kind)
         if job is None:
             continue
         if job.active:
             with st.status(f"{job.kind.capitalize()} on {job.spec} ...", expanded=True):
-                st.progress(job.fraction, text=job.stage)
-                if st.button("Cancel", key=f"cancel_{job.id}", icon=":material/stop:"):
-                    jobs.cancel(job.id)
+                job_view.progress(jobs, job)
         elif job.status == "done":
             comparison_view.show(SavedComparison.from_dict(job.result))
             st.page_link("app_pages/runs.py", label="Saved: find it again on the Runs page", icon=":material/history:")
-        elif job.status == "cancelled":
-            st.warning("Cancelled.")
         else:
-            st.error(f"{job.kind.capitalize()} failed: {job.error}")
+            job_view.ended(job, job.kind.capitalize())
 
 
 results()

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from dashboard import sources, state
+from dashboard import job_view, sources, state
 from profiler.schema import ProfileConfig
 
 st.title("Profile a model")
@@ -39,21 +39,19 @@ if go:
     else:
         config = ProfileConfig(device=device, batch_size=int(batch), seq_len=int(seq), warmup=int(warmup),
                                repeats=int(repeats), min_time_s=float(min_time), dtype=dtype, graph=graph)
-        job = jobs.submit(spec, config, state.runs_dir(), arch=arch)
-        st.session_state["job_id"] = job.id
+        job = job_view.submit(jobs, spec, config, state.runs_dir(), arch=arch)
+        if job is not None:
+            st.session_state["job_id"] = job.id
 
 
 @st.fragment(run_every=0.5)
 def job_panel():
-    job = jobs.get(st.session_state.get("job_id", ""))
+    job = job_view.recall(jobs, "job_id", "profile")
     if job is None:
         return
     if job.active:
         with st.status(f"Profiling {job.spec} ...", expanded=True):
-            st.progress(job.fraction, text=job.stage)
-            if st.button("Cancel", icon=":material/stop:", key=f"cancel_{job.id}"):
-                jobs.cancel(job.id)
-                st.toast("Cancelling after the current iteration ...")
+            job_view.progress(jobs, job)
     elif job.status == "done":
         st.success(f"Done: {job.spec} profiled and saved as run `{job.run_id}`.")
         st.session_state[state.RUN_KEY] = job.run_id
@@ -61,10 +59,8 @@ def job_panel():
         c1.page_link("app_pages/overview.py", label="Open Overview", icon=":material/dashboard:")
         c2.page_link("app_pages/operators.py", label="Open Operators", icon=":material/table:")
         c3.page_link("app_pages/graph.py", label="Open Graph", icon=":material/account_tree:")
-    elif job.status == "cancelled":
-        st.warning("Cancelled; nothing was saved.")
     else:
-        st.error(f"Profiling failed: {job.error}")
+        job_view.ended(job, "Profiling")
 
 
 job_panel()

@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
-from profiler import OpLensError, TraceFormatError
+from dashboard import charts, job_view, state
+from profiler import TraceFormatError
 from profiler.traces import steps, summary, window
 
 st.title("Timeline")
@@ -14,6 +14,23 @@ time, one row per thread or CUDA stream. Nested operators overlap their parents.
 `torch.profiler` wrote; download it to dig deeper in TensorBoard or Perfetto. You can also open a trace recorded
 elsewhere (`.pt.trace.json` or `.json.gz` from `torch.profiler`, old or new format).
 """)
+
+
+@st.fragment(run_every=0.5)
+def import_result():
+    jobs = state.job_manager()
+    job = jobs.get(st.session_state.get("tl_import_job"))
+    if job is None:
+        return
+    if job.active:
+        job_view.progress(jobs, job)
+    elif job.status == "done":
+        st.session_state[state.RUN_KEY] = job.run_id
+        st.success(f"Imported as run {job.run_id}; pick it on any page.")
+    else:
+        job_view.ended(job, "Importing the trace")
+
+
 source = st.radio("Trace from", ["A saved run", "A trace file"], horizontal=True, key="tl_source")
 trace_path, title = None, ""
 if source == "A saved run":
@@ -63,17 +80,12 @@ else:
         if st.button("Import as a run", icon=":material/input:", key="tl_import",
                      help="Operators, kernels, transfers and the GPU timeline of this trace (several files: per-rank "
                           "step time and stragglers too), as a saved run that every page can show"):
-            from profiler import store
-            from profiler.trace_import import import_trace
-
-            try:  # the upload folder is one of the allowed directories (profiler.paths)
-                imported = import_trace(paths if len(paths) > 1 else paths[0])
-                store.save(imported, state.runs_dir())
-            except OpLensError as exc:
-                st.error(f"The trace could not be imported: {exc}")
-            else:
-                st.session_state[state.RUN_KEY] = imported.id
-                st.success(f"Imported as run {imported.id}; pick it on any page.")
+            # a job in a worker process: a huge or hostile trace costs its own process, not the server
+            # (the upload folder is one of the allowed directories, profiler.paths)
+            job = job_view.submit(state.job_manager(), ups[0].name, kind="import", paths=paths)
+            if job is not None:
+                st.session_state["tl_import_job"] = job.id
+        import_result()
 
 if trace_path:
     try:

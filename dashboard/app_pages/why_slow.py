@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, job_view, state
 from profiler import recommend as rc
 from profiler.schema import Recommendation
 
@@ -19,6 +19,7 @@ an estimate from the roofline. *Apply and measure* runs the passes with proof (o
 profiled the same way) and keeps the estimate/measured pair, so later estimates for those passes on this machine
 are scaled by how earlier ones held.
 """)
+SWEEP_BATCHES = [1, 2, 4, 8]
 run = state.pick_run()
 if run is None:
     st.stop()
@@ -47,18 +48,41 @@ with tab_nodes:
                      use_container_width=True)
     else:
         st.info("This run has no timed graph nodes.")
+jobs = state.job_manager()
+
+
+@st.fragment(run_every=1.0)
+def sweep_job():
+    """A sweep of this run's model, run as a job; the page redraws with it once it is saved."""
+    if st.button(f"Sweep batch sizes {', '.join(map(str, SWEEP_BATCHES))}", key="why_sweep"):
+        new_job = job_view.submit(jobs, run.model.spec or run.model.name, run.config, state.runs_dir(), kind="sweep",
+                                  batch_sizes=SWEEP_BATCHES, seq_lens=[run.config.seq_len or None])
+        if new_job is not None:
+            st.session_state["why_sweep_job"] = new_job.id
+    job = jobs.get(st.session_state.get("why_sweep_job"))
+    if job is None:
+        return
+    if job.active:
+        job_view.progress(jobs, job)
+    elif job.status == "done" and st.session_state.get("why_sweep_shown") != job.id:
+        st.session_state["why_sweep_shown"] = job.id
+        st.rerun()
+    else:
+        job_view.ended(job, "The sweep")
+
+
 with tab_sweep:
     if sweep is None:
-        st.info("No sweep of this model yet: `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
+        st.info("No sweep of this model yet: run one here, or `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
     else:
         st.plotly_chart(charts.sweep_figure(sweep), use_container_width=True)
         for finding in sweep.findings:
             st.caption(finding)
+    sweep_job()
 
 st.subheader("Recommendations")
 if not recs:
     st.success("No rule fired: nothing stands out on the roofline.")
-jobs = state.job_manager()
 started = st.session_state.setdefault("why_jobs", {})
 kept = st.session_state.setdefault("why_kept", set())
 
@@ -68,9 +92,9 @@ def show_result(rec: Recommendation, key: str) -> None:
     if job is None:
         return
     if job.active:
-        st.progress(job.fraction, text=f"{job.stage}")
-    elif job.status == "failed":
-        st.error(f"Apply failed: {job.error}")
+        job_view.progress(jobs, job)
+    elif job.status in ("failed", "cancelled"):
+        job_view.ended(job, "Apply")
     elif job.status == "done" and isinstance(job.result, dict):
         if key not in kept:  # keep the estimate/measured pair once
             rc.measured(rec, job.result, run, state.runs_dir())
@@ -90,8 +114,9 @@ for i, rec in enumerate(recs, 1):
             f"*Passes:* {', '.join(rec.passes) if rec.passes else 'none (a change to how the model is served)'}"
         )
         if st.button("Apply and measure", key=f"apply_{key}", disabled=not rec.passes or key in started):
-            job = jobs.submit(run.model.spec or run.model.name, run.config, state.runs_dir(), kind="optimize",
-                              passes=rec.passes, source_run_id=run.id)
-            started[key] = job.id
+            job = job_view.submit(jobs, run.model.spec or run.model.name, run.config, state.runs_dir(),
+                                  kind="optimize", passes=rec.passes, source_run_id=run.id)
+            if job is not None:
+                started[key] = job.id
         if key in started:
             st.fragment(lambda rec=rec, key=key: show_result(rec, key), run_every=1.0)()

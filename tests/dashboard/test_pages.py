@@ -19,6 +19,7 @@ PAGES = [
     "optimize",
     "why_slow",
     "generate",
+    "queue",
 ]
 
 
@@ -50,7 +51,9 @@ def texts(at: AppTest) -> str:
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_empty_store(page):
     at = open_page(page)
-    if page not in ("profile", "system", "optimize"):
+    if page == "queue":
+        assert "Nothing is waiting or running" in texts(at)
+    elif page not in ("profile", "system", "optimize"):
         assert "No saved runs yet" in texts(at)
 
 
@@ -210,7 +213,7 @@ def test_optimize_page_refuses_conflicting_passes():
 
 def test_search_results_render():
     import profiler
-    from dashboard.jobs import Job
+    from profiler.jobs import Job
     from dashboard.state import job_manager
     from optimizers import results
     from optimizers.search import search

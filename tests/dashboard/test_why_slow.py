@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from dashboard.jobs import Job
+from profiler.jobs import Job
 from profiler import peaks as peaks_mod, recommend as rc
 from profiler.schema import Peaks
 from tests.dashboard.test_pages import open_page, texts
@@ -66,3 +66,15 @@ def test_apply_launches_an_optimize_job_and_keeps_the_pair(seeded, monkeypatch):
     assert "Measured 2.50x" in texts(at)
     (pair,) = rc.history(root)
     assert pair["measured"] == 2.5 and pair["passes"] == job.payload["passes"]
+
+
+def test_sweep_button_starts_a_sweep_job(seeded, monkeypatch):
+    run, _ = seeded
+    fake = FakeJobs()
+    monkeypatch.setattr("dashboard.state.job_manager", lambda: fake)
+    at = open_page("why_slow", run.id)
+    next(b for b in at.button if b.label == "Sweep batch sizes 1, 2, 4, 8").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (job,) = fake.jobs.values()
+    assert (job.kind, job.spec, job.payload["batch_sizes"]) == ("sweep", run.model.spec, [1, 2, 4, 8])
+    assert job.payload["seq_lens"] == [run.config.seq_len]

@@ -77,7 +77,7 @@ def test_results_lists_an_apply_and_prints_an_empty_list_for_none(tmp_path):
 
 
 def test_the_check_job_gives_the_in_process_table(tmp_path):
-    from dashboard.jobs import JobManager
+    from profiler.jobs import JobManager
 
     config = profiler.ProfileConfig(device="cpu", batch_size=2, seq_len=16)
     job = JobManager().submit("bert-tiny", config, str(tmp_path), kind="check")

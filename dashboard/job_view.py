@@ -1,0 +1,55 @@
+"""How a page submits a job and shows it while it waits or runs (render only; the job layer is profiler.jobs)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from profiler.jobs import Job, JobManager
+from profiler.schema import OpLensError
+
+from . import state
+
+OWN = "own_job_ids"
+
+
+def submit(jobs: JobManager, *args, **kwargs) -> Job | None:
+    """jobs.submit for this session's participant; a refusal (queue full, no such executor) shown as one line."""
+    try:
+        job = jobs.submit(*args, participant=state.participant(), **kwargs)
+    except OpLensError as exc:
+        st.error(str(exc))
+        return None
+    st.session_state.setdefault(OWN, []).append(job.id)
+    return job
+
+
+def own_ids() -> list[str]:
+    """The jobs this browser session started (what an unnamed session may see and cancel on the Queue page)."""
+    return st.session_state.get(OWN, [])
+
+
+def recall(jobs: JobManager, key: str, kind: str) -> Job | None:
+    """The job this session started under `key`; after a reload, the participant's newest job of `kind`."""
+    job = jobs.get(st.session_state.get(key))
+    if job is None and state.participant():
+        job = jobs.latest(state.participant(), kind)
+        if job is not None:
+            st.session_state[key] = job.id
+    return job
+
+
+def progress(jobs: JobManager, job: Job) -> None:
+    """A queued or running job: its place in the queue and estimated wait, or its progress; and a Cancel button."""
+    if job.status == "queued":
+        st.info(jobs.waiting_text(job), icon=":material/hourglass_top:")
+    else:
+        st.progress(job.fraction, text=jobs.waiting_text(job))
+    if st.button("Cancel", key=f"cancel_{job.id}", icon=":material/stop:"):
+        st.toast(jobs.cancel(job.id))
+
+
+def ended(job: Job, what: str) -> None:
+    """A job that was cancelled or failed: what it really did, saved runs included."""
+    if job.status == "cancelled":
+        st.warning(job.message[:1].upper() + job.message[1:])
+    elif job.status == "failed":
+        st.error(f"{what} failed: {job.error}")

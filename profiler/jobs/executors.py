@@ -1,0 +1,83 @@
+"""Where a job's worker command runs: `OPLENS_EXECUTOR=local` (the default: a child process of this server) or
+`ray` (profiler.ray_executor: a Ray worker, possibly on another machine). Both take the same command line and share
+one signature: run(command, on_message, cancel, timeout_s, env) -> exit code, on_message getting each JSON line."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Callable
+
+from ..schema import OpLensError
+
+Executor = Callable[..., int]
+TIMED_OUT = 124  # the exit code of a command stopped at its timeout, as timeout(1) reports it
+GRACE_S = 5.0  # after SIGINT, how long a worker gets to stop at its next iteration before it is killed
+
+
+def run_local(command: list[str], on_message: Callable[[dict], None], cancel: threading.Event,
+              timeout_s: float | None = None, env: dict | None = None, log_path: str | None = None) -> int:
+    """Run `command` as a child process in its own process group; `cancel` (or the timeout) sends SIGINT, then kills
+    the group after GRACE_S (a model stuck in native code never sees SIGINT). Stderr goes to `log_path`."""
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                                start_new_session=True)  # so a kill reaches compile workers the job started
+    finally:
+        if log_path:
+            log.close()
+    timed_out = threading.Event()
+    stopper = threading.Thread(target=_stop_when_asked, args=(proc, cancel, timeout_s, timed_out), daemon=True)
+    stopper.start()
+    for line in proc.stdout:
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a model printing to stdout: not ours
+        if isinstance(data, dict):
+            on_message(data)
+    code = proc.wait()
+    stopper.join(timeout=GRACE_S + 1)
+    return TIMED_OUT if timed_out.is_set() else code
+
+
+def _stop_when_asked(proc: subprocess.Popen, cancel: threading.Event, timeout_s: float | None,
+                     timed_out: threading.Event) -> None:
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    while proc.poll() is None:
+        if cancel.wait(0.2) or (deadline is not None and time.monotonic() > deadline):
+            if not cancel.is_set():
+                timed_out.set()
+            _signal(proc, signal.SIGINT)
+            try:
+                proc.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
+            return
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def executor(name: str | None = None) -> tuple[str, Executor]:
+    """The executor named by `name` or OPLENS_EXECUTOR, imported only when chosen; one clear error otherwise."""
+    name = (name or os.environ.get("OPLENS_EXECUTOR") or "local").strip().lower()
+    if name == "local":
+        return name, run_local
+    if name == "ray":
+        try:
+            ray_executor = importlib.import_module("profiler.ray_executor")
+        except ModuleNotFoundError as exc:
+            if exc.name == "ray" or (exc.name or "").startswith("ray."):
+                raise OpLensError("OPLENS_EXECUTOR=ray needs Ray: pip install 'ray[default]'") from None
+            raise OpLensError("OPLENS_EXECUTOR=ray, but this OpLens has no profiler.ray_executor") from None
+        return name, ray_executor.run
+    raise OpLensError(f"OPLENS_EXECUTOR='{name}' is not an executor; use local or ray")

@@ -1,0 +1,113 @@
+"""The worker side: `python -m profiler.jobs '<payload json>'` runs one job in its own process and reports it with
+the protocol. The payload's "kind" picks the registered job function; its "participant" tags what the job saves.
+
+A job runs in its own process so a model that hogs the GIL, crashes the interpreter or is killed for memory never
+takes the server down with it, and the server's own work does not disturb the timing. SIGINT (or SIGTERM) cancels
+at the next iteration. The profiler's own kinds (profile, sweep, import) are registered here; the optimizers
+register theirs in optimizers/worker.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from typing import TextIO
+
+from .. import store
+from ..schema import OpLensError, ProfileCancelled, ProfileConfig
+from . import kinds
+from .kinds import Say, job
+from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, encode
+
+
+def serve(argv: list[str], out: TextIO | None = None) -> int:
+    """Parse the payload, wire cancellation to signals, run the job, and report its outcome as one final message."""
+    if out is None:  # the protocol keeps stdout to itself: whatever the model prints goes to stderr (the job's log)
+        out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def send(message: Message) -> None:
+        out.write(encode(message))
+        out.flush()
+
+    try:
+        payload = json.loads(argv[0]) if argv else None
+    except json.JSONDecodeError:
+        payload = None
+    try:
+        if not isinstance(payload, dict):
+            raise OpLensError("not a JSON object")
+        run = kinds.function(str(payload.get("kind", "profile")))
+    except OpLensError as exc:
+        send(Failed(f"bad job payload: {exc}"))
+        return 2
+    cancel = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: cancel.set())
+    say: Say = lambda stage, f: send(Progress(stage, float(f)))
+    try:
+        with store.saving_as(str(payload.get("participant") or ""), lambda what, ident: send(Saved(what, ident))):
+            send(Done(run(payload, say, cancel)))
+    except ProfileCancelled as exc:
+        send(Cancelled(str(exc)))
+    except OpLensError as exc:
+        send(Failed(str(exc)))
+    except MemoryError:
+        send(Failed("the model ran out of memory"))
+    except Exception as exc:  # noqa: BLE001 - report it as a message; the traceback goes to stderr for the log
+        import traceback
+
+        traceback.print_exc()
+        send(Failed(f"unexpected {type(exc).__name__}: {exc}"))
+    return 0
+
+
+def load_job_model(payload: dict, say: Say, cancel: threading.Event):
+    """The job's config and its model, loaded as the payload describes; ProfileCancelled if cancelled meanwhile."""
+    from ..loading import load_model
+
+    config = ProfileConfig.from_dict(payload.get("config") or {})
+    say("loading the model", 0.0)
+    loaded = load_model(payload["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
+                        arch=payload.get("arch"))
+    if cancel.is_set():
+        raise ProfileCancelled("cancelled while loading the model")
+    return config, loaded
+
+
+@job("profile")
+def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
+    """Profile the model and save the run; returns its id."""
+    from ..runner import profile
+
+    config, loaded = load_job_model(payload, say, cancel)
+    run = profile(loaded, config, progress=say, cancel=cancel)
+    store.save(run, payload.get("runs_dir"))
+    return run.id
+
+
+@job("sweep")
+def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
+    """Measure the model across the payload's axes and save the sweep; returns its id."""
+    from ..sweep import sweep
+
+    axes = {k: payload.get(k) for k in ("seq_lens", "threads", "dtypes", "devices")}
+    result = sweep(payload["spec"], list(payload.get("batch_sizes") or [1]), **axes,
+                   config=ProfileConfig.from_dict(payload["config"]) if payload.get("config") else None,
+                   arch=payload.get("arch"), progress=say, cancel=cancel)
+    store.save_sweep(result, payload.get("runs_dir"))
+    return result.id
+
+
+@job("import")
+def import_job(payload: dict, say: Say, cancel: threading.Event) -> str:
+    """Import the payload's trace file(s) as a run and save it; returns its id."""
+    from ..trace_import import import_trace
+
+    say("reading the trace", 0.0)
+    run = import_trace(payload["paths"])
+    store.save(run, payload.get("runs_dir"))
+    return run.id
