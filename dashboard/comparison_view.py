@@ -106,7 +106,18 @@ def show_search(c: SavedComparison) -> None:
                                for cand in res.leaderboard]), hide_index=True, width="stretch")
 
 
-SHOW = {"apply": show_apply, "search": show_search}
+def show_generate(c: SavedComparison) -> None:
+    """An optimized generation: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, best first."""
+    from optimizers.generation import result_table
+
+    st.code(result_table(c.generation))
+    if c.generation:
+        st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),
+                                    "why not": p.reason or ""} for p in c.generation[0].passes]),
+                     hide_index=True, width="stretch")
+
+
+SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate}
 
 
 def show(c: SavedComparison) -> None:

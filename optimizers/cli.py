@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--prompt-len", type=positive(), default=128)
     ge.add_argument("--new-tokens", type=positive(), default=64)
     ge.add_argument("--rounds", type=positive(), default=3, help="ABBA rounds of base and optimized generations")
+    ge.add_argument("--runs-dir", help="where the result is saved (default $OPLENS_RUNS_DIR or ./runs)")
     ge.add_argument("--json", action="store_true")
     rs = sub.add_parser("results", help="list saved comparisons (every apply and search)")
     rs.add_argument("--runs-dir", help="the runs directory (default $OPLENS_RUNS_DIR or ./runs)")
@@ -196,6 +197,7 @@ def _cmd_generate(a) -> int:
     if unknown:
         raise UnknownPassError(f"not a generation pass: {', '.join(unknown)}; use {', '.join(PASSES)}")
     config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, device=a.device)
+    store.check_writable(a.runs_dir)  # before minutes of timing, not after
     progress, close = progress_bar()
     try:
         loaded = load_model(a.model)
@@ -203,9 +205,10 @@ def _cmd_generate(a) -> int:
                  else [optimize_generation(loaded, names, config, a.rounds, progress=progress)])
     finally:
         close()
+    saved = results.keep(results.from_generation(found, loaded, config, a.objective), a.runs_dir)
     if a.json:
         print(json.dumps({"objective": a.objective, "best": found[0].to_dict() if found else None,
-                          "tried": [r.to_dict() for r in found]}, indent=1))
+                          "tried": [r.to_dict() for r in found], "saved": saved.id}, indent=1))
         return 0
     print(result_table(found))
     for r in found[:1]:
@@ -216,6 +219,7 @@ def _cmd_generate(a) -> int:
             )
         print(f"speedups are base / optimized medians, (10-90% of {r.tpot_speedup.rounds} paired ABBA rounds); "
               f"{r.device}, {r.threads} threads, torch {r.torch_version}")
+    print(f"saved      comparison {saved.id} (python -m optimizers results)")
     return 0
 
 

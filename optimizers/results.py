@@ -9,7 +9,15 @@ import os
 from profiler import store
 from profiler.loading import LoadedModel
 from profiler.runner import new_run_id
-from profiler.schema import OptimizeResult, ProfileConfig, SavedComparison, SearchResult
+from profiler.schema import (
+    Accuracy,
+    GenerateConfig,
+    GenerationResult,
+    OptimizeResult,
+    ProfileConfig,
+    SavedComparison,
+    SearchResult,
+)
 
 
 def _base(kind: str, loaded: LoadedModel, config: ProfileConfig, arch: str | None, source_run_id: str,
@@ -45,6 +53,32 @@ def from_search(result: SearchResult, loaded: LoadedModel, config: ProfileConfig
         saved.speedup, saved.speedup_low, saved.speedup_high = best.speedup, best.speedup_low, best.speedup_high
         saved.new_median_ms, saved.accuracy = best.median_ms, best.accuracy
     saved.search = result
+    return saved
+
+
+def from_generation(found: list[GenerationResult], loaded: LoadedModel, config: GenerateConfig,
+                    objective: str = "tpot") -> SavedComparison:
+    """The record of an optimized generation (one pipeline, or a search's tries best first): the best one's passes,
+    its TPOT (decode tokens/s) or TTFT speedup with range, and its accuracy as greedy token agreement."""
+    pc = ProfileConfig(device=config.device, batch_size=config.batch_size, seq_len=config.prompt_len,
+                       dtype=config.dtype)
+    best = found[0] if found else None
+    applied = [p.name for p in best.passes if p.applied] if best else []
+    saved = SavedComparison(id=new_run_id(f"generate-{loaded.info.name}"),
+                            created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), kind="generate",
+                            model=loaded.info.name, spec=loaded.info.spec or loaded.info.name, config=pc,
+                            passes=applied, generation=list(found))
+    if best is not None:
+        r = best.ttft_speedup if objective == "ttft" else best.tpot_speedup
+        saved.speedup, saved.speedup_low, saved.speedup_high = r.median, r.p10, r.p90
+        side = "ttft_ms" if objective == "ttft" else "tpot_ms"
+        saved.base_median_ms = getattr(best.base, side).median
+        saved.new_median_ms = getattr(best.optimized, side).median
+        saved.accuracy = Accuracy(max_abs_err=0.0, rel_err=0.0, cosine=best.prefill_cosine,
+                                  top1_agreement=best.token_agreement, passed=best.accurate,
+                                  kind="greedy tokens (prefill-logit cosine)",
+                                  note="; ".join(best.notes) or f"teacher-forced agreement {best.forced_agreement:.1%}",
+                                  inputs="the generation's own prompt")
     return saved
 
 

@@ -58,8 +58,10 @@ def generate_job(payload: dict, say: Say, cancel: threading.Event) -> list[dict]
     loaded = load_model(payload["spec"], arch=payload.get("arch"))
     config = GenerateConfig.from_dict(payload.get("generate") or {})
     rounds = int(payload.get("rounds", 3))
+    objective = payload.get("objective", "tpot")
     if payload.get("search"):
-        found = search_generation(loaded, config, payload.get("objective", "tpot"), rounds=rounds, progress=say)
+        found = search_generation(loaded, config, objective, rounds=rounds, progress=say)
     else:
         found = [optimize_generation(loaded, list(payload.get("passes") or []), config, rounds, progress=say)]
+    results.keep(results.from_generation(found, loaded, config, objective), payload.get("runs_dir"))
     return [r.to_dict() for r in found]

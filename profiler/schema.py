@@ -621,7 +621,7 @@ class SavedComparison(_Dict):
     The headline (passes, speedup with its range, accuracy) is flat; the full result sits in `apply` or `search`."""
     id: str
     created: str
-    kind: str  # "apply" or "search"
+    kind: str  # "apply", "search" or "generate" (an optimized generation: its results best first in `generation`)
     model: str  # the model's display name
     spec: str  # how to load it again (profiler.load_model), with `arch` for a state dict
     config: ProfileConfig
@@ -641,6 +641,7 @@ class SavedComparison(_Dict):
     search: SearchResult | None = None
     error: str = ""  # set only by the store's listing, for a file it could not read
     participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
+    generation: list[GenerationResult] = field(default_factory=list)  # kind "generate": best first
     schema_version: int = SCHEMA_VERSION
 
 

@@ -381,3 +381,26 @@ def test_overview_shows_flop_coverage_beside_achieved_flops(saved):
     rate = analysis.flop_rate(saved)
     assert {m.label: m.value for m in at.metric}["Achieved FLOP/s"] == f"{rate.gflops_per_s:,.1f} G"
     assert rate.coverage_text() in texts(at)
+
+
+def test_runs_page_shows_a_saved_generation_again(own_store):
+    """An optimized generation is kept like an apply: the Runs page lists it and shows its result table again."""
+    from optimizers import results
+    from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio, Spread
+
+    side = GenerationSide(tpot_ms=Spread(median=50.0), ttft_ms=Spread(median=500.0))
+    found = GenerationResult(model="llama-tiny", passes=[PassResult(name="bf16", applied=True, apply_s=0.4)],
+                             base=side, optimized=GenerationSide(tpot_ms=Spread(median=25.0)),
+                             tpot_speedup=Ratio(median=2.0, p10=1.8, p90=2.2, rounds=3), token_agreement=0.97,
+                             forced_agreement=1.0, prefill_cosine=0.9999, accurate=True)
+
+    class Loaded:
+        info = type("Info", (), {"name": "llama-tiny", "spec": "llama-tiny"})()
+
+    saved = results.keep(results.from_generation([found], Loaded(), GenerateConfig(prompt_len=16)))
+    at = open_page("runs")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[-2].value
+    assert list(table["kind"]) == ["generate"] and list(table["speedup"]) == ["2.00x (1.80-2.20)"]
+    assert any("bf16" in c.value and "x" in c.value for c in at.code)
+    assert any(saved.id in c.value for c in at.caption)

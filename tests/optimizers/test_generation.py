@@ -96,7 +96,7 @@ def test_search_ranks_by_objective(monkeypatch):
     assert [p.name for p in found[0].passes] == ["dynamic-int8"]
 
 
-def test_cli_generate_json():
+def test_cli_generate_json(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     r = subprocess.run(
         [
@@ -114,6 +114,8 @@ def test_cli_generate_json():
             "--rounds",
             "1",
             "--json",
+            "--runs-dir",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
@@ -124,6 +126,12 @@ def test_cli_generate_json():
     assert r.returncode == 0, r.stderr[-500:]
     out = json.loads(r.stdout)
     assert out["best"]["passes"][0]["name"] == "bf16" and "tpot_speedup" in out["best"]
+    from profiler import store  # the result is kept, as every apply and search is
+
+    saved = store.load_comparison(out["saved"], tmp_path)
+    assert saved.kind == "generate" and saved.passes == ["bf16"] and len(saved.generation) == 1
+    assert saved.speedup == pytest.approx(out["best"]["tpot_speedup"]["median"])
+    assert saved.accuracy.top1_agreement == pytest.approx(out["best"]["token_agreement"])
     bad = subprocess.run([sys.executable, "-m", "optimizers", "generate", "llama-tiny", "--passes", "nope"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
