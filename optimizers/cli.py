@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--prompt-len", type=positive(), default=128)
     ge.add_argument("--new-tokens", type=positive(), default=64)
     ge.add_argument("--rounds", type=positive(), default=3, help="ABBA rounds of base and optimized generations")
+    ge.add_argument("--reference-text", metavar="FILE", help="text (models with a tokenizer) or token ids: the "
+                    "change in perplexity on it is reported beside token agreement")
     ge.add_argument("--runs-dir", help="where the result is saved (default $OPLENS_RUNS_DIR or ./runs)")
     ge.add_argument("--json", action="store_true")
     rs = sub.add_parser("results", help="list saved comparisons (every apply and search)")
@@ -190,7 +192,7 @@ def _cmd_search(a) -> int:
 def _cmd_generate(a) -> int:
     from profiler.schema import GenerateConfig
 
-    from .generation import PASSES, optimize_generation, result_table, search_generation
+    from .generation import PASSES, load_reference, optimize_generation, result_table, search_generation
 
     names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in PASSES]
@@ -201,8 +203,10 @@ def _cmd_generate(a) -> int:
     progress, close = progress_bar()
     try:
         loaded = load_model(a.model)
-        found = (search_generation(loaded, config, a.objective, rounds=a.rounds, progress=progress) if a.search
-                 else [optimize_generation(loaded, names, config, a.rounds, progress=progress)])
+        ref = load_reference(loaded, a.reference_text) if a.reference_text else None
+        found = (search_generation(loaded, config, a.objective, rounds=a.rounds, progress=progress,
+                                   reference_ids=ref) if a.search
+                 else [optimize_generation(loaded, names, config, a.rounds, reference_ids=ref, progress=progress)])
     finally:
         close()
     saved = results.keep(results.from_generation(found, loaded, config, a.objective), a.runs_dir)

@@ -196,6 +196,42 @@ def forced_agreement(
     return token_agreement(torch.stack(picks, 1), reference)
 
 
+def load_reference(loaded: LoadedModel, path: str) -> torch.Tensor:
+    """The reference text for the perplexity check as [1, n] token ids: the file holds either token ids
+    (whitespace-separated integers: any model, random-weight samples included) or text, which needs the model's own
+    tokenizer (an HF directory or hub id). Truncated to the model's context; at least two tokens."""
+    from profiler.schema import ModelRunError, error_line
+
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelRunError(f"reference text {path}: {exc.strerror or exc}") from None
+    words = text.split()
+    if words and all(w.lstrip("-").isdigit() for w in words):
+        ids = [int(w) for w in words]
+    elif loaded.info.source in ("hf-dir", "hub"):
+        import transformers
+
+        location = loaded.info.spec[3:] if loaded.info.spec.startswith("hf:") else loaded.info.spec
+        try:
+            ids = transformers.AutoTokenizer.from_pretrained(location)(text)["input_ids"]
+        except Exception as exc:  # noqa: BLE001 - no tokenizer files, or offline
+            raise ModelRunError(f"{loaded.info.name}: its tokenizer could not be loaded ({error_line(exc)}); give the "
+                                "reference as token ids (whitespace-separated integers)") from None
+    else:
+        raise ModelRunError(f"{loaded.info.name} has no tokenizer here ({loaded.info.source}); give the reference text "
+                            "as token ids (whitespace-separated integers)")
+    cfg = loaded.module.config.get_text_config()
+    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
+    if bad:
+        raise ModelRunError(f"reference token id {bad[0]} is outside {loaded.info.name}'s vocabulary "
+                            f"(0-{cfg.vocab_size - 1})")
+    ids = ids[: getattr(cfg, "max_position_embeddings", len(ids)) or len(ids)]
+    if len(ids) < 2:
+        raise ModelRunError(f"reference text {path} has fewer than two tokens: no next token to predict")
+    return torch.tensor([ids])
+
+
 def perplexity(module: torch.nn.Module, ids: torch.Tensor) -> float:
     """exp(mean next-token cross-entropy) of `ids` under the model (one forward, teacher forcing)."""
     with torch.inference_mode():
@@ -286,7 +322,8 @@ def candidates(singles: list[str]) -> list[list[str]]:
 
 def search_generation(loaded: LoadedModel, config: GenerateConfig | None = None, objective: str = "tpot",
                       passes: list[str] | None = None, rounds: int = 3, top: int = 3,
-                      progress: Callable[[str, float], None] | None = None) -> list[GenerationResult]:
+                      progress: Callable[[str, float], None] | None = None,
+                      reference_ids: torch.Tensor | None = None) -> list[GenerationResult]:
     """Try each pass alone, then pairs of the best `top` singles; keep accurate ones; best first by `objective`."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}")
@@ -295,14 +332,14 @@ def search_generation(loaded: LoadedModel, config: GenerateConfig | None = None,
     tried: list[GenerationResult] = []
     for i, name in enumerate(passes):
         say(f"trying {name}", i / (len(passes) + top))
-        r = optimize_generation(loaded, [name], config, rounds)
+        r = optimize_generation(loaded, [name], config, rounds, reference_ids)
         if all(p.applied for p in r.passes):
             tried.append(r)
     good = sorted((r for r in tried if r.accurate), key=lambda r: -objective_speedup(r, objective))
     best_singles = [r.passes[0].name for r in good[:top] if objective_speedup(r, objective) > 1.0]
     for j, pair in enumerate(candidates(best_singles)):
         say(f"trying {' + '.join(pair)}", (len(passes) + j) / (len(passes) + top))
-        r = optimize_generation(loaded, pair, config, rounds)
+        r = optimize_generation(loaded, pair, config, rounds, reference_ids)
         if all(p.applied for p in r.passes):
             tried.append(r)
     say("done", 1.0)
@@ -314,6 +351,7 @@ def result_table(results: list[GenerationResult]) -> str:
     from profiler.console import format_table
 
     rows = []
+    with_ppl = any(r.perplexity_base for r in results)
     for r in results:
         applied = [p.name for p in r.passes if p.applied]
         rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
@@ -330,9 +368,12 @@ def result_table(results: list[GenerationResult]) -> str:
                 f"{sum(p.apply_s for p in r.passes):.1f}",
                 "ok" if r.accurate else "inaccurate",
             ]
+            + ([f"{r.perplexity_base:.4g} -> {r.perplexity_optimized:.4g}" if r.perplexity_base else "-"]
+               if with_ppl else [])
         )
     return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
-                               "agree free / forced", "cosine", "apply s", "verdict"])
+                               "agree free / forced", "cosine", "apply s", "verdict"]
+                        + (["perplexity"] if with_ppl else []))
 
 
 def generation_views(gen) -> dict:

@@ -135,3 +135,30 @@ def test_cli_generate_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "optimizers", "generate", "llama-tiny", "--passes", "nope"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_reference_text_as_token_ids_gives_the_perplexity_change(tmp_path):
+    loaded = profiler.load_model("llama-tiny")
+    ids = [(7 * i + 3) % 200 for i in range(40)]
+    ref = tmp_path / "ref.txt"
+    ref.write_text(" ".join(map(str, ids)) + "\n")
+    t = gen.load_reference(loaded, str(ref))
+    assert t.tolist() == [ids]
+    # the perplexity by hand: exp of the mean next-token cross-entropy under the fp32 model
+    with torch.inference_mode():
+        logits = loaded.module(input_ids=t).logits
+    by_hand = float(torch.exp(torch.nn.functional.cross_entropy(logits[0, :-1], t[0, 1:])))
+    r = gen.optimize_generation(loaded, ["bf16"], QUICK, rounds=1, reference_ids=t)
+    assert r.perplexity_base == pytest.approx(by_hand, rel=1e-4)
+    assert r.perplexity_optimized == pytest.approx(by_hand, rel=0.05) and r.perplexity_optimized != r.perplexity_base
+    assert "perplexity" in gen.result_table([r])
+
+
+@pytest.mark.parametrize("text, says", [("plain words here", "has no tokenizer here"),
+                                        ("1 2 999999", "outside llama-tiny's vocabulary"),
+                                        ("5", "fewer than two tokens")])
+def test_reference_text_that_cannot_be_used_says_why(tmp_path, text, says):
+    ref = tmp_path / "ref.txt"
+    ref.write_text(text)
+    with pytest.raises(profiler.OpLensError, match=says):
+        gen.load_reference(profiler.load_model("llama-tiny"), str(ref))
