@@ -124,10 +124,13 @@ def test_search_lands_comparison_and_runs_in_head(cluster, tmp_path):
 def test_job_manager_runs_profile_and_search_on_ray(cluster, tmp_path, monkeypatch):
     """The server's path end to end: JobManager -> executors (OPLENS_EXECUTOR=ray) -> a Ray node -> the head's store."""
     monkeypatch.setenv("OPLENS_EXECUTOR", "ray")
-    on_ray = []
-    real_run = ray_executor.run
-    monkeypatch.setattr(ray_executor, "run", lambda command, *a, **k: on_ray.append(command) or real_run(command, *a,
-                                                                                                         **k))
+    on_ray, real_run = [], ray_executor.run
+
+    def run_on_ray(command, *args, **kwargs):
+        on_ray.append(command)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(ray_executor, "run", run_on_ray)
     head = tmp_path / "head-runs"
     jobs = JobManager(head)
     config = ProfileConfig(device="cpu", warmup=1, repeats=3, min_time_s=0.0, profile_iters=1, graph=False)
