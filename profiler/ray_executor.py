@@ -277,7 +277,8 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
         return TIMED_OUT
     if final is None:
         we_killed = f"it did not stop within {STOP_GRACE_S:g} s of SIGINT and was killed"
-        final = as_dict(Failed(died(f"the job's process on Ray node {node}", code, last_words,
+        process = f"the {job_payload(command).get('kind', 'profile')} process on Ray node {node}"
+        final = as_dict(Failed(died(process, code, last_words,
                                     why=we_killed if stopped_at == float("inf") else "")))
     on_message(final)
     return code
