@@ -1,14 +1,15 @@
 """Run one OpLens job on a Ray cluster instead of a local child process (OPLENS_EXECUTOR=ray).
 
-The job is the same command the local executor runs, `python -m <worker module> '<payload json>'`, started by a
+The job is the same command the local executor runs, `python -m profiler.jobs '<payload json>'`, started by a
 `NodeJob` actor on a Ray node. The actor holds one unit of the custom resource `oplens_measure` for its whole life;
 each measuring node offers exactly one (`ray start ... --resources '{"oplens_measure": 1}'`), so two jobs never time
 on top of each other on one node, and jobs beyond the free nodes wait in Ray's queue. A job asking for CUDA (or
-"auto" on a cluster that has GPU nodes) also takes one GPU. The head polls the actor: progress lines reach
-`on_message` while the job runs, cancel and the timeout become SIGINT to the child on the node. The worker saves
-into a fresh runs dir on the node; when the child has exited, the runs, comparisons and sweeps it saved travel back
-as one tar archive and land in the head's runs dir before the final message is passed on, so a caller that loads the
-result on "done" finds it. A model given as a local path on the head is shipped to the node the same way.
+"auto" on a cluster that has GPU nodes) also takes one GPU. The head polls the actor: the worker's Progress and
+Saved messages (profiler.jobs.protocol) reach `on_message` while the job runs, cancel and the timeout become SIGINT
+to the child on the node. The worker saves into a fresh runs dir on the node; when the child has exited, the runs,
+comparisons and sweeps it saved travel back as one tar archive and land in the head's runs dir before the final
+Done, Failed or Cancelled is passed on, so a caller that loads the result on "done" finds it. A model given as a
+local path on the head is shipped to the node the same way.
 See docs/scale-out.md.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Callable
 import ray
 
 from . import store
+from .jobs.executors import TIMED_OUT, died
+from .jobs.protocol import FINAL, Cancelled, Done, Failed, Message, Progress, as_dict, decode
 from .schema import OpLensError
 
 MEASURE_RESOURCE = "oplens_measure"
@@ -192,12 +195,14 @@ def bring_home(blob: bytes, runs: Path, node_model: str = "", head_model: str = 
 
 def run(command: list[str], on_message: Callable[[dict], None], cancel: threading.Event, timeout_s: float | None,
         env: dict | None = None) -> int:
-    """Run a worker command on a Ray node: progress to `on_message` as it comes, `cancel` and `timeout_s` forwarded as
-    SIGINT, saved results brought into the head's runs dir, then the final message. Returns the child's exit code.
+    """Run a worker command on a Ray node: Progress and Saved to `on_message` as they come, `cancel` and `timeout_s`
+    forwarded as SIGINT, saved results brought into the head's runs dir, then the final message. Returns the child's
+    exit code, or executors.TIMED_OUT when the timeout stopped it, as the local executor does.
 
-    Failures of the cluster itself (unreachable, no node can take the job, the node lost) and a timeout arrive as one
-    {"failed": message}; a job that died without a final line gets one naming its exit code and last stderr line.
-    `timeout_s` counts from the start on the node, not the wait for a free one."""
+    Messages are the job protocol's, as dicts. Failures of the cluster itself (unreachable, no node can take the job,
+    the node lost) and a timeout arrive as one Failed; a job that died without a final line gets one worded by
+    executors.died, with its last stderr line. `timeout_s` counts from the start on the node, not the wait for a free
+    one."""
     payload = job_payload(command)
     head_env = env if env is not None else os.environ
     runs = store.runs_dir(payload.get("runs_dir") or head_env.get("OPLENS_RUNS_DIR"))
@@ -208,14 +213,14 @@ def run(command: list[str], on_message: Callable[[dict], None], cancel: threadin
         model = model_bundle(payload.get("spec"))
         head_model = str(model_path(payload.get("spec"))) if model else ""
     except OpLensError as exc:
-        on_message({"failed": str(exc)})
+        on_message(as_dict(Failed(str(exc))))
         return 1
     actor = NodeJob.options(**options).remote()
     try:
         return _follow(actor, command, model, env_overrides(env), on_message, cancel, timeout_s, runs, head_model)
     except ray.exceptions.RayError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        on_message({"failed": f"the job was lost on the Ray cluster ({first}); runs saved before are unchanged"})
+        on_message(as_dict(Failed(f"the job was lost on the Ray cluster ({first}); runs saved before are unchanged")))
         return 1
     finally:
         try:
@@ -227,23 +232,27 @@ def run(command: list[str], on_message: Callable[[dict], None], cancel: threadin
 def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dict,
             on_message: Callable[[dict], None], cancel: threading.Event, timeout_s: float | None, runs: Path,
             head_model: str) -> int:
+    def send(message: Message) -> None:
+        on_message(as_dict(message))
+
     started = actor.start.remote(command, env, model)
-    on_message({"progress": "waiting for a free Ray node", "fraction": 0.0})
+    send(Progress("waiting for a free Ray node", 0.0))
     while not ray.wait([started], timeout=POLL_S)[0]:
         if cancel.is_set():  # still queued: nothing ran, nothing to stop on a node
-            on_message({"cancelled": True})
+            send(Cancelled("cancelled while waiting for a free Ray node"))
             return 1
     node, node_model = ray.get(started)
-    on_message({"progress": f"running on Ray node {node}", "fraction": 0.0})
+    send(Progress(f"running on Ray node {node}", 0.0))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     final, stopped_at, timed_out = None, None, False
     while True:
         lines, code, last_words = ray.get(actor.poll.remote(POLL_S))
-        for msg in lines:
-            if "progress" in msg:
-                on_message(msg)
-            else:
-                final = msg  # held back until the results are home
+        for data in lines:
+            message = decode(data)
+            if isinstance(message, FINAL):
+                final = data  # held back until the results are home
+            elif message is not None:
+                on_message(data)  # Progress and Saved as they come
         if code is not None:
             break
         now = time.monotonic()
@@ -254,21 +263,23 @@ def _follow(actor, command: list[str], model: tuple[str, bytes] | None, env: dic
         elif stopped_at is not None and now - stopped_at > STOP_GRACE_S:
             ray.get(actor.signal.remote(signal.SIGKILL))
             stopped_at = float("inf")  # killed once is enough
-    on_message({"progress": "bringing the results back from the Ray node", "fraction": 1.0})
+    send(Progress("bringing the results back from the Ray node", 1.0))
     blob = ray.get(actor.saved.remote())
     if final is not None and node_model and head_model:
         final = _replace_prefix(final, node_model, head_model)  # a search's comparison names the model's path too
     try:
         bring_home(blob, runs, node_model, head_model)
     except (OSError, tarfile.TarError, json.JSONDecodeError) as exc:
-        final = {"failed": f"the job ran on Ray node {node} but its results could not be brought into {runs}: {exc}"}
-    if timed_out and (final is None or "done" not in final):
-        final = {"failed": f"timed out after {timeout_s:g} s on Ray node {node}"}
+        final = as_dict(Failed(f"the job ran on Ray node {node} but its results could not be brought into {runs}: "
+                               f"{exc}"))
+    if timed_out and not isinstance(decode(final) if final else None, Done):
+        send(Failed(f"timed out after {timeout_s:g} s on Ray node {node}"))
+        return TIMED_OUT
     if final is None:
-        why = (f"killed: it did not stop within {STOP_GRACE_S:g} s of SIGINT" if stopped_at == float("inf") else
-               "killed, most likely for running out of memory" if code in (-9, 137) else f"exit code {code}")
-        final = {"failed": f"the job's process on Ray node {node} died ({why})"
-                           + (f". Last words: {last_words}" if last_words else "")}
+        we_killed = f"it did not stop within {STOP_GRACE_S:g} s of SIGINT and was killed"
+        process = f"the {job_payload(command).get('kind', 'profile')} process on Ray node {node}"
+        final = as_dict(Failed(died(process, code, last_words,
+                                    why=we_killed if stopped_at == float("inf") else "")))
     on_message(final)
     return code
 
@@ -312,7 +323,7 @@ class NodeJob:
         argv = list(command[:-1]) + [json.dumps(payload)] if payload else list(command)
         if argv and Path(argv[0]).name.startswith("python"):
             argv[0] = sys.executable  # the head's interpreter path need not exist on this node
-        root = str(Path(__file__).resolve().parents[1])  # this node's OpLens, for `python -m profiler.worker`
+        root = str(Path(__file__).resolve().parents[1])  # this node's OpLens, for `python -m profiler.jobs`
         child_env = {**os.environ, **env, "OPLENS_RUNS_DIR": str(self.runs),
                      "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,

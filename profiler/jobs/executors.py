@@ -17,6 +17,25 @@ from ..schema import OpLensError
 Executor = Callable[..., int]
 TIMED_OUT = 124  # the exit code of a command stopped at its timeout, as timeout(1) reports it
 GRACE_S = 5.0  # after SIGINT, how long a worker gets to stop at its next iteration before it is killed
+MEMORY_KILL = (-9, 137)
+
+
+def death(code: int | None) -> str:
+    """Why a worker process ended without reporting an outcome, from its exit code."""
+    if code in MEMORY_KILL:
+        return "it was killed, most likely for running out of memory"
+    if code is not None and code < 0:
+        try:
+            return f"it crashed with {signal.Signals(-code).name}"
+        except ValueError:
+            return f"it was ended by signal {-code}"
+    return f"exit code {code}"
+
+
+def died(process: str, code: int | None, last_words: str = "", why: str = "") -> str:
+    """The failure of a worker that ended without a final message: '<process> died (<why>). Last words: ...',
+    `why` defaulting to what its exit code says. Every executor's caller words it this one way."""
+    return f"{process} died ({why or death(code)})" + (f". Last words: {last_words}" if last_words else "")
 
 
 def run_local(command: list[str], on_message: Callable[[dict], None], cancel: threading.Event,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import socket
 import statistics
 import sys
@@ -26,7 +25,6 @@ from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, decode
 SLOTS = 1  # timed jobs running at once on this machine: one, or they disturb each other's timings
 RECENT = 10  # finished jobs of a kind whose durations make its estimate
 WRITE_EVERY_S = 2.0  # progress alone rewrites a job's record at most this often
-MEMORY_KILL = (-9, 137)
 
 
 class QueueFull(OpLensError):
@@ -124,18 +122,6 @@ def duration_text(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60} s"
     return f"{s // 3600} h {s % 3600 // 60} min"
-
-
-def death(code: int | None) -> str:
-    """Why a worker process ended without reporting an outcome, from its exit code."""
-    if code in MEMORY_KILL:
-        return "it was killed, most likely for running out of memory"
-    if code is not None and code < 0:
-        try:
-            return f"it crashed with {signal.Signals(-code).name}"
-        except ValueError:
-            return f"it was ended by signal {-code}"
-    return f"exit code {code}"
 
 
 class JobManager:
@@ -356,9 +342,7 @@ class JobManager:
         elif isinstance(final, Failed):
             status, text = "failed", final.reason
         else:
-            tail = self._last_words(job)
-            status, text = "failed", f"the {job.kind} process died ({death(code)})" + (
-                f". Last words: {tail}" if tail else "")
+            status, text = "failed", executors.died(f"the {job.kind} process", code, self._last_words(job))
         with self._lock:
             self._end(job, status, text if status == "done" else kinds.outcome(job.kind, text, saved))
             self._pump()

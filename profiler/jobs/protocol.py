@@ -41,9 +41,14 @@ MESSAGES: dict[str, type] = {cls.__name__.lower(): cls for cls in (Progress, Sav
 FINAL = (Done, Failed, Cancelled)
 
 
+def as_dict(message: Message) -> dict:
+    """`message` as the JSON object its line holds: what an executor hands to its caller's on_message."""
+    return {"type": type(message).__name__.lower(), **dataclasses.asdict(message)}
+
+
 def encode(message: Message) -> str:
     """One JSON line (with its newline) for `message`."""
-    return json.dumps({"type": type(message).__name__.lower(), **dataclasses.asdict(message)}) + "\n"
+    return json.dumps(as_dict(message)) + "\n"
 
 
 def decode(line: str | dict) -> Message | None:
