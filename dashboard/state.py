@@ -11,9 +11,11 @@ from profiler import RunStoreError, store
 from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
 
+from . import participants
 from .jobs import JobManager
 
 RUN_KEY = "run_id"
+LINK_KEY = "deep_link_run"  # the `?run=` value already followed, so picking another run is not undone
 
 
 def available_devices() -> list[str]:
@@ -108,19 +110,49 @@ def run_label(summary) -> str:
     return f"{name} · {summary.device.split(':')[0]} · {summary.median_ms:.3g} ms · {when}"
 
 
+def follow_deep_link() -> None:
+    """`?run=RUN_ID` in the address makes that run the session's current one, on whichever page it opens."""
+    link = st.query_params.get("run")
+    if link and link != st.session_state.get(LINK_KEY):
+        st.session_state[LINK_KEY] = st.session_state[RUN_KEY] = link
+
+
+def my_runs(readable_only: bool = True):
+    """The runs this session sees: its participant's own, or everyone's (instructor, or the toggle); unreadable runs
+    (no owner can be read from them) are listed to all unless `readable_only`."""
+    runs = list_runs()
+    good = participants.visible([r for r in runs if not r.error], participants.current(), participants.sees_everyone())
+    return good if readable_only else good + [r for r in runs if r.error]
+
+
+def my_comparisons():
+    """The saved applies and searches this session sees, newest first (unreadable ones to all)."""
+    saved = list_comparisons()
+    good = participants.visible([c for c in saved if not c.error], participants.current(),
+                                participants.sees_everyone())
+    return good + [c for c in saved if c.error]
+
+
 def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
-    """Select box over saved runs bound to the session's current run; shows guidance when there are none."""
-    runs = [r for r in list_runs() if not r.error]
+    """Select box over this session's runs bound to the session's current run (a deep-linked or just-profiled run is
+    offered even when it is someone else's); shows guidance when there are none."""
+    follow_deep_link()
+    current = st.session_state.get(RUN_KEY)
+    everything = [r for r in list_runs() if not r.error]
+    runs = my_runs()
+    runs += [r for r in everything if r.id == current and r not in runs]
     if not runs:
-        st.info("No saved runs yet. Profile a model on the **Profile** page first (the tiny models take seconds).")
+        mine = " of yours" if everything else ""
+        st.info(f"No saved runs{mine} yet. Profile a model on the **Profile** page first (the tiny models take "
+                "seconds).")
         st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/speed:")
         return None
     ids = [r.id for r in runs]
-    current = st.session_state.get(RUN_KEY)
     index = ids.index(current) if current in ids else 0
     labels = {r.id: run_label(r) for r in runs}
     chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
-    st.session_state[RUN_KEY] = chosen
+    st.session_state[RUN_KEY] = st.session_state[LINK_KEY] = chosen
+    st.query_params["run"] = chosen  # the address is a link to this run
     try:
         return load_run(chosen)
     except RunStoreError as exc:

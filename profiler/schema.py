@@ -406,6 +406,7 @@ class ProfileRun(_Dict):
     overhead_ratio: float = 0.0  # median over interleaved pairs of profiled / unprofiled time
     trace_path: str | None = None
     label: str = ""
+    participant: str = ""  # the workshop display name of whoever started it ("" outside a workshop)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the measurement is suspect: empty inputs, NaN/Inf outputs
     versions: dict[str, str] = field(default_factory=dict)
@@ -635,6 +636,7 @@ class SavedComparison(_Dict):
     accuracy: Accuracy | None = None
     arch: str | None = None
     source_run_id: str = ""  # the saved run whose model and config this optimized, if any
+    participant: str = ""  # the workshop display name of whoever started it ("" outside a workshop)
     apply: OptimizeResult | None = None
     waterfall: list[dict] = field(default_factory=list)  # [{step, median_ms}] after each pass of an apply
     search: SearchResult | None = None
