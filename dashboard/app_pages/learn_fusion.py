@@ -8,8 +8,9 @@ st.title("Lesson 4 · Compilation and fusion")
 st.markdown("""
 Eager PyTorch runs one operator at a time: each reads its inputs from memory and writes its output back, and Python
 dispatches every call. A compiler sees the whole graph and **fuses** neighbours (a bias add, GELU and the next
-multiply become one kernel), removes Python between operators and picks better kernels. Fused attention (**SDPA**)
-replaces the matmul, softmax, matmul chain with one operator.
+multiply become one kernel), removes Python between operators and picks better kernels. Fused attention (**SDPA**,
+the `sdpa` pass) replaces the matmul, softmax, matmul chain with one operator; recent `transformers` already use it
+by default, which is why the attention here is one `scaled_dot_product_attention` row.
 
 Apply one of these passes to your run's model, then read the **per-operator diff**: which operators got faster,
 which disappeared (fused away) and which appeared (the fused ones).
@@ -17,7 +18,7 @@ which disappeared (fused away) and which appeared (the fused ones).
 run = lesson_view.my_run("l4")
 if run is None:
     st.stop()
-tries = {"TorchScript freeze": "torchscript-freeze", "fused attention (SDPA)": "sdpa", "torch.compile": "torch-compile"}
+tries = {"TorchScript freeze": "torchscript-freeze", "torch.compile": "torch-compile"}
 cols = st.columns(len(tries))
 for col, (title, name) in zip(cols, tries.items()):
     if col.button(f"Try {title}", key=f"l4_try_{name}", help="torch.compile takes a minute or more to compile on a "
