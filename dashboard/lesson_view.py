@@ -61,7 +61,10 @@ def follow(key: str, what: str) -> None:
         job = manager.get(entry["jobs"][-1])
         if job is None:
             return
-        if not job.active and job.status == "done" and entry["pending"]:
+        made = st.session_state.setdefault(JOB_RUNS, [])
+        if job.status == "done" and job.kind == "profile" and job.run_id not in made:
+            made.append(job.run_id)
+        if job.status == "done" and entry["pending"]:
             job = _start(**entry["pending"].pop(0))
             entry["jobs"].append(job.id)
         total = len(entry["jobs"]) + len(entry["pending"])
@@ -77,7 +80,6 @@ def follow(key: str, what: str) -> None:
                 entry["shown"] = job.id
                 if job.kind == "profile":
                     st.session_state[state.RUN_KEY] = job.run_id
-                    st.session_state.setdefault(JOB_RUNS, []).append(job.run_id)
                 st.rerun()
             st.success(f"{what}: done.")
         elif job.status == "cancelled":
