@@ -28,18 +28,13 @@ pages = {
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
 # workshop: who this session is, the lessons, the instructor's class view; `?run=` opens a run on any page
-from dashboard import participants, state  # noqa: E402  (after the sys.path line above)
+from dashboard import lesson_view, participants, state  # noqa: E402  (after the sys.path line above)
 
 participants.sidebar()
 state.follow_deep_link()
-pages["Learn"] = [
-    st.Page("app_pages/learn_time.py", title="1 · Where does the time go?", icon=":material/school:"),
-    st.Page("app_pages/learn_movement.py", title="2 · Compute vs data movement", icon=":material/school:"),
-    st.Page("app_pages/learn_precision.py", title="3 · Precision", icon=":material/school:"),
-    st.Page("app_pages/learn_fusion.py", title="4 · Compilation and fusion", icon=":material/school:"),
-    st.Page("app_pages/learn_batch.py", title="5 · Batch size", icon=":material/school:"),
-    st.Page("app_pages/class_board.py", title="Class leaderboard", icon=":material/leaderboard:"),
-]
+pages["Learn"] = [st.Page(path, title=title, icon=":material/school:")
+                  for path, title in zip(lesson_view.LESSONS, lesson_view.TITLES)]
+pages["Learn"].append(st.Page("app_pages/class_board.py", title="Class leaderboard", icon=":material/leaderboard:"))
 st.navigation(pages).run()
 
 

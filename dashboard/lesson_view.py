@@ -115,6 +115,18 @@ def runs_of(model: str) -> list[ProfileRun]:
     return out
 
 
+LESSONS = ["app_pages/learn_time.py", "app_pages/learn_movement.py", "app_pages/learn_precision.py",
+           "app_pages/learn_fusion.py", "app_pages/learn_batch.py"]
+TITLES = ["1 · Where does the time go?", "2 · Compute vs data movement", "3 · Precision", "4 · Compilation and fusion",
+          "5 · Batch size"]
+
+
+def next_lesson(current: int) -> None:
+    """A link to the lesson after lesson `current` (1-based), drawn before the page may stop for want of data."""
+    if current < len(LESSONS):
+        st.page_link(LESSONS[current], label=f"Next: {TITLES[current]}", icon=":material/arrow_forward:")
+
+
 def passes_in(families: tuple[str, ...]) -> set[str]:
     """The names of the registered passes of these families."""
     import optimizers

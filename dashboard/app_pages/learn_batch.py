@@ -14,6 +14,7 @@ usually the batch size to serve with, unless a latency limit says smaller.
 
 Measure the same model at several batch sizes (a small sweep: each size is one profile), then read the curve.
 """)
+lesson_view.next_lesson(5)
 SIZES = [1, 2, 4, 8]
 if st.button(f"Measure {lessons.LESSON_MODEL} at batch {', '.join(map(str, SIZES))}", key="l5_sweep",
              icon=":material/play_arrow:", help="One profile per batch size, one after another"):

@@ -15,6 +15,7 @@ by default, which is why the attention here is one `scaled_dot_product_attention
 Apply one of these passes to your run's model, then read the **per-operator diff**: which operators got faster,
 which disappeared (fused away) and which appeared (the fused ones).
 """)
+lesson_view.next_lesson(4)
 run = lesson_view.my_run("l4")
 if run is None:
     st.stop()

@@ -10,6 +10,7 @@ the copies between host and device memory (H2D, D2H) over PCIe; on a CPU-only ma
 dtype conversions and layout changes. Moving data does no useful maths, so a large T_trans is time to win back
 (keep inputs on the device, pin memory, avoid needless conversions).
 """)
+lesson_view.next_lesson(2)
 run = lesson_view.my_run("l2")
 if run is None:
     st.stop()

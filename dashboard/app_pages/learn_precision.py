@@ -16,6 +16,7 @@ Whether a precision is *faster* depends on the CPU: bf16 needs AVX-512 BF16 or A
 each operation converts to fp32 and back), and int8 is fast with VNNI dot-product instructions. Measure, do not
 assume.
 """)
+lesson_view.next_lesson(3)
 run = lesson_view.my_run("l3")
 if run is None:
     st.stop()

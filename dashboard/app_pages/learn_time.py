@@ -11,6 +11,7 @@ copies) on every inference, so you can see which few take most of the time, and 
 **1.** Profile the small BERT below (or pick one of your runs). **2.** Read the headline numbers, then the top
 operators. **3.** Answer the question: the answer comes from *your* run.
 """)
+lesson_view.next_lesson(1)
 run = lesson_view.my_run("l1")
 if run is None:
     st.stop()
