@@ -118,23 +118,26 @@ async def participant(browser, url: str, i: int, deadline: float, waits: list, f
     """One person's workshop: name, profile, apply bf16, read the result. Returns the jobs it completed."""
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
-    completed = 0
+    completed, step = 0, "open Lesson 1"
     try:
         await page.goto(f"{url}/learn_time?name=p{i:02d}")
+        step = "click Profile"
         await page.get_by_role("button", name=re.compile("Profile bert-tiny now")).click(timeout=120_000)
-        start = time.monotonic()
+        start, step = time.monotonic(), "wait for the profile"
         await wait_for(page, DONE_PROFILE, deadline - time.monotonic())
         waits.append(time.monotonic() - start)
         completed += 1
         for lesson in ("2 · Compute", "3 · Precision"):  # the lessons' Next links, in the same browser session
+            step = f"open {lesson}"
             await page.get_by_role("link", name=re.compile(f"Next: {lesson}")).click(timeout=120_000)
+        step = "click Try bf16"
         await page.get_by_role("button", name=re.compile("Try bf16")).click(timeout=120_000)
-        start = time.monotonic()
+        start, step = time.monotonic(), "wait for bf16"
         await wait_for(page, DONE_APPLY, deadline - time.monotonic())
         waits.append(time.monotonic() - start)
         completed += 1
     except Exception as exc:  # noqa: BLE001 - a failed session is a result of the benchmark, counted with its reason
-        failures.append(f"p{i:02d}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        failures.append(f"p{i:02d} at '{step}': {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     finally:
         busy[0] -= 1
         await context.close()

@@ -52,7 +52,7 @@ def optimize_run(key: str, run: ProfileRun, passes: list[str]) -> None:
 def follow(key: str, what: str) -> None:
     """Progress of the jobs under `key`, with Cancel; when the last finishes the page reruns to show the results."""
 
-    @st.fragment(run_every=0.5)
+    @st.fragment(run_every=1.0)  # a second, not less: twenty sessions polling are reruns the server pays for
     def panel():
         entry = st.session_state.get(key)
         if not entry:
