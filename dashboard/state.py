@@ -148,6 +148,8 @@ def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
         st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/speed:")
         return None
     ids = [r.id for r in runs]
+    if current and current not in ids and current == st.query_params.get("run"):
+        st.warning(f"No run '{current[:80]}' here (deleted, or the link is mistyped): showing another.")
     index = ids.index(current) if current in ids else 0
     labels = {r.id: run_label(r) for r in runs}
     chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)

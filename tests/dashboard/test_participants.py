@@ -83,6 +83,14 @@ def test_deep_link_opens_someone_elses_run_on_any_page(in_classroom):
     assert not at.error
 
 
+def test_a_deep_link_to_a_missing_run_says_so_in_one_line(in_classroom):
+    at = open_app("overview", name="ann", run="../../etc/passwd")
+    assert [w.value for w in at.warning if "No run" in w.value] == [
+        "No run '../../etc/passwd' here (deleted, or the link is mistyped): showing another."]
+    assert at.selectbox(key="pick_run").value in {r.id for r in store.list_runs(in_classroom[0])}
+    assert not at.error
+
+
 def test_instructor_token_unlocks_everyone_and_the_class_leaderboard(in_classroom, monkeypatch):
     root, runs = in_classroom
     monkeypatch.setenv("OPLENS_INSTRUCTOR_TOKEN", "s3cret")
