@@ -9,7 +9,7 @@ import streamlit as st
 from profiler import OpLensError, RunStoreError, lessons
 from profiler.schema import ProfileConfig, ProfileRun
 
-from . import participants, state
+from . import state
 
 # OpLens's own live run of bert-base (batch 8, seq 128, fp32) on an NVIDIA H200, kept in the repository's test data
 GPU_EXAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "h200_bert_base_live.pt.trace.json.gz"
@@ -20,21 +20,29 @@ LESSON_CONFIG = ProfileConfig(warmup=2, repeats=10, min_time_s=0.5, graph=False)
 
 
 def _start(spec: str, config: ProfileConfig, kind: str = "profile", **extra):
-    return state.job_manager().submit(spec, config, state.runs_dir(), kind=kind, participant=participants.current(),
-                                      **extra)
+    """A job tagged with this session's participant, or None with the refusal shown in one line (a full queue)."""
+    try:
+        return state.job_manager().submit(spec, config, state.runs_dir(), kind=kind, participant=state.participant(),
+                                          **extra)
+    except OpLensError as exc:
+        st.error(str(exc))
+        return None
 
 
-def submit(key: str, spec: str, config: ProfileConfig, kind: str = "profile", **extra) -> None:
-    """Start one job tagged with this session's participant; `key` remembers it in the session."""
-    st.session_state[key] = {"jobs": [_start(spec, config, kind, **extra).id], "pending": []}
+def submit(key: str, spec: str, config: ProfileConfig, kind: str = "profile", **extra) -> bool:
+    """Start one job; `key` remembers it in the session. False when it was refused."""
+    job = _start(spec, config, kind, **extra)
+    if job is not None:
+        st.session_state[key] = {"jobs": [job.id], "pending": []}
+    return job is not None
 
 
 def submit_series(key: str, jobs: list[dict]) -> None:
     """Start a series of jobs one after another (each a dict of `submit` arguments): the machine measures one at a
     time anyway, so queueing them here keeps one worker process alive instead of several."""
     first, *rest = jobs
-    submit(key, **first)
-    st.session_state[key]["pending"] = rest
+    if submit(key, **first):
+        st.session_state[key]["pending"] = rest
 
 
 def optimize_run(key: str, run: ProfileRun, passes: list[str]) -> None:
@@ -65,8 +73,12 @@ def follow(key: str, what: str) -> None:
         if job.status == "done" and job.kind == "profile" and job.run_id not in made:
             made.append(job.run_id)
         if job.status == "done" and entry["pending"]:
-            job = _start(**entry["pending"].pop(0))
-            entry["jobs"].append(job.id)
+            nxt = _start(**entry["pending"].pop(0))
+            if nxt is None:
+                entry["pending"].clear()
+            else:
+                job = nxt
+                entry["jobs"].append(job.id)
         total = len(entry["jobs"]) + len(entry["pending"])
         step = f" ({len(entry['jobs'])} of {total})" if total > 1 else ""
         if job.active:

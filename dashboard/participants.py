@@ -1,6 +1,6 @@
-"""Who is using this browser session: a workshop participant's display name (kept in the URL as `?name=...`, so a
-reload keeps it) and whether the session has entered the instructor's token. The pure checks come first; `sidebar`
-is the one piece of Streamlit, drawn by app.py on every page."""
+"""The sidebar that says who is using this browser session: a workshop participant's display name (kept in the URL as
+`?name=...`, so a reload keeps it), the everyone toggle, and the instructor's token. The pure checks come first;
+state.participant() and state.instructor() read what `sidebar` sets."""
 from __future__ import annotations
 
 import hmac
@@ -8,10 +8,11 @@ import os
 
 import streamlit as st
 
+from . import state
+
 MAX_NAME = 32
-NAME_KEY = "participant"  # session_state: the accepted display name
-INSTRUCTOR_KEY = "instructor"  # session_state: True once the token was entered
-EVERYONE_KEY = "show_everyone"  # session_state: the sidebar toggle
+NAME_KEY = "participant"  # session_state: the accepted display name (state.participant)
+INSTRUCTOR_KEY = "instructor"  # session_state: True once the token was entered (state.instructor)
 TOKEN_ENV = "OPLENS_INSTRUCTOR_TOKEN"
 
 
@@ -32,27 +33,6 @@ def token_matches(entered: str, expected: str | None) -> bool:
     if not expected or not entered:
         return False
     return hmac.compare_digest(entered.encode(), expected.encode())
-
-
-def visible(items: list, name: str, everyone: bool) -> list:
-    """The runs or comparisons a session sees: its own (tagged with its name), or all of them when `everyone`."""
-    if everyone:
-        return list(items)
-    return [item for item in items if getattr(item, "participant", "") == name]
-
-
-def current() -> str:
-    """This session's display name ("" until one is chosen)."""
-    return st.session_state.get(NAME_KEY, "")
-
-
-def is_instructor() -> bool:
-    return bool(st.session_state.get(INSTRUCTOR_KEY))
-
-
-def sees_everyone() -> bool:
-    """The instructor always does; a participant when the sidebar toggle is on, or before choosing a name."""
-    return is_instructor() or bool(st.session_state.get(EVERYONE_KEY)) or not current()
 
 
 def _accept_name() -> None:
@@ -77,23 +57,23 @@ def _check_token() -> None:
 def sidebar() -> None:
     """The name box, the everyone toggle and, when the server has a token, the instructor's box."""
     # a reload brings the name back from the URL; a page switch clears the URL's parameters, so put it back there
-    if not current():
+    if not state.participant():
         from_url = st.query_params.get("name", "")
         if from_url and not name_problem(from_url):
             st.session_state[NAME_KEY] = from_url.strip()
-    if current() and st.query_params.get("name") != current():
-        st.query_params["name"] = current()
+    if state.participant() and st.query_params.get("name") != state.participant():
+        st.query_params["name"] = state.participant()
     with st.sidebar:
-        st.session_state.setdefault("name_input", current())
+        st.session_state.setdefault("name_input", state.participant())
         st.text_input("Your name", key="name_input", on_change=_accept_name, max_chars=MAX_NAME * 2,
                       help="Tags your runs and results; you see your own by default. Kept in the address bar, so "
                            "bookmark it to come back.")
         if problem := st.session_state.get("name_problem"):
             st.error(problem)
-        if is_instructor():
+        if state.instructor():
             st.caption("Instructor: you see everyone's runs and the class leaderboard.")
         else:
-            st.toggle("Show everyone's runs", key=EVERYONE_KEY, disabled=not current())
+            st.toggle("Show everyone's runs", key=state.EVERYONE_KEY, disabled=not state.participant())
             if os.environ.get(TOKEN_ENV):
                 st.text_input("Instructor token", key="token_input", type="password", on_change=_check_token)
                 if problem := st.session_state.get("token_problem"):

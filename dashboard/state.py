@@ -11,7 +11,6 @@ from profiler import RunStoreError, store
 from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
 
-from . import participants
 from .jobs import JobManager
 
 RUN_KEY = "run_id"
@@ -49,6 +48,30 @@ def runs_dir() -> str:
 @st.cache_resource
 def job_manager() -> JobManager:
     return JobManager()
+
+
+def participant() -> str:
+    """The session's display name (set by the name picker), or "" before one is picked."""
+    return str(st.session_state.get("participant") or "")
+
+
+def instructor() -> bool:
+    return st.session_state.get("instructor") is True
+
+
+EVERYONE_KEY = "show_everyone"  # session_state: the sidebar's "Show everyone's runs" toggle
+
+
+def sees_everyone() -> bool:
+    """The instructor always does; a participant when the toggle is on; a session with no name yet sees all."""
+    return instructor() or bool(st.session_state.get(EVERYONE_KEY)) or not participant()
+
+
+def visible(items: list, name: str, everyone: bool) -> list:
+    """The runs or comparisons a session sees: its own (tagged with its name), or all of them when `everyone`."""
+    if everyone:
+        return list(items)
+    return [item for item in items if getattr(item, "participant", "") == name]
 
 
 @st.cache_resource
@@ -121,15 +144,14 @@ def my_runs(readable_only: bool = True):
     """The runs this session sees: its participant's own, or everyone's (instructor, or the toggle); unreadable runs
     (no owner can be read from them) are listed to all unless `readable_only`."""
     runs = list_runs()
-    good = participants.visible([r for r in runs if not r.error], participants.current(), participants.sees_everyone())
+    good = visible([r for r in runs if not r.error], participant(), sees_everyone())
     return good if readable_only else good + [r for r in runs if r.error]
 
 
 def my_comparisons():
     """The saved applies and searches this session sees, newest first (unreadable ones to all)."""
     saved = list_comparisons()
-    good = participants.visible([c for c in saved if not c.error], participants.current(),
-                                participants.sees_everyone())
+    good = visible([c for c in saved if not c.error], participant(), sees_everyone())
     return good + [c for c in saved if c.error]
 
 

@@ -1,12 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import participants, state
+from dashboard import state
 from optimizers.results import class_leaderboard
 from profiler import lessons
 
 st.title("Class leaderboard")
-if not participants.is_instructor():
+if not state.instructor():
     st.info("For the instructor: enter the instructor's token in the sidebar to see the class's results.")
     st.stop()
 state.about("""

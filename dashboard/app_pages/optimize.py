@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import optimizers
-from dashboard import comparison_view, participants, sources, state
+from dashboard import comparison_view, sources, state
 from profiler.schema import ProfileConfig, SavedComparison
 
 st.title("Optimize")
@@ -36,7 +36,7 @@ else:
 if not choice.spec:
     st.info("Choose a model first: pick a sample, upload a file, type a path or hub id, or pick a saved run.")
     st.stop()
-job_args = dict(arch=choice.arch, source_run_id=choice.run_id, participant=participants.current())
+job_args = dict(arch=choice.arch, source_run_id=choice.run_id)
 
 
 def check_job():

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from dashboard import participants, sources, state
+from dashboard import sources, state
 from profiler.schema import ProfileConfig
 
 st.title("Profile a model")
@@ -39,7 +39,7 @@ if go:
     else:
         config = ProfileConfig(device=device, batch_size=int(batch), seq_len=int(seq), warmup=int(warmup),
                                repeats=int(repeats), min_time_s=float(min_time), dtype=dtype, graph=graph)
-        job = jobs.submit(spec, config, state.runs_dir(), arch=arch, participant=participants.current())
+        job = jobs.submit(spec, config, state.runs_dir(), arch=arch)
         st.session_state["job_id"] = job.id
 
 

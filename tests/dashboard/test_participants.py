@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.participants import name_problem, token_matches, visible
+from dashboard.participants import name_problem, token_matches
+from dashboard.state import visible
 from optimizers.results import class_leaderboard
 from profiler import store
 
