@@ -406,7 +406,6 @@ class ProfileRun(_Dict):
     overhead_ratio: float = 0.0  # median over interleaved pairs of profiled / unprofiled time
     trace_path: str | None = None
     label: str = ""
-    participant: str = ""  # the workshop display name of whoever started it ("" outside a workshop)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the measurement is suspect: empty inputs, NaN/Inf outputs
     versions: dict[str, str] = field(default_factory=dict)
@@ -416,6 +415,7 @@ class ProfileRun(_Dict):
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
+    participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     schema_version: int = SCHEMA_VERSION
 
 
@@ -636,11 +636,11 @@ class SavedComparison(_Dict):
     accuracy: Accuracy | None = None
     arch: str | None = None
     source_run_id: str = ""  # the saved run whose model and config this optimized, if any
-    participant: str = ""  # the workshop display name of whoever started it ("" outside a workshop)
     apply: OptimizeResult | None = None
     waterfall: list[dict] = field(default_factory=list)  # [{step, median_ms}] after each pass of an apply
     search: SearchResult | None = None
     error: str = ""  # set only by the store's listing, for a file it could not read
+    participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     schema_version: int = SCHEMA_VERSION
 
 
