@@ -147,7 +147,13 @@ def test_lesson_5_sweep_runs_one_job_at_a_time_and_cancels(tmp_path):
     assert len(entry["jobs"]) == 1 and len(entry["pending"]) == 3  # batch 1 now, 2, 4 and 8 after it
     from dashboard.state import job_manager
 
-    assert job_manager().get(entry["jobs"][0]).payload["config"]["batch_size"] == 1
+    first = wait(entry["jobs"][0])
+    assert first.status == "done" and first.payload["config"]["batch_size"] == 1, first.error
+    at.run()  # the page's next look at the series starts the second size
+    entry = at.session_state["l5_job"]
+    assert len(entry["jobs"]) == 2 and len(entry["pending"]) == 2
+    assert job_manager().get(entry["jobs"][1]).payload["config"]["batch_size"] == 2
     at.button(key="l5_job_cancel").click().run()
-    job = wait(entry["jobs"][0])
-    assert job.status == "cancelled" and at.session_state["l5_job"]["pending"] == []
+    second = wait(entry["jobs"][1])
+    assert second.status == "cancelled" and at.session_state["l5_job"]["pending"] == []
+    assert [r.batch_size for r in store.list_runs()] == [1]  # the cancelled size saved nothing
