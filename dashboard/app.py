@@ -28,6 +28,14 @@ pages = {
                 st.Page("app_pages/generate.py", title="Generate", icon=":material/text_fields:")],
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
+# workshop: who this session is, the lessons, the instructor's class view; `?run=` opens a run on any page
+from dashboard import lesson_view, participants, state  # noqa: E402  (after the sys.path line above)
+
+participants.sidebar()
+state.follow_deep_link()
+pages["Learn"] = [st.Page(path, title=title, icon=":material/school:")
+                  for path, title in zip(lesson_view.LESSONS, lesson_view.TITLES)]
+pages["Learn"].append(st.Page("app_pages/class_board.py", title="Class leaderboard", icon=":material/leaderboard:"))
 st.navigation(pages).run()
 
 

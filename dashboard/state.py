@@ -13,6 +13,7 @@ from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
 
 RUN_KEY = "run_id"
+LINK_KEY = "deep_link_run"  # the `?run=` value already followed, so picking another run is not undone
 
 
 def available_devices() -> list[str]:
@@ -60,6 +61,21 @@ def participant() -> str:
 
 def instructor() -> bool:
     return st.session_state.get("instructor") is True
+
+
+EVERYONE_KEY = "show_everyone"  # session_state: the sidebar's "Show everyone's runs" toggle
+
+
+def sees_everyone() -> bool:
+    """The instructor always does; a participant when the toggle is on; a session with no name yet sees all."""
+    return instructor() or bool(st.session_state.get(EVERYONE_KEY)) or not participant()
+
+
+def visible(items: list, name: str, everyone: bool) -> list:
+    """The runs or comparisons a session sees: its own (tagged with its name), or all of them when `everyone`."""
+    if everyone:
+        return list(items)
+    return [item for item in items if getattr(item, "participant", "") == name]
 
 
 @st.cache_resource
@@ -121,19 +137,50 @@ def run_label(summary) -> str:
     return f"{name} · {summary.device.split(':')[0]} · {summary.median_ms:.3g} ms · {when}"
 
 
+def follow_deep_link() -> None:
+    """`?run=RUN_ID` in the address makes that run the session's current one, on whichever page it opens."""
+    link = st.query_params.get("run")
+    if link and link != st.session_state.get(LINK_KEY):
+        st.session_state[LINK_KEY] = st.session_state[RUN_KEY] = link
+
+
+def my_runs(readable_only: bool = True):
+    """The runs this session sees: its participant's own, or everyone's (instructor, or the toggle); unreadable runs
+    (no owner can be read from them) are listed to all unless `readable_only`."""
+    runs = list_runs()
+    good = visible([r for r in runs if not r.error], participant(), sees_everyone())
+    return good if readable_only else good + [r for r in runs if r.error]
+
+
+def my_comparisons():
+    """The saved applies and searches this session sees, newest first (unreadable ones to all)."""
+    saved = list_comparisons()
+    good = visible([c for c in saved if not c.error], participant(), sees_everyone())
+    return good + [c for c in saved if c.error]
+
+
 def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
-    """Select box over saved runs bound to the session's current run; shows guidance when there are none."""
-    runs = [r for r in list_runs() if not r.error]
+    """Select box over this session's runs bound to the session's current run (a deep-linked or just-profiled run is
+    offered even when it is someone else's); shows guidance when there are none."""
+    follow_deep_link()
+    current = st.session_state.get(RUN_KEY)
+    everything = [r for r in list_runs() if not r.error]
+    runs = my_runs()
+    runs += [r for r in everything if r.id == current and r not in runs]
     if not runs:
-        st.info("No saved runs yet. Profile a model on the **Profile** page first (the tiny models take seconds).")
+        mine = " of yours" if everything else ""
+        st.info(f"No saved runs{mine} yet. Profile a model on the **Profile** page first (the tiny models take "
+                "seconds).")
         st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/speed:")
         return None
     ids = [r.id for r in runs]
-    current = st.session_state.get(RUN_KEY)
+    if current and current not in ids and current == st.query_params.get("run"):
+        st.warning(f"No run '{current[:80]}' here (deleted, or the link is mistyped): showing another.")
     index = ids.index(current) if current in ids else 0
     labels = {r.id: run_label(r) for r in runs}
     chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
-    st.session_state[RUN_KEY] = chosen
+    st.session_state[RUN_KEY] = st.session_state[LINK_KEY] = chosen
+    st.query_params["run"] = chosen  # the address is a link to this run
     try:
         return load_run(chosen)
     except RunStoreError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import dataclass
 
 from profiler import store
 from profiler.loading import LoadedModel
@@ -116,3 +117,31 @@ def label(saved: SavedComparison) -> str:
         return f"{saved.id} (unreadable)"
     return (f"{saved.kind} · {saved.model} · {'+'.join(saved.passes) or 'no pass'} · {speedup_text(saved)} · "
             f"{saved.created[5:16].replace('T', ' ')}")
+
+
+@dataclass
+class ClassRow:
+    """One participant's best accuracy-passing result on a model: the class leaderboard's line."""
+    participant: str
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    passes: list[str]
+    comparison_id: str
+    tried: int  # how many of their results on this model counted (accuracy passed)
+
+
+def class_leaderboard(saved: list[SavedComparison], model: str) -> list[ClassRow]:
+    """Best verified speedup per participant on `model`, fastest first: only results whose accuracy passed count, and
+    untagged results (no participant) are left out."""
+    best: dict[str, ClassRow] = {}
+    for c in saved:
+        if c.error or c.model != model or not c.participant or c.accuracy is None or not c.accuracy.passed:
+            continue
+        row = best.get(c.participant)
+        tried = row.tried + 1 if row else 1
+        if row is None or c.speedup > row.speedup:
+            row = ClassRow(c.participant, c.speedup, c.speedup_low, c.speedup_high, list(c.passes), c.id, tried)
+        row.tried = tried
+        best[c.participant] = row
+    return sorted(best.values(), key=lambda r: r.speedup, reverse=True)

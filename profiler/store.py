@@ -186,6 +186,7 @@ class RunSummary:
     batch_size: int
     seq_len: int
     error: str = ""
+    participant: str = ""
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
@@ -204,7 +205,7 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
             out.append(RunSummary(id=data["id"], label=data.get("label", ""), model=data["model"]["name"],
                                   device=f"{data['device']['kind']}: {data['device']['name']}", created=data["created"],
                                   median_ms=data["latency"]["median_ms"], batch_size=data["config"]["batch_size"],
-                                  seq_len=data["config"]["seq_len"]))
+                                  seq_len=data["config"]["seq_len"], participant=data.get("participant", "")))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, RunStoreError) as exc:
             out.append(RunSummary(id=d.name, label="", model="?", device="?", created="", median_ms=0.0, batch_size=0,
                                   seq_len=0, error=str(exc)))

@@ -14,7 +14,7 @@ import torch
 
 from .loading import load_model
 from .runner import CancelToken, new_run_id, profile
-from .schema import OpLensError, ProfileCancelled, ProfileConfig, Sweep, SweepPoint
+from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Sweep, SweepPoint
 
 KNEE_SHARE = 0.9  # the knee: the smallest batch reaching this share of the best throughput
 
@@ -54,18 +54,7 @@ def sweep(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None =
                 point.error = str(exc).splitlines()[0][:300]
                 points.append(point)
                 continue
-            lat = run.latency
-            point.batch_size, point.seq_len = run.config.batch_size, run.config.seq_len  # what really ran
-            point.device = run.config.device
-            point.median_ms, point.p10_ms, point.p90_ms, point.iqr_ms = (
-                lat.median_ms,
-                lat.p10_ms,
-                lat.p90_ms,
-                lat.iqr_ms,
-            )
-            point.throughput_per_s = 1000 * run.config.batch_size / lat.median_ms if lat.median_ms else 0.0
-            if run.memory:
-                point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
+            point = point_from_run(run, threads=n_threads)
             device_name = device_name or f"{run.device.kind}: {run.device.name}"
             points.append(point)
     finally:
@@ -76,6 +65,18 @@ def sweep(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None =
     return Sweep(id=new_run_id(f"sweep-{spec}"), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                  model=spec, axes={k: v for k, v in axes.items() if v}, points=points,
                  findings=knees(points) + crossovers(points), device_name=device_name)
+
+
+def point_from_run(run: ProfileRun, threads: int | None = None) -> SweepPoint:
+    """A run's latency, throughput and peak memory as one sweep point, at the sizes that really ran."""
+    lat, cfg = run.latency, run.config
+    point = SweepPoint(batch_size=cfg.batch_size, seq_len=cfg.seq_len, threads=threads or run.device.threads,
+                       dtype=cfg.dtype, device=cfg.device, median_ms=lat.median_ms, p10_ms=lat.p10_ms,
+                       p90_ms=lat.p90_ms, iqr_ms=lat.iqr_ms,
+                       throughput_per_s=1000 * cfg.batch_size / lat.median_ms if lat.median_ms else 0.0)
+    if run.memory:
+        point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
+    return point
 
 
 def _series(points: list[SweepPoint], axis: str) -> dict[tuple, list[SweepPoint]]:

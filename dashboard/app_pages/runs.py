@@ -14,7 +14,7 @@ and compare two runs: the speedup is the ratio of their median latencies, with t
 the per-operator diff shows what got faster, slower, appeared or disappeared. **Comparisons** lists every apply and
 search made on the Optimize page or with `python -m optimizers`; pick one to see it again.
 """)
-runs = state.list_runs()
+runs = state.my_runs(readable_only=False)
 if not runs:
     st.info("No saved runs yet. Profile a model on the **Profile** page first.")
     st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/play_circle:")
@@ -121,7 +121,7 @@ else:
                            key="report_two")
 
 st.subheader("Comparisons")
-saved = state.list_comparisons()
+saved = state.my_comparisons()
 if not saved:
     st.caption("No saved comparisons yet: every apply and search on the **Optimize** page (or with "
                "`python -m optimizers apply` / `search`) is kept and listed here.")

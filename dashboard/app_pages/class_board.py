@@ -1,0 +1,28 @@
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from optimizers.results import class_leaderboard
+from profiler import lessons
+
+st.title("Class leaderboard")
+if not state.instructor():
+    st.info("For the instructor: enter the instructor's token in the sidebar to see the class's results.")
+    st.stop()
+state.about("""
+Each participant's best **verified** speedup on the model: only applies and searches whose outputs passed the
+accuracy check count. The range is what the two runs' 95% intervals allow; a range that reaches below 1.0x is not a
+clear win.
+""")
+saved = state.list_comparisons()
+models = sorted({c.model for c in saved if not c.error} | {lessons.LESSON_MODEL})
+model = st.selectbox("Model", models, index=models.index(lessons.LESSON_MODEL), key="class_model")
+rows = class_leaderboard(saved, model)
+if not rows:
+    st.info(f"No accuracy-passing results on {model} from a named participant yet.")
+    st.stop()
+st.dataframe(pd.DataFrame([{"participant": r.participant, "best speedup": r.speedup,
+                            "range": f"{r.speedup_low:.2f}-{r.speedup_high:.2f}x", "passes": " + ".join(r.passes),
+                            "results counted": r.tried, "comparison": r.comparison_id} for r in rows]),
+             hide_index=True, width="stretch",
+             column_config={"best speedup": st.column_config.NumberColumn(format="%.2fx")})
