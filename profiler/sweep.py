@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .analysis import throughput_per_s
 from .loading import load_model
 from .runner import CancelToken, new_run_id, profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, Sweep, SweepPoint
@@ -63,7 +64,7 @@ def sweep(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None =
                 lat.p90_ms,
                 lat.iqr_ms,
             )
-            point.throughput_per_s = 1000 * run.config.batch_size / lat.median_ms if lat.median_ms else 0.0
+            point.throughput_per_s = throughput_per_s(run)
             if run.memory:
                 point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
             device_name = device_name or f"{run.device.kind}: {run.device.name}"
