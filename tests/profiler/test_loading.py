@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import sample_models
+from optimizers.validate import primary_tensor
 from profiler import ModelLoadError, load_model
 
 
@@ -24,7 +25,9 @@ def test_registry_names_and_tiny_variants():
 def test_each_tiny_model_loads_and_runs(name):
     loaded = load_model(name)
     assert loaded.info.parameters > 0 and loaded.info.source == "registry"
-    assert _run(loaded) is not None
+    out = primary_tensor(_run(loaded))
+    assert out.shape[0] == loaded.batch_size and torch.isfinite(out).all(), (tuple(out.shape), loaded.batch_size)
+    assert loaded.info.parameters == sum(p.numel() for p in loaded.module.parameters())
 
 
 def test_batch_and_seq_len_reach_the_inputs():
