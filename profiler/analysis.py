@@ -228,6 +228,19 @@ def module_depths(run: ProfileRun) -> int:
     return max((len(n.module.split(".")) for n in run.graph.nodes if n.module), default=0)
 
 
+FLAT_GRAPH_NODES = 150  # up to this many nodes a graph is shown node by node
+MIN_GROUPS = 25  # a collapsed graph should still show at least this many groups
+
+
+def default_depth(run: ProfileRun) -> int | None:
+    """The module depth to show a graph at first: every node (None) when it is small enough to read, else the
+    shallowest depth that keeps MIN_GROUPS groups, else the deepest there is."""
+    if len(run.graph.nodes) <= FLAT_GRAPH_NODES:
+        return None
+    levels = module_depths(run)
+    return next((d for d in range(1, levels + 1) if len(collapse(run, d).nodes) >= MIN_GROUPS), levels or None)
+
+
 # ---------------------------------------------------------------- comparing two runs
 
 def setup_differences(base: ProfileRun, new: ProfileRun) -> list[str]:

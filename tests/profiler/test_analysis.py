@@ -1,6 +1,7 @@
 """profiler.analysis on golden values: a hand-built run whose every figure is worked out by hand below, and two real
 runs (OpLens's own BERT-base run on an H200, an imported AlexNet trace) cross-checked against sums made here from
 the files themselves and against the figures in the README and tests/data/README.md."""
+import dataclasses
 import gzip
 import json
 
@@ -205,3 +206,22 @@ def test_imported_trace_transfers_match_a_hand_sum_of_the_file():
     assert b["T_trans"] == pytest.approx(55.503, abs=1e-3) and b["wall"] == pytest.approx(run.totals.wall_ms)
     [h2d] = run.transfers
     assert (h2d.direction, h2d.calls, h2d.bytes) == ("H2D", 16, 244_403_360)
+
+
+def _chain(n_modules, per_module=2):
+    """A graph of `n_modules` blocks enc.<i>.fc, each of `per_module` nodes, in a chain."""
+    nodes, prev = [], "x"
+    for i in range(n_modules):
+        for j in range(per_module):
+            nid = f"n{i}_{j}"
+            nodes.append(node(nid, "aten.addmm", f"enc.{i}.fc", [prev], 1.0))
+            prev = nid
+    return nodes
+
+
+def test_default_depth():
+    assert analysis.default_depth(hand_run()) is None  # 7 nodes: every node
+    assert analysis.default_depth(hand_run(graph=_chain(30, 6))) == 2  # 180 nodes; depth 1 is one group, 2 is 30
+    assert analysis.default_depth(hand_run(graph=_chain(10, 16))) == 3  # never 25 groups: the deepest there is
+    flat = [dataclasses.replace(n, module="") for n in _chain(10, 16)]
+    assert analysis.default_depth(hand_run(graph=flat)) is None  # no modules to collapse to

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import DATA
 from profiler import TraceFormatError
-from profiler.traces import read_trace, steps, summary, window
+from profiler.traces import default_categories, read_trace, steps, summary, window
 
 
 def test_alexnet_a100_figures():
@@ -88,3 +88,12 @@ def test_broken_traces_are_named(tmp_path, content, message):
 def test_missing_trace():
     with pytest.raises(TraceFormatError, match="not found"):
         read_trace("nope.json")
+
+
+def test_default_categories_leave_out_job_long_annotations():
+    t = read_trace(DATA / "sampled_rank0_gpu.pt.trace.json.gz")
+    cats = {e.cat for e in t.events}
+    assert "user_annotation" in cats and "cpu_op" in cats
+    assert default_categories(t) == sorted(cats - {"python_function", "trace", "user_annotation",
+                                                   "gpu_user_annotation"})
+    assert "kernel" in default_categories(t) and "gpu_user_annotation" not in default_categories(t)
