@@ -225,3 +225,13 @@ def test_default_depth():
     assert analysis.default_depth(hand_run(graph=_chain(10, 16))) == 3  # never 25 groups: the deepest there is
     flat = [dataclasses.replace(n, module="") for n in _chain(10, 16)]
     assert analysis.default_depth(hand_run(graph=flat)) is None  # no modules to collapse to
+
+
+def test_the_cli_summary_prints_the_same_rates():
+    from profiler.cli import render_run
+
+    text = render_run(hand_run())
+    assert "throughput 400.0 samples/s" in text  # analysis.throughput_per_s
+    assert "6 GFLOP per inference, 600.0 GFLOP/s achieved" in text  # analysis.flop_rate
+    [mm] = [line for line in text.splitlines() if line.startswith("aten::addmm")]
+    assert "1000.0" in mm.split()  # analysis.op_gflops_per_s
