@@ -92,8 +92,8 @@ def flop_rate(run: ProfileRun) -> FlopRate:
     """Achieved FLOP/s of the whole run: the ops' FLOPs over flop_time_ms(run), always with its FLOP coverage. The
     one definition the Overview page, the CLI's summary and the bottleneck rules use."""
     flops = sum(o.flops for o in run.ops)
-    seconds_ms = flop_time_ms(run)
-    return FlopRate(flops=flops, gflops_per_s=flops / (seconds_ms * 1e6) if seconds_ms > 0 else 0.0,
+    time_ms = flop_time_ms(run)
+    return FlopRate(flops=flops, gflops_per_s=flops / (time_ms * 1e6) if time_ms > 0 else 0.0,
                     coverage=run.totals.flop_coverage)
 
 

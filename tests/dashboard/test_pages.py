@@ -96,6 +96,8 @@ SHOWS = {
     and "A saved run" in at.radio(key="opt_source").options,
     "why_slow": lambda at, run: _metrics(at)["Measured median"] == f"{run.latency.median_ms:.3g} ms",
     "generate": lambda at, run: any("This run is not a generation" in i.value for i in at.info),
+    # the Queue page (on main, not yet on this branch) is about jobs, not runs: it shows its history section
+    "queue": lambda at, run: "Your recent jobs" in [s.value for s in at.subheader],
 }
 
 
