@@ -20,7 +20,9 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import optimizers  # noqa: E402
 import profiler  # noqa: E402
 from optimizers.search import head_to_head_line, search  # noqa: E402
-from profiler.cli import format_table  # noqa: E402
+from optimizers.base import applicability  # noqa: E402
+from optimizers.tables import leaderboard_text  # noqa: E402
+from profiler.console import format_table  # noqa: E402
 from profiler.devices import cpu_features, cpu_name, resolve_device  # noqa: E402
 
 
@@ -39,8 +41,10 @@ def main() -> int:
                                     graph=False)
     names = a.passes.split(",") if a.passes else list(optimizers.REGISTRY)
     rows, singles = [], []
+    why_not = {row["pass"]: row["why not"] for row in applicability(loaded, device)}  # as the Optimize page checks
     for name in names:
-        reason = optimizers.get(name).check(loaded, device)
+        optimizers.get(name)  # an unknown name fails here, with the known ones listed
+        reason = why_not[name]
         if reason:
             rows.append([name, "-", "-", "-", "-", "-", f"n/a: {reason[:70]}"])
             continue
@@ -73,12 +77,9 @@ def main() -> int:
         print(f"searching for {a.budget_s:.0f} s ...", file=sys.stderr, flush=True)
         result = search(loaded, config, budget_s=a.budget_s, beam=2,
                         progress=lambda s, f: print(f"  {s}", file=sys.stderr, flush=True))
-        board = [["+".join(c.passes), c.status, f"{c.median_ms:.1f}" if c.median_ms else "-",
-                  f"{c.speedup:.2f}" if c.speedup else "-", f"{c.accuracy.cosine:.5f}" if c.accuracy else "-",
-                  f"{c.apply_s:.1f}"] for c in result.leaderboard]
         print(f"\nsearch leaderboard (base {result.base_median_ms:.1f} ms; stopped: {result.stopped}; "
               f"{result.elapsed_s:.0f} s)")
-        print(format_table(board, ["pipeline", "status", "median ms", "speedup", "cosine", "apply s"], left=(0, 1)))
+        print(leaderboard_text(result))
         if result.best and result.best.passes:
             b = result.best
             # compare with the best single pass as timed inside the search: the same stretch of machine time

@@ -7,6 +7,7 @@ import streamlit as st
 
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
+from optimizers.tables import LEADERBOARD_COLUMNS, leaderboard_rows
 from profiler import RunStoreError, analysis, tables
 from profiler.schema import SavedComparison
 
@@ -99,11 +100,8 @@ def show_search(c: SavedComparison) -> None:
     st.caption(f"Stopped: {res.stopped} after {res.elapsed_s:.0f} s. Base {res.base_median_ms:.4g} ms.")
     board = [cand.to_dict() for cand in res.leaderboard]
     st.plotly_chart(charts.pareto_scatter(board, res.base_median_ms), width="stretch")
-    st.dataframe(pd.DataFrame([{"pipeline": " + ".join(cand.passes), "status": cand.status,
-                                "median ms": cand.median_ms or None, "speedup": cand.speedup or None,
-                                "range": f"{cand.speedup_low:.2f}-{cand.speedup_high:.2f}" if cand.speedup else "",
-                                "cosine": cand.accuracy.cosine if cand.accuracy else None, "why not": cand.reason}
-                               for cand in res.leaderboard]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(leaderboard_rows(res), columns=list(LEADERBOARD_COLUMNS)), hide_index=True,
+                 width="stretch")
 
 
 def show_generate(c: SavedComparison) -> None:

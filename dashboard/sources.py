@@ -10,6 +10,7 @@ import streamlit as st
 
 import sample_models
 from profiler import ModelLoadError, RunStoreError
+from profiler.loading import file_spec, hub_spec
 from profiler.schema import ProfileConfig
 
 from . import state
@@ -46,7 +47,7 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
     spec = ""
     if up is not None:
         target = state.save_upload(up)
-        spec = f"{target}:{factory}" if target.suffix == ".py" else str(target)
+        spec = file_spec(target, factory)
     return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)  # 0: the model's own default
 
 
@@ -59,7 +60,7 @@ def _path(key: Callable[[str], str]) -> ModelChoice:
 
 def _hub(key: Callable[[str], str]) -> ModelChoice:
     hub = st.text_input("Hub id (needs the network)", placeholder="bert-base-uncased", key=key("hub")).strip()
-    return ModelChoice(spec=f"hf:{hub}" if hub else "", default_batch=0, default_seq=0)
+    return ModelChoice(spec=hub_spec(hub), default_batch=0, default_seq=0)
 
 
 def _saved_run(key: Callable[[str], str]) -> ModelChoice:

@@ -13,6 +13,7 @@ from . import results
 from .base import REGISTRY, UnknownPassError, get
 from .optimize import optimize
 from .search import head_to_head_line, search
+from .tables import leaderboard_text
 from .validate import MIN_COSINE, MIN_TOP1
 
 
@@ -166,18 +167,7 @@ def _cmd_search(a) -> int:
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
-    rows = [
-        [
-            "+".join(c.passes),
-            c.status,
-            f"{c.median_ms:.4g}" if c.median_ms else "",
-            f"{c.speedup:.2f}" if c.speedup else "",
-            f"{c.accuracy.cosine:.5f}" if c.accuracy else "",
-            c.reason[:60],
-        ]
-        for c in result.leaderboard
-    ]
-    print(format_table(rows, ["pipeline", "status", "median ms", "speedup", "cosine", "why not"], left=(0, 1, 5)))
+    print(leaderboard_text(result))
     print(
         f"\nbase {result.base_median_ms:.4g} ms; best: "
         + (f"{'+'.join(best.passes)} {best.speedup:.2f}x" if best else "none")

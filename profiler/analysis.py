@@ -5,12 +5,12 @@ Modelled on HolisticTraceAnalysis: each function takes a run (or two) and return
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from . import diff
-from .schema import Comparison, GraphNode, LatencyStats, OpDiff, ProfileRun
+from .schema import Comparison, GraphNode, LatencyStats, OpDiff, OpStat, ProfileRun
 
 SAME_BAND = 0.05  # per-op changes within +-5% count as "same": below that is profiler noise
 
@@ -33,7 +33,7 @@ def ops_frame(run: ProfileRun) -> pd.DataFrame:
                 "host_ms": o.host_ms,
                 "device_ms": o.device_ms,
                 "flops": o.flops,
-                "gflops_per_s": o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0.0,
+                "gflops_per_s": op_gflops_per_s(o),
                 "flops_known": o.flops_known,
                 "memory_bytes": o.memory_bytes,
                 "input_shapes": " | ".join(o.input_shapes),
@@ -53,12 +53,32 @@ def op_diff_frame(comp: Comparison, statuses: list[str] | None = None) -> pd.Dat
     return frame.reindex(frame["delta_ms"].abs().sort_values(ascending=False).index)
 
 
+def op_gflops_per_s(op: OpStat) -> float:
+    """One operator's achieved GFLOP/s: its FLOPs over its inclusive time (FLOPs sit on wrapper ops, whose self time
+    excludes the kernels doing the work); 0 when either is unknown."""
+    return op.flops / (op.total_ms * 1e6) if op.total_ms > 0 and op.flops else 0.0
+
+
+def throughput_per_s(run: ProfileRun) -> float:
+    """Samples per second: batch size over the median latency of the unprofiled iterations (the steady state a user
+    gets; profiled iterations carry the profiler's overhead). 0 without a latency."""
+    median = run.latency.median_ms
+    return 1000 * run.config.batch_size / median if median > 0 else 0.0
+
+
+def flop_time_ms(run: ProfileRun) -> float:
+    """The time the run's op FLOPs were done in. A live run's ops are per inference, so it is the median unprofiled
+    latency, as for throughput; an imported trace's ops are totals over the whole trace, so it is the trace's wall
+    time (its latency is one step, which would overstate the rate by the number of steps)."""
+    return run.totals.wall_ms if run.model.source == "trace" else run.latency.median_ms
+
+
 @dataclass
 class FlopRate:
-    """Work per inference and the rate achieved, with the share of exec time whose FLOPs are known beside it."""
+    """Work and the rate achieved, with the share of exec time whose FLOPs are known beside it."""
 
-    flops: float  # per inference
-    gflops_per_s: float  # over the median (unprofiled) latency
+    flops: float  # per inference (an imported trace: over the trace)
+    gflops_per_s: float  # flops / flop_time_ms(run)
     coverage: float | None  # share of exec time in ops whose FLOPs are known; None: a run from before it was measured
 
     def coverage_text(self) -> str:
@@ -69,10 +89,11 @@ class FlopRate:
 
 
 def flop_rate(run: ProfileRun) -> FlopRate:
-    """Achieved FLOP/s of a whole inference, always with its FLOP coverage."""
+    """Achieved FLOP/s of the whole run: the ops' FLOPs over flop_time_ms(run), always with its FLOP coverage. The
+    one definition the Overview page, the CLI's summary and the bottleneck rules use."""
     flops = sum(o.flops for o in run.ops)
-    median = run.latency.median_ms
-    return FlopRate(flops=flops, gflops_per_s=flops / (median * 1e6) if median > 0 else 0.0,
+    time_ms = flop_time_ms(run)
+    return FlopRate(flops=flops, gflops_per_s=flops / (time_ms * 1e6) if time_ms > 0 else 0.0,
                     coverage=run.totals.flop_coverage)
 
 
@@ -207,137 +228,17 @@ def module_depths(run: ProfileRun) -> int:
     return max((len(n.module.split(".")) for n in run.graph.nodes if n.module), default=0)
 
 
-# ---------------------------------------------------------------- bottlenecks
-
-@dataclass
-class Finding:
-    title: str
-    share: float  # fraction of the time it concerns, used for ranking
-    evidence: str
-    fix: str
-    kind: str  # "op", "node", "transfer", "overhead", "memory-bound", "noise"
-    details: list[str] = field(default_factory=list)
+FLAT_GRAPH_NODES = 150  # up to this many nodes a graph is shown node by node
+MIN_GROUPS = 25  # a collapsed graph should still show at least this many groups
 
 
-# op family -> what usually fixes it (first match wins)
-_FIXES = [
-    (("addmm", "mm", "matmul", "linear", "bmm", "baddbmm"),
-     "Matrix multiplies dominate: try bf16 weights or autocast (fast on CPUs with AVX-512 BF16/AMX and on GPUs), "
-     "dynamic int8 quantization of Linear layers, or low-rank factorisation."),
-    (("conv", "convolution"),
-     "Convolutions dominate: fold BatchNorm into the convs, use channels_last memory layout, reduced precision or "
-     "static int8 quantization."),
-    (("scaled_dot_product", "softmax", "attention"),
-     "Attention dominates: use fused attention (attn_implementation='sdpa'), shorter sequences or reduced precision."),
-    (("lstm", "rnn", "gru"),
-     "Recurrent layers dominate: dynamic int8 quantization of LSTM/Linear, or a larger batch to fill the cores."),
-    (("gelu", "relu", "tanh", "add", "mul", "layer_norm", "native_layer_norm", "dropout", "div", "sub"),
-     "Element-wise / normalisation ops are memory-bound: fuse them with torch.compile (Inductor) or TorchScript "
-     "freeze, or cut their bytes with reduced precision."),
-    (("embedding", "index_select", "gather"),
-     "Lookups dominate: these are memory-bound; reduced precision embeddings or a smaller vocabulary help."),
-]
-_MEMORY_BOUND = ("gelu", "relu", "tanh", "add", "mul", "layer_norm", "dropout", "div", "sub", "softmax", "copy",
-                 "clone", "contiguous", "cat", "where", "masked_fill", "exp", "sigmoid", "silu", "pow", "mean")
-
-
-def fix_for(op: str) -> str:
-    key = op.lower().split("::")[-1]
-    for names, fix in _FIXES:
-        if any(key == n or key.startswith(n) or n in key for n in names):
-            return fix
-    return "Check whether this op is needed at inference; torch.compile can often fuse or remove it."
-
-
-def bottlenecks(run: ProfileRun, top: int = 3) -> list[Finding]:
-    """Where the time goes, ranked by the share of time each finding concerns, in plain language."""
-    out: list[Finding] = []
-    wall = run.totals.wall_ms or 1.0
-    accounted = (run.totals.exec_ms + run.totals.trans_ms) or 1.0
-    frame = ops_frame(run)
-    for _, o in frame[frame["category"] == "compute"].head(top).iterrows():
-        if o["share"] < 0.05:
-            continue
-        rate = f", achieving {o['gflops_per_s']:.1f} GFLOP/s" if o["gflops_per_s"] else ""
-        out.append(Finding(
-            title=f"{o['name']} takes {100 * o['share']:.0f}% of operator time", share=o["share"], kind="op",
-            evidence=f"{o['time_ms']:.3g} ms per inference over {o['calls']:g} calls{rate}; most common shapes "
-                     f"{o['input_shapes'][:120] or 'n/a'}", fix=fix_for(o["name"])))
-    nodes = sorted(run.graph.nodes, key=lambda n: n.exec_ms + n.trans_ms, reverse=True)[:5]
-    if nodes and nodes[0].exec_ms + nodes[0].trans_ms > 0:
-        share = sum(n.exec_ms + n.trans_ms for n in nodes) / (run.graph.exec_ms + run.graph.trans_ms or 1.0)
-        out.append(
-            Finding(
-                title=f"The 5 slowest graph nodes hold {100 * share:.0f}% of graph time",
-                share=share * 0.5,
-                kind="node",
-                evidence="; ".join(
-                    f"{n.id} ({n.op} in {n.module or 'top level'}) {n.exec_ms + n.trans_ms:.3g} ms" for n in nodes
-                ),
-                fix="Start with the module these nodes live in; the Graph page shows them in context.",
-                details=[n.id for n in nodes],
-            )
-        )
-    trans_share = run.totals.trans_ms / accounted
-    if trans_share >= 0.03:
-        if run.device.kind == "cuda":
-            fix = ("Upload inputs from pinned memory with non_blocking=True, keep inputs and weights resident on the "
-                   "device, and avoid .cpu()/.item() inside forward.")
-        else:
-            fix = ("Copies and layout changes: avoid .contiguous()/permute round trips, use channels_last for conv "
-                   "nets, keep one dtype end to end; torch.compile can remove many copies.")
-        moved = ", ".join(f"{t.direction} {t.bytes / 1e6:.2f} MB in {t.time_ms:.3g} ms" for t in run.transfers)
-        out.append(Finding(title=f"Data movement (T_trans) is {100 * trans_share:.0f}% of operator time",
-                           share=trans_share, kind="transfer", evidence=f"{run.totals.trans_label}: {moved}", fix=fix))
-    tiny = frame[(frame["calls"] > 0) & (frame["time_ms"] / frame["calls"].clip(lower=1) < 0.01)]
-    calls = float(frame["calls"].sum())
-    unexplained = max(0.0, run.totals.unexplained_ms) / wall
-    tiny_share = float(tiny["time_ms"].sum()) / accounted
-    if (calls >= 200 and tiny_share + unexplained >= 0.10) or unexplained >= 0.15:
-        out.append(
-            Finding(
-                title=f"Many tiny ops and framework overhead: {calls:.0f} op calls per inference",
-                share=tiny_share + unexplained,
-                kind="overhead",
-                evidence=f"{tiny['calls'].sum():.0f} calls take under 10 us each ({100 * tiny_share:.0f}% of op time); "
-                f"{100 * unexplained:.0f}% of wall time is outside any operator (Python, dispatch, launch gaps)",
-                fix="Cut per-op overhead: torch.compile, TorchScript trace + freeze, CUDA graphs on a GPU, or a larger "
-                "batch.",
-            )
-        )
-    mem_bound = frame[frame["name"].str.split("::").str[-1].str.startswith(_MEMORY_BOUND) & (frame["flops"] == 0)]
-    mb_share = float(mem_bound["time_ms"].sum()) / accounted
-    if mb_share >= 0.10:
-        names = ", ".join(mem_bound.head(4)["name"])
-        out.append(Finding(
-            title=f"Memory-bound ops (no FLOPs to speak of) take {100 * mb_share:.0f}% of operator time",
-            share=mb_share, kind="memory-bound", evidence=f"mostly {names}",
-            fix="Fuse element-wise chains (torch.compile / Inductor), and halve their bytes with bf16/fp16."))
-    flops = float(frame["flops"].sum())
-    if flops > 0:
-        rate = flops / (wall * 1e6)
-        covered = flop_rate(run).coverage_text()
-        mm = frame[frame["flops"] > 0]
-        best = float(mm["gflops_per_s"].max()) if len(mm) else 0.0
-        if best > 0 and rate < 0.5 * best:
-            out.append(Finding(
-                title=f"Low achieved FLOP/s: {rate:.1f} GFLOP/s over the whole inference",
-                share=1 - rate / best, kind="flops",
-                evidence=f"the best op reaches {best:.1f} GFLOP/s, so time outside the big matmuls/convs drags the "
-                         f"average down ({covered})",
-                fix="Shrink what is not a matmul/conv (fusion, fewer copies) or raise the work per call (batch size)."))
-    if run.latency.noise != "ok":
-        out.append(
-            Finding(
-                title=f"Timing is {run.latency.noise}",
-                share=0.0,
-                kind="noise",
-                evidence=f"IQR {run.latency.iqr_ms:.3g} ms on a median of {run.latency.median_ms:.3g} ms",
-                fix="Close other programs, raise repeats, and compare runs only when their intervals do not overlap.",
-            )
-        )
-    out.sort(key=lambda f: f.share, reverse=True)
-    return out
+def default_depth(run: ProfileRun) -> int | None:
+    """The module depth to show a graph at first: every node (None) when it is small enough to read, else the
+    shallowest depth that keeps MIN_GROUPS groups, else the deepest there is."""
+    if len(run.graph.nodes) <= FLAT_GRAPH_NODES:
+        return None
+    levels = module_depths(run)
+    return next((d for d in range(1, levels + 1) if len(collapse(run, d).nodes) >= MIN_GROUPS), levels or None)
 
 
 # ---------------------------------------------------------------- comparing two runs

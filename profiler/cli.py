@@ -172,9 +172,7 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     rows = []
     for o in run.ops[:top]:
         own = o.exec_ms + o.trans_ms
-        gflops = (
-            o.flops / (o.total_ms * 1e6) if o.total_ms > 0 and o.flops else 0
-        )  # FLOPs sit on wrappers: inclusive time
+        gflops = analysis.op_gflops_per_s(o)
         rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
                      f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
     scope = "totals over the trace" if run.model.source == "trace" else "per inference"
@@ -190,7 +188,7 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
                f"dtype {s['dtype']}")
     out.append(f"device     {s['device']}, threads {s['threads']}, torch {s['torch']}")
     out.append(f"latency    median {med} ms (IQR {lat.iqr_ms:.2g}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
-               f"n={len(lat.samples_ms)}), throughput {1000 * run.config.batch_size / lat.median_ms:.1f} samples/s")
+               f"n={len(lat.samples_ms)}), throughput {analysis.throughput_per_s(run):.1f} samples/s")
     out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "
                f"{_ms(t.wall_ms)} ms profiled wall time; unexplained {_ms(t.unexplained_ms)} ms")
     out.append(f"           T_trans here is {t.trans_label}")

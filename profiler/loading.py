@@ -443,3 +443,16 @@ def reload_spec(info: ModelInfo, run_id: str = "") -> tuple[str, str | None]:
                              "temporary folder): upload or point to the model again")
     arch = info.name.split(":", 1)[0] if info.source == "state-dict" else None
     return info.spec, arch
+
+
+def file_spec(path: str | os.PathLike, factory: str = "build_model") -> str:
+    """The spec load_model takes for a model file: `file.py:factory` for Python source, the path itself otherwise
+    (TorchScript, .pt2, a state dict, a Hugging Face directory)."""
+    path = str(path)
+    return f"{path}:{factory.strip() or 'build_model'}" if path.endswith(".py") else path
+
+
+def hub_spec(hub_id: str) -> str:
+    """The spec for a Hugging Face Hub id (`hf:<id>`); empty for an empty id, so nothing is loaded."""
+    hub_id = hub_id.strip()
+    return f"hf:{hub_id}" if hub_id else ""

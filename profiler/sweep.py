@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .analysis import throughput_per_s
 from .loading import load_model
 from .runner import CancelToken, new_run_id, profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Sweep, SweepPoint
@@ -73,7 +74,7 @@ def point_from_run(run: ProfileRun, threads: int | None = None) -> SweepPoint:
     point = SweepPoint(batch_size=cfg.batch_size, seq_len=cfg.seq_len, threads=threads or run.device.threads,
                        dtype=cfg.dtype, device=cfg.device, median_ms=lat.median_ms, p10_ms=lat.p10_ms,
                        p90_ms=lat.p90_ms, iqr_ms=lat.iqr_ms,
-                       throughput_per_s=1000 * cfg.batch_size / lat.median_ms if lat.median_ms else 0.0)
+                       throughput_per_s=throughput_per_s(run))
     if run.memory:
         point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
     return point

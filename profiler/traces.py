@@ -258,6 +258,15 @@ def steps(trace: Trace) -> list[TraceEvent]:
     return [e for e in trace.events if e.name.startswith("ProfilerStep#")]
 
 
+# annotations can span a whole job and flatten every op in a timeline: shown only when asked for
+HIDDEN_BY_DEFAULT = frozenset({"python_function", "trace", "user_annotation", "gpu_user_annotation"})
+
+
+def default_categories(trace: Trace) -> list[str]:
+    """The event categories a timeline shows at first: every one in the trace but job-long annotations, sorted."""
+    return sorted({e.cat for e in trace.events} - HIDDEN_BY_DEFAULT)
+
+
 def window(trace: Trace, step: int | None = 0, max_events: int = 5000) -> list[TraceEvent]:
     """Events inside one profiler step (or the whole trace when it has none), longest first when capped."""
     marks = steps(trace)

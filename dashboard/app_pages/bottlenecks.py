@@ -1,7 +1,7 @@
 import streamlit as st
 
 from dashboard import state
-from profiler import analysis
+from profiler import bottlenecks
 
 st.title("Bottlenecks")
 state.about("""
@@ -10,7 +10,7 @@ fixes it. Ranking is by the share of time a finding concerns; a finding is a lea
 """)
 run = state.pick_run()
 if run is not None:
-    findings = analysis.bottlenecks(run)
+    findings = bottlenecks.find(run)
     if not findings:
         st.success("No single bottleneck stands out: time is spread evenly over many operators.")
     for i, f in enumerate(findings, 1):

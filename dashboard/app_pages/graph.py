@@ -20,9 +20,7 @@ if run is not None:
                    f"Σ node time {g.exec_ms + g.trans_ms:.4g} ms." + (f" Note: {g.note}" if g.note else ""))
         levels = analysis.module_depths(run)
         options = ["every node"] + [f"modules, depth {d}" for d in range(1, levels + 1)]
-        default = next((i for i, d in enumerate(range(1, levels + 1), 1)
-                        if len(analysis.collapse(run, d).nodes) >= 25), len(options) - 1) if len(g.nodes) > 150 else 0
-        choice = st.select_slider("Detail", options, value=options[default], key="graph_depth")
+        choice = st.select_slider("Detail", options, value=options[analysis.default_depth(run) or 0], key="graph_depth")
         depth = None if choice == "every node" else int(choice.rsplit(" ", 1)[-1])
         view = analysis.collapse(run, depth)
         selected = st.session_state.get("graph_node")

@@ -5,6 +5,7 @@ import streamlit as st
 
 import optimizers
 from dashboard import comparison_view, job_view, sources, state
+from optimizers import tables
 from profiler.schema import ProfileConfig, SavedComparison
 
 st.title("Optimize")
@@ -71,12 +72,11 @@ if check.active:
 else:
     table = check.result
     with st.expander("All passes, and why any does not apply to this model here", expanded=False):
-        st.dataframe(pd.DataFrame([{**row, "applies": "yes" if row["applies"] else "no"} for row in table]),
-                     hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(tables.applicability_rows(table)), hide_index=True, width="stretch")
 
 tab_apply, tab_search = st.tabs(["Apply passes", "Search"])
 with tab_apply:
-    usable = [t["pass"] for t in table if t["applies"]]
+    usable = tables.usable_passes(table)
     if check.active:
         st.caption("The passes that apply are offered here once the check is done.")
         chosen = []

@@ -21,7 +21,7 @@ if run is not None:
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Median latency", f"{significant(lat.median_ms, lat.iqr_ms)} ms", f"± {lat.iqr_ms:.2g} ms IQR",
               delta_color="off", delta_arrow="off")
-    c2.metric("Throughput", f"{1000 * run.config.batch_size / lat.median_ms:,.1f} /s",
+    c2.metric("Throughput", f"{analysis.throughput_per_s(run):,.1f} /s",
               f"batch {run.config.batch_size}", delta_color="off", delta_arrow="off")
     c3.metric(
         "Coverage",

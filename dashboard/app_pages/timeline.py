@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import charts, job_view, state
 from profiler import TraceFormatError
-from profiler.traces import steps, summary, window
+from profiler.traces import default_categories, steps, summary, window
 
 st.title("Timeline")
 state.about("""
@@ -101,9 +101,7 @@ if trace_path:
         if len(marks) > 1:
             step = st.selectbox("Step", list(range(len(marks))), format_func=lambda i: marks[i].name, key="tl_step")
         cats = sorted({e.cat for e in trace.events})
-        # annotations can span a whole job and flatten every op; they are one click away
-        default = [c for c in cats if c not in ("python_function", "trace", "user_annotation", "gpu_user_annotation")]
-        chosen = st.multiselect("Show", cats, default=default, key="tl_cats")
+        chosen = st.multiselect("Show", cats, default=default_categories(trace), key="tl_cats")
         events = [e for e in window(trace, step) if e.cat in chosen and not e.name.startswith("ProfilerStep#")]
         st.plotly_chart(charts.timeline_figure(events, title), width="stretch")
         s = summary(trace)

@@ -57,10 +57,58 @@ def test_page_renders_on_empty_store(page):
         assert "No saved runs yet" in texts(at)
 
 
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _timeline_shows(at: AppTest, run) -> bool:
+    """A GPU import: its per-step windows; otherwise the trace's event count per category, as the trace reader
+    counts them."""
+    from profiler.traces import read_trace, summary
+
+    if run.gpu is not None:
+        steps = at.dataframe[0].value
+        return list(steps["window ms"]) == run.gpu.step_window_ms
+    counts = {c: v["count"] for c, v in summary(read_trace(run.trace_path))["categories"].items()}
+    table = at.dataframe[-1].value
+    return dict(zip(table["category"], table["events"])) == counts
+
+
+def _bottlenecks_shows(at: AppTest, run) -> bool:
+    from profiler import bottlenecks
+
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    return titles == [f"**{i}. {f.title}**" for i, f in enumerate(bottlenecks.find(run), 1)]
+
+
+def _graph_shows(at: AppTest, run) -> bool:
+    return (f"{len(run.graph.nodes)} nodes" if run.graph.nodes else "This run has no graph") in texts(at)
+
+
+# what each page must show for the run it is given: a figure or a name it could get wrong, not only "no error"
+SHOWS = {
+    "profile": lambda at, run: at.selectbox(key="sample").value == "bert-tiny",
+    "overview": lambda at, run: _metrics(at)["Coverage"] == f"{100 * run.totals.coverage:.1f}%",
+    "operators": lambda at, run: list(at.dataframe[0].value["operator"]) == [o.name for o in run.ops],
+    "graph": _graph_shows,
+    "timeline": _timeline_shows,
+    "bottlenecks": _bottlenecks_shows,
+    "runs": lambda at, run: run.id in list(at.dataframe[0].value["id"]),
+    "system": lambda at, run: [m.label for m in at.metric][:3] == ["CPU", "Memory", "Load (1 min)"],
+    "optimize": lambda at, run: at.selectbox(key="opt_sample").value == "bert-tiny"
+    and "A saved run" in at.radio(key="opt_source").options,
+    "why_slow": lambda at, run: _metrics(at)["Measured median"] == f"{run.latency.median_ms:.3g} ms",
+    "generate": lambda at, run: any("This run is not a generation" in i.value for i in at.info),
+    # the Queue page (on main, not yet on this branch) is about jobs, not runs: it shows its history section
+    "queue": lambda at, run: "Your recent jobs" in [s.value for s in at.subheader],
+}
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_with_a_saved_run(page, saved):
     at = open_page(page, saved.id)
     assert not at.error, [e.value for e in at.error]
+    assert SHOWS[page](at, saved), texts(at)
 
 
 def test_overview_numbers_match_the_run(saved):
@@ -135,6 +183,8 @@ def test_timeline_trace_file_mode_renders():
     at = open_page("timeline")
     at.radio(key="tl_source").set_value("A trace file").run()
     assert not at.exception and not at.error  # the upload itself is driven in the browser test
+    # the saved-run picker gives way to the uploader
+    assert [u.proto.label for u in at.get("file_uploader")] == ["PyTorch profiler trace"] and not at.selectbox
 
 
 @pytest.mark.parametrize("path, message", [("missing_model.py:build", "model file not found"),

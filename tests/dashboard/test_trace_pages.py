@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import DATA
 from profiler import analysis, store
 from profiler.trace_import import import_trace
+from tests.dashboard.test_pages import SHOWS, texts
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "operators", "graph", "timeline", "bottlenecks", "runs"]
@@ -37,6 +38,7 @@ def test_page_renders_an_imported_run(page, name, imported, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     if page == "timeline" and name == "h100_bert_small":
         assert any("GPU time per step" in s.value for s in at.subheader)
+    assert SHOWS[page](at, runs[name]), texts(at)
     if page == "overview" and name == "cpu_only":
         setup = at.table[-1].value
         assert "not in the trace" in setup.loc[setup[""] == "parameters", "value"].iloc[0]

@@ -74,10 +74,32 @@ def test_search_builds_a_leaderboard_and_respects_the_budget():
     assert board[("magnitude-prune",)].status == "inaccurate"  # outside the tolerance: pruned from the search
     assert board[("magnitude-prune",)].accuracy.cosine < 0.999
     assert board[("dynamic-int8",)].status == "ok" and board[("dynamic-int8",)].accuracy.passed
-    assert result.best.speedup >= 1.0  # the best is never slower than leaving the model alone
-    assert result.best.passes == [] or result.best.accuracy.passed
+    # whether int8 is faster on this machine varies; what the search makes of it does not
+    fastest = max((c for c in result.leaderboard if c.status == "ok"), key=lambda c: c.speedup)
+    if fastest.speedup > 1.0:
+        assert result.best is fastest and result.best.accuracy.passed
+    else:  # keeping the model as it is wins
+        assert (result.best.passes, result.best.speedup, result.best.median_ms) == ([], 1.0, result.base_median_ms)
     assert result.elapsed_s < 30 + 20  # stops at the budget (plus the candidate in flight)
-    assert result.stopped
+    if len(result.leaderboard) < 3:
+        assert result.stopped == "time budget of 30 s reached"
+    elif fastest.speedup > 1.02:  # the one accurate pass has no partner left: round two has nothing to try
+        assert result.stopped == "every compatible pipeline was tried"
+    else:
+        assert result.stopped == "no single pass beat the unoptimized model by 2%"
+
+
+def test_a_search_where_every_pass_is_slower_keeps_the_model_as_it_is(monkeypatch):
+    monkeypatch.setitem(base.REGISTRY, "slower", base.Pass(
+        "slower", "runtime", "stand-in: the model plus a 5 ms sleep, same outputs", ("cpu",),
+        lambda lm, d: base.outcome(lm, Sleepy(lm.module, 5))))
+    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
+                    budget_s=30, passes=["slower"])
+    [tried] = result.leaderboard
+    assert tried.status == "ok" and tried.speedup < 0.5
+    assert (result.best.passes, result.best.speedup, result.best.median_ms) == ([], 1.0, result.base_median_ms)
+    assert result.best.reason == "no pipeline beat the unoptimized model"
+    assert result.stopped == "no single pass beat the unoptimized model by 2%"
 
 
 def test_a_candidate_that_breaks_is_recorded_not_fatal(monkeypatch):

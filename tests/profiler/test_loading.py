@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import sample_models
+from optimizers.validate import primary_tensor
 from profiler import ModelLoadError, load_model
 
 
@@ -24,7 +25,9 @@ def test_registry_names_and_tiny_variants():
 def test_each_tiny_model_loads_and_runs(name):
     loaded = load_model(name)
     assert loaded.info.parameters > 0 and loaded.info.source == "registry"
-    assert _run(loaded) is not None
+    out = primary_tensor(_run(loaded))
+    assert out.shape[0] == loaded.batch_size and torch.isfinite(out).all(), (tuple(out.shape), loaded.batch_size)
+    assert loaded.info.parameters == sum(p.numel() for p in loaded.module.parameters())
 
 
 def test_batch_and_seq_len_reach_the_inputs():
@@ -202,3 +205,15 @@ def test_inputs_file_is_read_weights_only(tmp_path):
     torch.save((torch.randn(7, 3),), tmp_path / "inputs.pt")
     loaded = load_model(str(tmp_path / "lin.pt"), inputs=str(tmp_path / "inputs.pt"))
     assert loaded.args[0].shape == (7, 3)
+
+
+def test_specs_for_files_and_hub_ids(tmp_path):
+    from profiler.loading import file_spec, hub_spec
+
+    assert file_spec(tmp_path / "m.py", "build") == f"{tmp_path / 'm.py'}:build"
+    assert file_spec(tmp_path / "m.py", " ") == f"{tmp_path / 'm.py'}:build_model"
+    assert file_spec(tmp_path / "model.pt2", "build") == str(tmp_path / "model.pt2")
+    assert hub_spec(" bert-base-uncased ") == "hf:bert-base-uncased" and hub_spec("  ") == ""
+    f = tmp_path / "m.py"
+    f.write_text("import torch\ndef build():\n    return torch.nn.Linear(3, 2), torch.zeros(4, 3)\n")
+    assert load_model(file_spec(f, "build")).batch_size == 4  # load_model takes what file_spec makes

@@ -270,7 +270,8 @@ def test_paths_outside_the_allowed_directories_are_refused(tmp_path, monkeypatch
         with pytest.raises(TraceFormatError, match="outside the directories traces may be read from"):
             import_trace(path)
     monkeypatch.delenv("OPLENS_DATA_DIRS")
-    assert import_trace(DATA / "cpu_only.pt.trace.json.gz")  # default: the repository's tests/data is allowed
+    # default: the repository's tests/data is allowed (the 4 cpu_op of tests/data/README's cpu_only trace)
+    assert sum(o.calls for o in import_trace(DATA / "cpu_only.pt.trace.json.gz").ops) == 4
     with pytest.raises(TraceFormatError, match="not found"):
         import_trace(tmp_path / "nope.json", allow_any=True)
 

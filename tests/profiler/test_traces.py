@@ -6,7 +6,7 @@ import pytest
 
 from conftest import DATA
 from profiler import TraceFormatError
-from profiler.traces import read_trace, steps, summary, window
+from profiler.traces import default_categories, read_trace, steps, summary, window
 
 
 def test_alexnet_a100_figures():
@@ -42,15 +42,33 @@ def test_cpu_only_trace():
 
 
 def test_plain_json_and_steps(tmp_path):
-    raw = gzip.decompress((DATA / "alexnet_a100.pt.trace.json.gz").read_bytes())
+    """A plain .json training trace with two ProfilerStep windows: each window holds exactly the events that start
+    inside it, counted here straight from the file's complete events (2,402 and 2,406 of 4,811)."""
+    raw = gzip.decompress((DATA / "sampled_rank0_gpu.pt.trace.json.gz").read_bytes())
     plain = tmp_path / "t.pt.trace.json"
     plain.write_bytes(raw)
     t = read_trace(plain)
-    assert len(t.of("kernel")) == 79
+    complete = [e for e in json.loads(raw)["traceEvents"] if e.get("ph") == "X"]
+    assert len(t.events) == len(complete) == 4811
     marks = steps(t)
-    if marks:
-        inside = window(t, 0)
-        assert all(marks[0].ts_us <= e.ts_us <= marks[0].end_us for e in inside)
+    assert [m.name for m in marks] == ["ProfilerStep#551", "ProfilerStep#552"]
+    for i, m in enumerate(marks):
+        inside = window(t, i)
+        expected = [e for e in complete if m.ts_us <= e["ts"] <= m.end_us and not e["name"].startswith("ProfilerStep")]
+        assert len(inside) == len(expected) == [2402, 2406][i]
+        assert all(m.ts_us <= e.ts_us <= m.end_us for e in inside)
+    assert not {id(e) for e in window(t, 0)} & {id(e) for e in window(t, 1)}
+
+
+def test_a_trace_without_steps_windows_its_work():
+    """No ProfilerStep in AlexNet's trace: the window is the stretch from the first to the last op or device event."""
+    t = read_trace(DATA / "alexnet_a100.pt.trace.json.gz")
+    assert steps(t) == []
+    work = [e for e in t.events if e.cat in ("cpu_op", "kernel", "gpu_memcpy", "gpu_memset", "cuda_runtime")]
+    lo, hi = min(e.ts_us for e in work), max(e.end_us for e in work)
+    inside = window(t, 0)
+    assert len(inside) == sum(lo <= e.ts_us <= hi for e in t.events) == 866  # of 868: two job-long annotations out
+    assert len(window(t, 0, max_events=10)) == 10
 
 
 @pytest.mark.parametrize("content, message", [
@@ -70,3 +88,9 @@ def test_broken_traces_are_named(tmp_path, content, message):
 def test_missing_trace():
     with pytest.raises(TraceFormatError, match="not found"):
         read_trace("nope.json")
+
+
+def test_default_categories_leave_out_job_long_annotations():
+    """BERT-small on an H100 has all four kinds of annotation; ops, kernels, runtime calls and copies stay."""
+    t = read_trace(DATA / "h100_bert_small.pt.trace.json.gz")
+    assert default_categories(t) == ["cpu_op", "cuda_runtime", "gpu_memcpy", "kernel"]

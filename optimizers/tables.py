@@ -1,0 +1,40 @@
+"""The optimizer tables people read: which passes apply to a model, and a search's leaderboard. Rows of plain values
+from one definition each, so the dashboard, the CLI and the benchmarks show the same columns."""
+from __future__ import annotations
+
+from profiler.console import format_table
+from profiler.schema import SearchResult
+
+LEADERBOARD_COLUMNS = ("pipeline", "status", "median ms", "speedup", "range", "cosine", "apply s", "why not")
+
+
+def usable_passes(applicability: list[dict]) -> list[str]:
+    """The names of the passes that apply, in registry order, from base.applicability's rows."""
+    return [row["pass"] for row in applicability if row["applies"]]
+
+
+def applicability_rows(applicability: list[dict]) -> list[dict]:
+    """base.applicability's rows as a person reads them: "yes"/"no" instead of True/False."""
+    return [{**row, "applies": "yes" if row["applies"] else "no"} for row in applicability]
+
+
+def leaderboard_rows(result: SearchResult) -> list[dict]:
+    """One row per candidate the search tried, in leaderboard order; None where a candidate was never timed or
+    compared (it did not apply, broke, or ran out of time)."""
+    return [{"pipeline": " + ".join(c.passes), "status": c.status, "median ms": c.median_ms or None,
+             "speedup": c.speedup or None,
+             "range": f"{c.speedup_low:.2f}-{c.speedup_high:.2f}" if c.speedup else "",
+             "cosine": c.accuracy.cosine if c.accuracy else None, "apply s": c.apply_s, "why not": c.reason}
+            for c in result.leaderboard]
+
+
+_TEXT = {"median ms": "{:.4g}", "speedup": "{:.2f}", "cosine": "{:.5f}", "apply s": "{:.1f}"}
+
+
+def leaderboard_text(result: SearchResult, reason_width: int = 60) -> str:
+    """The leaderboard as an aligned text table, for terminals."""
+    rows = [[("" if row[k] is None else _TEXT[k].format(row[k])) if k in _TEXT else str(row[k])
+             for k in LEADERBOARD_COLUMNS] for row in leaderboard_rows(result)]
+    for r in rows:
+        r[-1] = r[-1][:reason_width]
+    return format_table(rows, list(LEADERBOARD_COLUMNS), left=(0, 1, 7))
