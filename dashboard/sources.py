@@ -65,7 +65,7 @@ def _hub(key: Callable[[str], str]) -> ModelChoice:
 def _saved_run(key: Callable[[str], str]) -> ModelChoice:
     from profiler.loading import reload_spec
 
-    runs = [r for r in state.list_runs() if not r.error]
+    runs = state.list_runs()
     if not runs:
         return ModelChoice(
             problem="No saved runs yet: profile a model on the Profile page first, or pick another source."

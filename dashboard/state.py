@@ -97,6 +97,11 @@ def list_runs():
     return store.list_runs(runs_dir())
 
 
+def scan_runs() -> store.RunListing:
+    """The readable runs and a note on any folder skipped (a save killed halfway)."""
+    return store.scan_runs(runs_dir())
+
+
 def list_comparisons():
     """Saved applies and searches, newest first."""
     return store.list_comparisons(runs_dir())
@@ -110,7 +115,7 @@ def run_label(summary) -> str:
 
 def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
     """Select box over saved runs bound to the session's current run; shows guidance when there are none."""
-    runs = [r for r in list_runs() if not r.error]
+    runs = list_runs()
     if not runs:
         st.info("No saved runs yet. Profile a model on the **Profile** page first (the tiny models take seconds).")
         st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/speed:")

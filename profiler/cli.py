@@ -391,7 +391,7 @@ def _cmd_import(a) -> int:
     from .trace_import import import_trace
 
     store.check_writable(a.runs_dir)
-    run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.paths)
+    run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.policy)
     saved = store.save(run, a.runs_dir)
     if a.json:
         print(json.dumps(run.to_dict(), indent=1))
@@ -415,19 +415,18 @@ def _cmd_generate(a) -> int:
 
 
 def _cmd_runs(a) -> int:
-    runs = store.list_runs(a.runs_dir)
+    listing = store.scan_runs(a.runs_dir)
+    runs = listing.runs
+    if listing.note:
+        print(f"note: {listing.note}", file=err())
     if a.json:
         print(json.dumps([vars(r) for r in runs], indent=1))
         return 0
     if not runs:
         print(f"no saved runs in {store.runs_dir(a.runs_dir)}")
         return 0
-    rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms), r.error[:60]] for r in runs]
-    print(
-        format_table(
-            rows, ["id", "label", "model", "device", "created", "median ms", "problem"], left=(0, 1, 2, 3, 4, 6)
-        )
-    )
+    rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms)] for r in runs]
+    print(format_table(rows, ["id", "label", "model", "device", "created", "median ms"], left=(0, 1, 2, 3, 4)))
     return 0
 
 

@@ -63,7 +63,7 @@ else:
             from profiler import store
             from profiler.trace_import import import_trace
 
-            try:  # the upload folder is one of the allowed directories (profiler.paths)
+            try:  # the upload folder is one of the allowed directories (profiler.policy)
                 imported = import_trace(trace_path)
                 store.save(imported, state.runs_dir())
             except OpLensError as exc:
