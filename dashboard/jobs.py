@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from profiler import ProfileConfig
 
 MEMORY_KILL = (-9, 137)
+CANCEL_GRACE_S = 5.0  # a model stuck inside one forward never reaches the next cancel check: killed after this
 
 
 WORKERS = {"profile": "profiler.worker", "check": "optimizers.worker", "optimize": "optimizers.worker",
@@ -120,6 +121,9 @@ class JobManager:
             if job.cancel.wait(0.2):
                 try:
                     proc.send_signal(signal.SIGINT)
+                    proc.wait(timeout=CANCEL_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
                 except ProcessLookupError:
                     pass
                 return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from profiler import RunStoreError, store
+from profiler import RunStoreError, policy, store
 from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
 
@@ -27,14 +27,17 @@ def available_devices() -> list[str]:
 
 def save_upload(upload) -> Path:
     """Store an uploaded file under a folder named by its content hash: two participants uploading `model.py` at
-    the same time never overwrite each other, and the same file uploaded twice is stored once."""
+    the same time never overwrite each other, and the same file uploaded twice is stored once. Its name is
+    sanitised and its size checked (profiler.policy): PolicyError in one line otherwise."""
     import hashlib
-    import tempfile
 
     data = upload.getbuffer()
-    folder = Path(tempfile.gettempdir()) / "oplens-uploads" / hashlib.sha256(data).hexdigest()[:16]
+    if len(data) > policy.max_file_bytes():
+        raise policy.PolicyError(f"{upload.name}: {len(data) / 2**20:.0f} MiB is over this server's limit of "
+                                 f"{policy.max_file_bytes() / 2**20:.0f} MiB")
+    folder = policy.UPLOADS / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(upload.name).name
+    target = folder / policy.safe_upload_name(upload.name)
     if not target.exists():
         target.write_bytes(data)
     return target

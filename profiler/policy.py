@@ -98,6 +98,8 @@ def check_server_model(spec: str) -> None:
             raise PolicyError(f"'{spec[3:]}' is not a Hugging Face Hub id (owner/name); for a model directory on "
                               "this server use 'Path on this server'")
         return
+    if not any(c in spec for c in "/.~" + os.sep):
+        return  # a bare word is no path: the loader says it is an unknown model
     kind = code_kind(spec)
     if kind and not allow_code():
         raise PolicyError(f"{Path(model_file(spec)).name} is {kind}, and loading it runs its code: this server does "

@@ -45,9 +45,11 @@ def serve(run: Callable[[dict, Say, threading.Event], Any], argv: list[str]) -> 
 
 def load_job_model(job: dict, say: Say, cancel: threading.Event):
     """The job's config and its model, loaded as the job describes; raises ProfileCancelled if cancelled meanwhile."""
+    from . import policy
     from .loading import load_model
 
     config = ProfileConfig.from_dict(job["config"])
+    policy.check_server_model(job["spec"])  # jobs come from the dashboard: its rules hold whatever the page sent
     say("loading the model", 0.0)
     loaded = load_model(job["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
                         arch=job.get("arch"))

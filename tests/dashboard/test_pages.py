@@ -134,8 +134,11 @@ def test_timeline_trace_file_mode_renders():
     assert not at.exception and not at.error  # the upload itself is driven in the browser test
 
 
-@pytest.mark.parametrize("path, message", [("missing_model.py:build", "model file not found"),
-                                           ("README.md", "not a model file")])
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize("path, message", [(str(DATA / "missing_model.pt"), "model file not found"),
+                                           (str(DATA / "README.md"), "not a model file")])
 def test_profile_page_bad_input_shows_the_reason_and_keeps_runs(path, message, saved):
     import time
 
@@ -364,11 +367,11 @@ def test_optimize_page_says_when_a_saved_runs_model_is_gone(own_store):
 def test_optimize_page_bad_path_is_one_line_from_the_worker():
     at = open_page("optimize")
     at.radio(key="opt_source").set_value("Path on this server").run()
-    at.text_input(key="opt_path").input("missing_model.py:build").run()
+    at.text_input(key="opt_path").input(str(DATA / "missing_model.pt")).run()
     job = _wait_job(at, "opt_check_job")
     assert job.kind == "check" and job.status == "failed"
     assert not at.exception
-    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py"]
+    assert [e.value for e in at.error] == [f"Cannot optimize this model: model file not found: {DATA}/missing_model.pt"]
 
 
 def test_overview_shows_flop_coverage_beside_achieved_flops(saved):
