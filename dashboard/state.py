@@ -43,6 +43,18 @@ def save_upload(upload) -> Path:
     return target
 
 
+def unsafe_server() -> str:
+    """Why this server is not strict, or '': started outside the OpLens folder, .streamlit/config.toml (127.0.0.1,
+    XSRF protection) was not read and Streamlit would listen on every interface. A flag given on purpose counts."""
+    from streamlit import config
+
+    if config.is_manually_set("server.address"):
+        return ""
+    return ("OpLens runs models, so it serves only where it is told to: start it from its own folder (`streamlit run "
+            "dashboard/app.py` reads .streamlit/config.toml: 127.0.0.1, XSRF protection, upload limit) or name an "
+            "address on purpose with --server.address")
+
+
 def runs_dir() -> str:
     return str(store.runs_dir())
 

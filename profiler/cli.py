@@ -11,7 +11,7 @@ from typing import Callable
 
 import sample_models
 
-from . import analysis, store
+from . import analysis, policy, store
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "or a state dict with --arch")
     pr.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
     pr.add_argument("--batch-size", type=positive(), default=None)
-    pr.add_argument("--seq-len", type=positive(), default=None, help="sequence length, or image size for vision models")
+    pr.add_argument("--seq-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=None,
+                    help="sequence length, or image size for vision models")
     pr.add_argument("--warmup", type=positive(minimum=0), default=3)
     pr.add_argument("--repeats", type=positive(), default=10, help="minimum timed iterations")
     pr.add_argument("--min-time", type=positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")

@@ -26,6 +26,9 @@ from .schema import OpLensError
 REPO = Path(__file__).resolve().parents[1]
 UPLOADS = Path(tempfile.gettempdir()) / "oplens-uploads"  # where dashboard.state.save_upload puts files
 DEFAULT_MAX_FILE_MB = 512
+# the dashboard's own input limit: a model that accepts a billion tokens allocates until the OOM killer ends the
+# process without a word, so the command line refuses such sizes up front
+MAX_SEQ_LEN = 65536
 CODE = {".py": "a Python file", ".pkl": "a pickle", ".pickle": "a pickle"}  # suffix -> what it is; both run code
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
