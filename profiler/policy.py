@@ -97,7 +97,8 @@ def check_server_model(spec: str) -> None:
     if spec in sample_models.REGISTRY:
         return
     if spec.startswith("hf:"):
-        if not HUB_ID.match(spec[3:]) or ".." in spec:
+        # transformers reads an existing local folder of that name instead of the Hub: that is a path, not an id
+        if not HUB_ID.match(spec[3:]) or ".." in spec or os.path.exists(spec[3:]):
             raise PolicyError(f"'{spec[3:]}' is not a Hugging Face Hub id (owner/name); for a model directory on "
                               "this server use 'Path on this server'")
         return
