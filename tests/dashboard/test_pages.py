@@ -263,6 +263,8 @@ def test_profile_page_zero_sizes_keep_the_factorys_defaults(tmp_path, monkeypatc
     f.write_text("import torch\ndef build(batch_size=6, seq_len=9):\n"
                  "    return torch.nn.Embedding(20, 4), torch.randint(0, 20, (batch_size, seq_len))\n")
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # a .py model: only on a server started to allow code
+    monkeypatch.setenv("OPLENS_DATA_DIRS", str(tmp_path))
     at = open_page("profile")
     at.radio(key="source").set_value("Path on this server").run()
     at.text_input(key="path").input(f"{f}:build").run()
