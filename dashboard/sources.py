@@ -42,7 +42,7 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
     code = policy.allow_code()  # .py files (and pickles) only when the server was started with OPLENS_ALLOW_CODE=1
     kinds = "TorchScript .pt, torch.export .pt2, a state dict" + (", or .py with a factory (runs code)" if code else "")
     up = st.file_uploader(f"Model file: {kinds}", key=key("upload"),
-                          type=["pt", "pth", "pt2", "ts", "safetensors"] + (["py", "pkl", "pickle"] if code else []))
+                          type=["pt", "pth", "pt2", "ts"] + (["py", "pkl", "pickle"] if code else []))
     factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory")) if code else ""
     arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch")) or None
     spec = ""

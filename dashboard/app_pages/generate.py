@@ -59,11 +59,12 @@ with st.form("genopt"):
     go = st.form_submit_button("Optimize")
 if go:
     from optimizers.generation import optimize_generation, result_table, search_generation
-    from profiler import OpLensError, load_model
+    from profiler import OpLensError, load_model, policy
     from profiler.schema import GenerateConfig
 
     try:
         with st.spinner("applying passes and timing base and optimized side by side"):
+            policy.check_server_model(model)  # this page loads in the server process itself: the same rules
             loaded = load_model(model)
             cfg = GenerateConfig(prompt_len=int(prompt_len), new_tokens=int(new_tokens))
             found = (search_generation(loaded, cfg, objective, rounds=int(rounds)) if search

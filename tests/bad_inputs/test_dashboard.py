@@ -121,6 +121,17 @@ def test_optimize_page_refuses_a_path_outside(server):
     assert job_manager().get(at.session_state["opt_check_job"]).spec == "bert-tiny"
 
 
+def test_generate_page_refuses_code_in_the_server_process(server, no_marker):
+    """The Generate page loads its model in the server itself: a .py there would run inside the server."""
+    at = open_page("generate")
+    [model] = [t for t in at.text_input if t.label == "Model"]
+    model.input(f"{server.models_py}:nan")
+    [go] = [b for b in at.button if b.label == "Optimize"]
+    go.click().run()  # a form: the typed value and the submit go in the same run
+    [mine] = [e for e in on_screen(at) if "models.py" in e]  # beside the page's note that mlp-tiny cannot generate
+    assert "\n" not in mine and "is a Python file" in mine and "OPLENS_ALLOW_CODE=1" in mine
+
+
 # ---------------------------------------------------------------- loaded in a worker: fails there, in one line
 
 def test_pickled_state_dict_on_the_server_fails_without_running_it(server, no_marker):
