@@ -112,6 +112,7 @@ def pick_model(prefix: str = "", saved_runs: bool = False) -> ModelChoice:
         else:
             if policy.code_kind(choice.spec):
                 st.warning(f"**Runs code**: {policy.model_file(choice.spec)} is {policy.code_kind(choice.spec)}; "
-                           "this server was started with OPLENS_ALLOW_CODE=1, so loading it runs whatever it holds.",
+                           "this server was started with OPLENS_ALLOW_CODE=1, so it is loaded: a Python file by "
+                           "running it, a pickle weights-only.",
                            icon=":material/warning:")
     return choice

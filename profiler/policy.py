@@ -29,7 +29,8 @@ DEFAULT_MAX_FILE_MB = 512
 # the dashboard's own input limit: a model that accepts a billion tokens allocates until the OOM killer ends the
 # process without a word, so the command line refuses such sizes up front
 MAX_SEQ_LEN = 65536
-CODE = {".py": "a Python file", ".pkl": "a pickle", ".pickle": "a pickle"}  # suffix -> what it is; both run code
+# suffix -> what it is: a Python file runs when loaded; a pickle can carry code (OpLens reads it weights-only anyway)
+CODE = {".py": "a Python file", ".pkl": "a pickle", ".pickle": "a pickle"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -106,8 +107,8 @@ def check_server_model(spec: str) -> None:
         return  # a bare word is no path: the loader says it is an unknown model
     kind = code_kind(spec)
     if kind and not allow_code():
-        raise PolicyError(f"{Path(model_file(spec)).name} is {kind}, and loading it runs its code: this server does "
-                          "not run participants' code unless started with OPLENS_ALLOW_CODE=1; use TorchScript, "
+        raise PolicyError(f"{Path(model_file(spec)).name} is {kind}, which can carry code: this server takes code "
+                          "from participants only when started with OPLENS_ALLOW_CODE=1; use TorchScript, "
                           ".pt2, safetensors, a state dict or a Hugging Face directory")
     path = confine(model_file(spec), "model file")
     check_size(path, "model file")

@@ -55,7 +55,7 @@ def test_code_needs_allow_code(name, kind, monkeypatch, tmp_path):
     spec = str(tmp_path / name)
     assert policy.code_kind(spec) == kind
     if kind:
-        with pytest.raises(policy.PolicyError, match=f"is {kind}, and loading it runs its code.*OPLENS_ALLOW_CODE=1"):
+        with pytest.raises(policy.PolicyError, match=f"is {kind}, which can carry code.*OPLENS_ALLOW_CODE=1"):
             policy.check_server_model(spec)
         monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")
     policy.check_server_model(spec)

@@ -85,17 +85,18 @@ def test_interrupted_saves_are_reported_never_listed(tiny_bert_run, tmp_path):
 def test_a_new_run_appears_whole_or_not_at_all(tiny_bert_run, tmp_path, monkeypatch):
     run, _ = tiny_bert_run
     seen = []
-    real = store._atomic_write
+    real = store.os.fsync
 
-    def write_and_look(path, text):  # what a reader sees while run.json is being written
+    def sync_and_look(fd):  # what a reader sees at each step of the save (the trace, run.json, the folder)
         seen.append(sorted(p.name for p in tmp_path.iterdir()))
-        real(path, text)
-    monkeypatch.setattr(store, "_atomic_write", write_and_look)
+        real(fd)
+    monkeypatch.setattr(store.os, "fsync", sync_and_look)
     copy = ProfileRun.from_dict(run.to_dict())
     copy.id = "20260101-000000-bert-tiny-aaaaaa"
     store.save(copy, tmp_path)
-    assert seen and not any(copy.id in names for names in seen)  # only its .saving- folder existed meanwhile
-    assert all(n.startswith(store.PARTIAL) for names in seen for n in names)
+    *during, after_rename = seen  # the last fsync is of the runs dir, after the rename
+    assert during and all(n.startswith(store.PARTIAL) for names in during for n in names)  # only the .saving- folder
+    assert after_rename == [copy.id]
     assert sorted(p.name for p in tmp_path.iterdir()) == [copy.id]
     assert Path(store.load(copy.id, tmp_path).trace_path).is_file()
 
