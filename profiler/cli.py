@@ -20,13 +20,15 @@ from .timing import significant
 
 
 
-def _int_list(text: str) -> list[int]:
+def _int_list(text: str, maximum: int | None = None) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}': give one or more numbers, each at least 1")
+    if maximum is not None and max(values) > maximum:
+        raise argparse.ArgumentTypeError(f"'{text}': each must be at most {maximum}")
     return values
 
 
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="latency, throughput and memory across batch sizes, lengths, threads, dtypes")
     sw.add_argument("model")
     sw.add_argument("--batch-sizes", type=_int_list, required=True, help="comma-separated, e.g. 1,2,4,8")
-    sw.add_argument("--seq-lens", type=_int_list, help="sequence lengths or image sizes, e.g. 64,128,256")
+    sw.add_argument("--seq-lens", type=lambda t: _int_list(t, policy.MAX_SEQ_LEN),
+                    help="sequence lengths or image sizes, e.g. 64,128,256")
     sw.add_argument("--threads", type=_int_list, help="CPU thread counts, e.g. 1,2")
     sw.add_argument("--dtypes", type=_choice_list("float32", "bfloat16", "float16"), help="e.g. float32,bfloat16")
     sw.add_argument("--devices", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], help="e.g. cpu,cuda")
@@ -112,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="greedy generation of a causal LM: TTFT, per-token latency, KV cache, roofs")
     g.add_argument("model", help="a decoder: gpt2, llama, qwen2 (or -tiny), file.py:factory, HF directory, hf:<hub id>")
-    g.add_argument("--prompt-len", type=positive(), default=32, help="prompt tokens per sequence")
+    g.add_argument("--prompt-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=32,
+                   help="prompt tokens per sequence")
     g.add_argument("--new-tokens", type=positive(), default=32, help="tokens generated per sequence")
     g.add_argument("--batch-size", type=positive(), default=1)
     g.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache kind (default dynamic)")

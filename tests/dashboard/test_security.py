@@ -76,3 +76,18 @@ def test_streamlit_run_with_no_flags_is_strict():
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_upload_offers_python_files_only_when_the_server_allows_code(monkeypatch):
+    def offered() -> tuple[list[str], str]:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+        at.radio(key="source").set_value("Upload a file").run()
+        [uploader] = at.get("file_uploader")
+        return list(uploader.proto.type), uploader.proto.label
+
+    monkeypatch.delenv("OPLENS_ALLOW_CODE", raising=False)
+    types, label = offered()
+    assert types == [".pt", ".pth", ".pt2", ".ts"] and ".py" not in label
+    monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")
+    types, label = offered()
+    assert {".py", ".pkl", ".pickle"} <= set(types) and ".py with a factory (runs code)" in label
