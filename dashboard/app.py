@@ -10,6 +10,12 @@ if str(ROOT) not in sys.path:  # so `streamlit run dashboard/app.py` works from 
 
 st.set_page_config(page_title="OpLens", page_icon=":material/speed:", layout="wide")
 
+from dashboard.state import unsafe_server  # noqa: E402  after the sys.path line above
+
+if unsafe_server():
+    st.error(unsafe_server())
+    st.stop()
+
 pages = {
     "Measure": [
         st.Page("app_pages/profile.py", title="Profile", icon=":material/play_circle:", default=True),

@@ -116,7 +116,7 @@ def runs_of(model: str) -> list[ProfileRun]:
     out = []
     seen = {r.id for r in state.my_runs()} | set(st.session_state.get(JOB_RUNS, []))
     for summary in state.list_runs():
-        if summary.model == model and not summary.error and summary.id in seen:
+        if summary.model == model and summary.id in seen:
             try:
                 out.append(state.load_run(summary.id))
             except RunStoreError:

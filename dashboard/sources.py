@@ -9,7 +9,7 @@ from typing import Callable
 import streamlit as st
 
 import sample_models
-from profiler import ModelLoadError, RunStoreError
+from profiler import ModelLoadError, RunStoreError, policy
 from profiler.loading import file_spec, hub_spec
 from profiler.schema import ProfileConfig
 
@@ -40,13 +40,18 @@ def _sample(key: Callable[[str], str]) -> ModelChoice:
 
 
 def _upload(key: Callable[[str], str]) -> ModelChoice:
-    up = st.file_uploader("Model file: .py with a factory, TorchScript .pt, torch.export .pt2, or a state dict",
-                          type=["py", "pt", "pth", "pt2", "ts"], key=key("upload"))
-    factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory"))
+    code = policy.allow_code()  # .py files (and pickles) only when the server was started with OPLENS_ALLOW_CODE=1
+    kinds = "TorchScript .pt, torch.export .pt2, a state dict" + (", or .py with a factory (runs code)" if code else "")
+    up = st.file_uploader(f"Model file: {kinds}", key=key("upload"),
+                          type=["pt", "pth", "pt2", "ts"] + (["py", "pkl", "pickle"] if code else []))
+    factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory")) if code else ""
     arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch")) or None
     spec = ""
     if up is not None:
-        target = state.save_upload(up)
+        try:
+            target = state.save_upload(up)
+        except policy.PolicyError as exc:
+            return ModelChoice(problem=str(exc))
         spec = file_spec(target, factory)
     return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)  # 0: the model's own default
 
@@ -99,4 +104,16 @@ def pick_model(prefix: str = "", saved_runs: bool = False) -> ModelChoice:
     """Render the source radio and that source's inputs; widget keys are `prefix` + name (source, sample, path ...)."""
     options = SOURCES + ([SAVED_RUN] if saved_runs else [])
     source = st.radio("Model source", options, horizontal=True, key=f"{prefix}source")
-    return PICKERS[source](lambda name: f"{prefix}{name}")
+    choice = PICKERS[source](lambda name: f"{prefix}{name}")
+    if choice.spec and not choice.problem:
+        try:  # the same rule the worker applies again before it loads anything
+            policy.check_server_model(choice.spec)
+        except policy.PolicyError as exc:
+            choice.problem = str(exc)
+        else:
+            if policy.code_kind(choice.spec):
+                st.warning(f"**Runs code**: {policy.model_file(choice.spec)} is {policy.code_kind(choice.spec)}; "
+                           "this server was started with OPLENS_ALLOW_CODE=1, so it is loaded: a Python file by "
+                           "running it, a pickle weights-only.",
+                           icon=":material/warning:")
+    return choice

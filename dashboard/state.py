@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from profiler import RunStoreError, store
+from profiler import RunStoreError, policy, store
 from profiler.jobs import JobManager
 from profiler.schema import ProfileRun
 from profiler.traces import Trace, read_trace
@@ -27,17 +27,32 @@ def available_devices() -> list[str]:
 
 def save_upload(upload) -> Path:
     """Store an uploaded file under a folder named by its content hash: two participants uploading `model.py` at
-    the same time never overwrite each other, and the same file uploaded twice is stored once."""
+    the same time never overwrite each other, and the same file uploaded twice is stored once. Its name is
+    sanitised and its size checked (profiler.policy): PolicyError in one line otherwise."""
     import hashlib
-    import tempfile
 
     data = upload.getbuffer()
-    folder = Path(tempfile.gettempdir()) / "oplens-uploads" / hashlib.sha256(data).hexdigest()[:16]
+    if len(data) > policy.max_file_bytes():
+        raise policy.PolicyError(f"{upload.name}: {len(data) / 2**20:.0f} MiB is over this server's limit of "
+                                 f"{policy.max_file_bytes() / 2**20:.0f} MiB")
+    folder = policy.UPLOADS / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(upload.name).name
+    target = folder / policy.safe_upload_name(upload.name)
     if not target.exists():
         target.write_bytes(data)
     return target
+
+
+def unsafe_server() -> str:
+    """Why this server is not strict, or '': started outside the OpLens folder, .streamlit/config.toml (127.0.0.1,
+    XSRF protection) was not read and Streamlit would listen on every interface. A flag given on purpose counts."""
+    from streamlit import config
+
+    if config.is_manually_set("server.address"):
+        return ""
+    return ("OpLens runs models, so it serves only where it is told to: start it from its own folder (`streamlit run "
+            "dashboard/app.py` reads .streamlit/config.toml: 127.0.0.1, XSRF protection, upload limit) or name an "
+            "address on purpose with --server.address")
 
 
 def runs_dir() -> str:
@@ -126,6 +141,11 @@ def list_runs():
     return store.list_runs(runs_dir())
 
 
+def scan_runs() -> store.RunListing:
+    """The readable runs and a note on any folder skipped (a save killed halfway)."""
+    return store.scan_runs(runs_dir())
+
+
 def list_comparisons():
     """Saved applies and searches, newest first."""
     return store.list_comparisons(runs_dir())
@@ -144,12 +164,10 @@ def follow_deep_link() -> None:
         st.session_state[LINK_KEY] = st.session_state[RUN_KEY] = link
 
 
-def my_runs(readable_only: bool = True):
-    """The runs this session sees: its participant's own, or everyone's (instructor, or the toggle); unreadable runs
-    (no owner can be read from them) are listed to all unless `readable_only`."""
-    runs = list_runs()
-    good = visible([r for r in runs if not r.error], participant(), sees_everyone())
-    return good if readable_only else good + [r for r in runs if r.error]
+def my_runs(runs: list | None = None):
+    """The runs this session sees (of `runs`, default every readable one): its participant's own, or everyone's
+    (instructor, or the toggle)."""
+    return visible(list_runs() if runs is None else runs, participant(), sees_everyone())
 
 
 def my_comparisons():
@@ -164,7 +182,7 @@ def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
     offered even when it is someone else's); shows guidance when there are none."""
     follow_deep_link()
     current = st.session_state.get(RUN_KEY)
-    everything = [r for r in list_runs() if not r.error]
+    everything = list_runs()  # readable runs only: a damaged folder is the Runs page's note
     runs = my_runs()
     runs += [r for r in everything if r.id == current and r not in runs]
     if not runs:

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, load_model, store
+from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, load_model, policy, store
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from profiler.loading import reload_spec
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instead of a model: a saved run's model, measured with that run's config")
         sp.add_argument("--device", default="auto")
         sp.add_argument("--batch-size", type=positive(), default=None)
-        sp.add_argument("--seq-len", type=positive(), default=None)
+        sp.add_argument("--seq-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=None)
         sp.add_argument("--warmup", type=positive(minimum=0), default=3)
         sp.add_argument("--repeats", type=positive(), default=10)
         sp.add_argument("--min-time", type=positive(float, 0), default=1.0)

@@ -54,6 +54,9 @@ def generate_job(payload: dict, say: Say, cancel: threading.Event) -> list[dict]
 
     from .generation import optimize_generation, search_generation
 
+    from profiler import policy
+
+    policy.check_server_model(payload["spec"])  # as every job: the dashboard's rules hold whatever a page sent
     say("loading the model", 0.0)
     loaded = load_model(payload["spec"], arch=payload.get("arch"))
     config = GenerateConfig.from_dict(payload.get("generate") or {})

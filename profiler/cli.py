@@ -11,7 +11,7 @@ from typing import Callable
 
 import sample_models
 
-from . import analysis, store, tables
+from . import analysis, policy, store, tables
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
@@ -20,13 +20,15 @@ from .timing import significant
 
 
 
-def _int_list(text: str) -> list[int]:
+def _int_list(text: str, maximum: int | None = None) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"'{text}': give one or more numbers, each at least 1")
+    if maximum is not None and max(values) > maximum:
+        raise argparse.ArgumentTypeError(f"'{text}': each must be at most {maximum}")
     return values
 
 
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "or a state dict with --arch")
     pr.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
     pr.add_argument("--batch-size", type=positive(), default=None)
-    pr.add_argument("--seq-len", type=positive(), default=None, help="sequence length, or image size for vision models")
+    pr.add_argument("--seq-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=None,
+                    help="sequence length, or image size for vision models")
     pr.add_argument("--warmup", type=positive(minimum=0), default=3)
     pr.add_argument("--repeats", type=positive(), default=10, help="minimum timed iterations")
     pr.add_argument("--min-time", type=positive(float, 0), default=1.0, help="minimum timed seconds (default 1)")
@@ -84,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="latency, throughput and memory across batch sizes, lengths, threads, dtypes")
     sw.add_argument("model")
     sw.add_argument("--batch-sizes", type=_int_list, required=True, help="comma-separated, e.g. 1,2,4,8")
-    sw.add_argument("--seq-lens", type=_int_list, help="sequence lengths or image sizes, e.g. 64,128,256")
+    sw.add_argument("--seq-lens", type=lambda t: _int_list(t, policy.MAX_SEQ_LEN),
+                    help="sequence lengths or image sizes, e.g. 64,128,256")
     sw.add_argument("--threads", type=_int_list, help="CPU thread counts, e.g. 1,2")
     sw.add_argument("--dtypes", type=_choice_list("float32", "bfloat16", "float16"), help="e.g. float32,bfloat16")
     sw.add_argument("--devices", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], help="e.g. cpu,cuda")
@@ -111,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="greedy generation of a causal LM: TTFT, per-token latency, KV cache, roofs")
     g.add_argument("model", help="a decoder: gpt2, llama, qwen2 (or -tiny), file.py:factory, HF directory, hf:<hub id>")
-    g.add_argument("--prompt-len", type=positive(), default=32, help="prompt tokens per sequence")
+    g.add_argument("--prompt-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=32,
+                   help="prompt tokens per sequence")
     g.add_argument("--new-tokens", type=positive(), default=32, help="tokens generated per sequence")
     g.add_argument("--batch-size", type=positive(), default=1)
     g.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache kind (default dynamic)")
@@ -388,7 +393,7 @@ def _cmd_import(a) -> int:
     from .trace_import import import_trace
 
     store.check_writable(a.runs_dir)
-    run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.paths)
+    run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.policy)
     saved = store.save(run, a.runs_dir)
     if a.json:
         print(json.dumps(run.to_dict(), indent=1))
@@ -412,19 +417,18 @@ def _cmd_generate(a) -> int:
 
 
 def _cmd_runs(a) -> int:
-    runs = store.list_runs(a.runs_dir)
+    listing = store.scan_runs(a.runs_dir)
+    runs = listing.runs
+    if listing.note:
+        print(f"note: {listing.note}", file=err())
     if a.json:
         print(json.dumps([vars(r) for r in runs], indent=1))
         return 0
     if not runs:
         print(f"no saved runs in {store.runs_dir(a.runs_dir)}")
         return 0
-    rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms), r.error[:60]] for r in runs]
-    print(
-        format_table(
-            rows, ["id", "label", "model", "device", "created", "median ms", "problem"], left=(0, 1, 2, 3, 4, 6)
-        )
-    )
+    rows = [[r.id, r.label, r.model, r.device[:40], r.created, _ms(r.median_ms)] for r in runs]
+    print(format_table(rows, ["id", "label", "model", "device", "created", "median ms"], left=(0, 1, 2, 3, 4)))
     return 0
 
 

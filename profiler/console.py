@@ -71,7 +71,7 @@ class Parser(argparse.ArgumentParser):
                           help="show library log output (Kineto, torchao, warnings) on stderr; any position")
 
 
-def positive(kind: Callable = int, minimum: float = 1):
+def positive(kind: Callable = int, minimum: float = 1, maximum: float | None = None):
     def parse(text: str):
         try:
             value = kind(text)
@@ -79,6 +79,8 @@ def positive(kind: Callable = int, minimum: float = 1):
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
         return value
     return parse
 

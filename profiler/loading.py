@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import inspect
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch import nn
 
 import sample_models
 
-from . import devices
+from . import devices, policy
 from .schema import ModelInfo, ModelLoadError
 from .traits import ModelTraits, RunOptions
 
@@ -188,6 +189,10 @@ def _oom(exc: BaseException, what: str, batch: int | None) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    if "Weights only load failed" in str(exc):  # say what was refused, not torch's advice to turn the check off
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        return (f"it holds pickled Python objects{f' ({wanted.group(1)})' if wanted else ''}, and OpLens never "
+                "unpickles code: save a state dict, TorchScript or torch.export .pt2 instead")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
 
@@ -339,13 +344,14 @@ def _from_torchscript(path: str, spec: str, batch: int | None, seq_len: int | No
     if inputs is None:
         sidecar = Path(path).with_suffix(".inputs.pt")
         if sidecar.is_file():
-            inputs = torch.load(sidecar, weights_only=True)
+            inputs = load_inputs_file(str(sidecar))
     return _with_inputs(module, inputs, Path(path).stem, "torchscript", spec, batch, seq_len)
 
 
 def _from_export(path: str, spec: str, batch: int | None, seq_len: int | None, inputs) -> LoadedModel:
     try:
-        ep = torch.export.load(path)
+        with policy.no_pickled_code():
+            ep = torch.export.load(path)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"{path}: not a torch.export .pt2 archive ({_short(exc)})") from None
     if inputs is None and getattr(ep, "example_inputs", None) is not None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,11 +48,23 @@ def _report(what: str, ident: str) -> None:
 RUN_FILE = "run.json"
 COMPARISONS = "comparisons"  # folders of the runs dir that are not runs
 SWEEPS = "sweeps"
+JOBS = "jobs"  # the job layer's records (profiler/jobs/manager.py)
+PARTIAL = ".saving-"  # a new run is written in runs/.saving-<id>-xxxx/ and renamed into place when whole
+VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+MAX_LABEL = 200
 
 
 def runs_dir(path: str | os.PathLike | None = None) -> Path:
     """--runs-dir, else $OPLENS_RUNS_DIR, else ./runs."""
     return Path(path or os.environ.get("OPLENS_RUNS_DIR") or "runs")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -73,8 +86,9 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 
 
 def _run_dir(run_id: str, root: str | os.PathLike | None) -> Path:
-    if not run_id or "/" in run_id or run_id.startswith(".") or run_id in (COMPARISONS, SWEEPS):
-        raise RunStoreError(f"invalid run id '{run_id}'")
+    """runs/<run_id>; RunStoreError for an id that could name anything else (a path, a hidden or reserved folder)."""
+    if not isinstance(run_id, str) or not VALID_ID.fullmatch(run_id) or run_id in (COMPARISONS, SWEEPS):
+        raise RunStoreError(f"invalid run id {str(run_id)[:80]!r}: letters, digits, '.', '_' and '-' only")
     return runs_dir(root) / run_id
 
 
@@ -85,31 +99,47 @@ def save(run: ProfileRun, root: str | os.PathLike | None = None) -> Path:
     elsewhere is copied, leaving that store and the caller's run as they were.
     """
     d = _run_dir(run.id, root)
-    created = not d.exists()
     _tag(run)
     try:
-        _save(run, d)
+        if d.exists():
+            _save(run, d, d)  # a saved run again (a new label): run.json is replaced atomically
+        else:
+            _save_new(run, d)
     except OSError as exc:
-        if created:  # a new run that could not be written whole leaves nothing behind; older runs are not touched
-            shutil.rmtree(d, ignore_errors=True)
         raise RunStoreError(f"could not save run {run.id} in {runs_dir(root)}: {_os_reason(exc)}; "
                             "runs saved before are unchanged") from None
     _report("run", run.id)
     return d
 
 
-def _save(run: ProfileRun, d: Path) -> None:
+def _save_new(run: ProfileRun, d: Path) -> None:
+    """Write the whole run in a temporary folder beside the others, then rename it into place: a save killed halfway
+    (kill -9, power loss) leaves a `.saving-` folder that listings report, never a run that looks whole."""
+    check_writable(d.parent)
+    tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f"{PARTIAL}{run.id}-"))
+    try:
+        _save(run, tmp, d)
+        os.rename(tmp, d)
+        _fsync(d.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _save(run: ProfileRun, d: Path, final: Path) -> None:
+    """Write the trace, then run.json, into `d`, which becomes the run's folder `final`."""
     check_writable(d.parent)
     d.mkdir(exist_ok=True)
     src = Path(run.trace_path) if run.trace_path else None
-    if src is not None and src.is_file() and src.parent.resolve() != d.resolve():
+    if src is not None and src.is_file() and src.parent.resolve() != final.resolve():
         target = d / src.name
         if src.parent.name.startswith("oplens-trace-"):
             shutil.move(src, target)
             shutil.rmtree(src.parent, ignore_errors=True)
-            run.trace_path = str(target.resolve())
+            run.trace_path = str(final.resolve() / src.name)
         else:
             shutil.copy2(src, target)
+        _fsync(target)
     data = run.to_dict()
     if data.get("trace_path"):
         data["trace_path"] = Path(data["trace_path"]).name  # relative: the run dir may move
@@ -156,23 +186,35 @@ def from_json(data: dict, where: str = "run") -> ProfileRun:
         raise RunStoreError(f"{where}: schema version {version} predates OpLens 1 and cannot be read")
     try:
         return ProfileRun.from_dict(data)
-    except (TypeError, KeyError) as exc:
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise RunStoreError(f"{where}: run.json is damaged ({exc})") from None
+
+
+def _read(d: Path) -> ProfileRun:
+    """The run in folder `d`, checked; RunStoreError naming what is wrong (a save killed halfway, a newer schema, a
+    trace path that leads out of the folder)."""
+    f = d / RUN_FILE
+    if not f.is_file():
+        raise RunStoreError(f"run '{d.name}': no {RUN_FILE} (a save that was interrupted?)")
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunStoreError(f"run '{d.name}': run.json is unreadable, truncated by an interrupted save? ({exc})") \
+            from None
+    run = from_json(data, f"run '{d.name}'")
+    if run.trace_path:
+        trace = (d / run.trace_path).resolve()
+        if trace.parent != d.resolve():
+            raise RunStoreError(f"run '{d.name}': its trace path {run.trace_path[:80]!r} leads out of the run's folder")
+        run.trace_path = str(trace)
+    return run
 
 
 def load(run_id: str, root: str | os.PathLike | None = None) -> ProfileRun:
     d = _run_dir(run_id, root)
-    f = d / RUN_FILE
-    if not f.is_file():
+    if not d.is_dir():
         raise RunStoreError(f"no saved run '{run_id}' in {runs_dir(root)}")
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunStoreError(f"run '{run_id}': run.json is unreadable ({exc})") from None
-    run = from_json(data, f"run '{run_id}'")
-    if run.trace_path:
-        run.trace_path = str((d / run.trace_path).resolve())
-    return run
+    return _read(d)
 
 
 @dataclass
@@ -185,45 +227,67 @@ class RunSummary:
     median_ms: float
     batch_size: int
     seq_len: int
-    error: str = ""
     participant: str = ""
 
 
-def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
-    """Saved runs, newest first; unreadable ones are listed with their error rather than hidden."""
+@dataclass
+class RunListing:
+    runs: list[RunSummary]  # the readable runs, newest first
+    skipped: list[str] = field(default_factory=list)  # one line per folder that is not a readable run, and why
+
+    @property
+    def note(self) -> str:
+        """'1 damaged run skipped: ...' for the page or the terminal; empty when nothing was skipped."""
+        n = len(self.skipped)
+        return f"{n} damaged run{'s' if n != 1 else ''} skipped: " + "; ".join(self.skipped) if n else ""
+
+
+def scan_runs(root: str | os.PathLike | None = None) -> RunListing:
+    """Every readable run, and a note for each folder that is not one: a save killed halfway (a leftover `.saving-`
+    folder, a run folder without run.json or with a truncated one), a run from a newer OpLens."""
     base = runs_dir(root)
-    if not base.is_dir():
-        return []
-    out = []
-    for d in base.iterdir():
-        f = d / RUN_FILE
-        if not f.is_file():
+    listing = RunListing(runs=[])
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        if not d.is_dir() or d.name in (COMPARISONS, SWEEPS, JOBS):
+            continue
+        if d.name.startswith(PARTIAL):
+            listing.skipped.append(f"{d.name} is what an interrupted save left behind")
+            continue
+        if d.name.startswith("."):
             continue
         try:
-            data = json.loads(f.read_text())
-            from_json(data, d.name)
-            out.append(RunSummary(id=data["id"], label=data.get("label", ""), model=data["model"]["name"],
-                                  device=f"{data['device']['kind']}: {data['device']['name']}", created=data["created"],
-                                  median_ms=data["latency"]["median_ms"], batch_size=data["config"]["batch_size"],
-                                  seq_len=data["config"]["seq_len"], participant=data.get("participant", "")))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, RunStoreError) as exc:
-            out.append(RunSummary(id=d.name, label="", model="?", device="?", created="", median_ms=0.0, batch_size=0,
-                                  seq_len=0, error=str(exc)))
-    out.sort(key=lambda r: (r.created, r.id), reverse=True)
-    return out
+            run = _read(d)
+        except RunStoreError as exc:
+            listing.skipped.append(str(exc))
+            continue
+        listing.runs.append(RunSummary(id=d.name, label=run.label, model=run.model.name,
+                                       device=f"{run.device.kind}: {run.device.name}", created=run.created,
+                                       median_ms=run.latency.median_ms, batch_size=run.config.batch_size,
+                                       seq_len=run.config.seq_len, participant=run.participant))
+    listing.runs.sort(key=lambda r: (r.created, r.id), reverse=True)
+    return listing
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
+    """Saved runs that can be read, newest first (scan_runs also says which folders were skipped and why)."""
+    return scan_runs(root).runs
 
 
 def rename(run_id: str, label: str, root: str | os.PathLike | None = None) -> ProfileRun:
     """Set a run's display label (its id and directory stay, so links and traces keep working)."""
+    label = label.strip()
+    if len(label) > MAX_LABEL or any(not c.isprintable() for c in label):
+        raise RunStoreError(f"a label is one line of at most {MAX_LABEL} printable characters")
     run = load(run_id, root)
-    run.label = label.strip()
+    run.label = label
     save(run, root)
     return run
 
 
 def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Remove a run's folder, a damaged one included."""
     d = _run_dir(run_id, root)
-    if not (d / RUN_FILE).is_file():
+    if not d.is_dir():
         raise RunStoreError(f"no saved run '{run_id}' in {runs_dir(root)}")
     shutil.rmtree(d)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import gpu_timeline as tl
-from . import paths
+from . import policy
 from .ops import TRANSFER_OPS
 from .schema import (
     DeviceInfo,
@@ -587,16 +587,18 @@ def serving_phases(d: TraceData, a: Attribution | None = None, top: int = 5) -> 
 def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun:
     """Turn one trace file (or several: the ranks of one job) into a ProfileRun with model.source "trace".
 
-    Files must lie in the allowed directories (profiler.paths) unless allow_any; TraceFormatError otherwise, and for
-    anything that is not a readable trace.
+    Unless allow_any, files must lie in the data directories and within the size limit (profiler.policy);
+    TraceFormatError otherwise, and for anything that is not a readable trace.
     """
     files = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
     if not files:
         raise TraceFormatError("no trace file given")
     for f in files:
-        if not allow_any and not paths.allowed(f):
-            raise TraceFormatError(f"{f}: outside the directories traces may be read from "
-                                   f"({', '.join(str(d) for d in paths.allowed_dirs())}); set OPLENS_DATA_DIRS")
+        if not allow_any:
+            try:
+                policy.check_size(policy.confine(f, "trace"), "trace")
+            except policy.PolicyError as exc:
+                raise TraceFormatError(str(exc)) from None
     datas = [load(f) for f in files]
     for d in datas:
         if not d.read or not (len(d.ops["ts"]) or len(d.device["ts"])):

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,36 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("OPLENS_LOCK_FILE", str(tmp_path / "measure.lock"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run_cli(module: str, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m <module> args` as a person runs it, from the repository root."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
+    """Assert the command failed as OpLens promises: exit 2, one `error:` line (after argparse's usage, if any),
+    nothing else on stderr, no traceback anywhere; returns that line."""
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    errors = [x for x in lines if x.startswith("error: ")]
+    usage = [x for x in lines if x.startswith(("usage: ", " "))]
+    assert len(errors) == 1 and len(errors) + len(usage) == len(lines), r.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def one_error():
+    return one_error_line
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ Only one measurement runs at a time on this machine: if another person's run is 
 """)
 
 choice = sources.pick_model()
+if choice.problem:
+    st.error(choice.problem)
 spec, arch, kind = choice.spec, choice.arch, choice.kind
 default_batch, default_seq = choice.default_batch, choice.default_seq
 
@@ -36,7 +38,7 @@ jobs = state.job_manager()
 if go:
     if not spec:
         st.error("Choose a model first: pick a sample, upload a file, or type a path or hub id.")
-    else:
+    elif not choice.problem:
         config = ProfileConfig(device=device, batch_size=int(batch), seq_len=int(seq), warmup=int(warmup),
                                repeats=int(repeats), min_time_s=float(min_time), dtype=dtype, graph=graph)
         job = job_view.submit(jobs, spec, config, state.runs_dir(), arch=arch)

@@ -14,16 +14,18 @@ and compare two runs: the speedup is the ratio of their median latencies, with t
 the per-operator diff shows what got faster, slower, appeared or disappeared. **Comparisons** lists every apply and
 search made on the Optimize page or with `python -m optimizers`; pick one to see it again.
 """)
-runs = state.my_runs(readable_only=False)
+listing = state.scan_runs()
+runs = state.my_runs(listing.runs)
+if listing.note:
+    st.warning(listing.note, icon=":material/report:")
 if not runs:
     st.info("No saved runs yet. Profile a model on the **Profile** page first.")
     st.page_link("app_pages/profile.py", label="Go to Profile", icon=":material/play_circle:")
 else:
     table = pd.DataFrame([{"id": r.id, "label": r.label, "model": r.model, "device": r.device, "created": r.created,
-                           "median ms": r.median_ms, "batch": r.batch_size, "seq/img": r.seq_len, "problem": r.error}
+                           "median ms": r.median_ms, "batch": r.batch_size, "seq/img": r.seq_len}
                           for r in runs])
     st.dataframe(table, hide_index=True, width="stretch")
-    good = [r for r in runs if not r.error]
     labels = {r.id: state.run_label(r) for r in runs}
     st.subheader("Manage a run")
     target = st.selectbox("Run", [r.id for r in runs], format_func=labels.get, key="manage_run")
@@ -73,12 +75,12 @@ else:
         c2.markdown(f"TensorBoard is running: [{board.url}#pytorch_profiler]({board.url}#pytorch_profiler)")
 
     st.subheader("Compare two runs")
-    if len(good) < 2:
+    if len(runs) < 2:
         st.info("Save at least two runs to compare them.")
     else:
         c1, c2 = st.columns(2)
-        base_id = c1.selectbox("Base", [r.id for r in good], index=1, format_func=labels.get, key="cmp_base")
-        new_id = c2.selectbox("New", [r.id for r in good], index=0, format_func=labels.get, key="cmp_new")
+        base_id = c1.selectbox("Base", [r.id for r in runs], index=1, format_func=labels.get, key="cmp_base")
+        new_id = c2.selectbox("New", [r.id for r in runs], index=0, format_func=labels.get, key="cmp_new")
         base, new = state.load_run(base_id), state.load_run(new_id)
         comp = analysis.compare(base, new)
         word = "faster" if comp.speedup >= 1 else "slower"

@@ -81,7 +81,7 @@ else:
                      help="Operators, kernels, transfers and the GPU timeline of this trace (several files: per-rank "
                           "step time and stragglers too), as a saved run that every page can show"):
             # a job in a worker process: a huge or hostile trace costs its own process, not the server
-            # (the upload folder is one of the allowed directories, profiler.paths)
+            # (the upload folder is one of the allowed directories, profiler.policy)
             job = job_view.submit(state.job_manager(), ups[0].name, kind="import", paths=paths)
             if job is not None:
                 st.session_state["tl_import_job"] = job.id

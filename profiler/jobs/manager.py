@@ -130,7 +130,7 @@ class JobManager:
     def __init__(self, runs_dir: str | os.PathLike | None = None, max_queued: int | None = None,
                  executor: str | None = None):
         self.root = store.runs_dir(runs_dir)
-        self.folder = self.root / "jobs"
+        self.folder = self.root / store.JOBS
         self.max_queued = max_queued if max_queued is not None else _max_queued()
         self.executor = executor
         self.server = f"{socket.gethostname()}:{os.getpid()}"

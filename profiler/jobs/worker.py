@@ -67,9 +67,11 @@ def serve(argv: list[str], out: TextIO | None = None) -> int:
 
 def load_job_model(payload: dict, say: Say, cancel: threading.Event):
     """The job's config and its model, loaded as the payload describes; ProfileCancelled if cancelled meanwhile."""
+    from .. import policy
     from ..loading import load_model
 
     config = ProfileConfig.from_dict(payload.get("config") or {})
+    policy.check_server_model(payload["spec"])  # jobs come from the dashboard: its rules hold whatever a page sent
     say("loading the model", 0.0)
     loaded = load_model(payload["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
                         arch=payload.get("arch"))

@@ -110,7 +110,9 @@ def test_cancel_stops_and_says_nothing_was_saved(tmp_path):
     assert store.list_runs(tmp_path) == []
 
 
-def test_a_model_that_kills_its_process_does_not_kill_the_server(tmp_path):
+def test_a_model_that_kills_its_process_does_not_kill_the_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # a .py model runs code: the server must be started to allow it
+    monkeypatch.setenv("OPLENS_DATA_DIRS", str(tmp_path))
     f = tmp_path / "suicide.py"
     f.write_text("import os, signal, torch\nclass M(torch.nn.Linear):\n    def forward(self, x):\n"
                  "        os.kill(os.getpid(), signal.SIGKILL)\ndef build():\n    return M(2, 2), torch.ones(1, 2)\n")

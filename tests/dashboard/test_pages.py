@@ -187,8 +187,11 @@ def test_timeline_trace_file_mode_renders():
     assert [u.proto.label for u in at.get("file_uploader")] == ["PyTorch profiler trace"] and not at.selectbox
 
 
-@pytest.mark.parametrize("path, message", [("missing_model.py:build", "model file not found"),
-                                           ("README.md", "not a model file")])
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize("path, message", [(str(DATA / "missing_model.pt"), "model file not found"),
+                                           (str(DATA / "README.md"), "not a model file")])
 def test_profile_page_bad_input_shows_the_reason_and_keeps_runs(path, message, saved):
     import time
 
@@ -313,6 +316,8 @@ def test_profile_page_zero_sizes_keep_the_factorys_defaults(tmp_path, monkeypatc
     f.write_text("import torch\ndef build(batch_size=6, seq_len=9):\n"
                  "    return torch.nn.Embedding(20, 4), torch.randint(0, 20, (batch_size, seq_len))\n")
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # a .py model: only on a server started to allow code
+    monkeypatch.setenv("OPLENS_DATA_DIRS", str(tmp_path))
     at = open_page("profile")
     at.radio(key="source").set_value("Path on this server").run()
     at.text_input(key="path").input(f"{f}:build").run()
@@ -417,11 +422,11 @@ def test_optimize_page_says_when_a_saved_runs_model_is_gone(own_store):
 def test_optimize_page_bad_path_is_one_line_from_the_worker():
     at = open_page("optimize")
     at.radio(key="opt_source").set_value("Path on this server").run()
-    at.text_input(key="opt_path").input("missing_model.py:build").run()
+    at.text_input(key="opt_path").input(str(DATA / "missing_model.pt")).run()
     job = _wait_job(at, "opt_check_job")
     assert job.kind == "check" and job.status == "failed"
     assert not at.exception
-    assert [e.value for e in at.error] == ["Cannot optimize this model: model file not found: missing_model.py"]
+    assert [e.value for e in at.error] == [f"Cannot optimize this model: model file not found: {DATA}/missing_model.pt"]
 
 
 def test_overview_shows_flop_coverage_beside_achieved_flops(saved):

@@ -82,5 +82,5 @@ def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere" / Upload.name
     elsewhere.parent.mkdir()
     elsewhere.write_bytes(Upload().getbuffer())
-    with pytest.raises(TraceFormatError, match="outside the directories"):
+    with pytest.raises(TraceFormatError, match="this server reads traces only from"):
         import_trace(elsewhere)

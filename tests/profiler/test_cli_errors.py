@@ -2,25 +2,10 @@
 library log noise only with --verbose."""
 import errno
 import json
-import subprocess
-import sys
 
 import pytest
 
 from profiler import cli, store
-
-
-def run_cli(module, *args, env_runs=None):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600)
-
-
-def _one_clean_error(r, *needles):
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    assert "Traceback" not in r.stderr + r.stdout
 
 
 @pytest.fixture
@@ -33,16 +18,16 @@ def one_run(tmp_path, fast_config):
     return run, root
 
 
-def test_batch_too_large_to_allocate(tmp_path):
-    r = run_cli("profiler", "profile", "mlp", "--batch-size", "100000000", "--runs-dir", str(tmp_path))
-    _one_clean_error(r, "out of memory", "190.7 GiB", "available", "Lower --batch-size")
+def test_batch_too_large_to_allocate(tmp_path, cli, one_error):
+    r = cli("profiler", "profile", "mlp", "--batch-size", "100000000", "--runs-dir", str(tmp_path))
+    one_error(r, "out of memory", "190.7 GiB", "available", "Lower --batch-size")
 
 
-def test_runs_dir_that_is_a_file(tmp_path):
+def test_runs_dir_that_is_a_file(tmp_path, cli, one_error):
     f = tmp_path / "runs"
     f.write_text("my notes")
-    r = run_cli("profiler", "profile", "mlp-tiny", "--runs-dir", str(f))
-    _one_clean_error(r, "is a file")
+    r = cli("profiler", "profile", "mlp-tiny", "--runs-dir", str(f))
+    one_error(r, "is a file")
     assert f.read_text() == "my notes"
 
 
@@ -84,18 +69,18 @@ def test_nearly_full_disk_is_refused(tmp_path, monkeypatch):
 NOISE = ("profiler_start", "USDT", "Failed to load", "Warning", "warn(")
 
 
-def test_profile_stderr_holds_only_oplens_lines(tmp_path):
-    r = run_cli("profiler", "profile", "bert-tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "3",
+def test_profile_stderr_holds_only_oplens_lines(tmp_path, cli):
+    r = cli("profiler", "profile", "bert-tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "3",
                 "--min-time", "0", "--json", "--runs-dir", str(tmp_path))
     assert r.returncode == 0 and r.stderr == "", r.stderr
     json.loads(r.stdout)
-    r = run_cli("profiler", "profile", "bert-tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "3",
+    r = cli("profiler", "profile", "bert-tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "3",
                 "--min-time", "0", "--no-graph", "--runs-dir", str(tmp_path), "--verbose")
     assert r.returncode == 0 and "profiler_start" in r.stderr  # the library lines are still there when asked for
 
 
-def test_optimizers_stderr_holds_only_oplens_lines(tmp_path):
-    r = run_cli("optimizers", "apply", "bert-tiny", "--passes", "dynamic-int8", "--batch-size", "2", "--seq-len", "16",
+def test_optimizers_stderr_holds_only_oplens_lines(tmp_path, cli):
+    r = cli("optimizers", "apply", "bert-tiny", "--passes", "dynamic-int8", "--batch-size", "2", "--seq-len", "16",
                 "--json")
     assert r.returncode == 0, r.stderr
     assert not any(n in r.stderr for n in NOISE), r.stderr
