@@ -31,8 +31,8 @@ import sample_models
 from . import devices, flops as flops_mod, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
-# runner's private helpers, reused rather than copied: the dtype table, the peak-memory tracker, run ids, versions
-from .runner import _DTYPES, _memory_tracker, _versions, new_run_id, prepare
+from .memory import memory_tracker
+from .runner import new_run_id, prepare
 from .schema import (GenerateConfig, Generation, Graph, ModelRunError, OpLensError, Peaks, PhaseStat, ProfileCancelled,
                      ProfileConfig, ProfileRun, Spread)
 from .timing import measure, noise_message, summarize
@@ -148,9 +148,7 @@ def generate(
     config = config or GenerateConfig()
     _validate(config)
     device = devices.resolve_device(config.device)
-    dtype = _DTYPES.get(config.dtype)
-    if dtype is None:
-        raise ModelRunError(f"unknown dtype '{config.dtype}': use float32, bfloat16 or float16")
+    dtype = devices.resolve_dtype(config.dtype)
     check_causal_lm(loaded.module, loaded.info.name)
     check_length(loaded.module, loaded.info.name, config.prompt_len + config.new_tokens)
     say = progress or (lambda stage, frac: None)
@@ -197,7 +195,7 @@ def generate(
             run(lambda phase: nullcontext())  # outside the lock: a model that fails, fails fast
         with measurement_lock(lambda s: (check_cancel(), say(f"waiting for another measurement ({s:.0f} s)", 0.0))), \
                 torch.inference_mode():
-            with _memory_tracker(device) as memory:
+            with memory_tracker(device) as memory:
                 e2e = measure(timed, config.warmup, config.repeats, config.min_time_s, config.max_time_s,
                               tick=lambda f: (check_cancel(), say("timing generations", 0.05 + 0.55 * f)))
             kv_bytes, kv_dtype = cache_bytes(last["cache"]), _cache_dtype(last["cache"], dtype)
@@ -419,6 +417,6 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
         memory=gen.memory,
         trace_path=traces[0] if traces else None,
         notes=notes,
-        versions=_versions(),
+        versions=devices.library_versions(),
         generation=gen,
     )

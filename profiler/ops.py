@@ -108,6 +108,34 @@ def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable 
     return out
 
 
+def add_detail(ops: list[OpStat], detail: Iterable, on_cuda: bool, flops: flops_mod.OpFlops,
+               moved: dict[str, float]) -> None:
+    """Fill in what only the live run knows, from its untimed pass (one inference recorded with shapes and memory):
+    input shapes, FLOPs, bytes moved and self allocated memory per op. The times come from the trace."""
+    shapes = _shapes(detail)
+    memory: dict[str, float] = defaultdict(float)
+    for evt in detail:
+        if is_op_event(evt):
+            mem = getattr(evt, "self_device_memory_usage", 0) if on_cuda else evt.self_cpu_memory_usage
+            memory[evt.name] += max(0, mem or 0)
+    for o in ops:
+        o.flops, o.flops_known = flops.flops.get(o.name, 0.0), o.name in flops.known
+        o.bytes, o.memory_bytes = moved.get(o.name, 0.0), memory.get(o.name, 0.0)
+        o.input_shapes = [s for s, _ in shapes.get(o.name, Counter()).most_common(5)]
+
+
+def host_transfers(ops: list[OpStat], detail: Iterable) -> list[TransferStat]:
+    """Host-side data movement per inference (no device): the time of the data-movement ops, one call per
+    aten::copy_, and the bytes each copy_ wrote in the untimed pass that recorded shapes."""
+    time_ms = sum(o.trans_ms for o in ops)
+    if not time_ms:
+        return []
+    calls = sum(o.calls for o in ops if o.name == "aten::copy_")
+    moved = sum(copy_bytes(evt) for evt in detail if is_op_event(evt))
+    return [TransferStat(direction="host", calls=calls, bytes=moved, time_ms=time_ms,
+                         bandwidth_gbps=moved / (time_ms * 1e6), label=HOST_TRANSFER_LABEL)]
+
+
 def totals(ops: list[OpStat], wall_ms: float, on_cuda: bool, flop_coverage: float | None = None) -> Totals:
     """T_exec + T_trans against the wall time they should explain (coverage; the rest is unexplained)."""
     exec_ms, trans_ms = sum(o.exec_ms for o in ops), sum(o.trans_ms for o in ops)

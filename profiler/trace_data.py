@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .traces import TraceStream
+from .traces import STEP_PREFIX, TraceStream
 
 # raw category (lower-cased) -> what OpLens does with it; both Kineto conventions (2021 and current)
 KIND = {
@@ -33,7 +33,6 @@ IGNORED_WHY = {
 }
 DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
 MODULE_PREFIX = "nn.Module: "
-STEP_PREFIX = "ProfilerStep#"
 PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 

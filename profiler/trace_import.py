@@ -13,7 +13,7 @@ import hashlib
 import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -453,14 +453,39 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
     return sorted(out, key=lambda r: r.rank)
 
 
-def device_figures(path: str | Path) -> tuple[list[TransferStat], list[KernelStat], GpuTimeline | None]:
-    """Transfers, kernels and the GPU timeline of a live run's own trace (one recorded inference), by the same
-    analysis an imported trace gets: copies take their bytes and direction from the memcpy events themselves."""
+@dataclass
+class TraceFigures:
+    """Per-operator, kernel and transfer figures of one trace (totals over it) and its GPU timeline (per step)."""
+
+    ops: list[OpStat]
+    transfers: list[TransferStat]
+    kernels: list[KernelStat]
+    gpu: GpuTimeline | None
+
+    def per_step(self, steps: int) -> TraceFigures:
+        """The totals divided by `steps` (a live run's recorded inferences); the timeline is per step already."""
+        n = max(1, steps)
+        return TraceFigures(
+            ops=[replace(o, calls=o.calls / n, exec_ms=o.exec_ms / n, trans_ms=o.trans_ms / n, host_ms=o.host_ms / n,
+                         device_ms=o.device_ms / n, total_ms=o.total_ms / n, flops=o.flops / n) for o in self.ops],
+            transfers=[replace(t, calls=t.calls / n, bytes=t.bytes / n, time_ms=t.time_ms / n,
+                               op_ms={k: v / n for k, v in t.op_ms.items()}) for t in self.transfers],
+            kernels=[replace(k, calls=k.calls / n, time_ms=k.time_ms / n) for k in self.kernels],
+            gpu=self.gpu)
+
+
+def figures(d: TraceData, a: Attribution) -> TraceFigures:
+    """The one place per-op, kernel, transfer and GPU-timeline figures come from, for imported traces and live runs
+    alike (a live run reads its own trace here); device figures only when the trace has device events."""
+    on_gpu = bool(len(d.device["ts"]))
+    return TraceFigures(ops=operator_stats(d, a, on_gpu), transfers=transfer_stats(d, a) if on_gpu else [],
+                        kernels=kernel_stats(d, a) if on_gpu else [], gpu=gpu_timeline(d, a) if on_gpu else None)
+
+
+def trace_figures(path: str | Path) -> TraceFigures:
+    """figures() of one trace file; TraceFormatError when it is not a readable trace."""
     d = load(Path(path))
-    a = attribute(d)
-    if not len(d.device["ts"]):
-        return [], [], None
-    return transfer_stats(d, a), kernel_stats(d, a), gpu_timeline(d, a)
+    return figures(d, attribute(d))
 
 
 SGLANG_STEP = re.compile(r"step\[(EXTEND|PREFILL|MIXED|DECODE)\b([^\]]*)\]")
@@ -553,13 +578,14 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
     order = sorted(range(len(datas)), key=lambda i: _rank_of(datas[i], i))
     datas = [datas[i] for i in order]
     attrs = [attribute(d) for d in datas]
-    timelines = [gpu_timeline(d, a) for d, a in zip(datas, attrs)]
-    d, a, gpu = datas[0], attrs[0], timelines[0]  # the run's own figures are the lowest rank's
+    d, a = datas[0], attrs[0]  # the run's own figures are the lowest rank's
+    figs = figures(d, a)
+    gpu = figs.gpu
+    timelines = [gpu] + [gpu_timeline(d_, a_) for d_, a_ in zip(datas[1:], attrs[1:])]
     on_gpu = bool(len(d.device["ts"]))
     device, platform = _device_info(d, on_gpu)
     latency, latency_note = _latency(d, gpu)
-    ops = operator_stats(d, a, on_gpu)
-    transfers = transfer_stats(d, a) if on_gpu else []
+    ops = figs.ops
     graph = module_graph(d, a, _per_op_time(d, a, on_gpu) if a.module_paths else None, on_gpu)
     exec_ms = sum(o.exec_ms for o in ops)
     trans_ms = sum(o.trans_ms for o in ops)
@@ -608,14 +634,14 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
             trans_label=TRANSFER_LABEL if on_gpu else "host data movement (copies; no device in the trace)",
         ),
         ops=ops,
-        transfers=transfers,
+        transfers=figs.transfers,
         graph=graph,
         trace_path=str(Path(d.path).resolve()),
         label=f"trace: {name}",
         notes=notes,
         warnings=list(validation.warnings),
         versions={k: str(v) for k, v in d.metadata.items() if k.endswith("_version") or k == "schemaVersion"},
-        kernels=kernel_stats(d, a) if on_gpu else [],
+        kernels=figs.kernels,
         gpu=gpu,
         validation=validation,
         ranks=rank_stats(datas, timelines) if len(datas) > 1 else [],
