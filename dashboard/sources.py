@@ -8,8 +8,7 @@ from typing import Callable
 
 import streamlit as st
 
-import sample_models
-from profiler import ModelLoadError, RunStoreError
+from profiler import ModelLoadError, RunStoreError, sources
 from profiler.schema import ProfileConfig
 
 from . import state
@@ -31,18 +30,19 @@ class ModelChoice:
 
 
 def _sample(key: Callable[[str], str]) -> ModelChoice:
-    names = sample_models.names()
-    name = st.selectbox("Sample model", names, index=names.index("bert-tiny"), key=key("sample"),
-                        format_func=lambda n: f"{n} — {sample_models.get(n).description}")
-    sm = sample_models.get(name)
-    return ModelChoice(spec=name, kind=sm.input_kind, default_batch=sm.default_batch, default_seq=sm.default_seq_len)
+    models = {m.name: m for m in sources.catalogue()}
+    names = list(models)
+    name = st.selectbox("Sample model", names, index=names.index("bert-tiny") if "bert-tiny" in models else 0,
+                        key=key("sample"), format_func=lambda n: f"{n} — {models[n].description}")
+    m = models[name]
+    return ModelChoice(spec=name, kind=m.input_kind, default_batch=m.batch_size, default_seq=m.seq_len)
 
 
 def _upload(key: Callable[[str], str]) -> ModelChoice:
     up = st.file_uploader("Model file: .py with a factory, TorchScript .pt, torch.export .pt2, or a state dict",
                           type=["py", "pt", "pth", "pt2", "ts"], key=key("upload"))
     factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory"))
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch")) or None
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(), key=key("arch")) or None
     spec = ""
     if up is not None:
         target = state.save_upload(up)
@@ -53,7 +53,8 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
 def _path(key: Callable[[str], str]) -> ModelChoice:
     spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
                          placeholder="models/my_model.py:build", key=key("path")).strip()
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch_path")) or None
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(),
+                        key=key("arch_path")) or None
     return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)
 
 

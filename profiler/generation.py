@@ -26,9 +26,7 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-import sample_models
-
-from . import devices, flops as flops_mod, ops as ops_mod
+from . import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
 from .memory import memory_tracker
@@ -125,7 +123,7 @@ def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int
     ids, mask = loaded.kwargs.get("input_ids"), loaded.kwargs.get("attention_mask")
     if isinstance(ids, torch.Tensor) and tuple(ids.shape) == (batch, prompt_len) and (mask is None or bool(mask.all())):
         return ids
-    return sample_models.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
+    return synthetic.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
 
 
 def spread(samples: list[float]) -> Spread:
