@@ -34,6 +34,7 @@ IGNORED_WHY = {
 DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
 MODULE_PREFIX = "nn.Module: "
 PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
+LIVE_TAG = "oplens."  # OpLens's own annotations in a live run's trace (oplens.prefill, oplens.decode, ...)
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 
 
@@ -63,6 +64,7 @@ class TraceData:
     events: int = 0
     # serving engines' phase annotations (SGLang step[EXTEND|DECODE ...], vLLM execute_...): name, ts, dur
     phase_marks: dict[str, np.ndarray] = field(default_factory=dict)
+    live_tags: dict[str, np.ndarray] = field(default_factory=dict)  # OpLens's annotations: name, ts, dur, thread
 
 
 def _cols(spec: str) -> dict[str, array]:
@@ -80,6 +82,7 @@ def load(path: str | Path) -> TraceData:
     device = _cols("kind:b name:i ts:d dur:d device:i stream:q corr:q bytes:d")
     cpu_steps, gpu_steps = _cols("name:i ts:d dur:d"), _cols("name:i ts:d dur:d")
     marks = _cols("name:i ts:d dur:d")
+    tags = _cols("name:i ts:d dur:d thread:i")
     syncs = _cols("ts:d dur:d")
     shapes: dict[int, Counter] = defaultdict(Counter)
     read: Counter = Counter()
@@ -194,6 +197,8 @@ def load(path: str | Path) -> TraceData:
                 _add(cpu_steps, (intern(name), ts, dur))
             elif name.startswith(PHASE_PREFIXES):
                 _add(marks, (intern(name), ts, dur))
+            elif name.startswith(LIVE_TAG):
+                _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
         elif kind == "gpu_annotation":
             if name.startswith(STEP_PREFIX):
                 _add(gpu_steps, (intern(name), ts, dur))
@@ -229,7 +234,7 @@ def load(path: str | Path) -> TraceData:
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
         gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
         read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
-        phase_marks=_np(marks))
+        phase_marks=_np(marks), live_tags=_np(tags))
 
 
 def _add(cols: dict[str, array], values: tuple) -> None:
