@@ -52,6 +52,7 @@ COMM_KERNEL = re.compile(r"nccl|rccl|multimem_all_reduce|one_shot_all_reduce|two
                          re.IGNORECASE)
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
 TRANSFER_LABEL = "device copies (memcpy) issued by the operators, totals over the trace"
+STEP_TRANSFER_LABEL = "device copies (memcpy) issued by the operators, per profiled step"
 
 
 @dataclass
@@ -480,7 +481,8 @@ class TraceFigures:
         return TraceFigures(
             ops=ops(self.ops),
             transfers=[replace(t, calls=t.calls / n, bytes=t.bytes / n, time_ms=t.time_ms / n,
-                               op_ms={k: v / n for k, v in t.op_ms.items()}) for t in self.transfers],
+                               op_ms={k: v / n for k, v in t.op_ms.items()}, label=STEP_TRANSFER_LABEL)
+                       for t in self.transfers],
             kernels=[replace(k, calls=k.calls / n, time_ms=k.time_ms / n) for k in self.kernels],
             gpu=self.gpu, tagged={tag: ops(stats) for tag, stats in self.tagged.items()})
 
