@@ -8,8 +8,7 @@ from typing import Callable
 
 import streamlit as st
 
-import sample_models
-from profiler import ModelLoadError, RunStoreError, policy
+from profiler import ModelLoadError, RunStoreError, policy, sources
 from profiler.loading import file_spec, hub_spec
 from profiler.schema import ProfileConfig
 
@@ -32,11 +31,12 @@ class ModelChoice:
 
 
 def _sample(key: Callable[[str], str]) -> ModelChoice:
-    names = sample_models.names()
-    name = st.selectbox("Sample model", names, index=names.index("bert-tiny"), key=key("sample"),
-                        format_func=lambda n: f"{n} — {sample_models.get(n).description}")
-    sm = sample_models.get(name)
-    return ModelChoice(spec=name, kind=sm.input_kind, default_batch=sm.default_batch, default_seq=sm.default_seq_len)
+    models = {m.name: m for m in sources.catalogue()}
+    names = list(models)
+    name = st.selectbox("Sample model", names, index=names.index("bert-tiny") if "bert-tiny" in models else 0,
+                        key=key("sample"), format_func=lambda n: f"{n} — {models[n].description}")
+    m = models[name]
+    return ModelChoice(spec=name, kind=m.input_kind, default_batch=m.batch_size, default_seq=m.seq_len)
 
 
 def _upload(key: Callable[[str], str]) -> ModelChoice:
@@ -45,7 +45,7 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
     up = st.file_uploader(f"Model file: {kinds}", key=key("upload"),
                           type=["pt", "pth", "pt2", "ts"] + (["py", "pkl", "pickle"] if code else []))
     factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory")) if code else ""
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch")) or None
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(), key=key("arch")) or None
     spec = ""
     if up is not None:
         try:
@@ -59,7 +59,8 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
 def _path(key: Callable[[str], str]) -> ModelChoice:
     spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
                          placeholder="models/my_model.py:build", key=key("path")).strip()
-    arch = st.selectbox("Architecture (for a state dict)", [""] + sample_models.names(), key=key("arch_path")) or None
+    arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(),
+                        key=key("arch_path")) or None
     return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)
 
 

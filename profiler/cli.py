@@ -9,9 +9,7 @@ import json
 import sys
 from typing import Callable
 
-import sample_models
-
-from . import analysis, policy, store, tables
+from . import analysis, policy, sources, store, tables
 from .loading import load_model
 from .runner import profile
 from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
@@ -323,17 +321,16 @@ def _cmd_models(a) -> int:
                         "name": m.name,
                         "description": m.description,
                         "input": m.input_kind,
-                        "batch_size": m.default_batch,
-                        "seq_len": m.default_seq_len,
+                        "batch_size": m.batch_size,
+                        "seq_len": m.seq_len,
                     }
-                    for m in sample_models.REGISTRY.values()
+                    for m in sources.catalogue()
                 ],
                 indent=1,
             )
         )
         return 0
-    rows = [[m.name, m.input_kind, str(m.default_batch), str(m.default_seq_len or ""), m.description]
-            for m in sample_models.REGISTRY.values()]
+    rows = [[m.name, m.input_kind, str(m.batch_size), str(m.seq_len or ""), m.description] for m in sources.catalogue()]
     print(format_table(rows, ["name", "input", "batch", "seq/img", "description"], left=(0, 1, 4)))
     return 0
 

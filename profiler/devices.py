@@ -24,6 +24,29 @@ _INTERESTING_FLAGS = (
 )
 
 
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """The torch dtype a run config names; ModelRunError for any other name."""
+    dtype = DTYPES.get(name)
+    if dtype is None:
+        raise ModelRunError(f"unknown dtype '{name}': use float32, bfloat16 or float16")
+    return dtype
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run's numbers depend on (torch, and transformers/numpy when present)."""
+    out = {"torch": torch.__version__}
+    for name in ("transformers", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
 def cuda_available() -> bool:
     return torch.cuda.is_available()
 

@@ -26,16 +26,15 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-import sample_models
-
-from . import devices, flops as flops_mod, ops as ops_mod
+from . import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
-# runner's private helpers, reused rather than copied: the dtype table, the peak-memory tracker, run ids, versions
-from .runner import _DTYPES, _memory_tracker, _versions, new_run_id, prepare
-from .schema import (GenerateConfig, Generation, Graph, ModelRunError, OpLensError, Peaks, PhaseStat, ProfileCancelled,
-                     ProfileConfig, ProfileRun, Spread)
+from .memory import memory_tracker
+from .runner import new_run_id, prepare
+from .schema import (GenerateConfig, Generation, Graph, ModelRunError, OpLensError, OpStat, Peaks, PhaseStat,
+                     ProfileCancelled, ProfileConfig, ProfileRun, Spread, TraceFormatError)
 from .timing import measure, noise_message, summarize
+from .trace_import import TraceFigures, trace_figures
 
 CACHES = ("dynamic", "static")
 PHASES = ("prefill", "decode")
@@ -125,7 +124,7 @@ def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int
     ids, mask = loaded.kwargs.get("input_ids"), loaded.kwargs.get("attention_mask")
     if isinstance(ids, torch.Tensor) and tuple(ids.shape) == (batch, prompt_len) and (mask is None or bool(mask.all())):
         return ids
-    return sample_models.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
+    return synthetic.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
 
 
 def spread(samples: list[float]) -> Spread:
@@ -148,9 +147,7 @@ def generate(
     config = config or GenerateConfig()
     _validate(config)
     device = devices.resolve_device(config.device)
-    dtype = _DTYPES.get(config.dtype)
-    if dtype is None:
-        raise ModelRunError(f"unknown dtype '{config.dtype}': use float32, bfloat16 or float16")
+    dtype = devices.resolve_dtype(config.dtype)
     check_causal_lm(loaded.module, loaded.info.name)
     check_length(loaded.module, loaded.info.name, config.prompt_len + config.new_tokens)
     say = progress or (lambda stage, frac: None)
@@ -197,14 +194,14 @@ def generate(
             run(lambda phase: nullcontext())  # outside the lock: a model that fails, fails fast
         with measurement_lock(lambda s: (check_cancel(), say(f"waiting for another measurement ({s:.0f} s)", 0.0))), \
                 torch.inference_mode():
-            with _memory_tracker(device) as memory:
+            with memory_tracker(device) as memory:
                 e2e = measure(timed, config.warmup, config.repeats, config.min_time_s, config.max_time_s,
                               tick=lambda f: (check_cancel(), say("timing generations", 0.05 + 0.55 * f)))
             kv_bytes, kv_dtype = cache_bytes(last["cache"]), _cache_dtype(last["cache"], dtype)
             say("recording operators per phase", 0.6)
             check_cancel()
             trace_dir = tempfile.mkdtemp(prefix="oplens-trace-")
-            events, detail, phase_wall = _record(run, stopwatch, device, trace_dir)
+            detail, phase_wall = _record(run, stopwatch, device, trace_dir)
             say("counting FLOPs per phase", 0.85)
             flops = _count_flops(run)
     except OpLensError:
@@ -212,10 +209,13 @@ def generate(
     except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
         raise _failure(exc, loaded, device, config) from None
     say("summarising", 0.95)
+    traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
+    trace = traces[0] if traces else None
+    figs = _trace_ops(trace, detail, device.type == "cuda", notes)
     timed_records = records[len(records) - len(e2e.samples_ms):]  # measure() ran the warm-up generations first
     ttft = summarize([r[0] for r in timed_records], [r[0] for r in records[:len(records) - len(timed_records)]])
     gen = _summarise(config, module, ttft, e2e, timed_records, kv_bytes, kv_dtype, peaks, dtype, flops, phase_wall,
-                     events, detail, device)
+                     figs.tagged)
     gen.memory = memory
     gen.prompt_ids = prompt.cpu().tolist()
     notes += gen.notes
@@ -224,7 +224,7 @@ def generate(
             notes.append(f"{what}: {msg}")
     if not gen.deterministic:
         notes.append("greedy generations differed between repeats (non-deterministic kernels?): token_ids are the last")
-    return _as_run(loaded, config, device, e2e, gen, events, detail, trace_dir, phase_wall, notes)
+    return _as_run(loaded, config, device, e2e, gen, figs, detail, trace, phase_wall, notes)
 
 
 def _failure(exc: BaseException, loaded: LoadedModel, device: torch.device, config: GenerateConfig) -> ModelRunError:
@@ -263,7 +263,7 @@ def _cache_dtype(cache: Any, fallback: torch.dtype) -> torch.dtype:
 def _record(run: Callable[[Around], torch.Tensor], stopwatch, device: torch.device, trace_dir: str):
     """One generation under torch.profiler with each step tagged oplens.prefill / oplens.decode (after one untagged
     warm-up step), its Kineto trace written to trace_dir; then one more with shapes and FLOPs (they slow ops, so they
-    stay out of the timed session). Returns (timed events, detail events, profiled wall ms per phase)."""
+    stay out of the timed session) and memory per op. Returns (detail events, profiled wall ms per phase)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     worker = f"{os.uname().nodename}_{os.getpid()}"
     wall: dict[str, list[float]] = {p: [] for p in PHASES}
@@ -279,13 +279,28 @@ def _record(run: Callable[[Around], torch.Tensor], stopwatch, device: torch.devi
         for i in range(2):
             run(lambda phase: tagged(phase, wall if i == 1 else None))
             prof.step()
-    events = prof.events()
     with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
-                       record_shapes=True, with_flops=True) as prof:
+                       record_shapes=True, with_flops=True, profile_memory=True) as prof:
         for _ in range(2):
             run(lambda phase: tagged(phase, None))
             prof.step()
-    return events, prof.events(), {p: sum(v) for p, v in wall.items()}
+    return prof.events(), {p: sum(v) for p, v in wall.items()}
+
+
+def _trace_ops(trace: str | None, detail, on_cuda: bool, notes: list[str]) -> TraceFigures:
+    """The profiled generation's operators, as a whole and per phase, from its own trace (the analysis imported
+    traces get), with shapes, FLOPs and memory from the untimed pass."""
+    try:
+        if trace is None:
+            raise TraceFormatError("the profiler wrote no trace")
+        figs = trace_figures(trace)
+    except OpLensError as exc:
+        notes.append(f"operators not read from the generation's trace: {exc}")
+        return TraceFigures([], [], [], None)
+    for phase, ops in [("", figs.ops)] + list(figs.tagged.items()):
+        events = _phase_events(detail, phase) if phase else detail
+        ops_mod.add_detail(ops, events, on_cuda, flops_mod.count_events(events, is_op=ops_mod.is_op_event), {})
+    return figs
 
 
 def _count_flops(run: Callable[[Around], torch.Tensor]) -> dict[str, float]:
@@ -308,8 +323,8 @@ def _phase_events(events, phase: str) -> list:
 
 
 def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int, kv_dtype: torch.dtype, peaks: Peaks,
-               dtype: torch.dtype, flops: dict[str, float], phase_wall: dict[str, float], events, detail,
-               device: torch.device) -> Generation:
+               dtype: torch.dtype, flops: dict[str, float], phase_wall: dict[str, float],
+               phase_ops: dict[str, list[OpStat]]) -> Generation:
     b, p, n = config.batch_size, config.prompt_len, config.new_tokens
     steps = [r[1] for r in records]
     tpot = spread([x for s in steps for x in s])
@@ -337,12 +352,11 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
         return 1e3 * max(fl / peak_flops if peak_flops else 0.0, by / bw if bw else 0.0)
 
     prefill_bytes = weights + p * per_token * b  # weights read once, the prompt's keys and values written
-    on_cuda = device.type == "cuda"
     measured = {"prefill": ttft.median_ms, "decode": tpot.median * (n - 1)}
     phase_bytes = {"prefill": prefill_bytes, "decode": float(sum(decode_bytes))}
     phases = []
     for name, roof, n_steps, tokens in (("prefill", "compute", 1, b * p), ("decode", "memory", n - 1, b * (n - 1))):
-        ops = ops_mod.op_stats(_phase_events(events, name), 1, on_cuda, _phase_events(detail, name))
+        ops = phase_ops.get(name, [])
         floor = floor_ms(flops[name], phase_bytes[name])
         phases.append(PhaseStat(
             name=name, steps=n_steps, tokens=tokens, ops=ops, wall_ms=phase_wall.get(name, 0.0),
@@ -389,14 +403,13 @@ def _summarise(config: GenerateConfig, module, ttft, e2e, records, kv_bytes: int
     )
 
 
-def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e2e, gen: Generation, events, detail,
-            trace_dir: str, phase_wall: dict[str, float], notes: list[str]) -> ProfileRun:
+def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e2e, gen: Generation,
+            figs: TraceFigures, detail, trace: str | None, phase_wall: dict[str, float],
+            notes: list[str]) -> ProfileRun:
     """The generation as a profile run: latency is the e2e of whole generations, ops and totals the profiled one."""
     on_cuda = device.type == "cuda"
-    ops = ops_mod.op_stats(events, 1, on_cuda, detail)
     wall = sum(phase_wall.values())  # profiled prefill + decode steps (the loop's own bookkeeping is outside them)
-    totals = ops_mod.totals(ops, wall, on_cuda)
-    traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
+    totals = ops_mod.totals(figs.ops, wall, on_cuda)
     pconfig = ProfileConfig(device=str(device), batch_size=config.batch_size, seq_len=config.prompt_len,
                             warmup=config.warmup, repeats=config.repeats, min_time_s=config.min_time_s,
                             max_time_s=config.max_time_s, profile_iters=1, dtype=config.dtype, graph=False,
@@ -411,14 +424,16 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
         config=pconfig,
         latency=e2e,
         totals=totals,
-        ops=ops,
-        transfers=ops_mod.transfer_stats(events, 1, on_cuda, detail),
+        ops=figs.ops,
+        transfers=figs.transfers if on_cuda else ops_mod.host_transfers(figs.ops, detail),
         graph=Graph(
             method="none", note="generate: no graph capture; the operators of each phase are in generation.phases"
         ),
         memory=gen.memory,
-        trace_path=traces[0] if traces else None,
+        trace_path=trace,
+        kernels=figs.kernels,
+        gpu=figs.gpu,
         notes=notes,
-        versions=_versions(),
+        versions=devices.library_versions(),
         generation=gen,
     )

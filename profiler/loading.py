@@ -1,7 +1,8 @@
-"""Turn a model spec (registry name, file, HF directory, hub id, TorchScript, .pt2, state dict) into a LoadedModel.
+"""Turn a model spec (sample name, file, HF directory, hub id, TorchScript, .pt2, state dict) into a LoadedModel.
 
-Loading user code or pickles executes code, so each source is explicit: a `.py` file runs only when named,
-and state dicts and input files are read with `torch.load(weights_only=True)`.
+Each kind of spec is a model source (profiler.sources); the built-in ones are defined and registered here, the sample
+models register themselves. Loading user code or pickles executes code, so each source is explicit: a `.py` file
+runs only when named, and state dicts and input files are read with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-import sample_models
-
-from . import devices, policy
+from . import devices, inputs as synthetic, policy, sources
 from .schema import ModelInfo, ModelLoadError
+from .sources import LoadRequest, ModelSource
 from .traits import ModelTraits, RunOptions
 
 DEFAULT_FACTORIES = ("build_model", "get_model", "make_model", "model")
@@ -53,7 +53,8 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), size
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Keep transformers' progress bars and info logs out of OpLens's output."""
     try:
         import transformers
 
@@ -85,8 +86,10 @@ def input_sizes(args: tuple, kwargs: dict) -> tuple[int, int] | None:
     return shape[0], length
 
 
-def _finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, task: str, batch: int | None,
-            seq_len: int | None, check_signature: bool = True) -> LoadedModel:
+def finish(module: nn.Module, args, kwargs, name: str, source: str, spec: str, task: str, batch: int | None,
+           seq_len: int | None, check_signature: bool = True) -> LoadedModel:
+    """The LoadedModel of a module and its example inputs: eval mode, inputs checked against forward(), size and
+    dtype recorded, and the batch and length the inputs really have."""
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{spec}: expected a torch.nn.Module, got {type(module).__name__}")
     try:
@@ -130,22 +133,21 @@ def infer_inputs(module: nn.Module, batch: int | None, seq_len: int | None) -> t
     if config is not None and hasattr(config, "model_type"):
         if hasattr(config, "image_size") and hasattr(config, "num_channels"):
             size = seq_len or config.image_size
-            return (), {"pixel_values": sample_models.image_inputs(batch, size, config.num_channels)}
+            return (), {"pixel_values": synthetic.image_inputs(batch, size, config.num_channels)}
         if getattr(config, "vocab_size", None):
             seq = seq_len or 128
             token_types = "token_type_ids" in inspect.signature(module.forward).parameters
-            return (), sample_models.text_inputs(config.vocab_size, batch, seq, token_types=token_types)
+            return (), synthetic.text_inputs(config.vocab_size, batch, seq, token_types=token_types)
     first, kind = next(((m, _layer_kind(m)) for m in module.modules() if _layer_kind(m)), (None, None))
-    g = torch.Generator().manual_seed(sample_models.SEED)
     try:
         if kind == "Linear":
-            return (torch.randn(batch, first.in_features, generator=g),), {}
+            return (synthetic.features(batch, first.in_features),), {}
         if kind == "Conv2d":
-            return (torch.randn(batch, first.in_channels, seq_len or 224, seq_len or 224, generator=g),), {}
+            return (synthetic.image_inputs(batch, seq_len or 224, first.in_channels),), {}
         if kind == "Conv1d":
-            return (torch.randn(batch, first.in_channels, seq_len or 128, generator=g),), {}
+            return (synthetic.features(batch, first.in_channels, seq_len or 128),), {}
         if kind == "Embedding":
-            return (torch.randint(0, first.num_embeddings, (batch, seq_len or 128), generator=g),), {}
+            return (synthetic.token_ids(first.num_embeddings, batch, seq_len or 128),), {}
     except AttributeError:  # a scripted layer that did not keep its size attributes
         return None
     return None
@@ -157,7 +159,8 @@ def _layer_kind(m: nn.Module) -> str | None:
     return name if name in ("Linear", "Conv2d", "Conv1d", "Embedding") else None
 
 
-def _split_inputs(obj: Any) -> tuple[tuple, dict]:
+def split_inputs(obj: Any) -> tuple[tuple, dict]:
+    """(args, kwargs) from example inputs given as a tensor, a tuple/list, a dict or an (args, kwargs) pair."""
     if isinstance(obj, torch.Tensor):
         return (obj,), {}
     if isinstance(obj, dict) or hasattr(obj, "keys"):
@@ -180,7 +183,7 @@ def load_inputs_file(path: str) -> tuple[tuple, dict]:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
         raise ModelLoadError(f"{path}: not a torch-saved tensor, tuple or dict of tensors ({_short(exc)})") from None
-    return _split_inputs(obj)
+    return split_inputs(obj)
 
 
 def _oom(exc: BaseException, what: str, batch: int | None) -> str:
@@ -199,20 +202,17 @@ def _short(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- each source
 
-def _from_registry(name: str, batch: int | None, seq_len: int | None) -> LoadedModel:
-    sm = sample_models.get(name)
-    b = batch or sm.default_batch
-    s = seq_len if seq_len is not None else sm.default_seq_len
-    _quiet_transformers()
+def call_factory(factory: Callable[[], Any], what: str, batch: int | None) -> Any:
+    """Run a model factory; a missing package, an allocation too large or any exception is one ModelLoadError line."""
+    quiet_transformers()
     try:
-        built = sm.build(b, s)
+        return factory()
     except ImportError as exc:
-        raise ModelLoadError(f"{name}: {exc}") from None
-    except (RuntimeError, MemoryError) as exc:
+        raise ModelLoadError(f"{what}: {_short(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - model code can raise anything
         if devices.is_oom(exc):
-            raise ModelLoadError(_oom(exc, name, b)) from None
-        raise
-    return _finish(built.module, built.args, built.kwargs, name, "registry", name, built.task, b, s)
+            raise ModelLoadError(_oom(exc, what, batch)) from None
+        raise ModelLoadError(f"{what} raised {type(exc).__name__}: {_short(exc)}") from None
 
 
 def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> LoadedModel:
@@ -245,12 +245,7 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     params = inspect.signature(factory).parameters
     # only the sizes the user gave: otherwise the factory's own defaults stand
     call_kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if k in params and v is not None}
-    try:
-        result = factory(**call_kwargs)
-    except Exception as exc:  # noqa: BLE001
-        if devices.is_oom(exc):
-            raise ModelLoadError(_oom(exc, f"{path}:{candidates[0]}()", batch)) from None
-        raise ModelLoadError(f"{path}:{candidates[0]}() raised {type(exc).__name__}: {_short(exc)}") from None
+    result = call_factory(lambda: factory(**call_kwargs), f"{path}:{candidates[0]}()", batch)
     inputs = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         result, inputs = result
@@ -263,14 +258,14 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
 def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int | None,
                  seq_len: int | None, task: str = "") -> LoadedModel:
     if inputs is not None:
-        args, kwargs = _split_inputs(inputs)
+        args, kwargs = split_inputs(inputs)
     else:
         guessed = infer_inputs(module, batch, seq_len)
         if guessed is None:
             raise ModelLoadError(f"{spec}: no example inputs given and none can be inferred; return (module, inputs) "
                                  "from the factory or pass --inputs FILE (a torch-saved tensor, tuple or dict)")
         args, kwargs = guessed
-    return _finish(module, args, kwargs, name, source, spec, task, batch, seq_len)
+    return finish(module, args, kwargs, name, source, spec, task, batch, seq_len)
 
 
 def _hf_task(model: nn.Module) -> str:
@@ -288,7 +283,7 @@ def _hf_task(model: nn.Module) -> str:
 
 
 def _hf_model(source: str, location: str, spec: str, batch: int | None, seq_len: int | None) -> LoadedModel:
-    _quiet_transformers()
+    quiet_transformers()
     try:
         import transformers
     except ImportError:
@@ -312,14 +307,7 @@ def _hf_model(source: str, location: str, spec: str, batch: int | None, seq_len:
     inputs = None
     try:
         tok = transformers.AutoTokenizer.from_pretrained(location)
-        seq = seq_len or 128
-        enc = tok(
-            [sample_models.MINILM_SENTENCES[i % 8] for i in range(batch or 1)],
-            padding="max_length",
-            truncation=True,
-            max_length=seq,
-            return_tensors="pt",
-        )
+        enc = synthetic.tokenized(tok, batch or 1, seq_len or 128)
         accepted = inspect.signature(model.forward).parameters
         inputs = {k: v for k, v in enc.items() if k in accepted}
     except Exception:  # noqa: BLE001 - no tokenizer: fall back to synthetic inputs from the config
@@ -359,8 +347,8 @@ def _from_export(path: str, spec: str, batch: int | None, seq_len: int | None, i
     module = ep.module()
     if inputs is None:
         raise ModelLoadError(f"{path}: the archive holds no example inputs; pass --inputs FILE")
-    args, kwargs = _split_inputs(inputs)
-    loaded = _finish(module, args, kwargs, Path(path).stem, "export", spec, "", batch, seq_len, check_signature=False)
+    args, kwargs = split_inputs(inputs)
+    loaded = finish(module, args, kwargs, Path(path).stem, "export", spec, "", batch, seq_len, check_signature=False)
     loaded.traits = ModelTraits(exported=ep)  # profiler.graph uses this graph instead of re-exporting
     return loaded
 
@@ -378,9 +366,10 @@ def _from_state_dict(path: str, spec: str, arch: str | None, batch: int | None, 
     if not arch:
         raise ModelLoadError(f"{path} is a state dict (weights only): name its architecture with --arch NAME "
                              f"(one of `python -m profiler models`)")
-    if arch not in sample_models.REGISTRY:
+    source = sources.source_for(arch)
+    if source is None or source.entries is None:
         raise ModelLoadError(f"unknown architecture '{arch}' for {path}; see `python -m profiler models`")
-    loaded = _from_registry(arch, batch, seq_len)
+    loaded = source.load(LoadRequest(arch, batch, seq_len))
     result = loaded.module.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise ModelLoadError(
@@ -391,6 +380,53 @@ def _from_state_dict(path: str, spec: str, arch: str | None, batch: int | None, 
     return loaded
 
 
+# ---------------------------------------------------------------- the built-in sources, in the order they are asked
+
+def _path(spec: str) -> str:
+    return os.path.expanduser(spec)
+
+
+def _archive(spec: str) -> str | None:
+    """'torchscript' or 'export' for a zip archive of either kind, whatever its suffix; None otherwise."""
+    names = _zip_names(_path(spec))
+    if names is None:
+        return None
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("models/model.json") or "/models/" in n for n in names):
+        return "export"
+    return None
+
+
+def _sizes(r: LoadRequest) -> tuple[int | None, int | None]:
+    return r.batch_size or None, r.seq_len or None  # None (or 0): the model's own default
+
+
+def _from_hf_dir(r: LoadRequest) -> LoadedModel:
+    path = _path(r.spec)
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelLoadError(f"{r.spec}: directory has no config.json, so it is not a Hugging Face model directory")
+    return _hf_model("hf-dir", path, r.spec, *_sizes(r))
+
+
+BUILTIN_SOURCES = (
+    ModelSource("hub", lambda spec: spec.startswith("hf:"), lambda r: _hf_model("hub", r.spec[3:], r.spec, *_sizes(r))),
+    ModelSource("file", lambda spec: ".py:" in spec or spec.endswith(".py"),
+                lambda r: _from_python_file(r.spec, *_sizes(r))),
+    ModelSource("hf-dir", lambda spec: os.path.isdir(_path(spec)), _from_hf_dir),
+    ModelSource("export", lambda spec: os.path.exists(_path(spec)) and (spec.endswith(".pt2") or
+                                                                        _archive(spec) == "export"),
+                lambda r: _from_export(_path(r.spec), r.spec, *_sizes(r), r.inputs)),
+    ModelSource("torchscript", lambda spec: os.path.exists(_path(spec)) and _archive(spec) == "torchscript",
+                lambda r: _from_torchscript(_path(r.spec), r.spec, *_sizes(r), r.inputs)),
+    # any other existing file: read as weights only, the architecture named by --arch
+    ModelSource("state-dict", lambda spec: os.path.exists(_path(spec)),
+                lambda r: _from_state_dict(_path(r.spec), r.spec, r.arch, r.batch_size, r.seq_len)),
+)
+for _source in BUILTIN_SOURCES:
+    sources.register(_source)
+
+
 def load_model(spec: str, batch_size: int | None = None, seq_len: int | None = None, arch: str | None = None,
                inputs: str | Any | None = None) -> LoadedModel:
     """Load any supported model spec; raises ModelLoadError with a message a person can act on."""
@@ -399,40 +435,23 @@ def load_model(spec: str, batch_size: int | None = None, seq_len: int | None = N
         raise ModelLoadError("no model given: name a sample model (see `python -m profiler models`) or a file")
     if isinstance(inputs, str):
         inputs = load_inputs_file(inputs)
-    if spec in sample_models.REGISTRY:
-        if inputs is not None:
-            raise ModelLoadError("--inputs applies to model files, not to sample models (they build their own)")
-        return _from_registry(spec, batch_size, seq_len)
-    batch, seq = batch_size or None, seq_len or None  # None (or 0): the model's own default
-    if spec.startswith("hf:"):
-        return _hf_model("hub", spec[3:], spec, batch, seq)
-    if ".py:" in spec or spec.endswith(".py"):
-        return _from_python_file(spec, batch, seq)
-    path = os.path.expanduser(spec)
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise ModelLoadError(f"{spec}: directory has no config.json, so it is not a Hugging Face model directory")
-        return _hf_model("hf-dir", path, spec, batch, seq)
-    if not os.path.exists(path):
+    source = sources.source_for(spec)
+    if source is None:
         if os.sep in spec or "." in spec:
             raise ModelLoadError(f"model file not found: {spec}")
         raise ModelLoadError(f"unknown model '{spec}': not a sample model (see `python -m profiler models`), "
                              "a file, a directory or an hf:<hub id>")
-    if path.endswith(".pt2"):
-        return _from_export(path, spec, batch, seq, inputs)
-    names = _zip_names(path)
-    if names is not None and any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        return _from_torchscript(path, spec, batch, seq, inputs)
-    if names is not None and any(n.endswith("models/model.json") or "/models/" in n for n in names):
-        return _from_export(path, spec, batch, seq, inputs)
-    return _from_state_dict(path, spec, arch, batch_size, seq_len)
+    if source.entries is not None and inputs is not None:
+        raise ModelLoadError("--inputs applies to model files, not to sample models (they build their own)")
+    return source.load(LoadRequest(spec, batch_size, seq_len, arch, inputs))
 
 
 def reload_spec(info: ModelInfo, run_id: str = "") -> tuple[str, str | None]:
     """(spec, arch) that load the model of a saved run again; ModelLoadError, in one line, when that cannot work."""
     what = f"run {run_id}" if run_id else info.name
     if info.source == "registry":
-        if info.spec in sample_models.REGISTRY or info.name in sample_models.REGISTRY:
+        names = sources.catalogue_names()
+        if info.spec in names or info.name in names:
             return info.spec or info.name, None
         raise ModelLoadError(f"{what} used sample model '{info.name}', which this OpLens no longer has")
     if not info.spec:
@@ -441,7 +460,7 @@ def reload_spec(info: ModelInfo, run_id: str = "") -> tuple[str, str | None]:
     if info.source == "hub":
         return info.spec, None
     path = info.spec.rsplit(":", 1)[0] if ".py:" in info.spec else info.spec
-    if info.source not in ("file", "hf-dir", "torchscript", "export", "state-dict"):
+    if info.source not in {s.kind for s in BUILTIN_SOURCES} - {"hub"}:
         raise ModelLoadError(f"{what} has no model to load again (its source is '{info.source}'): "
                              "profile the model itself first")
     if not os.path.exists(os.path.expanduser(path)):

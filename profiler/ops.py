@@ -1,8 +1,9 @@
-"""torch.profiler events -> per-operator statistics (OpStat) and data movement (TransferStat).
+"""What only a live run adds to the per-operator figures, and how they reconcile with wall time.
 
-Each op's exec time is its *self* time, so summing over ops never double counts nested calls. On a GPU the
-timing device is the GPU (kernel time launched by the op); on the CPU it is host time. Data-movement ops
-(copies, dtype/layout changes, uploads) go to T_trans instead of T_exec.
+The times, calls and device work per operator come from the run's own trace (profiler.trace_import.figures, the
+analysis imported traces get). This module fills in, from torch.profiler events of the untimed pass, the input
+shapes, FLOPs, bytes and memory per op; host-side data movement on a CPU; T_exec + T_trans against wall time; and
+per-tag times for graph nodes. Data-movement ops (copies, dtype/layout changes, uploads) go to T_trans, not T_exec.
 """
 from __future__ import annotations
 
@@ -57,55 +58,32 @@ def copy_bytes(evt) -> int:
     return _numel(shapes[0]) * _ELEMENT_BYTES.get(dtypes[0], 4)
 
 
-def copy_direction(evt, on_cuda: bool) -> str:
-    """Direction of an aten::copy_ from the memcpy kernels it launched (H2D/D2H/D2D), or 'host' without a GPU."""
-    if not on_cuda:
-        return "host"
-    for k in getattr(evt, "kernels", []) or []:
-        name = getattr(k, "name", "")
-        for tag, direction in (("HtoD", "H2D"), ("DtoH", "D2H"), ("DtoD", "D2D")):
-            if tag in name:
-                return direction
-    return "D2D" if (getattr(evt, "self_device_time_total", 0) or 0) > 0 else "host"
+def add_detail(ops: list[OpStat], detail: Iterable, on_cuda: bool, flops: flops_mod.OpFlops,
+               moved: dict[str, float]) -> None:
+    """Fill in what only the live run knows, from its untimed pass (one inference recorded with shapes and memory):
+    input shapes, FLOPs, bytes moved and self allocated memory per op. The times come from the trace."""
+    shapes = _shapes(detail)
+    memory: dict[str, float] = defaultdict(float)
+    for evt in detail:
+        if is_op_event(evt):
+            mem = getattr(evt, "self_device_memory_usage", 0) if on_cuda else evt.self_cpu_memory_usage
+            memory[evt.name] += max(0, mem or 0)
+    for o in ops:
+        o.flops, o.flops_known = flops.flops.get(o.name, 0.0), o.name in flops.known
+        o.bytes, o.memory_bytes = moved.get(o.name, 0.0), memory.get(o.name, 0.0)
+        o.input_shapes = [s for s, _ in shapes.get(o.name, Counter()).most_common(5)]
 
 
-def op_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable | None = None,
-             detail_iterations: int = 1, flops: flops_mod.OpFlops | None = None) -> list[OpStat]:
-    """Aggregate self times and memory by op name, per inference, slowest first.
-
-    Shapes come from `detail` (a separate pass with record_shapes, which slows ops by 10-20% and so stays out of the
-    timed pass); without it, from `events`. FLOPs per inference are `flops` (flops.count_events), or counted here
-    from those same events.
-    """
-    source = events if detail is None else detail
-    scale = iterations if detail is None else detail_iterations
-    shapes = _shapes(source)
-    if flops is None:
-        flops = flops_mod.count_events(source, iterations=scale, is_op=is_op_event)
-    acc: dict[str, dict] = defaultdict(lambda: {"calls": 0, "host": 0.0, "device": 0.0, "total": 0.0, "mem": 0.0})
-    for evt in events:
-        if not is_op_event(evt):
-            continue
-        a = acc[evt.name]
-        a["calls"] += 1
-        a["host"] += evt.self_cpu_time_total
-        a["device"] += getattr(evt, "self_device_time_total", 0) or 0
-        a["total"] += (getattr(evt, "device_time_total", 0) or 0) if on_cuda else evt.cpu_time_total
-        mem = (getattr(evt, "self_device_memory_usage", 0) if on_cuda else evt.self_cpu_memory_usage) or 0
-        a["mem"] += max(0, mem)
-    n = max(1, iterations)
-    out = []
-    for name, a in acc.items():
-        timed = (a["device"] if on_cuda else a["host"]) / 1e3 / n  # us -> ms per inference
-        transfer = is_transfer(name)
-        out.append(OpStat(
-            name=name, calls=a["calls"] / n, exec_ms=0.0 if transfer else timed, trans_ms=timed if transfer else 0.0,
-            host_ms=a["host"] / 1e3 / n, device_ms=a["device"] / 1e3 / n, total_ms=a["total"] / 1e3 / n,
-            flops=flops.flops.get(name, 0.0), flops_known=name in flops.known, memory_bytes=a["mem"] / n,
-            input_shapes=[s for s, _ in shapes.get(name, Counter()).most_common(5)],
-            category="transfer" if transfer else "compute"))
-    out.sort(key=lambda o: o.exec_ms + o.trans_ms, reverse=True)
-    return out
+def host_transfers(ops: list[OpStat], detail: Iterable) -> list[TransferStat]:
+    """Host-side data movement per inference (no device): the time of the data-movement ops, one call per
+    aten::copy_, and the bytes each copy_ wrote in the untimed pass that recorded shapes."""
+    time_ms = sum(o.trans_ms for o in ops)
+    if not time_ms:
+        return []
+    calls = sum(o.calls for o in ops if o.name == "aten::copy_")
+    moved = sum(copy_bytes(evt) for evt in detail if is_op_event(evt))
+    return [TransferStat(direction="host", calls=calls, bytes=moved, time_ms=time_ms,
+                         bandwidth_gbps=moved / (time_ms * 1e6), label=HOST_TRANSFER_LABEL)]
 
 
 def totals(ops: list[OpStat], wall_ms: float, on_cuda: bool, flop_coverage: float | None = None) -> Totals:
@@ -123,51 +101,6 @@ def _shapes(events: Iterable) -> dict[str, Counter]:
         if is_op_event(evt) and evt.input_shapes:
             shapes[evt.name][str([list(s) for s in evt.input_shapes if s])] += 1
     return shapes
-
-
-def _direction(evt, on_cuda: bool) -> str:
-    if not on_cuda:
-        return "host"
-    return copy_direction(evt, True) if evt.name == "aten::copy_" else _parent_direction(evt)
-
-
-def transfer_stats(events: Iterable, iterations: int, on_cuda: bool, detail: Iterable | None = None,
-                   detail_iterations: int = 1) -> list[TransferStat]:
-    """Data movement per direction, per inference. Time is the self time of every data-movement op in that
-    direction (on a GPU: memcpy kernel time); bytes are counted once, at the aten::copy_ that writes them, from
-    `detail` (the pass that recorded shapes) when given."""
-    acc: dict[str, dict] = defaultdict(lambda: {"calls": 0, "bytes": 0, "time_us": 0.0})
-    for evt in events:
-        if not is_op_event(evt) or not is_transfer(evt.name):
-            continue
-        a = acc[_direction(evt, on_cuda)]
-        if evt.name == "aten::copy_":
-            a["calls"] += 1
-        a["time_us"] += (getattr(evt, "self_device_time_total", 0) or 0) if on_cuda else evt.self_cpu_time_total
-    n = max(1, iterations)
-    byte_scale = n if detail is None else max(1, detail_iterations)
-    for evt in (events if detail is None else detail):
-        if is_op_event(evt) and evt.name == "aten::copy_":
-            acc[_direction(evt, on_cuda)]["bytes"] += copy_bytes(evt) * n / byte_scale
-    out = []
-    for direction, a in acc.items():
-        time_ms = a["time_us"] / 1e3 / n
-        label = HOST_TRANSFER_LABEL if direction == "host" else DEVICE_TRANSFER_LABEL
-        out.append(TransferStat(direction=direction, calls=a["calls"] / n, bytes=a["bytes"] / n, time_ms=time_ms,
-                                bandwidth_gbps=(a["bytes"] / n) / (time_ms * 1e6) if time_ms > 0 else 0.0, label=label))
-    out.sort(key=lambda t: t.time_ms, reverse=True)
-    return out
-
-
-def _parent_direction(evt) -> str:
-    """A wrapper op (aten::to, clone) takes the direction of the copy_ it contains."""
-    stack = list(getattr(evt, "cpu_children", []) or [])
-    while stack:
-        child = stack.pop()
-        if child.name == "aten::copy_":
-            return copy_direction(child, True)
-        stack.extend(getattr(child, "cpu_children", []) or [])
-    return "D2D"
 
 
 def nearest_tag(evt, prefix: str) -> str | None:

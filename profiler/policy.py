@@ -18,9 +18,8 @@ import re
 import tempfile
 from pathlib import Path
 
-import sample_models
 
-from . import store
+from . import sources, store
 from .schema import OpLensError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +94,7 @@ def check_server_model(spec: str) -> None:
     """Raise PolicyError, in one line, when the dashboard may not load `spec`: code without OPLENS_ALLOW_CODE=1, a
     path outside the data directories, a file over the size limit, or a Hub id that is really a path."""
     spec = (spec or "").strip()
-    if spec in sample_models.REGISTRY:
+    if spec in sources.catalogue_names():  # a ready model (a sample): nothing from outside
         return
     if spec.startswith("hf:"):
         # transformers reads an existing local folder of that name instead of the Hub: that is a path, not an id

@@ -1,5 +1,7 @@
 """profiler.profile: the one place that touches the device. Loads nothing, draws nothing: LoadedModel in, ProfileRun
-out."""
+out. It reads top to bottom: a Session prepares the model and measures it (timed repeats with peak memory, the
+profiled inferences written as one Kineto trace, FLOPs, the graph); assemble() turns those measurements into the run,
+reading per-op, transfer and kernel figures from the run's own trace with the analysis imported traces get."""
 
 from __future__ import annotations
 
@@ -7,33 +9,27 @@ import copy
 import datetime as _dt
 import os
 import re
+import shutil
 import statistics
 import tempfile
-import threading
 import time
 import uuid
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import torch
-from torch.profiler import (
-    ProfilerActivity,
-    profile as torch_profile,
-    record_function,
-    schedule,
-    tensorboard_trace_handler,
-)
+from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule
 
-from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod
+from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod, traces as traces_mod
 from .loading import LoadedModel
 from .lock import measurement_lock
-from .schema import Graph, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
+from .memory import memory_tracker
+from .schema import (Graph, LatencyStats, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig,
+                     ProfileRun)
 from .timing import measure, noise_message, summarize
+from .trace_import import TraceFigures, trace_figures
 
 Progress = Callable[[str, float], None]
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
 
 
 class CancelToken(Protocol):
@@ -67,46 +63,6 @@ def _friendly(exc: BaseException, device: torch.device, loaded: LoadedModel) -> 
     return ModelRunError(f"{loaded.info.name} raised {type(exc).__name__} while running: {msg}")
 
 
-class _RssSampler:
-    """Peak process RSS while inference runs (CPU peak memory); psutil polled from a thread."""
-
-    def __init__(self, period_s: float = 0.005):
-        import psutil
-
-        self.proc, self.period, self.peak, self.baseline = psutil.Process(), period_s, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(self.period)
-
-    def __enter__(self):
-        self.baseline = self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-@contextmanager
-def _memory_tracker(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        stats = MemoryStats(kind="cuda-allocator", baseline_bytes=torch.cuda.memory_allocated(device))
-        yield stats
-        stats.peak_bytes = torch.cuda.max_memory_allocated(device)
-    else:
-        with _RssSampler() as sampler:
-            stats = MemoryStats(kind="process-rss")
-            yield stats
-        stats.peak_bytes, stats.baseline_bytes = sampler.peak, sampler.baseline
-
-
 def prepare(loaded: LoadedModel, device: torch.device, dtype: torch.dtype):
     """The module on the device in the dtype (a copy when that changes it: the caller's model stays as it was),
     and the example inputs on the host, cast to the dtype."""
@@ -127,139 +83,207 @@ def profile(loaded: LoadedModel, config: ProfileConfig | None = None, progress: 
             cancel: CancelToken | None = None) -> ProfileRun:
     """Measure latency, per-op times, transfers and the graph of one model, under the machine-wide lock."""
     config = config or ProfileConfig()
-    device = devices.resolve_device(config.device)
-    dtype = _DTYPES.get(config.dtype)
-    if dtype is None:
-        raise ModelRunError(f"unknown dtype '{config.dtype}': use float32, bfloat16 or float16")
     say = progress or (lambda stage, frac: None)
-
-    def check_cancel():
-        if cancel is not None and cancel.is_set():
-            raise ProfileCancelled("profiling cancelled")
-
-    try:
-        module, host_args, host_kwargs = prepare(loaded, device, dtype)
-    except Exception as exc:  # noqa: BLE001
-        raise _friendly(exc, device, loaded) from None
-    on_cuda = device.type == "cuda"
-    if on_cuda and loaded.run_options.pin_memory:  # page-locked host buffers: async, faster uploads
-        host_args, host_kwargs = map_tensors((host_args, host_kwargs), lambda t: t.pin_memory())
-    upload = (lambda x: map_tensors(x, lambda t: t.to(device, non_blocking=True))) if on_cuda else (lambda x: x)
-    resident = (upload(host_args), upload(host_kwargs))
-    inputs_on_device = config.inputs_on_device or loaded.run_options.inputs_on_device
-    stopwatch = devices.Stopwatch(device)
-
-    def inference():
-        args, kwargs = resident if inputs_on_device else (upload(host_args), upload(host_kwargs))
-        return module(*args, **kwargs)
-
-    def timed(samples: list[float]):
-        check_cancel()
-        with stopwatch.time(samples):
-            inference()
-
-    def waiting(seconds: float):
-        check_cancel()
-        say(f"waiting for another measurement to finish ({seconds:.0f} s)", 0.0)
-
-    info = devices.device_info(device)
-    notes: list[str] = []
-    try:
-        with torch.inference_mode():
-            say("checking the model runs", 0.0)
-            first = inference()  # a first call outside the lock: a model that fails, fails fast and holds nobody up
-            warnings = checks.input_warnings(host_args, host_kwargs) + checks.output_warnings(first)
-            del first
-        with measurement_lock(waiting), torch.inference_mode():
-            with _memory_tracker(device) as memory:
-                latency = measure(timed, config.warmup, config.repeats, config.min_time_s, config.max_time_s,
-                                  tick=lambda f: (check_cancel(), say("timing", 0.05 + 0.45 * f)))
-            say("recording operators", 0.5)
-            trace_dir = tempfile.mkdtemp(prefix="oplens-trace-")
-            events, detail, profiled_samples, paired_samples = _record_ops(
-                inference, stopwatch, config.profile_iters, device, trace_dir, check_cancel
-            )
-            say("counting FLOPs", 0.65)
-            # untimed: one more inference under FlopCounterMode, counting bytes moved per op too (roofline)
-            dispatched, moved = flops_mod.dispatch_counts_and_bytes(inference)
-            say("timing graph nodes", 0.7)
-            graph = _graph(loaded, module, resident, config, device, notes, check_cancel)
-    except OpLensError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
-        raise _friendly(exc, device, loaded) from None
+    session = Session(loaded, config, say, cancel)
+    measured = session.measure()
     say("summarising", 0.95)
-    iters = config.profile_iters
-    op_flops = flops_mod.count_events(detail, dispatched, is_op=ops_mod.is_op_event)
-    op_stats = ops_mod.op_stats(events, iters, on_cuda, detail, flops=op_flops)
-    for o in op_stats:
-        o.bytes = moved.get(o.name, 0.0)
-    transfers = ops_mod.transfer_stats(events, iters, on_cuda, detail)
-    profiled = summarize(profiled_samples)
-    # op sums are means over the recorded iterations: reconcile with their mean wall time
-    totals = ops_mod.totals(op_stats, profiled.mean_ms, on_cuda, flops_mod.coverage(op_stats))
-    paired = summarize(paired_samples)
-    if msg := noise_message(latency):
-        notes.append(msg)
-    traces = [os.path.join(trace_dir, f) for f in os.listdir(trace_dir) if f.endswith((".json", ".json.gz"))]
-    kernels, gpu = [], None
-    if on_cuda and traces:
-        # device work from the run's own trace, by the analysis imported traces get: memcpy events carry their bytes
-        # and direction (the profiler's op events did not: an H200 run showed 0-byte uploads and a D2H as D2D)
-        from .trace_import import device_figures
-
-        try:
-            traced, kernels, gpu = device_figures(traces[0])
-            transfers = traced or transfers
-        except OpLensError as exc:
-            notes.append(f"kernels and GPU timeline not read from the trace: {exc}")
-    config_out = copy.copy(config)
-    config_out.batch_size, config_out.seq_len = loaded.batch_size, loaded.seq_len
-    config_out.device = str(device)
-    run = ProfileRun(
-        id=new_run_id(loaded.info.name), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        model=copy.copy(loaded.info), device=info, config=config_out, latency=latency, totals=totals, ops=op_stats,
-        transfers=transfers, graph=graph, memory=memory, profiled_latency=profiled, paired_latency=paired,
-        overhead_ratio=_median_ratio(profiled_samples, paired_samples), trace_path=traces[0] if traces else None,
-        notes=notes, warnings=warnings, versions=_versions(), kernels=kernels, gpu=gpu)
+    run = assemble(loaded, config, session.device, measured)
     say("done", 1.0)
     return run
 
 
-def _record_ops(inference, stopwatch, pairs: int, device, trace_dir: str, check_cancel):
+# ---------------------------------------------------------------- the measurement session
+
+@dataclass
+class Recorded:
+    """The profiled inferences: their Kineto trace (one profiler step per inference) and the untimed detail pass."""
+
+    trace_path: str | None
+    steps: int
+    detail: list  # torch.profiler events of one inference recorded with shapes and memory
+    profiled_ms: list[float]  # wall time of each profiled inference
+    plain_ms: list[float]  # unprofiled inferences interleaved with them
+
+
+@dataclass
+class Measured:
+    """Everything one measurement session produced, before any analysis."""
+
+    latency: LatencyStats
+    memory: MemoryStats
+    recorded: Recorded
+    dispatched_flops: dict[str, float]
+    moved_bytes: dict[str, float]
+    graph: Graph
+    warnings: list[str]
+    notes: list[str]
+
+
+class Session:
+    """One model on one device, ready to run: the prepared module, its inputs, and how to time an inference."""
+
+    def __init__(self, loaded: LoadedModel, config: ProfileConfig, say: Progress, cancel: CancelToken | None):
+        self.loaded, self.config, self.say, self.cancel = loaded, config, say, cancel
+        self.device = devices.resolve_device(config.device)
+        dtype = devices.resolve_dtype(config.dtype)
+        try:
+            self.module, host_args, host_kwargs = prepare(loaded, self.device, dtype)
+        except Exception as exc:  # noqa: BLE001
+            raise _friendly(exc, self.device, loaded) from None
+        if self.device.type == "cuda" and loaded.run_options.pin_memory:  # page-locked: async, faster uploads
+            host_args, host_kwargs = map_tensors((host_args, host_kwargs), lambda t: t.pin_memory())
+        self.host = (host_args, host_kwargs)
+        self.resident = (self._upload(host_args), self._upload(host_kwargs))
+        self.inputs_on_device = config.inputs_on_device or loaded.run_options.inputs_on_device
+        self.stopwatch = devices.Stopwatch(self.device)
+
+    def _upload(self, x):
+        if self.device.type != "cuda":
+            return x
+        return map_tensors(x, lambda t: t.to(self.device, non_blocking=True))
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise ProfileCancelled("profiling cancelled")
+
+    def inference(self):
+        if self.inputs_on_device:
+            args, kwargs = self.resident
+        else:  # the upload is part of an inference, as it is in serving
+            args, kwargs = self._upload(self.host[0]), self._upload(self.host[1])
+        return self.module(*args, **kwargs)
+
+    def _timed(self, samples: list[float]) -> None:
+        self.check_cancel()
+        with self.stopwatch.time(samples):
+            self.inference()
+
+    def _waiting(self, seconds: float) -> None:
+        self.check_cancel()
+        self.say(f"waiting for another measurement to finish ({seconds:.0f} s)", 0.0)
+
+    def measure(self) -> Measured:
+        """Check the model runs, then under the lock: timed repeats (with peak memory), the profiled inferences,
+        FLOPs and bytes per op, and the graph. A failure of the model's own is a ModelRunError in words."""
+        config, say, notes = self.config, self.say, []
+        try:
+            with torch.inference_mode():
+                say("checking the model runs", 0.0)
+                first = self.inference()  # outside the lock: a model that fails, fails fast and holds nobody up
+                warnings = checks.input_warnings(*self.host) + checks.output_warnings(first)
+                del first
+            with measurement_lock(self._waiting), torch.inference_mode():
+                with memory_tracker(self.device) as memory:
+                    latency = measure(self._timed, config.warmup, config.repeats, config.min_time_s,
+                                      config.max_time_s,
+                                      tick=lambda f: (self.check_cancel(), say("timing", 0.05 + 0.45 * f)))
+                say("recording operators", 0.5)
+                recorded = record_ops(self.inference, self.stopwatch, config.profile_iters, self.device,
+                                      self.check_cancel)
+                say("counting FLOPs", 0.65)
+                # untimed: one more inference under FlopCounterMode, counting bytes moved per op too (roofline)
+                dispatched, moved = flops_mod.dispatch_counts_and_bytes(self.inference)
+                say("timing graph nodes", 0.7)
+                graph = _graph(self.loaded, self.module, self.resident, config, self.device, notes, self.check_cancel)
+        except OpLensError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
+            raise _friendly(exc, self.device, self.loaded) from None
+        return Measured(latency=latency, memory=memory, recorded=recorded, dispatched_flops=dispatched,
+                        moved_bytes=moved, graph=graph, warnings=warnings, notes=notes)
+
+
+def record_ops(inference: Callable[[], Any], stopwatch: devices.Stopwatch, pairs: int, device: torch.device,
+               check_cancel: Callable[[], None]) -> Recorded:
     """Interleave `pairs` unprofiled and profiled inferences, so drift in machine speed hits both alike.
 
-    Each profiled inference gets its own short profiler session (one warm-up step, one recorded step); the first
-    session's Kineto trace is written to `trace_dir`. Timed sessions record memory but not shapes (that slows ops by
-    10-20%); one more, untimed session records them, and FLOPs are counted from its shapes (profiler.flops).
-    Returns (timed events, detail events, profiled ms, paired unprofiled ms).
+    Each profiled inference gets its own short profiler session (one warm-up step, one recorded step); their traces
+    are joined into one Kineto trace, one profiler step per inference, which the run's per-op figures are read from.
+    Timed sessions record memory but not shapes (that slows ops by 10-20%); one more, untimed session records shapes
+    and memory per op, and FLOPs are counted from its shapes (profiler.flops).
     """
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    worker = f"{os.uname().nodename}_{os.getpid()}"
-    events, profiled, plain = [], [], []
-    for i in range(pairs):
-        check_cancel()
-        if i % 2 == 0:  # ABBA order: a steady drift in machine speed cancels out of the pair ratios
-            with stopwatch.time(plain):
-                inference()
-        handler = tensorboard_trace_handler(trace_dir, worker_name=worker, use_gzip=True) if i == 0 else None
-        with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
-                           on_trace_ready=handler, profile_memory=True) as prof:
-            for step in range(2):
-                with stopwatch.time(profiled if step == 1 else []), record_function("oplens.inference"):
+    sessions_dir = tempfile.mkdtemp(prefix="oplens-sessions-")
+    sessions: list[str] = []
+    profiled: list[float] = []
+    plain: list[float] = []
+    try:
+        for i in range(pairs):
+            check_cancel()
+            if i % 2 == 0:  # ABBA order: a steady drift in machine speed cancels out of the pair ratios
+                with stopwatch.time(plain):
                     inference()
-                prof.step()
-        events.extend(prof.events())
-        if i % 2 == 1:
-            with stopwatch.time(plain):
+            with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
+                               profile_memory=True) as prof:
+                for step in range(2):
+                    with stopwatch.time(profiled if step == 1 else []), record_function("oplens.inference"):
+                        inference()
+                    prof.step()
+            sessions.append(os.path.join(sessions_dir, f"{i}.json"))
+            prof.export_chrome_trace(sessions[-1])
+            if i % 2 == 1:
+                with stopwatch.time(plain):
+                    inference()
+        check_cancel()
+        with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
+                           record_shapes=True, profile_memory=True) as prof:
+            for _ in range(2):
                 inference()
-    check_cancel()
-    with torch_profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
-                       record_shapes=True) as prof:
-        for _ in range(2):
-            inference()
-            prof.step()
-    return events, prof.events(), profiled, plain
+                prof.step()
+        trace = None
+        if sessions:
+            worker = f"{os.uname().nodename}_{os.getpid()}"
+            out = os.path.join(tempfile.mkdtemp(prefix="oplens-trace-"), traces_mod.trace_file_name(worker))
+            trace = str(traces_mod.merge_sessions(sessions, out))
+    finally:
+        shutil.rmtree(sessions_dir, ignore_errors=True)
+    return Recorded(trace_path=trace, steps=len(sessions), detail=list(prof.events()), profiled_ms=profiled,
+                    plain_ms=plain)
+
+
+# ---------------------------------------------------------------- the run
+
+def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m: Measured) -> ProfileRun:
+    """The ProfileRun from one session's measurements: per-op, transfer, kernel and GPU figures read from the
+    session's own trace (the analysis an imported trace gets), plus what only a live run knows."""
+    on_cuda, rec, notes = device.type == "cuda", m.recorded, list(m.notes)
+    figs = _trace_figures(rec, notes)
+    op_flops = flops_mod.count_events(rec.detail, m.dispatched_flops, is_op=ops_mod.is_op_event)
+    ops_mod.add_detail(figs.ops, rec.detail, on_cuda, op_flops, m.moved_bytes)
+    transfers = figs.transfers if on_cuda else ops_mod.host_transfers(figs.ops, rec.detail)
+    profiled = summarize(rec.profiled_ms)
+    # op sums are means over the recorded iterations: reconcile with their mean wall time
+    totals = ops_mod.totals(figs.ops, profiled.mean_ms, on_cuda, flops_mod.coverage(figs.ops))
+    if msg := noise_message(m.latency):
+        notes.append(msg)
+    config_out = copy.copy(config)
+    config_out.batch_size, config_out.seq_len = loaded.batch_size, loaded.seq_len
+    config_out.device = str(device)
+    return ProfileRun(
+        id=new_run_id(loaded.info.name), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        model=copy.copy(loaded.info), device=devices.device_info(device), config=config_out, latency=m.latency,
+        totals=totals, ops=figs.ops, transfers=transfers, graph=m.graph, memory=m.memory, profiled_latency=profiled,
+        paired_latency=summarize(rec.plain_ms), overhead_ratio=_median_ratio(rec.profiled_ms, rec.plain_ms),
+        trace_path=rec.trace_path, notes=notes, warnings=m.warnings, versions=devices.library_versions(),
+        kernels=figs.kernels, gpu=figs.gpu)
+
+
+def _trace_figures(rec: Recorded, notes: list[str]) -> TraceFigures:
+    """Per-inference figures from the run's own trace; empty, with a note, when there is none or it is unreadable."""
+    if rec.trace_path is None:
+        notes.append("no inference was profiled (profile iterations 0): no per-operator figures")
+        return TraceFigures([], [], [], None)
+    try:
+        return trace_figures(rec.trace_path).per_step(rec.steps)
+    except OpLensError as exc:
+        notes.append(f"per-operator figures not read from the run's trace: {exc}")
+        return TraceFigures([], [], [], None)
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    """Median of pairwise ratios: robust to the machine getting faster or slower between pairs."""
+    ratios = [a / b for a, b in zip(num, den) if b > 0]
+    return statistics.median(ratios) if ratios else 0.0
 
 
 def _graph(
@@ -278,19 +302,3 @@ def _graph(
         notes.append(f"graph timing failed ({type(exc).__name__}: {str(exc)[:200]}); showing the module tree")
         return graph_mod.profile_graph(graph_mod.Captured("module-tree", None, None, captured.note), module, args,
                                        kwargs, device, 1, activities)
-
-
-def _median_ratio(num: list[float], den: list[float]) -> float:
-    """Median of pairwise ratios: robust to the machine getting faster or slower between pairs."""
-    ratios = [a / b for a, b in zip(num, den) if b > 0]
-    return statistics.median(ratios) if ratios else 0.0
-
-
-def _versions() -> dict[str, str]:
-    out = {"torch": torch.__version__}
-    for name in ("transformers", "numpy"):
-        try:
-            out[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .traces import TraceStream
+from .traces import STEP_PREFIX, TraceStream
 
 # raw category (lower-cased) -> what OpLens does with it; both Kineto conventions (2021 and current)
 KIND = {
@@ -33,10 +33,10 @@ IGNORED_WHY = {
 }
 DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
 MODULE_PREFIX = "nn.Module: "
-STEP_PREFIX = "ProfilerStep#"
 PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
 # host-side collectives (gloo's own annotations on its worker threads): the communication of a CPU-only rank
 HOST_COMM_PREFIXES = ("gloo:", "mpi:", "ucc:")
+LIVE_TAG = "oplens."  # OpLens's own annotations in a live run's trace (oplens.prefill, oplens.decode, ...)
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 
 
@@ -67,6 +67,7 @@ class TraceData:
     # serving engines' phase annotations (SGLang step[EXTEND|DECODE ...], vLLM execute_...): name, ts, dur
     phase_marks: dict[str, np.ndarray] = field(default_factory=dict)
     host_comm: dict[str, np.ndarray] = field(default_factory=dict)  # ts, dur: host collectives (HOST_COMM_PREFIXES)
+    live_tags: dict[str, np.ndarray] = field(default_factory=dict)  # OpLens's annotations: name, ts, dur, thread
 
 
 def _cols(spec: str) -> dict[str, array]:
@@ -84,6 +85,7 @@ def load(path: str | Path) -> TraceData:
     device = _cols("kind:b name:i ts:d dur:d device:i stream:q corr:q bytes:d")
     cpu_steps, gpu_steps = _cols("name:i ts:d dur:d"), _cols("name:i ts:d dur:d")
     marks = _cols("name:i ts:d dur:d")
+    tags = _cols("name:i ts:d dur:d thread:i")
     syncs = _cols("ts:d dur:d")
     host_comm = _cols("ts:d dur:d")
     shapes: dict[int, Counter] = defaultdict(Counter)
@@ -201,6 +203,8 @@ def load(path: str | Path) -> TraceData:
                 _add(marks, (intern(name), ts, dur))
             elif name.startswith(HOST_COMM_PREFIXES):
                 _add(host_comm, (ts, dur))
+            elif name.startswith(LIVE_TAG):
+                _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
         elif kind == "gpu_annotation":
             if name.startswith(STEP_PREFIX):
                 _add(gpu_steps, (intern(name), ts, dur))
@@ -236,7 +240,7 @@ def load(path: str | Path) -> TraceData:
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
         gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
         read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
-        phase_marks=_np(marks), host_comm=_np(host_comm))
+        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags))
 
 
 def _add(cols: dict[str, array], values: tuple) -> None:

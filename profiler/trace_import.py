@@ -13,7 +13,7 @@ import hashlib
 import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from .schema import (
     TransferStat,
 )
 from .timing import summarize
-from .trace_data import TraceData, load
+from .trace_data import LIVE_TAG, TraceData, load
 from .traces import memcpy_direction
 
 UNATTRIBUTED = "(unattributed: launch not in trace)"
@@ -52,6 +52,7 @@ COMM_KERNEL = re.compile(r"nccl|rccl|multimem_all_reduce|one_shot_all_reduce|two
                          re.IGNORECASE)
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
 TRANSFER_LABEL = "device copies (memcpy) issued by the operators, totals over the trace"
+STEP_TRANSFER_LABEL = "device copies (memcpy) issued by the operators, per profiled step"
 
 
 @dataclass
@@ -237,8 +238,12 @@ def _op_label(d: TraceData, a: Attribution, names: list[str]) -> list[str]:
             for o, r in zip(a.dev_op.tolist(), a.dev_rt.tolist())]
 
 
-def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
-    """Per operator name, totals over the trace: calls, self host time, self/inclusive device time, copies."""
+def operator_stats(d: TraceData, a: Attribution, on_gpu: bool, only: np.ndarray | None = None) -> list[OpStat]:
+    """Per operator name, totals over the trace: calls, self host time, self/inclusive device time, copies.
+
+    `only` (a mask over op events) keeps the ops of one part of the trace, e.g. under one annotation; device work
+    without an operator is then left out.
+    """
     ops, dev, names = d.ops, d.device, d.names
     dev_self, trans_self = _device_per_op(d, a)  # kernels and memsets; memcpy
     is_copy = dev["kind"] == 1
@@ -247,12 +252,13 @@ def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
         p = a.op_parent[i]
         if p >= 0:
             incl[p] += incl[i]
-    by_name = ops["name"]  # name ids index the sums directly
-    sums = lambda w: np.bincount(by_name, weights=w, minlength=len(names)) / 1e3  # noqa: E731 - us -> ms
+    sel = slice(None) if only is None else only
+    by_name = ops["name"][sel]  # name ids index the sums directly
+    sums = lambda w: np.bincount(by_name, weights=w[sel], minlength=len(names)) / 1e3  # noqa: E731 - us -> ms
     calls = np.bincount(by_name, minlength=len(names))
     host, device, trans = sums(a.op_self_host), sums(dev_self), sums(trans_self)
     total = sums(incl) if on_gpu else sums(ops["dur"])
-    flops = np.bincount(by_name, weights=ops["flops"], minlength=len(names))
+    flops = np.bincount(by_name, weights=ops["flops"][sel], minlength=len(names))
     out = []
     for j in np.flatnonzero(calls).tolist():
         name = names[j]
@@ -266,7 +272,7 @@ def operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> list[OpStat]:
                           input_shapes=shapes, category="transfer" if trans_ms > exec_ms else "compute"))
     # device work with no operator to carry it: its own rows, so the sums still reconcile
     orphan: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    labels = _op_label(d, a, names)
+    labels = _op_label(d, a, names) if only is None else []
     for o, lab, du, cp in zip(a.dev_op.tolist(), labels, dev["dur"].tolist(), is_copy.tolist()):
         if o < 0:
             r = orphan[lab]
@@ -505,14 +511,57 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
     return sorted(out, key=lambda r: r.rank)
 
 
-def device_figures(path: str | Path) -> tuple[list[TransferStat], list[KernelStat], GpuTimeline | None]:
-    """Transfers, kernels and the GPU timeline of a live run's own trace (one recorded inference), by the same
-    analysis an imported trace gets: copies take their bytes and direction from the memcpy events themselves."""
+@dataclass
+class TraceFigures:
+    """Per-operator, kernel and transfer figures of one trace (totals over it) and its GPU timeline (per step)."""
+
+    ops: list[OpStat]
+    transfers: list[TransferStat]
+    kernels: list[KernelStat]
+    gpu: GpuTimeline | None
+    # per OpLens annotation in a live run's trace (oplens.prefill -> "prefill"): the operators inside it
+    tagged: dict[str, list[OpStat]] = field(default_factory=dict)
+
+    def per_step(self, steps: int) -> TraceFigures:
+        """The totals divided by `steps` (a live run's recorded inferences); the timeline is per step already."""
+        n = max(1, steps)
+
+        def ops(stats: list[OpStat]) -> list[OpStat]:
+            return [replace(o, calls=o.calls / n, exec_ms=o.exec_ms / n, trans_ms=o.trans_ms / n, host_ms=o.host_ms / n,
+                            device_ms=o.device_ms / n, total_ms=o.total_ms / n, flops=o.flops / n) for o in stats]
+
+        return TraceFigures(
+            ops=ops(self.ops),
+            transfers=[replace(t, calls=t.calls / n, bytes=t.bytes / n, time_ms=t.time_ms / n,
+                               op_ms={k: v / n for k, v in t.op_ms.items()}, label=STEP_TRANSFER_LABEL)
+                       for t in self.transfers],
+            kernels=[replace(k, calls=k.calls / n, time_ms=k.time_ms / n) for k in self.kernels],
+            gpu=self.gpu, tagged={tag: ops(stats) for tag, stats in self.tagged.items()})
+
+
+def figures(d: TraceData, a: Attribution) -> TraceFigures:
+    """The one place per-op, kernel, transfer and GPU-timeline figures come from, for imported traces and live runs
+    alike (a live run reads its own trace here); device figures only when the trace has device events."""
+    on_gpu = bool(len(d.device["ts"]))
+    return TraceFigures(ops=operator_stats(d, a, on_gpu), transfers=transfer_stats(d, a) if on_gpu else [],
+                        kernels=kernel_stats(d, a) if on_gpu else [], gpu=gpu_timeline(d, a) if on_gpu else None,
+                        tagged=_tagged_operator_stats(d, a, on_gpu))
+
+
+def _tagged_operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> dict[str, list[OpStat]]:
+    """operator_stats of the ops inside each OpLens annotation (all annotations of one name together)."""
+    tags, ops = d.live_tags, d.ops
+    inside: dict[str, np.ndarray] = {}
+    for n, s, du, t in zip(tags["name"].tolist(), tags["ts"].tolist(), tags["dur"].tolist(), tags["thread"].tolist()):
+        mask = inside.setdefault(d.names[n][len(LIVE_TAG):], np.zeros(len(ops["ts"]), dtype=bool))
+        mask |= (ops["thread"] == t) & (ops["ts"] >= s) & (ops["ts"] + ops["dur"] <= s + du)
+    return {tag: operator_stats(d, a, on_gpu, only=mask) for tag, mask in inside.items()}
+
+
+def trace_figures(path: str | Path) -> TraceFigures:
+    """figures() of one trace file; TraceFormatError when it is not a readable trace."""
     d = load(Path(path))
-    a = attribute(d)
-    if not len(d.device["ts"]):
-        return [], [], None
-    return transfer_stats(d, a), kernel_stats(d, a), gpu_timeline(d, a)
+    return figures(d, attribute(d))
 
 
 SGLANG_STEP = re.compile(r"step\[(EXTEND|PREFILL|MIXED|DECODE)\b([^\]]*)\]")
@@ -607,13 +656,14 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
     order = sorted(range(len(datas)), key=lambda i: _rank_of(datas[i], i))
     datas = [datas[i] for i in order]
     attrs = [attribute(d) for d in datas]
-    timelines = [gpu_timeline(d, a) for d, a in zip(datas, attrs)]
-    d, a, gpu = datas[0], attrs[0], timelines[0]  # the run's own figures are the lowest rank's
+    d, a = datas[0], attrs[0]  # the run's own figures are the lowest rank's
+    figs = figures(d, a)
+    gpu = figs.gpu
+    timelines = [gpu] + [gpu_timeline(d_, a_) for d_, a_ in zip(datas[1:], attrs[1:])]
     on_gpu = bool(len(d.device["ts"]))
     device, platform = _device_info(d, on_gpu)
     latency, latency_note = _latency(d, gpu)
-    ops = operator_stats(d, a, on_gpu)
-    transfers = transfer_stats(d, a) if on_gpu else []
+    ops = figs.ops
     graph = module_graph(d, a, _per_op_time(d, a, on_gpu) if a.module_paths else None, on_gpu)
     exec_ms = sum(o.exec_ms for o in ops)
     trans_ms = sum(o.trans_ms for o in ops)
@@ -662,14 +712,14 @@ def import_trace(path: str | Path | list, allow_any: bool = False) -> ProfileRun
             trans_label=TRANSFER_LABEL if on_gpu else "host data movement (copies; no device in the trace)",
         ),
         ops=ops,
-        transfers=transfers,
+        transfers=figs.transfers,
         graph=graph,
         trace_path=str(Path(d.path).resolve()),
         label=f"trace: {name}",
         notes=notes,
         warnings=list(validation.warnings),
         versions={k: str(v) for k, v in d.metadata.items() if k.endswith("_version") or k == "schemaVersion"},
-        kernels=kernel_stats(d, a) if on_gpu else [],
+        kernels=figs.kernels,
         gpu=gpu,
         validation=validation,
         ranks=rank_stats(datas, timelines) if len(datas) > 1 else [],

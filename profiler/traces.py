@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ CATEGORY = {
     "python_function": "python_function", "python": "python_function",
     "profilerstep": "user_annotation",
 }
+STEP_PREFIX = "ProfilerStep#"
 _DIRECTIONS = (("HtoD", "H2D"), ("DtoH", "D2H"), ("DtoD", "D2D"), ("HtoH", "H2H"), ("PtoP", "P2P"))
 
 
@@ -255,7 +257,7 @@ def summary(trace: Trace) -> dict:
 
 def steps(trace: Trace) -> list[TraceEvent]:
     """ProfilerStep#N windows, in order."""
-    return [e for e in trace.events if e.name.startswith("ProfilerStep#")]
+    return [e for e in trace.events if e.name.startswith(STEP_PREFIX)]
 
 
 # annotations can span a whole job and flatten every op in a timeline: shown only when asked for
@@ -281,3 +283,41 @@ def window(trace: Trace, step: int | None = 0, max_events: int = 5000) -> list[T
     if len(inside) > max_events:
         inside = sorted(sorted(inside, key=lambda e: e.dur_us, reverse=True)[:max_events], key=lambda e: e.ts_us)
     return inside
+
+
+def trace_file_name(worker: str) -> str:
+    """`<worker>.<ns timestamp>.pt.trace.json.gz`, the name TensorBoard's profiler plugin looks for."""
+    return f"{worker}.{time.time_ns()}.pt.trace.json.gz"
+
+
+def merge_sessions(paths: list[str | Path], out: str | Path) -> Path:
+    """Join the Chrome traces of several short torch.profiler sessions of one process into one gzipped trace.
+
+    Each session records one step, always named ProfilerStep#1: here step i is renamed ProfilerStep#<i+1>, so every
+    recorded inference is its own step. Timestamps are made relative to the first session's base time (each session
+    writes its own baseTimeNanoseconds); the first session's metadata is kept.
+    """
+    merged: dict = {}
+    events: list = []
+    base_ns = None
+    for i, path in enumerate(paths):
+        with open(path, encoding="utf-8") as f:
+            trace = json.load(f)
+        own_ns = int(trace.get("baseTimeNanoseconds") or 0)
+        if base_ns is None:
+            base_ns = own_ns
+            merged = {k: v for k, v in trace.items() if k != "traceEvents"}
+        shift_us = (own_ns - base_ns) / 1e3
+        for e in trace.get("traceEvents") or []:
+            if i and e.get("ph") == "M":  # process and thread names: once is enough
+                continue
+            if shift_us and "ts" in e:
+                e["ts"] = float(e["ts"]) + shift_us
+            if str(e.get("name", "")).startswith(STEP_PREFIX):
+                e["name"] = f"{STEP_PREFIX}{i + 1}"
+            events.append(e)
+    merged["traceEvents"] = events
+    out = Path(out)
+    with gzip.open(out, "wt", encoding="utf-8", compresslevel=1) as f:  # level 1: the trace is written on every run
+        json.dump(merged, f)
+    return out

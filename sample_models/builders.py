@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import SEED, Built
+from profiler.inputs import SEED, SENTENCES, features, image_inputs, text_inputs, token_ids, tokenized
+
+from . import Built
 
 # ---------------------------------------------------------------- hand-written models
 
@@ -81,19 +83,6 @@ def _seeded(fn):
     return wrapper
 
 
-def text_inputs(vocab_size: int, batch: int, seq_len: int, token_types: bool = True) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(SEED)
-    ids = torch.randint(5, vocab_size, (batch, seq_len), generator=g)
-    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if token_types:
-        out["token_type_ids"] = torch.zeros_like(ids)
-    return out
-
-
-def image_inputs(batch: int, size: int, channels: int = 3) -> torch.Tensor:
-    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(SEED))
-
-
 def _transformers():
     import transformers
 
@@ -124,29 +113,18 @@ def hand(cls_name: str, input_kind: str, **kwargs):
     @_seeded
     def build(batch: int, seq_len: int) -> Built:
         model = globals()[cls_name](**kwargs).eval()
-        g = torch.Generator().manual_seed(SEED)
         if input_kind == "features":
-            x = torch.randn(batch, kwargs.get("in_features", 512), generator=g)
+            x = features(batch, kwargs.get("in_features", 512))
         elif input_kind == "image":
             x = image_inputs(batch, seq_len)
         else:
-            x = torch.randint(0, kwargs.get("vocab", 10000), (batch, seq_len), generator=g)
+            x = token_ids(kwargs.get("vocab", 10000), batch, seq_len)
         return Built(model, args=(x,), task="classification")
 
     return build
 
 
-MINILM_SENTENCES = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-    "A woman is playing violin.",
-    "Two men pushed carts through the woods.",
-    "A man is riding a white horse on an enclosed ground.",
-    "A monkey is playing drums.",
-]
-
+MINILM_SENTENCES = SENTENCES
 
 # Real, varied English sentences for quantization: the calibration set and a disjoint held-out set, so a quantized
 # model is judged on sentences its calibration never saw. The held-out set starts with MINILM_SENTENCES (the
@@ -226,10 +204,7 @@ def minilm_dir() -> str:
 
 def minilm_inputs(batch: int, seq_len: int, sentences: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Real sentences (MINILM_SENTENCES unless given) through the real tokenizer, padded/truncated to seq_len."""
-    tok = _transformers().AutoTokenizer.from_pretrained(minilm_dir())
-    sentences = sentences or MINILM_SENTENCES
-    sentences = [sentences[i % len(sentences)] for i in range(batch)]
-    enc = tok(sentences, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+    enc = tokenized(_transformers().AutoTokenizer.from_pretrained(minilm_dir()), batch, seq_len, sentences)
     return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
 

@@ -77,6 +77,21 @@ def test_phases_have_ops_flops_bytes_and_roofs(llama_run):
     assert llama_run.ops and llama_run.totals.exec_ms > 0 and llama_run.trace_path
 
 
+def test_phase_operators_come_from_the_generations_own_trace(llama_run):
+    # one path (issue 10): the run's and each phase's operators are the import's analysis of the run's own trace
+    from profiler.trace_import import import_trace
+
+    imported = {o.name: o for o in import_trace(llama_run.trace_path, allow_any=True).ops}
+    assert {o.name: (o.calls, o.exec_ms) for o in llama_run.ops} == {
+        n: (o.calls, o.exec_ms) for n, o in imported.items()}
+    prefill, decode = llama_run.generation.phases
+    mm = {p.name: next(o for o in p.ops if o.name == "aten::mm") for p in (prefill, decode)}
+    # each step runs the same layers: 4 decode steps call mm 4x as often as the prefill; the whole run holds both
+    assert mm["decode"].calls == 4 * mm["prefill"].calls
+    assert imported["aten::mm"].calls == mm["prefill"].calls + mm["decode"].calls
+    assert mm["prefill"].flops > 0 and mm["prefill"].input_shapes  # from the untimed pass, per phase
+
+
 def test_run_round_trips_through_the_store(llama_run, tmp_path):
     d = llama_run.to_dict()
     assert ProfileRun.from_dict(json.loads(json.dumps(d))).to_dict() == d

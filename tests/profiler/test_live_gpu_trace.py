@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import DATA
-from profiler.trace_import import device_figures, import_trace
+from profiler.trace_import import import_trace, trace_figures
 
 TRACE = DATA / "h200_bert_base_live.pt.trace.json.gz"
 LIVE = json.loads((DATA / "h200_bert_base_live.run.json").read_text())
@@ -26,7 +26,8 @@ def test_imported_per_op_device_time_matches_the_live_run():
 
 
 def test_live_transfers_come_from_the_memcpy_events():
-    transfers, kernels, gpu = device_figures(TRACE)
+    figs = trace_figures(TRACE)
+    transfers, kernels, gpu = figs.transfers, figs.kernels, figs.gpu
     by = {t.direction: t for t in transfers}
     # three int64 [8, 128] inputs uploaded per inference; aten::all(...).item() reads one byte back (a D2H, which
     # the op events had called D2D, with 0 bytes for the uploads)

@@ -217,3 +217,59 @@ def test_specs_for_files_and_hub_ids(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("import torch\ndef build():\n    return torch.nn.Linear(3, 2), torch.zeros(4, 3)\n")
     assert load_model(file_spec(f, "build")).batch_size == 4  # load_model takes what file_spec makes
+# ---------------------------------------------------------------- model sources and synthetic inputs
+
+def test_profiler_does_not_import_the_sample_models_until_it_looks_for_a_model():
+    import subprocess
+    import sys
+
+    code = ("import sys, profiler.loading, profiler.runner, profiler.cli, profiler.generation\n"
+            "before = 'sample_models' in sys.modules\n"
+            "from profiler import sources\n"
+            "names = sources.catalogue_names()\n"
+            "print(before, 'sample_models' in sys.modules, 'bert-tiny' in names)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr[-500:]
+
+
+def test_a_registered_source_loads_its_specs_and_serves_as_an_architecture(tmp_path):
+    from profiler import loading, sources
+
+    def load(r: sources.LoadRequest):
+        module = torch.nn.Linear(8, 2)
+        return loading.finish(module, (torch.ones(r.batch_size or 3, 8),), {}, r.spec, "zoo", r.spec, "", None, None)
+
+    def entries():
+        return [sources.ModelEntry("zoo-linear", "a linear layer", "features", 3, 0)]
+
+    sources.register(sources.ModelSource("zoo", claims=lambda spec: spec == "zoo-linear", load=load, entries=entries),
+                     first=True)
+    try:
+        loaded = load_model("zoo-linear", batch_size=4)
+        assert loaded.info.source == "zoo" and loaded.batch_size == 4 and _run(loaded).shape == (4, 2)
+        assert "zoo-linear" in sources.catalogue_names() and "bert-tiny" in sources.catalogue_names()
+        weights = tmp_path / "w.pt"
+        torch.save({"weight": torch.full((2, 8), 0.5), "bias": torch.zeros(2)}, weights)
+        as_arch = load_model(str(weights), arch="zoo-linear")
+        assert as_arch.info.source == "state-dict" and _run(as_arch)[0].tolist() == [4.0, 4.0]  # 8 ones x 0.5
+    finally:
+        sources.unregister("zoo")
+    with pytest.raises(ModelLoadError, match="unknown model 'zoo-linear'"):
+        load_model("zoo-linear")
+
+
+def test_samples_and_inferred_inputs_come_from_one_seeded_place(tmp_path):
+    from profiler import inputs
+    from profiler.loading import infer_inputs
+
+    torch.manual_seed(123)  # the global seed does not move them: they use their own generator
+    bert = load_model("bert-tiny", batch_size=2, seq_len=16)
+    expected = inputs.text_inputs(30522, 2, 16)
+    assert torch.equal(bert.kwargs["input_ids"], expected["input_ids"])
+    assert int(expected["input_ids"].min()) >= 5  # ids below 5 are special tokens
+    mlp = load_model("mlp-tiny", batch_size=4)
+    assert torch.equal(mlp.args[0], inputs.features(4, 32))
+    args, _ = infer_inputs(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), 2, 8)
+    assert torch.equal(args[0], inputs.image_inputs(2, 8, 3)) and args[0].shape == (2, 3, 8, 8)
+    args, _ = infer_inputs(torch.nn.Embedding(50, 4), 2, 7)
+    assert torch.equal(args[0], inputs.token_ids(50, 2, 7)) and int(args[0].max()) < 50

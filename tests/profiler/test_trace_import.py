@@ -338,3 +338,25 @@ def test_temporal_breakdown_agrees_with_hta(tmp_path, name):
     assert ours["idle"] == pytest.approx(ref["idle_time(us)"], abs=tol)
     assert ours["computation"] == pytest.approx(ref["compute_time(us)"], abs=tol)
     assert ours["window"] - ours["idle"] - ours["computation"] == pytest.approx(ref["non_compute_time(us)"], abs=tol)
+
+
+def test_importing_a_live_runs_own_trace_gives_its_per_op_figures(tiny_bert_run):
+    # one path (issue 10): a live run reads its per-op figures from its own trace with the import's analysis, so the
+    # saved trace, imported, gives the same figures: totals over the recorded inferences = live figures x steps
+    run, _ = tiny_bert_run
+    steps = run.config.profile_iters
+    imported = import_trace(run.trace_path, allow_any=True)
+    assert len(imported.latency.samples_ms) == steps  # one ProfilerStep per profiled inference
+    by = {o.name: o for o in imported.ops}
+    assert set(by) == {o.name for o in run.ops}
+    for live in run.ops:
+        got = by[live.name]
+        assert got.calls / steps == pytest.approx(live.calls, rel=0.01), live.name
+        assert got.exec_ms / steps == pytest.approx(live.exec_ms, rel=0.01, abs=1e-9), live.name
+        assert got.trans_ms / steps == pytest.approx(live.trans_ms, rel=0.01, abs=1e-9), live.name
+        assert got.total_ms / steps == pytest.approx(live.total_ms, rel=0.01, abs=1e-9), live.name
+    # and they are the model's real figures: 2 layers x 6 Linears, the pooler and the classifier
+    assert next(o for o in run.ops if o.name == "aten::addmm").calls == 14
+    # what only the live run knows stays on it: shapes and FLOPs from its untimed pass
+    addmm = next(o for o in run.ops if o.name == "aten::addmm")
+    assert addmm.input_shapes and addmm.flops > 0 and not by["aten::addmm"].flops

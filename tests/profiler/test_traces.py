@@ -94,3 +94,27 @@ def test_default_categories_leave_out_job_long_annotations():
     """BERT-small on an H100 has all four kinds of annotation; ops, kernels, runtime calls and copies stay."""
     t = read_trace(DATA / "h100_bert_small.pt.trace.json.gz")
     assert default_categories(t) == ["cpu_op", "cuda_runtime", "gpu_memcpy", "kernel"]
+def test_merge_sessions_makes_one_step_per_session(tmp_path):
+    from profiler.traces import merge_sessions
+
+    def session(base_ns, ts):
+        return {"schemaVersion": 1, "baseTimeNanoseconds": base_ns, "traceEvents": [
+            {"ph": "M", "name": "process_name", "pid": 1, "tid": 0, "args": {"name": "python"}},
+            {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "ts": ts, "dur": 10, "pid": 1, "tid": 1},
+            {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": ts + 1, "dur": 5, "pid": 1, "tid": 1}]}
+
+    paths = []
+    for i, (base, ts) in enumerate([(1_000_000_000, 100.0), (2_000_000_000, 50.0)]):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(session(base, ts)))
+    merged = merge_sessions(paths, tmp_path / "w.1.pt.trace.json.gz")
+    trace = read_trace(merged)
+    marks = steps(trace)
+    assert [m.name for m in marks] == ["ProfilerStep#1", "ProfilerStep#2"]
+    # the second session's clock starts one second later: its events move onto the first session's clock
+    assert [m.ts_us for m in marks] == [100.0, 1_000_050.0]
+    assert [e.ts_us for e in trace.of("cpu_op")] == [101.0, 1_000_051.0]
+    with gzip.open(merged, "rt") as f:
+        raw = json.load(f)
+    assert raw["baseTimeNanoseconds"] == 1_000_000_000
+    assert sum(e["ph"] == "M" for e in raw["traceEvents"]) == 1
