@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import store
+from .. import policy, store
 from ..schema import OpLensError, ProfileConfig
 from . import executors, kinds
 from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, decode
@@ -150,6 +150,8 @@ class JobManager:
         to the job function (passes, budget_s, ...). QueueFull when `participant` already has enough waiting."""
         what = kinds.kind_of(kind)
         executors.executor(self.executor)  # a wrong OPLENS_EXECUTOR is refused now, not after the wait
+        if kind != "import":  # a model the server may not load is refused now, in one line (the worker checks again)
+            policy.check_server_model(spec)
         payload = {"kind": kind, "spec": spec, "config": config.to_dict() if config else None,
                    "runs_dir": str(runs_dir or self.root), "arch": arch, "participant": participant, **extra}
         timeout = float(timeout_s or what.timeout_s + float(extra.get("budget_s") or 0))

@@ -10,9 +10,9 @@ import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import jobs as jobs_module
+from profiler.jobs import executors as jobs_module
 from dashboard import state
-from dashboard.jobs import JobManager
+from profiler.jobs import JobManager
 from profiler import ProfileConfig, policy, store
 from profiler.trace_import import import_trace
 from profiler.schema import TraceFormatError
@@ -238,7 +238,7 @@ def _worker_of(runs_dir: Path) -> psutil.Process | None:
     """The worker process started for this test's job: the only one given this test's own runs dir."""
     for child in psutil.Process().children(recursive=True):
         try:
-            if "profiler.worker" in child.cmdline() and any(f'"runs_dir": "{runs_dir}"' in p for p in child.cmdline()):
+            if "profiler.jobs" in child.cmdline() and any(f'"runs_dir": "{runs_dir}"' in p for p in child.cmdline()):
                 return child
         except psutil.NoSuchProcess:
             continue
@@ -267,7 +267,7 @@ def test_job_killed_mid_run_fails_in_one_line_and_saves_nothing(saved_runs):
 def test_hanging_model_is_cancelled_after_a_short_timeout(hostile, saved_runs, template_store, monkeypatch):
     monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # a .py model: only on a server started to allow code
     monkeypatch.setenv("OPLENS_DATA_DIRS", str(hostile.dir))
-    monkeypatch.setattr(jobs_module, "CANCEL_GRACE_S", 1.0)
+    monkeypatch.setattr(jobs_module, "GRACE_S", 1.0)
     jobs = JobManager()
     job = jobs.submit(f"{hostile.models_py}:hang", ProfileConfig(**FAST), str(saved_runs))
     deadline = time.time() + 60

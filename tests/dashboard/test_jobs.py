@@ -77,6 +77,8 @@ def test_bad_model_fails_with_its_message(tmp_path):
 
 def test_hostile_models_fail_their_own_job_and_the_queue_carries_on(tmp_path, monkeypatch):
     monkeypatch.setattr(executors, "GRACE_S", 1.0)  # a hung model ignores SIGINT: kill it soon after
+    monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # .py models run code: only on a server started to allow it
+    monkeypatch.setenv("OPLENS_DATA_DIRS", str(tmp_path))
     models = tmp_path / "hostile.py"
     models.write_text(HOSTILE)
     jobs = JobManager(max_queued=10)
@@ -230,7 +232,7 @@ def test_a_trace_imports_as_a_job_and_a_bad_one_fails_in_one_line(tmp_path):
     assert good.status == "done" and good.saved == [["run", good.run_id]], good.error
     run = store.load(good.run_id)
     assert run.model.source == "trace" and run.participant == "ann" and run.ops
-    assert bad.status == "failed" and "outside the directories traces may be read from" in bad.error
+    assert bad.status == "failed" and "this server reads traces only from" in bad.error
     assert bad.error.endswith("; nothing was saved") and "\n" not in bad.error
 
 
