@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     tbp.add_argument("--runs-dir")
     tbp.add_argument("--port", type=positive(), default=6006)
 
+    ex = sub.add_parser("explore", help="the run's graph in Model Explorer on localhost: per-node exec/transfer ms, "
+                                        "GFLOP and roofline bound as overlays")
+    ex.add_argument("run_id")
+    ex.add_argument("--export", metavar="DIR", help="only write the graph and overlay JSON files to DIR")
+    ex.add_argument("--port", type=positive(), help="default: a free port")
+    ex.add_argument("--runs-dir")
+
     rc = sub.add_parser(
         "recommend", help="why is it slow: rules over a run and its roofline, each with an estimated speedup"
     )
@@ -546,6 +553,30 @@ def _cmd_tensorboard(a) -> int:
     finally:
         tb.stop()
 
+def _cmd_explore(a) -> int:
+    import tempfile
+
+    from . import graph_viewer, roofline
+
+    run = store.load(a.run_id, a.runs_dir)
+    out = a.export or tempfile.mkdtemp(prefix="oplens-explorer-")
+    files = graph_viewer.export(run, out, roofline.peaks_for(run))
+    if a.export:
+        print(f"wrote {files.graph} and {len(files.overlays)} node-data overlays "
+              f"({', '.join(p.name for p in files.overlays)}) to {out}")
+        return 0
+    viewer = graph_viewer.start(files, port=a.port)
+    print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in files.overlays)}; "
+          "Ctrl-C stops it)")
+    try:
+        viewer.process.wait()
+    except KeyboardInterrupt:
+        print("Model Explorer stopped")
+    finally:
+        viewer.stop()
+    return 0
+
+
 def _cmd_recommend(a) -> int:
     from . import recommend as rec_mod
 
@@ -577,7 +608,7 @@ def _cmd_recommend(a) -> int:
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
             "sweep": _cmd_sweep, "generate": _cmd_generate, "report": _cmd_report,
-            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend}
+            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend, "explore": _cmd_explore}
 
 
 def main(argv: list[str] | None = None) -> int:
