@@ -118,6 +118,9 @@ def show_why(c: SavedComparison) -> None:
         st.caption(f"No explanation: {exc}.")
         return
     st.markdown(f"**{verdict_line[0].upper()}{verdict_line[1:]}**")
+    if not causes:
+        st.caption("No operator changed by more than the noise band.")
+        return
     st.dataframe(pd.DataFrame([{"effect (ms)": round(x.delta_ms, 4), "cause": x.text, "kind": x.kind}
                                for x in causes]), hide_index=True, width="stretch")
     st.caption("Per profiled inference; + slower, - faster. Each operator is counted in one cause only.")

@@ -554,19 +554,16 @@ def _cmd_tensorboard(a) -> int:
         tb.stop()
 
 def _cmd_explore(a) -> int:
-    import tempfile
-
     from . import graph_viewer, roofline
 
     run = store.load(a.run_id, a.runs_dir)
-    out = a.export or tempfile.mkdtemp(prefix="oplens-explorer-")
-    files = graph_viewer.export(run, out, roofline.peaks_for(run))
     if a.export:
+        files = graph_viewer.export(run, a.export, roofline.peaks_for(run))
         print(f"wrote {files.graph} and {len(files.overlays)} node-data overlays "
-              f"({', '.join(p.name for p in files.overlays)}) to {out}")
+              f"({', '.join(p.name for p in files.overlays)}) to {a.export}")
         return 0
-    viewer = graph_viewer.start(files, port=a.port)
-    print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in files.overlays)}; "
+    viewer = graph_viewer.serve_run(run, port=a.port)
+    print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}; "
           "Ctrl-C stops it)")
     try:
         viewer.process.wait()

@@ -145,6 +145,7 @@ class Viewer:
     process: subprocess.Popen
     url: str
     port: int
+    files: ExplorerFiles | None = None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -175,7 +176,7 @@ def start(files: ExplorerFiles, host: str = "127.0.0.1", port: int | None = None
     finally:
         if log:
             sink.close()
-    viewer = Viewer(process=proc, url=url(files, host, port), port=port)
+    viewer = Viewer(process=proc, url=url(files, host, port), port=port, files=files)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -190,6 +191,15 @@ def start(files: ExplorerFiles, host: str = "127.0.0.1", port: int | None = None
         time.sleep(0.3)
     viewer.stop()
     raise ViewerError(f"Model Explorer did not answer on {host}:{port} within {timeout_s:.0f} s")
+
+
+def serve_run(run: ProfileRun, port: int | None = None, log: str | os.PathLike | None = None) -> Viewer:
+    """Write the run's files (with this machine's peaks for the roofline overlay) to a temporary folder and serve
+    them: what `python -m profiler explore` and the Graph page's button do."""
+    import tempfile
+
+    files = export(run, tempfile.mkdtemp(prefix="oplens-explorer-"), rl.peaks_for(run))
+    return start(files, port=port, log=log)
 
 
 def _serve(args: dict) -> None:
