@@ -3,9 +3,9 @@ the time per inference, largest first. E.g. "Linear/matmul kernels changed: aten
 quantized::linear_dynamic x14 (1.2 ms)", "conversions and copies added: aten::quantize_per_tensor x96 (+20 ms)",
 "lost fusion: ...", "aten::native_layer_norm slower: 1.2 -> 1.8 ms".
 
-Every op is counted in exactly one cause, so the causes add up to the change in operator time of the profiled
-iterations; what the operators do not explain there (Python and dispatch between them) is a cause of its own. Pure
-functions over ProfileRun.
+Every op is counted in at most one cause (in none when its time stayed within the noise band, diff.SAME_BAND), so
+the causes add up to the change in operator time of the profiled iterations; what the operators do not explain
+there (Python and dispatch between them) is a cause of its own. Pure functions over ProfileRun.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ FUSED = ("*fused*", "*pointwise*", "Torch-Compiled Region*", "CompiledFunction*"
 MIN_SHARE = 0.02  # a cause is named when it moves the time by at least 2% of the base median ...
 MIN_MS = 0.005  # ... and by at least 5 us (below that is the profiler's own noise)
 TOP_OPS = 5  # same-name ops named one by one; the rest are summed
+NOISE_RATIO = 1.5  # profiled iterations this far from the median (either way): another process disturbed them
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -129,7 +130,7 @@ def _same_ops(a: dict, b: dict, names: set[str], floor_ms: float) -> list[Cause]
     """Ops in both runs whose own time changed beyond the noise band: the largest one by one, the rest summed."""
     moved = []
     for n in names:
-        if n in a and n in b and diff.change_status(a[n][0], b[n][0]) in ("faster", "slower"):
+        if n in a and n in b and diff.change_status(a[n][0], b[n][0], diff.SAME_BAND) in ("faster", "slower"):
             moved.append((b[n][0] - a[n][0], n))
     moved.sort(key=lambda t: -abs(t[0]))
     out = []
@@ -167,14 +168,28 @@ def explain(base: ProfileRun, new: ProfileRun) -> list[Cause]:
     return sorted(kept, key=lambda c: -abs(c.delta_ms))
 
 
+def _disturbed(run: ProfileRun) -> float | None:
+    """How far the profiled iterations' wall time strays from the median (a ratio), when beyond NOISE_RATIO."""
+    wall, median = run.totals.wall_ms, run.latency.median_ms
+    if wall <= 0 or median <= 0:
+        return None
+    ratio = wall / median
+    return ratio if not 1 / NOISE_RATIO <= ratio <= NOISE_RATIO else None
+
+
 def verdict(base: ProfileRun, new: ProfileRun, causes: list[Cause]) -> str:
-    """One line: helped or hurt, by how much, and the largest cause pulling that way."""
+    """One line: helped or hurt, by how much, and the largest cause pulling that way; a caution when a run's
+    profiled iterations (where the per-op times come from) ran far from its median."""
     b, n = base.latency.median_ms, new.latency.median_ms
+    if n <= 0:
+        return "no time measured"
     helped = n < b
     same_way = [c for c in causes if (c.delta_ms < 0) == helped]
     why = f"; mostly {same_way[0].text.split(':')[0]} ({_signed(same_way[0].delta_ms)})" if same_way else ""
-    return (f"{'helped' if helped else 'hurt'}: {_ms(b)} -> {_ms(n)} median per inference "
-            f"({b / n:.2f}x){why}" if n > 0 else "no time measured")
+    cautions = [f"{label} run's profiled iterations took {r:.1f}x its median" for label, run in (("the base", base),
+                ("the optimized", new)) if (r := _disturbed(run)) is not None]
+    caution = f" (caution: {'; '.join(cautions)}, so the per-op figures are noisy)" if cautions else ""
+    return f"{'helped' if helped else 'hurt'}: {_ms(b)} -> {_ms(n)} median per inference ({b / n:.2f}x){why}{caution}"
 
 
 def for_saved(saved: SavedComparison, runs_dir: str | os.PathLike | None = None
