@@ -102,3 +102,4 @@ def test_cli_results_id_prints_the_causes(real):
     bad = subprocess.run([sys.executable, "-m", "optimizers", "results", "no-such-id", "--runs-dir", str(root)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: no saved comparison 'no-such-id'")
+
