@@ -21,13 +21,12 @@ from .timing import significant
 
 
 def _int_list(text: str) -> list[int]:
+    from .sweep import int_list
+
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': give one or more numbers, each at least 1")
-    return values
+        return int_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _choice_list(*choices: str):
@@ -464,19 +463,15 @@ def _cmd_delete(a) -> int:
 
 
 def _cmd_sweep(a) -> int:
-    from .sweep import sweep
+    from .sweep import sweep_and_save
 
-    store.check_writable(a.runs_dir)
     config = ProfileConfig(warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
     progress, close = progress_bar()
     try:
-        result = sweep(a.model, a.batch_sizes, a.seq_lens, a.threads, a.dtypes, a.devices, config, arch=a.arch,
-                       progress=progress)
+        result = sweep_and_save(a.model, a.batch_sizes, a.seq_lens, a.threads, a.dtypes, a.devices, config,
+                                arch=a.arch, runs_dir=a.runs_dir, progress=progress)
     finally:
         close()
-    if all(p.error for p in result.points):
-        raise OpLensError(f"no point of the sweep ran: {result.points[0].error}")
-    store.save_sweep(result, a.runs_dir)
     if a.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import os
 from typing import Callable
 
 import torch
@@ -76,6 +77,35 @@ def sweep(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None =
     return Sweep(id=new_run_id(f"sweep-{spec}"), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                  model=spec, axes={k: v for k, v in axes.items() if v}, points=points,
                  findings=knees(points) + crossovers(points), device_name=device_name)
+
+
+def sweep_and_save(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None = None,
+                   threads: list[int] | None = None, dtypes: list[str] | None = None,
+                   devices: list[str] | None = None, config: ProfileConfig | None = None, arch: str | None = None,
+                   runs_dir: str | os.PathLike | None = None, progress: Callable[[str, float], None] | None = None,
+                   cancel: CancelToken | None = None) -> Sweep:
+    """sweep(), then keep it in the run store: what the CLI and the dashboard's sweep job run. A store that cannot
+    be written fails before measuring; a sweep where no point ran raises with the first point's reason."""
+    from . import store
+
+    store.check_writable(runs_dir)
+    result = sweep(spec, batch_sizes, seq_lens, threads, dtypes, devices, config, arch=arch, progress=progress,
+                   cancel=cancel)
+    if all(p.error for p in result.points):
+        raise OpLensError(f"no point of the sweep ran: {result.points[0].error}")
+    store.save_sweep(result, runs_dir)
+    return result
+
+
+def int_list(text: str) -> list[int]:
+    """'1, 2,4' -> [1, 2, 4]; ValueError with a message a person can act on otherwise."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"'{text}' is not a comma-separated list of whole numbers") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"'{text}': give one or more numbers, each at least 1")
+    return values
 
 
 def _series(points: list[SweepPoint], axis: str) -> dict[tuple, list[SweepPoint]]:
