@@ -85,7 +85,8 @@ def node_data(run: ProfileRun, peaks: Peaks | None = None) -> dict[str, dict]:
     timed = [n for n in run.graph.nodes if n.kind not in ("placeholder", "output")]
     out = {}
     for name, (field, scale) in OVERLAYS.items():
-        results = {n.id: {"value": getattr(n, field) * scale} for n in timed}
+        # 4 significant digits: what the viewer's tables can show, not the timer's float noise
+        results = {n.id: {"value": float(f"{getattr(n, field) * scale:.4g}")} for n in timed}
         out[name] = {gid: {"results": results, "gradient": _gradient()}}
     if peaks is not None:
         points = rl.node_point_map(run, peaks)

@@ -49,9 +49,9 @@ def test_overlays_carry_the_runs_per_node_times_and_flops(exported):
     timed = [n for n in run.graph.nodes if n.exec_ms > 0]
     assert len(timed) > 20
     for n in timed:
-        assert data["exec_ms"]["results"][n.id]["value"] == pytest.approx(n.exec_ms)
-        assert data["trans_ms"]["results"][n.id]["value"] == pytest.approx(n.trans_ms)
-        assert data["gflop"]["results"][n.id]["value"] == pytest.approx(n.flops / 1e9)
+        assert data["exec_ms"]["results"][n.id]["value"] == pytest.approx(n.exec_ms, rel=1e-3)
+        assert data["trans_ms"]["results"][n.id]["value"] == pytest.approx(n.trans_ms, rel=1e-3)
+        assert data["gflop"]["results"][n.id]["value"] == pytest.approx(n.flops / 1e9, rel=1e-3)
     assert data["gflop"]["results"]["linear"]["value"] > 0  # a Linear does work; its FLOPs are on its node
     bounds = {i: p.bound for i, p in rl.node_point_map(run, PEAKS).items()}
     assert {i: r["value"] for i, r in data["roofline_bound"]["results"].items()} == {
