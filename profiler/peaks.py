@@ -28,7 +28,7 @@ from .lock import measurement_lock
 from .schema import Peaks
 
 SPECS_FILE = Path(__file__).parent / "data" / "gpu_specs.json"
-_GEMM_N = {"fp32": 2048, "bf16": 2048, "fp16": 1024, "int8": 2048}  # a CPU: a second or less each
+GEMM_N = {"fp32": 2048, "bf16": 2048, "fp16": 1024, "int8": 2048}  # a CPU: a second or less each
 _GEMM_N_GPU = 8192  # an H200 reached only half its bf16 peak at 2048 (383 of ~790 TFLOP/s): the launch dominates
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _BW_BYTES = 256 * 2**20
@@ -64,18 +64,18 @@ def _best_seconds(
     return best
 
 
-def _best_seconds_each(fns: dict[str, Callable[[], None]], sync: Callable[[], None], min_time_s: float = 0.25,
-                       repeats: int = 3) -> dict[str, float]:
+def best_seconds_each(fns: dict[str, Callable[[], None]], sync: Callable[[], None], min_time_s: float = 0.25,
+                      repeats: int = 3, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Shortest timed call of each function, the functions taking turns (one call each per round) until every one has
     `repeats` calls and `min_time_s` of timed time: load from other processes then falls on each alike."""
     best = {k: float("inf") for k in fns}
     spent = {k: 0.0 for k in fns}
     for rounds in range(1, 51):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             best[k], spent[k] = min(best[k], dt), spent[k] + dt
         if rounds >= repeats and min(spent.values()) >= min_time_s:
             break
@@ -87,12 +87,12 @@ def _best_seconds(fn: Callable[[], None], sync: Callable[[], None], min_time_s: 
     """Shortest of the timed calls of one function (after one warm-up)."""
     fn()
     sync()
-    return _best_seconds_each({"one": fn}, sync, min_time_s, repeats)["one"]
+    return best_seconds_each({"one": fn}, sync, min_time_s, repeats)["one"]
 
 
-def _gemm(kind: str, device: torch.device) -> tuple[Callable[[], None], int]:
+def gemm(kind: str, device: torch.device) -> tuple[Callable[[], None], int]:
     """(a call of the `kind` GEMM, its FLOPs or int8 ops): N x N x N."""
-    n = _GEMM_N_GPU if device.type == "cuda" else _GEMM_N[kind]
+    n = _GEMM_N_GPU if device.type == "cuda" else GEMM_N[kind]
     g = torch.Generator(device="cpu").manual_seed(0)
     if kind == "int8" and device.type == "cpu":
         # what dynamic-int8 / accuracy-int8 Linears call: the x86 engine's int8 kernel, activations quantized per call
@@ -112,20 +112,20 @@ def _gemm(kind: str, device: torch.device) -> tuple[Callable[[], None], int]:
     return (lambda: torch.mm(a, b)), 2 * n**3
 
 
-def _gemm_rates(kinds, device: torch.device, sync, peaks: Peaks) -> dict[str, float]:
+def gemm_rates(kinds, device: torch.device, sync, peaks: Peaks) -> dict[str, float]:
     """GFLOP/s (GOP/s for int8) per kind, the kinds taking turns; a kind this build cannot run is noted and left
     out."""
     fns, work = {}, {}
     for kind in kinds:
         try:
-            fn, work[kind] = _gemm(kind, device)
+            fn, work[kind] = gemm(kind, device)
             fn()  # the warm-up, and the check that this build has the kernel
             sync()
         except (RuntimeError, NotImplementedError) as exc:
             peaks.notes.append(f"{kind} GEMM not measured: {str(exc).splitlines()[0][:120]}")
             continue
         fns[kind] = fn
-    return {k: work[k] / s / 1e9 for k, s in _best_seconds_each(fns, sync).items()} if fns else {}
+    return {k: work[k] / s / 1e9 for k, s in best_seconds_each(fns, sync).items()} if fns else {}
 
 
 def _bandwidth(device: torch.device, sync) -> tuple[float, float]:
@@ -159,9 +159,9 @@ def measure(device: torch.device | str = "cpu", progress: Callable[[str, float],
                   torch=torch.__version__, measured_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     with measurement_lock(lambda s: say(f"waiting for another measurement ({s:.0f} s)", 0.0)), torch.inference_mode():
         say("GEMM " + ", ".join(_TURNS) + " (taking turns)", 0.0)
-        rates = _gemm_rates(_TURNS, device, sync, peaks)
+        rates = gemm_rates(_TURNS, device, sync, peaks)
         say("GEMM fp16", 3 / 6)
-        rates.update(_gemm_rates(("fp16",), device, sync, peaks))
+        rates.update(gemm_rates(("fp16",), device, sync, peaks))
         for kind, rate in rates.items():
             setattr(peaks, {"int8": "int8_gops"}.get(kind, f"{kind}_gflops"), rate)
         say("memory bandwidth", 4 / 6)
