@@ -19,7 +19,7 @@ MEMORY_KILL = (-9, 137)
 
 
 WORKERS = {"profile": "profiler.worker", "check": "optimizers.worker", "optimize": "optimizers.worker",
-           "search": "optimizers.worker", "sweep": "profiler.worker"}
+           "search": "optimizers.worker"}
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Job:
     fraction: float = 0.0
     error: str = ""
     result: object = None  # what the worker returned: a run id (profile), a list of pass rows (check), a saved
-    # comparison as a dict (optimize, search), a sweep id (sweep)
+    # comparison as a dict (optimize, search)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)

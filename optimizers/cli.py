@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, explain, load_model, store
+from profiler import (ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, RunStoreError, explain, load_model,
+                      store)
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from profiler.loading import reload_spec
 
@@ -224,7 +225,10 @@ def _cmd_generate(a) -> int:
 def _cmd_result(a) -> int:
     """One saved comparison and why it helped or hurt (profiler.explain over its two runs)."""
     saved = store.load_comparison(a.id, a.runs_dir)
-    verdict, causes = explain.for_saved(saved, a.runs_dir)
+    try:
+        verdict, causes = explain.for_saved(saved, a.runs_dir)
+    except RunStoreError as exc:  # a run deleted since, or a kind with no pair of runs: the record still shows
+        verdict, causes = f"not explained: {exc}", []
     if a.json:
         print(json.dumps({**saved.to_dict(), "verdict": verdict, "causes": [c.to_dict() for c in causes]}, indent=1))
         return 0
@@ -234,7 +238,8 @@ def _cmd_result(a) -> int:
     print(f"why       {verdict}")
     for c in causes:
         print(f"  {c.delta_ms:+10.3g} ms  {c.text}")
-    print("          (ms per profiled inference; + slower, - faster)")
+    if causes:
+        print("          (ms per profiled inference; + slower, - faster)")
     return 0
 
 

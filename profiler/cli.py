@@ -21,12 +21,13 @@ from .timing import significant
 
 
 def _int_list(text: str) -> list[int]:
-    from .sweep import int_list
-
     try:
-        return int_list(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': give one or more numbers, each at least 1")
+    return values
 
 
 def _choice_list(*choices: str):

@@ -197,7 +197,10 @@ def for_saved(saved: SavedComparison, runs_dir: str | os.PathLike | None = None
     """(verdict, causes) of a saved apply or search, from its two runs in the store (RunStoreError when either is
     gone)."""
     from . import store
+    from .schema import RunStoreError
 
+    if not saved.base_run_id or not saved.optimized_run_id:
+        raise RunStoreError(f"comparison {saved.id} ({saved.kind}) keeps no pair of runs to explain")
     base, new = store.load(saved.base_run_id, runs_dir), store.load(saved.optimized_run_id, runs_dir)
     causes = explain(base, new)
     return verdict(base, new, causes), causes

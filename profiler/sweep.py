@@ -97,17 +97,6 @@ def sweep_and_save(spec: str, batch_sizes: list[int], seq_lens: list[int | None]
     return result
 
 
-def int_list(text: str) -> list[int]:
-    """'1, 2,4' -> [1, 2, 4]; ValueError with a message a person can act on otherwise."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"'{text}' is not a comma-separated list of whole numbers") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"'{text}': give one or more numbers, each at least 1")
-    return values
-
-
 def _series(points: list[SweepPoint], axis: str) -> dict[tuple, list[SweepPoint]]:
     """Points grouped by every setting except `axis`, each group sorted along `axis`; failed points left out."""
     keys = ("batch_size", "seq_len", "threads", "dtype", "device")

@@ -66,24 +66,5 @@ def profile_job(job: dict, say: Say, cancel: threading.Event) -> str:
     return run.id
 
 
-def sweep_job(job: dict, say: Say, cancel: threading.Event) -> str:
-    """A sweep of the job's model over job["axes"] ({batch_sizes, seq_lens, threads, dtypes, devices}), saved;
-    returns its id."""
-    from .sweep import sweep_and_save
-
-    axes = job.get("axes") or {}
-    result = sweep_and_save(job["spec"], axes["batch_sizes"], axes.get("seq_lens"), axes.get("threads"),
-                            axes.get("dtypes"), axes.get("devices"), ProfileConfig.from_dict(job["config"]),
-                            arch=job.get("arch"), runs_dir=job.get("runs_dir"), progress=say, cancel=cancel)
-    return result.id
-
-
-JOBS = {"profile": profile_job, "sweep": sweep_job}
-
-
-def run_job(job: dict, say: Say, cancel: threading.Event):
-    return JOBS[job.get("kind") or "profile"](job, say, cancel)
-
-
 if __name__ == "__main__":
-    sys.exit(serve(run_job, sys.argv[1:]))
+    sys.exit(serve(profile_job, sys.argv[1:]))

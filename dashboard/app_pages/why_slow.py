@@ -2,8 +2,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import recommend as rc, sweep as sw
-from profiler.schema import ProfileConfig, Recommendation
+from profiler import recommend as rc
+from profiler.schema import Recommendation
 
 st.title("Why slow?")
 state.about("""
@@ -39,67 +39,26 @@ for note in roof.notes:
 
 tab_ops, tab_nodes, tab_sweep = st.tabs(["Roofline", "Graph nodes", "Sweep"])
 with tab_ops:
-    st.plotly_chart(charts.roofline_figure(roof), width="stretch")
-    st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, width="stretch")
+    st.plotly_chart(charts.roofline_figure(roof), use_container_width=True)
+    st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, use_container_width=True)
 with tab_nodes:
     if roof.nodes:
         st.dataframe(pd.DataFrame(rc.points_rows(roof.nodes)).rename(columns={"operator": "node"}), hide_index=True,
-                     width="stretch")
+                     use_container_width=True)
     else:
         st.info("This run has no timed graph nodes.")
-jobs = state.job_manager()
 with tab_sweep:
     if sweep is None:
-        st.info("No sweep of this model yet: run one below, or `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
+        st.info("No sweep of this model yet: `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
     else:
-        st.caption(f"Sweep `{sweep.id}` of {sweep.model} on {sweep.device_name}")
-        st.plotly_chart(charts.sweep_figure(sweep), width="stretch")
+        st.plotly_chart(charts.sweep_figure(sweep), use_container_width=True)
         for finding in sweep.findings:
             st.caption(finding)
-    with st.form("sweep_form"):
-        c1, c2, c3 = st.columns(3)
-        batches = c1.text_input("Batch sizes", value="1,2,4,8", key="sweep_batches")
-        lengths = c2.text_input("Sequence lengths / image sizes", value="", key="sweep_lengths",
-                                help="optional, e.g. 64,128; empty: the model's own")
-        threads = c3.text_input("Threads", value="", key="sweep_threads", help="optional, e.g. 1,2; empty: as now")
-        go = st.form_submit_button("Run sweep", help="measures every combination in a worker process "
-                                                     "(python -m profiler sweep does the same)")
-    if go:
-        try:
-            axes = {"batch_sizes": sw.int_list(batches), "seq_lens": sw.int_list(lengths) if lengths.strip() else None,
-                    "threads": sw.int_list(threads) if threads.strip() else None}
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            config = ProfileConfig(device=run.config.device, dtype=run.config.dtype, warmup=2, repeats=5,
-                                   min_time_s=0.5)
-            job = jobs.submit(run.model.spec or run.model.name, config, state.runs_dir(), kind="sweep", axes=axes)
-            st.session_state["why_sweep_job"] = job.id
-
-    @st.fragment(run_every=1.0)
-    def sweep_progress() -> None:
-        job = jobs.get(st.session_state.get("why_sweep_job"))
-        if job is None:
-            return
-        if job.active:
-            st.progress(job.fraction, text=f"Sweep: {job.stage}")
-            if st.button("Cancel the sweep", key="sweep_cancel"):
-                jobs.cancel(job.id)
-        elif job.status == "failed":
-            st.error(f"Sweep failed: {job.error}")
-        elif job.status == "cancelled":
-            st.info("Sweep cancelled; nothing was saved.")
-        elif job.status == "done" and st.session_state.get("why_sweep_shown") != job.id:
-            st.session_state["why_sweep_shown"] = job.id
-            st.rerun(scope="app")  # the page reads the store again: the new sweep is the latest
-        elif job.status == "done":
-            st.success(f"Sweep saved: `{job.result}`")
-
-    sweep_progress()
 
 st.subheader("Recommendations")
 if not recs:
     st.success("No rule fired: nothing stands out on the roofline.")
+jobs = state.job_manager()
 started = st.session_state.setdefault("why_jobs", {})
 kept = st.session_state.setdefault("why_kept", set())
 

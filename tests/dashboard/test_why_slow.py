@@ -81,7 +81,7 @@ def test_a_saved_sweep_is_plotted_with_its_findings(seeded):
     try:
         at = open_page("why_slow", run.id)
         assert not at.error, [e.value for e in at.error]
-        assert f"Sweep `{saved.id}` of {run.model.spec} on cpu: x" in texts(at) and "a finding to show" in texts(at)
+        assert "a finding to show" in texts(at)
         charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         figure = next(f for f in charts if f["layout"].get("title", {}).get("text") == f"Sweep {saved.id}")
         xs = sorted(x for trace in figure["data"] for x in (trace.get("x") or []) if isinstance(x, (int, float)))
@@ -89,41 +89,3 @@ def test_a_saved_sweep_is_plotted_with_its_findings(seeded):
     finally:
         (root / "sweeps" / f"{saved.id}.json").unlink(missing_ok=True)
 
-
-def test_run_sweep_submits_a_sweep_job_and_refuses_bad_sizes(seeded, monkeypatch):
-    run, _ = seeded
-    fake = FakeJobs()
-    monkeypatch.setattr("dashboard.state.job_manager", lambda: fake)
-    at = open_page("why_slow", run.id)
-    at.text_input(key="sweep_batches").set_value("1,x")
-    at.button(key="FormSubmitter:sweep_form-Run sweep").click()
-    at.run()
-    assert "'1,x' is not a comma-separated list of whole numbers" in [e.value for e in at.error] and not fake.jobs
-    at.text_input(key="sweep_batches").set_value("1, 2")
-    at.text_input(key="sweep_lengths").set_value("16")
-    at.button(key="FormSubmitter:sweep_form-Run sweep").click()
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    (job,) = fake.jobs.values()
-    assert job.kind == "sweep" and job.spec == (run.model.spec or run.model.name)
-    assert job.payload["axes"] == {"batch_sizes": [1, 2], "seq_lens": [16], "threads": None}
-
-
-def test_sweep_job_runs_in_a_worker_and_saves_the_sweep(tmp_path, monkeypatch):
-    import time
-
-    from dashboard.jobs import JobManager
-    from profiler import store
-    from profiler.schema import ProfileConfig
-
-    monkeypatch.setenv("OPLENS_LOCK_FILE", str(tmp_path / "lock"))
-    jobs = JobManager()
-    job = jobs.submit("mlp-tiny", ProfileConfig(warmup=1, repeats=3, min_time_s=0.0), str(tmp_path), kind="sweep",
-                      axes={"batch_sizes": [1, 2], "seq_lens": None, "threads": [1]})
-    deadline = time.time() + 240
-    while job.active and time.time() < deadline:
-        time.sleep(0.3)
-    assert job.status == "done", (job.status, job.error)
-    saved = store.load_sweep(job.result, tmp_path)
-    assert saved.model == "mlp-tiny" and [p.batch_size for p in saved.points] == [1, 2]
-    assert all(p.median_ms > 0 and not p.error for p in saved.points)

@@ -103,3 +103,12 @@ def test_cli_results_id_prints_the_causes(real):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: no saved comparison 'no-such-id'")
 
+
+
+def test_a_comparison_whose_run_is_gone_still_shows_and_says_why_not_explained(real):
+    saved, base, _, root = real
+    store.delete(base.id, root)
+    out = subprocess.run([sys.executable, "-m", "optimizers", "results", COMPARISON, "--runs-dir", str(root)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"why       not explained: no saved run '{base.id}'" in out.stdout and "dynamic-int8" in out.stdout
