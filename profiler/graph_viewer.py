@@ -7,6 +7,7 @@ Explorer's own server in a child process on loopback, so a page rerun or a Ctrl-
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -178,6 +179,7 @@ def start(files: ExplorerFiles, host: str = "127.0.0.1", port: int | None = None
         if log:
             sink.close()
     viewer = Viewer(process=proc, url=url(files, host, port), port=port, files=files)
+    atexit.register(viewer.stop)  # its own session outlives us otherwise (a dashboard server that exits)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc.poll() is not None:
