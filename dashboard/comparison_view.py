@@ -8,7 +8,7 @@ import streamlit as st
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
 from optimizers.tables import LEADERBOARD_COLUMNS, leaderboard_rows
-from profiler import RunStoreError, analysis, tables
+from profiler import RunStoreError, analysis, explain, tables
 from profiler.schema import SavedComparison
 
 from . import charts, state
@@ -118,6 +118,23 @@ def show_generate(c: SavedComparison) -> None:
 SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate}
 
 
+def show_why(c: SavedComparison) -> None:
+    """Why it helped or hurt: the causes profiler.explain names from the two runs' per-op diff."""
+    st.subheader("Why it helped or hurt")
+    try:
+        verdict_line, causes = explain.for_saved(c, state.runs_dir())
+    except RunStoreError as exc:
+        st.caption(f"No explanation: {exc}.")
+        return
+    st.markdown(f"**{verdict_line[0].upper()}{verdict_line[1:]}**")
+    if not causes:
+        st.caption("No operator changed by more than the noise band.")
+        return
+    st.dataframe(pd.DataFrame([{"effect (ms)": round(x.delta_ms, 4), "cause": x.text, "kind": x.kind}
+                               for x in causes]), hide_index=True, width="stretch")
+    st.caption("Per profiled inference; + slower, - faster. Each operator is counted in one cause only.")
+
+
 def show(c: SavedComparison) -> None:
     """The headline line, then the kind's own view."""
     if c.error:
@@ -125,3 +142,5 @@ def show(c: SavedComparison) -> None:
         return
     st.caption(_headline(c))
     SHOW[c.kind](c)
+    if c.base_run_id and c.optimized_run_id:
+        show_why(c)

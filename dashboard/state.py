@@ -113,6 +113,28 @@ def tensorboard(start: bool = False):
     return current
 
 
+@st.cache_resource
+def _explorers() -> dict:
+    return {}  # run id -> profiler.graph_viewer.Viewer; one at a time per server process
+
+
+def model_explorer(run: ProfileRun, start: bool = False):
+    """The Model Explorer serving this run's graph (started in the background when `start`, stopping any other),
+    or None."""
+    from profiler import graph_viewer
+
+    running = _explorers()
+    current = running.get(run.id)
+    if current is not None and current.process.poll() is not None:
+        running.pop(run.id)
+        current = None
+    if current is None and start:
+        for other in list(running):
+            running.pop(other).stop()
+        current = running[run.id] = graph_viewer.serve_run(run)
+    return current
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _load_run(run_id: str, root: str, mtime: float) -> ProfileRun:
     return store.load(run_id, root)

@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-from profiler import ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, load_model, policy, store
+from profiler import (ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, RunStoreError, explain, load_model,
+                      policy, store)
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from profiler.loading import reload_spec
 
@@ -65,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "change in perplexity on it is reported beside token agreement")
     ge.add_argument("--runs-dir", help="where the result is saved (default $OPLENS_RUNS_DIR or ./runs)")
     ge.add_argument("--json", action="store_true")
-    rs = sub.add_parser("results", help="list saved comparisons (every apply and search)")
+    rs = sub.add_parser("results", help="list saved comparisons (every apply and search); with an ID, one of them "
+                                        "and why it helped or hurt")
+    rs.add_argument("id", nargs="?", help="a comparison id: show it with the causes named from its per-op diff")
     rs.add_argument("--runs-dir", help="the runs directory (default $OPLENS_RUNS_DIR or ./runs)")
     rs.add_argument("--json", action="store_true", help="print a JSON list of the saved comparisons")
     return p
@@ -217,7 +220,30 @@ def _cmd_generate(a) -> int:
     return 0
 
 
+def _cmd_result(a) -> int:
+    """One saved comparison and why it helped or hurt (profiler.explain over its two runs)."""
+    saved = store.load_comparison(a.id, a.runs_dir)
+    try:
+        verdict, causes = explain.for_saved(saved, a.runs_dir)
+    except RunStoreError as exc:  # a run deleted since, or a kind with no pair of runs: the record still shows
+        verdict, causes = f"not explained: {exc}", []
+    if a.json:
+        print(json.dumps({**saved.to_dict(), "verdict": verdict, "causes": [c.to_dict() for c in causes]}, indent=1))
+        return 0
+    row = results.summary_row(saved)
+    print(f"{saved.kind} {saved.id}: {row['model']}, {row['passes']}, {row['speedup']}, accuracy {row['accuracy']}")
+    print(f"runs      {saved.base_run_id} -> {saved.optimized_run_id}")
+    print(f"why       {verdict}")
+    for c in causes:
+        print(f"  {c.delta_ms:+10.3g} ms  {c.text}")
+    if causes:
+        print("          (ms per profiled inference; + slower, - faster)")
+    return 0
+
+
 def _cmd_results(a) -> int:
+    if a.id:
+        return _cmd_result(a)
     saved = store.list_comparisons(a.runs_dir)
     if a.json:
         print(json.dumps([c.to_dict() for c in saved], indent=1))

@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     tbp.add_argument("--runs-dir")
     tbp.add_argument("--port", type=positive(), default=6006)
 
+    ex = sub.add_parser("explore", help="the run's graph in Model Explorer on localhost: per-node exec/transfer ms, "
+                                        "GFLOP and roofline bound as overlays")
+    ex.add_argument("run_id")
+    ex.add_argument("--export", metavar="DIR", help="only write the graph and overlay JSON files to DIR")
+    ex.add_argument("--port", type=positive(), help="default: a free port")
+    ex.add_argument("--runs-dir")
+
     rc = sub.add_parser(
         "recommend", help="why is it slow: rules over a run and its roofline, each with an estimated speedup"
     )
@@ -455,19 +462,15 @@ def _cmd_delete(a) -> int:
 
 
 def _cmd_sweep(a) -> int:
-    from .sweep import sweep
+    from .sweep import sweep_and_save
 
-    store.check_writable(a.runs_dir)
     config = ProfileConfig(warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
     progress, close = progress_bar()
     try:
-        result = sweep(a.model, a.batch_sizes, a.seq_lens, a.threads, a.dtypes, a.devices, config, arch=a.arch,
-                       progress=progress)
+        result = sweep_and_save(a.model, a.batch_sizes, a.seq_lens, a.threads, a.dtypes, a.devices, config,
+                                arch=a.arch, runs_dir=a.runs_dir, progress=progress)
     finally:
         close()
-    if all(p.error for p in result.points):
-        raise OpLensError(f"no point of the sweep ran: {result.points[0].error}")
-    store.save_sweep(result, a.runs_dir)
     if a.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
@@ -544,6 +547,27 @@ def _cmd_tensorboard(a) -> int:
     finally:
         tb.stop()
 
+def _cmd_explore(a) -> int:
+    from . import graph_viewer, roofline
+
+    run = store.load(a.run_id, a.runs_dir)
+    if a.export:
+        files = graph_viewer.export(run, a.export, roofline.peaks_for(run))
+        print(f"wrote {files.graph} and {len(files.overlays)} node-data overlays "
+              f"({', '.join(p.name for p in files.overlays)}) to {a.export}")
+        return 0
+    viewer = graph_viewer.serve_run(run, port=a.port)
+    print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}; "
+          "Ctrl-C stops it)")
+    try:
+        viewer.process.wait()
+    except KeyboardInterrupt:
+        print("Model Explorer stopped")
+    finally:
+        viewer.stop()
+    return 0
+
+
 def _cmd_recommend(a) -> int:
     from . import recommend as rec_mod
 
@@ -575,7 +599,7 @@ def _cmd_recommend(a) -> int:
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
             "sweep": _cmd_sweep, "generate": _cmd_generate, "report": _cmd_report,
-            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend}
+            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend, "explore": _cmd_explore}
 
 
 def main(argv: list[str] | None = None) -> int:

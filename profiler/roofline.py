@@ -174,15 +174,19 @@ def node_bytes(node: GraphNode, by_id: dict[str, GraphNode]) -> float:
     return read + _shape_bytes(node.output_shape, node.output_dtype)
 
 
-def node_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[RooflinePoint]:
-    """A point per timed graph node, most time first."""
+def node_point_map(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> dict[str, RooflinePoint]:
+    """A point per timed graph node, by node id."""
     dtype = dtype or run_dtype(run)
     peak, bw = peak_gflops(peaks, dtype), peaks.mem_bw_gbs
     by_id = {n.id: n for n in run.graph.nodes}
-    out = [point(n.id if not n.module else f"{n.module} ({n.op})", n.flops, node_bytes(n, by_id), n.exec_ms, peak, bw,
-                 1.0, "counted" if n.bytes > 0 else "shapes", "node")
-           for n in run.graph.nodes if n.exec_ms > 0 and n.kind not in ("placeholder", "output")]
-    return sorted(out, key=lambda p: -p.time_ms)
+    return {n.id: point(n.id if not n.module else f"{n.module} ({n.op})", n.flops, node_bytes(n, by_id), n.exec_ms,
+                        peak, bw, 1.0, "counted" if n.bytes > 0 else "shapes", "node")
+            for n in run.graph.nodes if n.exec_ms > 0 and n.kind not in ("placeholder", "output")}
+
+
+def node_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[RooflinePoint]:
+    """A point per timed graph node, most time first."""
+    return sorted(node_point_map(run, peaks, dtype).values(), key=lambda p: -p.time_ms)
 
 
 def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:

@@ -519,6 +519,16 @@ class MetricDiff(_Dict):
 
 
 @dataclass
+class Cause(_Dict):
+    """One named reason two runs differ (profiler.explain): what changed, with its numbers, and its effect on the
+    time per inference (delta_ms > 0: slower)."""
+    kind: str  # "kernels", "conversions", "fusion", "faster", "slower", "outside-ops", "transfers"
+    text: str
+    delta_ms: float
+    ops: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Comparison(_Dict):
     base_id: str
     new_id: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import os
 from typing import Callable
 
 import torch
@@ -78,6 +79,22 @@ def point_from_run(run: ProfileRun, threads: int | None = None) -> SweepPoint:
     if run.memory:
         point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
     return point
+def sweep_and_save(spec: str, batch_sizes: list[int], seq_lens: list[int | None] | None = None,
+                   threads: list[int] | None = None, dtypes: list[str] | None = None,
+                   devices: list[str] | None = None, config: ProfileConfig | None = None, arch: str | None = None,
+                   runs_dir: str | os.PathLike | None = None, progress: Callable[[str, float], None] | None = None,
+                   cancel: CancelToken | None = None) -> Sweep:
+    """sweep(), then keep it in the run store: what the CLI and the dashboard's sweep job run. A store that cannot
+    be written fails before measuring; a sweep where no point ran raises with the first point's reason."""
+    from . import store
+
+    store.check_writable(runs_dir)
+    result = sweep(spec, batch_sizes, seq_lens, threads, dtypes, devices, config, arch=arch, progress=progress,
+                   cancel=cancel)
+    if all(p.error for p in result.points):
+        raise OpLensError(f"no point of the sweep ran: {result.points[0].error}")
+    store.save_sweep(result, runs_dir)
+    return result
 
 
 def _series(points: list[SweepPoint], axis: str) -> dict[tuple, list[SweepPoint]]:

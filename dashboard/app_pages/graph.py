@@ -1,7 +1,7 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import analysis
+from profiler import OpLensError, analysis, graph_viewer
 
 st.title("Graph")
 state.about("""
@@ -18,6 +18,21 @@ if run is not None:
     else:
         st.caption(f"Captured with **{g.method}**: {len(g.nodes)} nodes, {g.timed_nodes} with measured time; "
                    f"Σ node time {g.exec_ms + g.trans_ms:.4g} ms." + (f" Note: {g.note}" if g.note else ""))
+        explorer = state.model_explorer(run)
+        if not graph_viewer.available():
+            st.caption("For a layered viewer made for model graphs: `pip install ai-edge-model-explorer`.")
+        elif explorer is None and st.button("Open in Model Explorer", icon=":material/account_tree:",
+                                            key="model_explorer", help="Google's Model Explorer on localhost: "
+                                            "module layers collapsible, per-node exec/transfer ms, GFLOP and "
+                                            "roofline bound as overlays (python -m profiler explore RUN_ID)"):
+            try:
+                with st.spinner("Starting Model Explorer"):
+                    explorer = state.model_explorer(run, start=True)
+            except OpLensError as exc:
+                st.error(str(exc))
+        if explorer is not None:
+            st.markdown(f"Model Explorer is serving this run: [open it]({explorer.url}) (pick an overlay under "
+                        "*node data* to colour the nodes)")
         levels = analysis.module_depths(run)
         options = ["every node"] + [f"modules, depth {d}" for d in range(1, levels + 1)]
         choice = st.select_slider("Detail", options, value=options[analysis.default_depth(run) or 0], key="graph_depth")

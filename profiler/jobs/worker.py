@@ -93,14 +93,13 @@ def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
 
 @job("sweep")
 def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
-    """Measure the model across the payload's axes and save the sweep; returns its id."""
-    from ..sweep import sweep
+    """Measure the model across the payload's axes and save the sweep (sweep_and_save, as the CLI); returns its id."""
+    from ..sweep import sweep_and_save
 
     axes = {k: payload.get(k) for k in ("seq_lens", "threads", "dtypes", "devices")}
-    result = sweep(payload["spec"], list(payload.get("batch_sizes") or [1]), **axes,
-                   config=ProfileConfig.from_dict(payload["config"]) if payload.get("config") else None,
-                   arch=payload.get("arch"), progress=say, cancel=cancel)
-    store.save_sweep(result, payload.get("runs_dir"))
+    result = sweep_and_save(payload["spec"], list(payload.get("batch_sizes") or [1]), **axes,
+                            config=ProfileConfig.from_dict(payload["config"]) if payload.get("config") else None,
+                            arch=payload.get("arch"), runs_dir=payload.get("runs_dir"), progress=say, cancel=cancel)
     return result.id
 
 

@@ -83,3 +83,26 @@ def test_sweep_button_starts_a_sweep_job(seeded, monkeypatch):
     (job,) = fake.jobs.values()
     assert (job.kind, job.spec, job.payload["batch_sizes"]) == ("sweep", run.model.spec, [1, 2, 4, 8])
     assert job.payload["seq_lens"] == [run.config.seq_len]
+
+
+def test_a_saved_sweep_is_plotted_with_its_findings(seeded):
+    from profiler import store
+    from profiler.schema import Sweep, SweepPoint
+
+    run, root = seeded
+    points = [SweepPoint(b, 16, 2, "float32", "cpu", median_ms=m, throughput_per_s=1000 * b / m)
+              for b, m in ((1, 2.0), (2, 2.2), (4, 2.6))]
+    saved = Sweep(id="sweep-bert-tiny-test", created="2026-11-26T02:00:00+00:00", model=run.model.spec,
+                  axes={"batch_size": [1, 2, 4]}, points=points, findings=["a finding to show"], device_name="cpu: x")
+    store.save_sweep(saved, root)
+    try:
+        at = open_page("why_slow", run.id)
+        assert not at.error, [e.value for e in at.error]
+        assert "a finding to show" in texts(at)
+        charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        figure = next(f for f in charts if f["layout"].get("title", {}).get("text") == f"Sweep {saved.id}")
+        xs = sorted(x for trace in figure["data"] for x in (trace.get("x") or []) if isinstance(x, (int, float)))
+        assert {1, 2, 4} <= set(xs)
+    finally:
+        (root / "sweeps" / f"{saved.id}.json").unlink(missing_ok=True)
+

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import torch
+
 from profiler import devices, peaks
 
 
@@ -63,3 +65,41 @@ def test_cli_json_has_the_cpu_keys_only(tmp_path):
     r = subprocess.run([sys.executable, "-m", "profiler", "peaks", "--gpu", "Imaginary 9000"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("error: no published spec")
+
+
+def test_gemms_taking_turns_share_a_neighbours_burst():
+    # a neighbour keeps the CPU busy for the first four calls (10x slower on a fake clock): measured one after
+    # another, the first kind would see only the burst; taking turns, both kinds see quiet calls too
+    now = [0.0]
+    calls = []
+
+    def kernel():
+        calls.append(1)
+        now[0] += 0.030 if len(calls) <= 4 else 0.003
+
+    best = peaks.best_seconds_each({"fp32": kernel, "int8": kernel}, lambda: None, min_time_s=0.0, repeats=3,
+                                   clock=lambda: now[0])
+    assert len(calls) == 6 and best == pytest.approx({"fp32": 0.003, "int8": 0.003})
+
+
+def test_a_kernel_this_build_lacks_is_noted_and_the_others_measured(monkeypatch):
+    real = peaks.gemm
+
+    def no_int8(kind, device):
+        if kind == "int8":
+            raise RuntimeError("Didn't find engine for operation quantized::linear_prepack NoQEngine")
+        return real(kind, device)
+
+    monkeypatch.setattr(peaks, "GEMM_N", {"fp32": 256, "bf16": 256, "fp16": 64, "int8": 256})
+    monkeypatch.setattr(peaks, "gemm", no_int8)
+    p = peaks.Peaks(device="cpu", name="x", source="measured")
+    rates = peaks.gemm_rates(("fp32", "bf16", "int8"), torch.device("cpu"), lambda: None, p)
+    assert set(rates) == {"fp32", "bf16"} and all(v > 0 for v in rates.values())
+    assert p.notes == ["int8 GEMM not measured: Didn't find engine for operation quantized::linear_prepack NoQEngine"]
+
+
+def test_cpu_int8_peak_is_the_dynamic_linear_the_passes_run():
+    fn, work = peaks.gemm("int8", torch.device("cpu"))
+    assert work == 2 * peaks.GEMM_N["int8"] ** 3
+    out = fn()
+    assert out.dtype == torch.float32 and out.shape == (peaks.GEMM_N["int8"],) * 2  # int8 inside, float out
