@@ -1,16 +1,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_TRACES = ROOT.parent / "shared" / "traces"
-DATA = Path(__file__).parent / "data"
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+from testdata import DATA, ROOT, SHARED_TRACES, needs_cuda  # noqa: F401 - for this file's fixtures
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import store
 from profiler.trace_import import import_trace
 

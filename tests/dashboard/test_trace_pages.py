@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import analysis, store
 from profiler.trace_import import import_trace
 from tests.dashboard.test_pages import SHOWS, texts

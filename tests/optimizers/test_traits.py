@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import profiler
-from conftest import needs_cuda
+from testdata import needs_cuda
 from optimizers import apply_pipeline, base
 from optimizers.compile import UnderInductorConfig
 from profiler import graph

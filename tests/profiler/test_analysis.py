@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import analysis
 from profiler.analysis import GraphView
 from profiler.schema import (DeviceInfo, Graph, GraphNode, LatencyStats, ModelInfo, OpStat, ProfileConfig, ProfileRun,

@@ -4,7 +4,7 @@ import pytest
 from profiler import analysis, diff
 from profiler.trace_import import import_trace
 
-from conftest import DATA, SHARED_TRACES
+from testdata import DATA, SHARED_TRACES
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """CUDA paths: events timing, H2D/D2H transfers from memcpy kernels, allocator peak memory. Skipped without a GPU."""
 import pytest
 
-from conftest import needs_cuda
+from testdata import needs_cuda
 from profiler import ProfileConfig, load_model, profile
 from profiler.devices import device_info, resolve_device
 

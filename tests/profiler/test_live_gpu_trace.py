@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler.trace_import import import_trace, trace_figures
 
 TRACE = DATA / "h200_bert_base_live.pt.trace.json.gz"

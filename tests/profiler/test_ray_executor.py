@@ -22,7 +22,7 @@ from optimizers import results  # noqa: E402
 from profiler import ProfileConfig, ray_executor, store  # noqa: E402
 from profiler.jobs import JobManager, executors  # noqa: E402
 from profiler.jobs.protocol import Cancelled, Progress, as_dict  # noqa: E402
-from conftest import ROOT, needs_cuda  # noqa: E402
+from testdata import ROOT, needs_cuda  # noqa: E402
 
 # the worker's own stages, as opposed to the executor's "waiting for a free Ray node" / "running on Ray node"
 OURS = ("waiting for a free Ray node", "running on Ray node", "bringing the results back")

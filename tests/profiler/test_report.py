@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import report, store
 from profiler.cli import main
 from profiler.trace_import import import_trace

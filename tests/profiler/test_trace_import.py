@@ -9,7 +9,7 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import TraceFormatError, store
 from profiler.schema import ProfileRun
 from profiler.trace_data import load

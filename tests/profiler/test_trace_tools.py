@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import store
 from profiler.trace_import import import_trace
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import DATA
+from testdata import DATA
 from profiler import TraceFormatError
 from profiler.traces import default_categories, read_trace, steps, summary, window
 
