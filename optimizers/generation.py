@@ -332,14 +332,14 @@ def search_generation(loaded: LoadedModel, config: GenerateConfig | None = None,
     tried: list[GenerationResult] = []
     for i, name in enumerate(passes):
         say(f"trying {name}", i / (len(passes) + top))
-        r = optimize_generation(loaded, [name], config, rounds, reference_ids)
+        r = optimize_generation(loaded, [name], config, rounds, reference_ids=reference_ids)
         if all(p.applied for p in r.passes):
             tried.append(r)
     good = sorted((r for r in tried if r.accurate), key=lambda r: -objective_speedup(r, objective))
     best_singles = [r.passes[0].name for r in good[:top] if objective_speedup(r, objective) > 1.0]
     for j, pair in enumerate(candidates(best_singles)):
         say(f"trying {' + '.join(pair)}", (len(passes) + j) / (len(passes) + top))
-        r = optimize_generation(loaded, pair, config, rounds, reference_ids)
+        r = optimize_generation(loaded, pair, config, rounds, reference_ids=reference_ids)
         if all(p.applied for p in r.passes):
             tried.append(r)
     say("done", 1.0)

@@ -77,14 +77,15 @@ class _ByPosition(nn.Module):
 
 
 class _ByName(nn.Module):
-    """A positional-only graph, callable again with the model's own (args, kwargs)."""
+    """A positional-only graph, callable again with the model's own (args, kwargs). The submodule is not called
+    `graph`: exporting this wrapper makes a GraphModule, whose own `graph` attribute it would shadow."""
 
-    def __init__(self, graph: nn.Module, keys: list[str]):
+    def __init__(self, program: nn.Module, keys: list[str]):
         super().__init__()
-        self.graph, self.keys = graph, keys
+        self.program, self.keys = program, keys
 
     def forward(self, *args, **kwargs):
-        return self.graph(*args, *[kwargs[k] for k in self.keys])
+        return self.program(*args, *[kwargs[k] for k in self.keys])
 
 
 def _drop_unused_weights(gm: torch.fx.GraphModule) -> int:

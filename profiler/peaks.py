@@ -41,9 +41,10 @@ def cache_path() -> Path:
     return Path(root) / "peaks.json"
 
 
-def _key(device: torch.device) -> str:
+def cache_key(device: torch.device, threads: int | None = None) -> str:
+    """Which cached peaks belong to this machine, torch, thread count (default: this process's) and METHOD."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else devices.cpu_name()
-    return f"{name}|torch {torch.__version__}|{torch.get_num_threads()} threads|{device}|{METHOD}"
+    return f"{name}|torch {torch.__version__}|{threads or torch.get_num_threads()} threads|{device}|{METHOD}"
 
 
 def _best_seconds(
@@ -178,7 +179,7 @@ def get(device: torch.device | str = "cpu", refresh: bool = False,
         progress: Callable[[str, float], None] | None = None) -> Peaks:
     """Cached peaks for this machine, torch version, thread count and device; measured when missing or refresh."""
     device = devices.resolve_device(str(device))
-    key = _key(device)
+    key = cache_key(device)
     path = cache_path()
     try:
         cache = json.loads(path.read_text()) if path.is_file() else {}

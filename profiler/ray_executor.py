@@ -326,6 +326,9 @@ class NodeJob:
         root = str(Path(__file__).resolve().parents[1])  # this node's OpLens, for `python -m profiler.jobs`
         child_env = {**os.environ, **env, "OPLENS_RUNS_DIR": str(self.runs),
                      "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        if node_model:  # the head allowed the model where it lay; its copy here lies in this job's own folder
+            child_env["OPLENS_DATA_DIRS"] = os.pathsep.join(
+                p for p in (str(self.dir / "model"), child_env.get("OPLENS_DATA_DIRS")) if p)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
                                      cwd=self.dir, preexec_fn=_child_setup)
         threading.Thread(target=self._read, daemon=True).start()

@@ -76,7 +76,8 @@ else:
                            key="tl_upload", accept_multiple_files=True)
     if ups:
         paths = [str(state.save_upload(u)) for u in ups]
-        trace_path, title = paths[0], ups[0].name + (f" (first of {len(ups)} files)" if len(ups) > 1 else "")
+        # the file added last is drawn (the one the person just chose); all of them import together as ranks
+        trace_path, title = paths[-1], ups[-1].name + (f" (last of {len(ups)} files)" if len(ups) > 1 else "")
         if st.button("Import as a run", icon=":material/input:", key="tl_import",
                      help="Operators, kernels, transfers and the GPU timeline of this trace (several files: per-rank "
                           "step time and stragglers too), as a saved run that every page can show"):

@@ -184,7 +184,9 @@ def test_timeline_trace_file_mode_renders():
     at.radio(key="tl_source").set_value("A trace file").run()
     assert not at.exception and not at.error  # the upload itself is driven in the browser test
     # the saved-run picker gives way to the uploader
-    assert [u.proto.label for u in at.get("file_uploader")] == ["PyTorch profiler trace"] and not at.selectbox
+    [uploader] = at.get("file_uploader")
+    assert uploader.proto.label == "PyTorch profiler trace (several files = the ranks of one job)"
+    assert not at.selectbox
 
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -21,7 +21,7 @@ def seeded(tiny_bert_run, monkeypatch, tmp_path):
               mem_bw_gbs=20.0)
     path = peaks_mod.cache_path()
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({peaks_mod._key(torch.device("cpu")): p.to_dict()}))
+    path.write_text(json.dumps({peaks_mod.cache_key(torch.device("cpu")): p.to_dict()}))
     return run, root
 
 

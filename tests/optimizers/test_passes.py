@@ -260,10 +260,15 @@ class TestCompiledPasses:
     (["bf16"], 0.999, 1.0, True),
     (["weight-only-int8"], 0.999, 1.0, True),
     # real MiniLM weights: dynamic activation quantization costs embedding cosine on every sentence (worst 0.976
-    # with per-channel weights, 0.934 per-tensor); random-weight models hide this, which is why minilm is here
-    (["dynamic-int8"], 0.90, 0.99, False),
+    # with 7-bit activations and per-channel weights, 0.934 per-tensor; 0.992 with the 8 bits a VNNI CPU computes
+    # exactly), below the default tolerance; random-weight models hide this, which is why minilm is here
+    (["dynamic-int8"], None, None, False),
 ])
 def test_real_minilm_sentence_embeddings(passes, low, high, passed):
+    from optimizers.quantize import full_range_exact
+
+    if low is None:
+        low, high = (0.99, 0.999) if full_range_exact() else (0.90, 0.99)
     _, results, acc = run("minilm", passes, batch_size=8, seq_len=32)
     assert results[0].applied and acc.kind == "sentence-embedding"
     assert low <= acc.cosine <= high and acc.passed is passed

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import profiler
-from profiler import devices, store
+from profiler import peaks, store
 from profiler.generation import greedy, kv_formula_bytes, new_cache, step_weight_bytes
 from profiler.generation import generate as run_generate
 from profiler.schema import GenerateConfig, ModelRunError, Peaks, ProfileRun
@@ -150,7 +150,7 @@ def cli_env(tmp_path):
     """One thread, and a peaks cache seeded for it, so the CLI does not spend 10 s measuring the machine."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    key = f"{devices.cpu_name()}|torch {torch.__version__}|1 threads|cpu"
+    key = peaks.cache_key(torch.device("cpu"), threads=1)
     (cache / "peaks.json").write_text(json.dumps({key: PEAKS.to_dict()}))
     return dict(os.environ, OMP_NUM_THREADS="1", OPLENS_CACHE_DIR=str(cache))
 

@@ -116,7 +116,7 @@ def test_cli_summary_shows_the_warning_and_the_real_sizes(tmp_path):
                         "--no-graph"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "WARNING" in r.stdout and "zero-size" in r.stdout
-    assert "batch 3, seq/image 0" in r.stdout
+    assert "batch x seq/image 3;" in r.stdout  # the batch the factory's default made; no sequence length
     r = subprocess.run([sys.executable, "-m", "profiler", "runs", "--json"], capture_output=True, text=True, env=env)
     run_id = json.loads(r.stdout)[0]["id"]
     r = subprocess.run(
