@@ -8,7 +8,7 @@ py=python3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 echo "== CUDA tests"
-timeout 240 $py -m pytest -q -p no:cacheprovider tests/profiler/test_gpu.py 2>&1 | tail -15
+timeout 240 $py -m pytest -q -p no:cacheprovider tests/profiler/test_gpu.py tests/profiler/test_live_gpu_trace.py 2>&1 | tail -15
 echo "== profile bert-base on the GPU"
 timeout 120 $py -m profiler profile bert-base --batch-size 8 --seq-len 128 --device cuda --top 12 2>&1 | tee "$OUT/profile.txt"
 echo "== import the run's own trace (the live CUDA trace through the trace importer)"
@@ -30,3 +30,5 @@ echo "== a real two-rank DDP job on the GPU (gloo: both ranks share the one GPU)
 timeout 120 $py tests/data/make_ddp_traces.py "$OUT/ddp" --device cuda 2>&1 | tail -3
 timeout 60 $py -m profiler import "$OUT"/ddp/ddp_rank0.pt.trace.json.gz "$OUT"/ddp/ddp_rank1.pt.trace.json.gz \
   --runs-dir "$OUT/ddp-runs" 2>&1 | grep -E "^(rank|note|device|breakdown)"
+echo "== one path: a live CUDA run's figures against the import of its own trace"
+timeout 150 $py benchmarks/gpu_one_path.py 2>&1 | tail -20
