@@ -31,4 +31,4 @@ timeout 120 $py tests/data/make_ddp_traces.py "$OUT/ddp" --device cuda 2>&1 | ta
 timeout 60 $py -m profiler import "$OUT"/ddp/ddp_rank0.pt.trace.json.gz "$OUT"/ddp/ddp_rank1.pt.trace.json.gz \
   --runs-dir "$OUT/ddp-runs" 2>&1 | grep -E "^(rank|note|device|breakdown)"
 echo "== one path: a live CUDA run's figures against the import of its own trace"
-timeout 150 $py benchmarks/gpu_one_path.py 2>&1 | tail -20
+PYTHONPATH=$PWD timeout 150 $py benchmarks/gpu_one_path.py 2>&1 | tail -20
