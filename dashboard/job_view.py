@@ -1,6 +1,8 @@
 """How a page submits a job and shows it while it waits or runs (render only; the job layer is profiler.jobs)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
 from profiler.jobs import Job, JobManager
@@ -53,3 +55,18 @@ def ended(job: Job, what: str) -> None:
         st.warning(job.message[:1].upper() + job.message[1:])
     elif job.status == "failed":
         st.error(f"{what} failed: {job.error}")
+
+
+def panel(jobs: JobManager, key: str, kind: str, title: str, what: str, on_done: Callable[[Job], None]) -> None:
+    """The session's job of `kind` (under `key`): while it waits or runs, `title` with its place, progress and
+    Cancel; when done, `on_done(job)`; when it was cancelled or failed, what it really did (`what` failed: ...)."""
+    job = recall(jobs, key, kind)
+    if job is None:
+        return
+    if job.active:
+        with st.status(title.format(spec=job.spec, kind=job.kind.capitalize()), expanded=True):
+            progress(jobs, job)
+    elif job.status == "done":
+        on_done(job)
+    else:
+        ended(job, what)

@@ -65,21 +65,17 @@ if go:
         st.session_state["generate_job"] = job.id
 
 
+def show_result(job) -> None:
+    from optimizers.generation import result_table
+    from profiler.schema import GenerationResult
+
+    st.code(result_table([GenerationResult.from_dict(r) for r in job.result]))
+
+
 @st.fragment(run_every=0.5)
 def generate_result():
-    job = job_view.recall(jobs, "generate_job", "generate")
-    if job is None:
-        return
-    if job.active:
-        with st.status(f"Optimizing {job.spec} for generation ...", expanded=True):
-            job_view.progress(jobs, job)
-    elif job.status == "done":
-        from optimizers.generation import result_table
-        from profiler.schema import GenerationResult
-
-        st.code(result_table([GenerationResult.from_dict(r) for r in job.result]))
-    else:
-        job_view.ended(job, "Optimizing for generation")
+    job_view.panel(jobs, "generate_job", "generate", "Optimizing {spec} for generation ...",
+                   "Optimizing for generation", show_result)
 
 
 generate_result()

@@ -98,20 +98,15 @@ with tab_search:
             st.session_state["search_job"] = job.id
 
 
+def show_saved(job) -> None:
+    comparison_view.show(SavedComparison.from_dict(job.result))
+    st.page_link("app_pages/runs.py", label="Saved: find it again on the Runs page", icon=":material/history:")
+
+
 @st.fragment(run_every=0.5)
 def results():
     for key, kind in (("opt_job", "optimize"), ("search_job", "search")):
-        job = job_view.recall(jobs, key, kind)
-        if job is None:
-            continue
-        if job.active:
-            with st.status(f"{job.kind.capitalize()} on {job.spec} ...", expanded=True):
-                job_view.progress(jobs, job)
-        elif job.status == "done":
-            comparison_view.show(SavedComparison.from_dict(job.result))
-            st.page_link("app_pages/runs.py", label="Saved: find it again on the Runs page", icon=":material/history:")
-        else:
-            job_view.ended(job, job.kind.capitalize())
+        job_view.panel(jobs, key, kind, "{kind} on {spec} ...", kind.capitalize(), show_saved)
 
 
 results()

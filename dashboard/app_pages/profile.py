@@ -46,23 +46,18 @@ if go:
             st.session_state["job_id"] = job.id
 
 
+def show_done(job) -> None:
+    st.success(f"Done: {job.spec} profiled and saved as run `{job.run_id}`.")
+    st.session_state[state.RUN_KEY] = job.run_id
+    c1, c2, c3 = st.columns(3)
+    c1.page_link("app_pages/overview.py", label="Open Overview", icon=":material/dashboard:")
+    c2.page_link("app_pages/operators.py", label="Open Operators", icon=":material/table:")
+    c3.page_link("app_pages/graph.py", label="Open Graph", icon=":material/account_tree:")
+
+
 @st.fragment(run_every=0.5)
 def job_panel():
-    job = job_view.recall(jobs, "job_id", "profile")
-    if job is None:
-        return
-    if job.active:
-        with st.status(f"Profiling {job.spec} ...", expanded=True):
-            job_view.progress(jobs, job)
-    elif job.status == "done":
-        st.success(f"Done: {job.spec} profiled and saved as run `{job.run_id}`.")
-        st.session_state[state.RUN_KEY] = job.run_id
-        c1, c2, c3 = st.columns(3)
-        c1.page_link("app_pages/overview.py", label="Open Overview", icon=":material/dashboard:")
-        c2.page_link("app_pages/operators.py", label="Open Operators", icon=":material/table:")
-        c3.page_link("app_pages/graph.py", label="Open Graph", icon=":material/account_tree:")
-    else:
-        job_view.ended(job, "Profiling")
+    job_view.panel(jobs, "job_id", "profile", "Profiling {spec} ...", "Profiling", show_done)
 
 
 job_panel()

@@ -16,6 +16,7 @@ from profiler.jobs import JobManager
 from profiler import ProfileConfig, policy, store
 from profiler.trace_import import import_trace
 from profiler.schema import TraceFormatError
+from testdata import wait
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 FAST = dict(warmup=1, repeats=2, min_time_s=0.0, profile_iters=1, graph=False)
@@ -45,13 +46,6 @@ def one_line(at: AppTest, *needles: str) -> str:
         assert n in message, message
     return message
 
-
-def wait(job, timeout=120):
-    deadline = time.time() + timeout
-    while job.active and time.time() < deadline:
-        time.sleep(0.1)
-    assert not job.active, f"job still {job.status} at {job.stage}"
-    return job
 
 
 @pytest.fixture

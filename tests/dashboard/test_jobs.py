@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from profiler import ProfileConfig, store
 from profiler.jobs import Job, JobManager, executors
+from testdata import wait
 from profiler.schema import GenerationResult, PassResult
 
 FAST = dict(warmup=1, repeats=3, min_time_s=0.0, profile_iters=1)
@@ -51,13 +52,6 @@ raises, aborts, segfaults, hangs, huge = make(Raise), make(Abort), make(Segfault
 chatty = make(Chatty)
 '''
 
-
-def wait(job, timeout=120):
-    deadline = time.time() + timeout
-    while job.active and time.time() < deadline:
-        time.sleep(0.1)
-    assert not job.active, f"job still {job.status} at {job.stage}"
-    return job
 
 
 def test_job_profiles_and_saves_tagged_with_its_participant(tmp_path):
