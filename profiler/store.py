@@ -255,17 +255,40 @@ def scan_runs(root: str | os.PathLike | None = None) -> RunListing:
             continue
         if d.name.startswith("."):
             continue
-        try:
-            run = _read(d)
-        except RunStoreError as exc:
-            listing.skipped.append(str(exc))
-            continue
-        listing.runs.append(RunSummary(id=d.name, label=run.label, model=run.model.name,
-                                       device=f"{run.device.kind}: {run.device.name}", created=run.created,
-                                       median_ms=run.latency.median_ms, batch_size=run.config.batch_size,
-                                       seq_len=run.config.seq_len, participant=run.participant))
+        summary = _summary(d)
+        if isinstance(summary, str):
+            listing.skipped.append(summary)
+        else:
+            listing.runs.append(summary)
     listing.runs.sort(key=lambda r: (r.created, r.id), reverse=True)
     return listing
+
+
+# folder -> (run.json's mtime and size, its summary or why it cannot be read): a dashboard lists the store on every
+# rerun of every session (twenty in a workshop), and reading each whole run.json again each time was the server's
+# main cost; a saved or renamed run writes a new run.json, so its mtime and size tell when to read it again
+_SUMMARIES: dict[Path, tuple[tuple[int, int], RunSummary | str]] = {}
+
+
+def _summary(d: Path) -> RunSummary | str:
+    try:
+        st = (d / RUN_FILE).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (0, -1)
+    cached = _SUMMARIES.get(d)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        run = _read(d)
+        summary: RunSummary | str = RunSummary(
+            id=d.name, label=run.label, model=run.model.name, device=f"{run.device.kind}: {run.device.name}",
+            created=run.created, median_ms=run.latency.median_ms, batch_size=run.config.batch_size,
+            seq_len=run.config.seq_len, participant=run.participant)
+    except RunStoreError as exc:
+        summary = str(exc)
+    _SUMMARIES[d] = (stamp, summary)
+    return summary
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
@@ -391,12 +414,24 @@ def list_comparisons(root: str | os.PathLike | None = None) -> list[SavedCompari
     out = []
     for f in folder.glob("*.json"):
         try:
-            out.append(_read_comparison(f))
-        except RunStoreError as exc:
-            out.append(SavedComparison(id=f.stem, created="", kind="?", model="?", spec="", config=None, passes=[],
-                                       error=str(exc)))
+            st = f.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            continue  # deleted meanwhile
+        cached = _COMPARISONS.get(f)
+        if cached is None or cached[0] != stamp:  # read again only what changed (see _SUMMARIES)
+            try:
+                cached = (stamp, _read_comparison(f))
+            except RunStoreError as exc:
+                cached = (stamp, SavedComparison(id=f.stem, created="", kind="?", model="?", spec="", config=None,
+                                                 passes=[], error=str(exc)))
+            _COMPARISONS[f] = cached
+        out.append(cached[1])
     out.sort(key=lambda c: (c.created, c.id), reverse=True)
     return out
+
+
+_COMPARISONS: dict[Path, tuple[tuple[int, int], SavedComparison]] = {}  # read-only for callers, as load's results
 
 
 def delete_comparison(comparison_id: str, root: str | os.PathLike | None = None) -> None:
