@@ -116,7 +116,8 @@ async def wait_for(page, pattern, seconds: float) -> None:
 
 async def participant(browser, url: str, i: int, deadline: float, waits: list, failures: list, busy: list) -> int:
     """One person's workshop: name, profile, apply bf16, read the result. Returns the jobs it completed."""
-    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    # no animations: twenty browsers share the server's two cores here, and spinners repainting cost them
+    context = await browser.new_context(viewport={"width": 1300, "height": 900}, reduced_motion="reduce")
     page = await context.new_page()
     completed, step = 0, "open Lesson 1"
     try:
@@ -149,7 +150,7 @@ PAGE_LIMIT_S = 120  # a probe page load slower than this counts as not served
 
 async def probe(browser, url: str, busy: list, times: list, slow: list) -> None:
     """Load a page from scratch, again and again, while any participant is still working."""
-    context = await browser.new_context()
+    context = await browser.new_context(reduced_motion="reduce")
     page = await context.new_page()
     try:
         while busy[0] > 0:
