@@ -114,8 +114,9 @@ def my_run(key: str) -> ProfileRun | None:
 def runs_of(model: str) -> list[ProfileRun]:
     """This session's readable runs of `model` (its participant's, and those its lesson jobs made), newest first."""
     out = []
-    seen = {r.id for r in state.my_runs()} | set(st.session_state.get(JOB_RUNS, []))
-    for summary in state.list_runs():
+    everything = state.list_runs()
+    seen = {r.id for r in state.my_runs(everything)} | set(st.session_state.get(JOB_RUNS, []))
+    for summary in everything:
         if summary.model == model and summary.id in seen:
             try:
                 out.append(state.load_run(summary.id))

@@ -205,7 +205,7 @@ def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
     follow_deep_link()
     current = st.session_state.get(RUN_KEY)
     everything = list_runs()  # readable runs only: a damaged folder is the Runs page's note
-    runs = my_runs()
+    runs = my_runs(everything)
     runs += [r for r in everything if r.id == current and r not in runs]
     if not runs:
         mine = " of yours" if everything else ""

@@ -444,7 +444,7 @@ class HostSteps:
     """A CPU-only rank's step figures, per step (ms): the host's own version of the GPU timeline's."""
 
     steps: int
-    step_ms: float
+    window_ms: float  # the mean ProfilerStep duration, as GpuTimeline.window_ms is the mean GPU step window
     busy_ms: float
     computation_ms: float
     comm_ms: float
@@ -481,7 +481,7 @@ def host_steps(d: TraceData) -> HostSteps | None:
         busy += both
         exposed += both - tl.length(*c)  # communication time not covered by computation
     n = len(lo)
-    return HostSteps(steps=n, step_ms=float((hi - lo).mean()) / 1e3, busy_ms=busy / n / 1e3,
+    return HostSteps(steps=n, window_ms=float((hi - lo).mean()) / 1e3, busy_ms=busy / n / 1e3,
                      computation_ms=comp / n / 1e3, comm_ms=comm / n / 1e3, exposed_comm_ms=exposed / n / 1e3)
 
 
@@ -499,15 +499,14 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
                                 note="no device activity and no profiler steps"))
             continue
         slow = len(comps) > 1 and median > 0 and f.computation_ms > STRAGGLER * median
-        where = "host" if isinstance(f, HostSteps) else "GPU"
-        note = f"computation {f.computation_ms / median:.2f}x the median rank" if slow else ""
-        if where == "host":
-            note = "; ".join(x for x in (note, "host figures (no device activity)") if x)
-        out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=f.steps, step_ms=f.window_ms
-                            if where == "GPU" else f.step_ms, busy_ms=f.busy_ms, computation_ms=f.computation_ms,
+        notes = [f"computation {f.computation_ms / median:.2f}x the median rank"] if slow else []
+        if isinstance(f, HostSteps):
+            notes.append("host figures (no device activity)")
+        out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=f.steps, step_ms=f.window_ms,
+                            busy_ms=f.busy_ms, computation_ms=f.computation_ms,
                             comm_ms=f.comm_ms, exposed_comm_ms=f.exposed_comm_ms,
                             overlap=(1 - f.exposed_comm_ms / f.comm_ms) if f.comm_ms > 0 else 0.0, straggler=slow,
-                            note=note))
+                            note="; ".join(notes)))
     return sorted(out, key=lambda r: r.rank)
 
 

@@ -23,18 +23,20 @@ class Kind:
     timed: bool = True  # measures: waits its turn in the queue, one at a time
     typical_s: float = 60.0  # the estimate before any job of the kind has finished here
     saves: tuple[tuple[str, str], ...] = ()  # (what, name) in the order the job saves them
+    loads_model: bool = True  # loads the payload's `spec`: the server's model policy applies at submit
 
 
 KINDS: dict[str, Kind] = {
     "profile": Kind("profiler.jobs.worker", 900, typical_s=30, saves=(("run", "run"),)),
     "sweep": Kind("profiler.jobs.worker", 1800, typical_s=120, saves=(("sweep", "sweep"),)),
-    "import": Kind("profiler.jobs.worker", 600, timed=False, typical_s=10, saves=(("run", "run"),)),
+    "import": Kind("profiler.jobs.worker", 600, timed=False, typical_s=10, saves=(("run", "run"),),
+                   loads_model=False),
     "check": Kind("optimizers.worker", 600, timed=False, typical_s=10),
     "optimize": Kind("optimizers.worker", 1800, typical_s=90,
                      saves=(("run", "base run"), ("run", "optimized run"), ("comparison", "comparison"))),
     "search": Kind("optimizers.worker", 1200, typical_s=300,
                    saves=(("run", "base run"), ("run", "best run"), ("comparison", "comparison"))),
-    "generate": Kind("optimizers.worker", 1800, typical_s=120),
+    "generate": Kind("optimizers.worker", 1800, typical_s=120, saves=(("comparison", "comparison"),)),
 }
 
 _FUNCTIONS: dict[str, JobFunction] = {}

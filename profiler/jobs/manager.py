@@ -150,7 +150,7 @@ class JobManager:
         to the job function (passes, budget_s, ...). QueueFull when `participant` already has enough waiting."""
         what = kinds.kind_of(kind)
         executors.executor(self.executor)  # a wrong OPLENS_EXECUTOR is refused now, not after the wait
-        if kind != "import":  # a model the server may not load is refused now, in one line (the worker checks again)
+        if what.loads_model:  # a model the server may not load is refused now, in one line (the worker checks again)
             policy.check_server_model(spec)
         payload = {"kind": kind, "spec": spec, "config": config.to_dict() if config else None,
                    "runs_dir": str(runs_dir or self.root), "arch": arch, "participant": participant, **extra}
