@@ -25,6 +25,11 @@ def _base(kind: str, loaded: LoadedModel, config: ProfileConfig, arch: str | Non
           passes: list[str]) -> SavedComparison:
     # the config the model was measured with: batch and sequence length as loaded, not as defaulted
     config = ProfileConfig.from_dict({**config.to_dict(), "batch_size": loaded.batch_size, "seq_len": loaded.seq_len})
+    return _record(kind, loaded, config, arch, source_run_id, passes)
+
+
+def _record(kind: str, loaded: LoadedModel, config: ProfileConfig, arch: str | None, source_run_id: str,
+            passes: list[str]) -> SavedComparison:
     return SavedComparison(id=new_run_id(f"{kind}-{loaded.info.name}"),
                            created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), kind=kind,
                            model=loaded.info.name, spec=loaded.info.spec or loaded.info.name, arch=arch, config=config,
@@ -65,10 +70,8 @@ def from_generation(found: list[GenerationResult], loaded: LoadedModel, config: 
                        dtype=config.dtype)
     best = found[0] if found else None
     applied = [p.name for p in best.passes if p.applied] if best else []
-    saved = SavedComparison(id=new_run_id(f"generate-{loaded.info.name}"),
-                            created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), kind="generate",
-                            model=loaded.info.name, spec=loaded.info.spec or loaded.info.name, config=pc,
-                            passes=applied, generation=list(found))
+    saved = _record("generate", loaded, pc, None, "", applied)  # the generation's own sizes, not the loaded example's
+    saved.generation = list(found)
     if best is not None:
         r = best.ttft_speedup if objective == "ttft" else best.tpot_speedup
         saved.speedup, saved.speedup_low, saved.speedup_high = r.median, r.p10, r.p90
