@@ -106,9 +106,11 @@ def show_search(c: SavedComparison) -> None:
 
 def show_generate(c: SavedComparison) -> None:
     """An optimized generation: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, best first."""
-    from optimizers.generation import result_table
+    from optimizers.generation import result_table, text_lines
 
     st.code(result_table(c.generation))
+    if c.generation and text_lines(c.generation[0]):
+        st.code("\n".join(text_lines(c.generation[0])), language=None, wrap_lines=True)
     if c.generation:
         st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),
                                     "why not": p.reason or ""} for p in c.generation[0].passes]),

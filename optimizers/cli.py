@@ -185,7 +185,8 @@ def _cmd_search(a) -> int:
 def _cmd_generate(a) -> int:
     from profiler.schema import GenerateConfig
 
-    from .generation import PASSES, load_reference, optimize_generation, result_table, search_generation
+    from .generation import (PASSES, load_reference, optimize_generation, result_table, search_generation,
+                             text_lines)
 
     names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in PASSES]
@@ -216,6 +217,10 @@ def _cmd_generate(a) -> int:
             )
         print(f"speedups are base / optimized medians, (10-90% of {r.tpot_speedup.rounds} paired ABBA rounds); "
               f"{r.device}, {r.threads} threads, torch {r.torch_version}")
+        print(f"agreement: free-running greedy tokens equal at the same position / teacher-forced over "
+              f"{r.forced_prompts} prompt(s)")
+        for line in text_lines(r):
+            print(line)
     print(f"saved      comparison {saved.id} (python -m optimizers results)")
     return 0
 

@@ -24,6 +24,72 @@ class FullRangeLinear(nnqd.Linear):
         return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
 
 
+class Int8WeightLinear(nn.Module):
+    """A Linear with int8 weights (one scale per output channel) multiplied by bf16 inputs in one kernel
+    (aten._weight_int8pack_mm); the output goes back to the input's dtype, so what surrounds it stays float32. At
+    batch 1 a decoder's Linears read their weights once per token: a quarter of float32's bytes. Measured on this
+    project's Zen 4 CPU, [1, 576] x [1536, 576]: 46 us float32, 14 us this (290 us with float32 inputs, so those are
+    cast)."""
+
+    def __init__(self, linear: nn.Linear, act: torch.dtype = torch.bfloat16):
+        super().__init__()
+        w = linear.weight.detach().float()
+        # the kernel takes the scale in the input dtype: round to that first, so the int8 grid is the one it uses
+        scale = (w.abs().amax(1) / 127).clamp(min=torch.finfo(act).tiny).to(act)
+        self.register_buffer("weight_int8", torch.round(w / scale.float()[:, None]).clamp(-128, 127).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.act, self.in_features, self.out_features = act, linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, self.in_features).to(self.act), self.weight_int8,
+                                               self.scale)
+        y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, {self.act} inputs"
+
+
+class Bf16Linear(nn.Module):
+    """A Linear holding bf16 weights, fed bf16 inputs, answering in the input's dtype."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16),
+                                                                  requires_grad=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+
+
+@functools.cache
+def int8_weight_kernel_reason(device_type: str) -> str | None:
+    """Why aten._weight_int8pack_mm cannot run here with bf16 inputs, or None when it can."""
+    try:
+        w = torch.ones(8, 64, dtype=torch.int8, device=device_type)
+        y = torch.ops.aten._weight_int8pack_mm(torch.ones(1, 64, dtype=torch.bfloat16, device=device_type), w,
+                                               torch.ones(8, dtype=torch.bfloat16, device=device_type))
+    except (RuntimeError, NotImplementedError) as exc:
+        return f"this torch has no int8-weight kernel on {device_type} ({str(exc).splitlines()[0][:80]})"
+    return None if bool((y.float() == 64).all()) else f"the int8-weight kernel on {device_type} gave wrong results"
+
+
+def int8_weights(module: nn.Module, keep_bf16: tuple[nn.Module, ...] = ()) -> int:
+    """Replace every nn.Linear in `module` by an Int8WeightLinear (those in `keep_bf16` by a Bf16Linear), in place;
+    returns how many became int8."""
+    n = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                keep = any(child is k for k in keep_bf16)
+                setattr(parent, name, Bf16Linear(child) if keep else Int8WeightLinear(child))
+                n += not keep
+    return n
+
+
 ACTIVATIONS = {True: "8-bit (full range)", False: "7-bit (reduce_range: this CPU saturates at 8)"}
 
 

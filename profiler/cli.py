@@ -310,7 +310,9 @@ def render_generation(run: ProfileRun, top: int = 8) -> str:
         out += ["", "Decode step time as the context grows (median over generations)",
                 format_table(rows, ["context tokens", "step ms"])]
     ids = g.token_ids[0] if g.token_ids else []
-    out += ["", f"tokens     {ids[:16]}{' ...' if len(ids) > 16 else ''} (sequence 0, greedy)", f"run        {run.id}"]
+    out += ["", f"tokens     {ids[:16]}{' ...' if len(ids) > 16 else ''} (sequence 0, greedy)"]
+    out += [f"text       {' '.join(g.text.split())[:300]}"] if g.text else []
+    out += [f"run        {run.id}"]
     if run.trace_path:
         out.append(f"trace      {run.trace_path}")
     out += [f"note       {n}" for n in run.notes]

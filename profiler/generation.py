@@ -26,7 +26,7 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-from . import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod
+from . import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod, sources
 from .loading import LoadedModel
 from .lock import measurement_lock
 from .memory import memory_tracker
@@ -120,11 +120,48 @@ def greedy(module: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, cache
 
 
 def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int) -> torch.Tensor:
-    """The loaded example's input_ids when they are an unpadded [batch, prompt_len] prompt; else seeded random ids."""
+    """The prompt: the loaded example's input_ids when they are an unpadded [batch, prompt_len] prompt; else prose
+    through the model's own tokenizer when it has one (a trained model's choices on random ids are near-ties, so its
+    greedy agreement would say little); else seeded random ids."""
     ids, mask = loaded.kwargs.get("input_ids"), loaded.kwargs.get("attention_mask")
     if isinstance(ids, torch.Tensor) and tuple(ids.shape) == (batch, prompt_len) and (mask is None or bool(mask.all())):
         return ids
+    tokenizer = model_tokenizer(loaded)
+    if tokenizer is not None:
+        prose = synthetic.prose_ids(tokenizer, batch, prompt_len)
+        if int(prose.max()) < vocab_size:
+            return prose
     return synthetic.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
+
+
+def more_prompts(loaded: LoadedModel, prompt: torch.Tensor, n: int, vocab_size: int) -> list[torch.Tensor]:
+    """`n` further prompts shaped like `prompt`, for accuracy checks beyond the timed one: later starts of the same
+    prose for a model with a tokenizer, other seeded random ids otherwise."""
+    batch, length = prompt.shape
+    tokenizer = model_tokenizer(loaded)
+    if tokenizer is not None:
+        rows = synthetic.prose_ids(tokenizer, batch * (n + 1), length)[batch:]
+        if int(rows.max()) < vocab_size:
+            return [rows[i * batch:(i + 1) * batch].to(prompt.device) for i in range(n)]
+    gen = torch.Generator().manual_seed(synthetic.SEED + 1)
+    return [torch.randint(5, vocab_size, (batch, length), generator=gen).to(prompt.device) for _ in range(n)]
+
+
+def decode_text(loaded: LoadedModel, ids: torch.Tensor) -> str:
+    """The first sequence of `ids` as text, for a model with a tokenizer; "" otherwise."""
+    tokenizer = model_tokenizer(loaded)
+    try:
+        return tokenizer.decode(ids[0].tolist()) if tokenizer is not None else ""
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot decode these ids shows no text, not an error
+        return ""
+
+
+def model_tokenizer(loaded: LoadedModel):
+    """The loaded model's tokenizer from its source, or None (none, or it cannot be loaded here)."""
+    try:
+        return sources.tokenizer_for(loaded.info.spec) if loaded.info is not None and loaded.info.spec else None
+    except Exception:  # noqa: BLE001 - missing files, offline: the prompt falls back to random ids
+        return None
 
 
 def spread(samples: list[float]) -> Spread:
@@ -414,6 +451,8 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
                             warmup=config.warmup, repeats=config.repeats, min_time_s=config.min_time_s,
                             max_time_s=config.max_time_s, profile_iters=1, dtype=config.dtype, graph=False,
                             inputs_on_device=True)
+    if gen.token_ids:
+        gen.text = decode_text(loaded, torch.tensor(gen.token_ids))
     info = copy.copy(loaded.info)
     info.task = info.task or "text-generation"
     return ProfileRun(

@@ -409,11 +409,28 @@ def _from_hf_dir(r: LoadRequest) -> LoadedModel:
     return _hf_model("hf-dir", path, r.spec, *_sizes(r))
 
 
+def _hf_tokenizer(location: str):
+    """A Hugging Face model's own tokenizer (None when the directory has none; raises when offline for a hub id)."""
+    quiet_transformers()
+    import transformers
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError):
+        if os.path.isdir(location):
+            return None
+        raise
+    # a directory with a config but no vocabulary files still gets a tokenizer class, one that makes no tokens
+    return tokenizer if tokenizer("The river")["input_ids"] else None
+
+
 BUILTIN_SOURCES = (
-    ModelSource("hub", lambda spec: spec.startswith("hf:"), lambda r: _hf_model("hub", r.spec[3:], r.spec, *_sizes(r))),
+    ModelSource("hub", lambda spec: spec.startswith("hf:"), lambda r: _hf_model("hub", r.spec[3:], r.spec, *_sizes(r)),
+                tokenizer=lambda spec: _hf_tokenizer(spec[3:])),
     ModelSource("file", lambda spec: ".py:" in spec or spec.endswith(".py"),
                 lambda r: _from_python_file(r.spec, *_sizes(r))),
-    ModelSource("hf-dir", lambda spec: os.path.isdir(_path(spec)), _from_hf_dir),
+    ModelSource("hf-dir", lambda spec: os.path.isdir(_path(spec)), _from_hf_dir,
+                tokenizer=lambda spec: _hf_tokenizer(_path(spec))),
     ModelSource("export", lambda spec: os.path.exists(_path(spec)) and (spec.endswith(".pt2") or
                                                                         _archive(spec) == "export"),
                 lambda r: _from_export(_path(r.spec), r.spec, *_sizes(r), r.inputs)),

@@ -383,6 +383,7 @@ class Generation(_Dict):
     memory: MemoryStats | None = None  # peak over the timed generations
     phases: list[PhaseStat] = field(default_factory=list)
     token_ids: list[list[int]] = field(default_factory=list)  # greedy tokens generated per sequence (prompt excluded)
+    text: str = ""  # sequence 0's generated tokens as text, for a model with a tokenizer
     prompt_ids: list[list[int]] = field(default_factory=list)
     deterministic: bool = True  # every timed generation produced the same tokens
     notes: list[str] = field(default_factory=list)
@@ -742,6 +743,9 @@ class GenerationResult(_Dict):
     e2e_speedup: Ratio = field(default_factory=Ratio)  # = tokens/s ratio
     token_agreement: float = 0.0  # free-running greedy tokens equal at the same position, over all generated tokens
     forced_agreement: float = 0.0  # teacher-forced: the optimized model's greedy pick given the base's prefix
+    forced_prompts: int = 1  # prompts the teacher-forced figure is over (the timed one, then held-out ones)
+    base_text: str = ""  # the timed generation decoded, for models with a tokenizer (first sequence)
+    optimized_text: str = ""
     prefill_cosine: float = 0.0  # cosine of the prefill's last-position logits
     perplexity_base: float | None = None
     perplexity_optimized: float | None = None

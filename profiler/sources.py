@@ -53,6 +53,8 @@ class ModelSource:
     claims: Callable[[str], bool]
     load: Callable[[LoadRequest], LoadedModel]
     entries: Callable[[], list[ModelEntry]] | None = None
+    # spec -> the model's Hugging Face tokenizer (None when it has none); raises when it has one that cannot load
+    tokenizer: Callable[[str], Any] | None = None
 
 
 _SOURCES: list[ModelSource] = []
@@ -90,6 +92,13 @@ def sources() -> list[ModelSource]:
 def source_for(spec: str) -> ModelSource | None:
     """The first source that claims `spec`, or None."""
     return next((s for s in sources() if s.claims(spec)), None)
+
+
+def tokenizer_for(spec: str) -> Any:
+    """The tokenizer of the model `spec` names, from its source; None when the source has no tokenizers or the model
+    no tokenizer. Loading one that exists may raise (missing files, offline)."""
+    source = source_for(spec)
+    return source.tokenizer(spec) if source is not None and source.tokenizer is not None else None
 
 
 def catalogue() -> list[ModelEntry]:

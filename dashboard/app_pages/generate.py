@@ -31,6 +31,9 @@ elif run is not None:
     st.caption(f"TPOT spread: p10 {g.tpot_ms.p10:.3g} / p90 {g.tpot_ms.p90:.3g} / IQR {g.tpot_ms.iqr:.2g} ms over "
                f"{g.tpot_ms.n} steps ({g.tpot_ms.noise}); batch {g.config.batch_size}, prompt {g.config.prompt_len}, "
                f"{g.config.new_tokens} new tokens, {g.config.cache} cache, {g.config.dtype}")
+    if g.text:
+        st.code(g.text, language=None, wrap_lines=True)
+        st.caption("What the model wrote (sequence 0, greedy), through its own tokenizer.")
     left, right = st.columns(2)
     if views["per_token"]:
         left.plotly_chart(px.line(pd.DataFrame(views["per_token"]), x="step", y="itl_ms", markers=True,
@@ -66,10 +69,13 @@ if go:
 
 
 def show_result(job) -> None:
-    from optimizers.generation import result_table
+    from optimizers.generation import result_table, text_lines
     from profiler.schema import GenerationResult
 
-    st.code(result_table([GenerationResult.from_dict(r) for r in job.result]))
+    found = [GenerationResult.from_dict(r) for r in job.result]
+    st.code(result_table(found))
+    if found and text_lines(found[0]):
+        st.code("\n".join(text_lines(found[0])), language=None, wrap_lines=True)
 
 
 @st.fragment(run_every=0.5)

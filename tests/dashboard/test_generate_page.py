@@ -70,3 +70,17 @@ def test_generation_views_rows(gen_run):
     assert len(v["per_token"]) == g.config.new_tokens - 1
     assert v["kv"][-1]["kv_cache_bytes"] > v["kv"][0]["kv_cache_bytes"]
     assert {p["phase"] for p in v["phases"]} == {"prefill", "decode"}
+
+
+def test_generate_page_shows_what_the_model_wrote(gen_run, monkeypatch, tmp_path):
+    """A model with a tokenizer (smollm2, an HF directory) has its generation decoded; the page shows that text."""
+    import copy
+
+    import profiler
+
+    run = copy.deepcopy(gen_run[0])
+    run.generation.text = " and the town grew up around the bridge."
+    profiler.store.save(run, tmp_path)
+    at = open_generate(monkeypatch, tmp_path, run.id)
+    assert any(c.value == run.generation.text for c in at.code)
+    assert any("What the model wrote" in c.value for c in at.caption)

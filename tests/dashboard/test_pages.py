@@ -449,7 +449,8 @@ def test_runs_page_shows_a_saved_generation_again(own_store):
     found = GenerationResult(model="llama-tiny", passes=[PassResult(name="bf16", applied=True, apply_s=0.4)],
                              base=side, optimized=GenerationSide(tpot_ms=Spread(median=25.0)),
                              tpot_speedup=Ratio(median=2.0, p10=1.8, p90=2.2, rounds=3), token_agreement=0.97,
-                             forced_agreement=1.0, prefill_cosine=0.9999, accurate=True)
+                             forced_agreement=1.0, prefill_cosine=0.9999, accurate=True,
+                             base_text=" the river rises in the hills", optimized_text=" the river rises in the north")
 
     class Loaded:
         info = type("Info", (), {"name": "llama-tiny", "spec": "llama-tiny"})()
@@ -460,4 +461,6 @@ def test_runs_page_shows_a_saved_generation_again(own_store):
     table = at.dataframe[-2].value
     assert list(table["kind"]) == ["generate"] and list(table["speedup"]) == ["2.00x (1.80-2.20)"]
     assert any("bf16" in c.value and "x" in c.value for c in at.code)
+    assert any("base text       the river rises in the hills" in c.value
+               and "optimized text  the river rises in the north" in c.value for c in at.code)
     assert any(saved.id in c.value for c in at.caption)
