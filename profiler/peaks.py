@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from . import devices
+from . import devices, store
 from .lock import measurement_lock
 from .schema import Peaks
 
@@ -37,8 +37,7 @@ METHOD = "turns-v2"  # part of the cache key: peaks cached by an older method ar
 
 
 def cache_path() -> Path:
-    root = os.environ.get("OPLENS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "oplens")
-    return Path(root) / "peaks.json"
+    return store.cache_root() / "peaks.json"
 
 
 def cache_key(device: torch.device, threads: int | None = None) -> str:

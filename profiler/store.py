@@ -23,6 +23,12 @@ from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, SavedComparison, 
 _saving: ContextVar[tuple[str, Callable[[str, str], None] | None] | None] = ContextVar("oplens_saving", default=None)
 
 
+def cache_root() -> Path:
+    """Where OpLens keeps what it can make again (measured peaks, converted sample weights): $OPLENS_CACHE_DIR, else
+    ~/.cache/oplens. Not the runs directory: nothing here is a result."""
+    return Path(os.environ.get("OPLENS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "oplens"))
+
+
 @contextmanager
 def saving_as(participant: str = "", on_saved: Callable[[str, str], None] | None = None) -> Iterator[None]:
     """Within the block, every run and comparison saved is tagged with `participant` (where it has none) and every

@@ -6,6 +6,8 @@ import copy
 import functools
 import importlib.util
 import os
+import shutil
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -226,21 +228,53 @@ def smollm2_dir() -> str:
     return os.path.dirname(spec.origin)
 
 
+def _smollm2_cache() -> Path:
+    """The fp32 copy of the GGUF weights and the tokenizer, as a Hugging Face directory: parsing the GGUF takes
+    ~10 s a process, reading this ~1 s. Keyed by the GGUF file and the transformers version that converted it."""
+    from profiler.store import cache_root
+
+    st = os.stat(os.path.join(smollm2_dir(), SMOLLM2_FILE))
+    return cache_root() / f"smollm2-fp32-{st.st_size}-{int(st.st_mtime)}-transformers-{_transformers().__version__}"
+
+
+def _cached() -> Path | None:
+    d = _smollm2_cache()
+    return d if (d / "config.json").is_file() and (d / "model.safetensors").is_file() else None
+
+
 @functools.cache
 def smollm2_tokenizer():
     from profiler.loading import quiet_transformers
 
     quiet_transformers()
-    return _transformers().AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_FILE)
+    auto = _transformers().AutoTokenizer
+    d = _cached()
+    return auto.from_pretrained(d) if d else auto.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_FILE)
+
+
+def _keep(model, tokenizer) -> None:
+    """Write the converted model to the cache, whole or not at all (a temporary folder renamed into place), so a
+    second process reading it never sees half of it. A cache that cannot be written is only slower."""
+    final = _smollm2_cache()
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @functools.cache
 def _smollm2_model():
-    """Read once per process (parsing the GGUF takes ~10 s): each load gets its own deep copy."""
+    """Read once per process (from the cache when it is there): each load gets its own deep copy."""
     from profiler.loading import quiet_transformers
 
     quiet_transformers()
     tf = _transformers()
+    d = _cached()
+    if d is not None:
+        return tf.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
     # its GGUF reader draws a tqdm bar of its own, which transformers' progress-bar switch does not reach
@@ -250,6 +284,7 @@ def _smollm2_model():
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    _keep(model, smollm2_tokenizer())
     return model.eval()
 
 

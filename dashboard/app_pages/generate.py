@@ -8,7 +8,9 @@ Greedy generation of a decoder, measured step by step (`python -m profiler gener
 step (prompt in, first token out), **TPOT** one decode step, **tokens/s** the whole generation's throughput. The
 per-token chart shows how a decode step slows as the KV cache grows; each phase is set against its roof (prefill:
 compute, decode: memory bandwidth). *Optimize for generation* applies passes and times base and optimized
-generations side by side (`python -m optimizers generate MODEL --passes ... | --search`).
+generations side by side (`python -m optimizers generate MODEL --passes ... | --search`). `smollm2` is a real
+decoder (SmolLM2-135M, Llama architecture): with its tokenizer the prompt is prose and what each model wrote is shown;
+the other samples have random weights, on which greedy choices are near-ties.
 """)
 run = state.pick_run(key="pick_generate_run")
 if run is not None and run.generation is None:

@@ -134,3 +134,26 @@ def test_a_users_decoder_directory_with_its_tokenizer_generates_from_prose(tmp_p
                    peaks=Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=50.0,
                                mem_bw_gbs=10.0))
     assert run.generation.text == tok.decode(run.generation.token_ids[0])
+
+
+@needs_smollm2
+def test_the_converted_weights_are_cached_whole_and_read_back_equal(tmp_path, monkeypatch):
+    """Parsing the GGUF takes ~10 s a process; the fp32 copy kept under the cache dir loads in well under one, with
+    the same weights and tokenizer."""
+    import sample_models.builders as b
+
+    model, tok = b._smollm2_model(), b.smollm2_tokenizer()
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path))
+    assert b._cached() is None
+    b._keep(model, tok)
+    d = b._cached()
+    assert d is not None and d.parent == tmp_path and not list(tmp_path.glob("*.tmp-*"))  # renamed into place whole
+    b._smollm2_model.cache_clear()
+    b.smollm2_tokenizer.cache_clear()
+    try:
+        again, tok2 = b._smollm2_model(), b.smollm2_tokenizer()
+        assert all(torch.equal(x, y) for x, y in zip(model.state_dict().values(), again.state_dict().values()))
+        assert tok2("The river rises")["input_ids"] == tok("The river rises")["input_ids"]
+    finally:  # later tests read the model from the default cache again
+        b._smollm2_model.cache_clear()
+        b.smollm2_tokenizer.cache_clear()
