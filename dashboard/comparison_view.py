@@ -106,15 +106,26 @@ def show_search(c: SavedComparison) -> None:
 
 def show_generate(c: SavedComparison) -> None:
     """An optimized generation: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, best first."""
-    from optimizers.generation import result_table, text_lines
+    from optimizers.generation import result_table
 
-    st.code(result_table(c.generation))
-    if c.generation and text_lines(c.generation[0]):
-        st.code("\n".join(text_lines(c.generation[0])), language=None, wrap_lines=True)
+    st.code(result_table(c.generation), language=None)
+    if c.generation:
+        show_texts(c.generation[0])
     if c.generation:
         st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),
                                     "why not": p.reason or ""} for p in c.generation[0].passes]),
                      hide_index=True, width="stretch")
+
+
+def show_texts(result) -> None:
+    """What the base and the optimized model wrote, side by side (models with a tokenizer; nothing otherwise)."""
+    if not result.base_text:
+        return
+    left, right = st.columns(2)
+    left.caption("Base (as loaded) wrote")
+    left.code(result.base_text.strip(), language=None, wrap_lines=True)
+    right.caption(f"Optimized ({' + '.join(p.name for p in result.passes if p.applied)}) wrote")
+    right.code(result.optimized_text.strip(), language=None, wrap_lines=True)
 
 
 SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate}

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from dashboard import job_view, state
+from dashboard import comparison_view, job_view, state
 
 st.title("Generate")
 state.about("""
@@ -71,13 +71,13 @@ if go:
 
 
 def show_result(job) -> None:
-    from optimizers.generation import result_table, text_lines
+    from optimizers.generation import result_table
     from profiler.schema import GenerationResult
 
     found = [GenerationResult.from_dict(r) for r in job.result]
-    st.code(result_table(found))
-    if found and text_lines(found[0]):
-        st.code("\n".join(text_lines(found[0])), language=None, wrap_lines=True)
+    st.code(result_table(found), language=None)
+    if found:
+        comparison_view.show_texts(found[0])
 
 
 @st.fragment(run_every=0.5)
