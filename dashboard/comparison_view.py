@@ -105,15 +105,20 @@ def show_search(c: SavedComparison) -> None:
 
 
 def show_generate(c: SavedComparison) -> None:
-    """An optimized generation: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, best first."""
+    """A kept optimized generation, shown as when it finished."""
+    show_generation(c.generation)
+
+
+def show_generation(found: list) -> None:
+    """Optimized generations, best first: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, what
+    the best one and the base wrote, and each of its passes with why it did not apply."""
     from optimizers.generation import result_table
 
-    st.code(result_table(c.generation), language=None)
-    if c.generation:
-        show_texts(c.generation[0])
-    if c.generation:
+    st.code(result_table(found), language=None)
+    if found:
+        show_texts(found[0])
         st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),
-                                    "why not": p.reason or ""} for p in c.generation[0].passes]),
+                                    "why not": p.reason or ""} for p in found[0].passes]),
                      hide_index=True, width="stretch")
 
 

@@ -263,6 +263,10 @@ def _keep(model, tokenizer) -> None:
         os.replace(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+        return
+    for old in final.parent.glob("smollm2-fp32-*"):  # copies made from another GGUF or transformers: 540 MB each
+        if old != final and ".tmp-" not in old.name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @functools.cache

@@ -71,13 +71,9 @@ if go:
 
 
 def show_result(job) -> None:
-    from optimizers.generation import result_table
     from profiler.schema import GenerationResult
 
-    found = [GenerationResult.from_dict(r) for r in job.result]
-    st.code(result_table(found), language=None)
-    if found:
-        comparison_view.show_texts(found[0])
+    comparison_view.show_generation([GenerationResult.from_dict(r) for r in job.result])
 
 
 @st.fragment(run_every=0.5)

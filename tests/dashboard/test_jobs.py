@@ -190,7 +190,9 @@ def test_sweep_and_generate_run_as_jobs(tmp_path):
 
 
 def test_generate_page_runs_its_optimize_as_a_job(monkeypatch):
-    answer = GenerationResult(model="llama-tiny", passes=[PassResult(name="bf16", applied=True)])
+    answer = GenerationResult(model="llama-tiny", passes=[
+        PassResult(name="bf16", applied=True),
+        PassResult(name="int8-weight-bf16", applied=False, reason="quantization starts from float32 weights")])
     seen = []
 
     def worker(command, on_message, cancel, timeout_s=None, env=None):
@@ -214,6 +216,10 @@ def test_generate_page_runs_its_optimize_as_a_job(monkeypatch):
         ("generate", "llama-tiny", ["bf16"], "ann")
     assert payload["generate"] == {"prompt_len": 32, "new_tokens": 16}
     assert at.code[0].value.splitlines()[2].startswith("bf16 ")
+    # a pass that did not apply says why, on the page, as in the CLI
+    passes = at.dataframe[-1].value
+    assert list(passes["pass"]) == ["bf16", "int8-weight-bf16"]
+    assert list(passes["why not"]) == ["", "quantization starts from float32 weights"]
 
 
 def test_a_trace_imports_as_a_job_and_a_bad_one_fails_in_one_line(tmp_path):

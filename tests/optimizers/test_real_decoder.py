@@ -145,7 +145,10 @@ def test_the_converted_weights_are_cached_whole_and_read_back_equal(tmp_path, mo
     model, tok = b._smollm2_model(), b.smollm2_tokenizer()
     monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path))
     assert b._cached() is None
+    stale = tmp_path / "smollm2-fp32-1-2-transformers-4.0"  # a copy an older transformers made
+    stale.mkdir()
     b._keep(model, tok)
+    assert not stale.exists()
     d = b._cached()
     assert d is not None and d.parent == tmp_path and not list(tmp_path.glob("*.tmp-*"))  # renamed into place whole
     b._smollm2_model.cache_clear()
