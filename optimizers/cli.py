@@ -185,8 +185,7 @@ def _cmd_search(a) -> int:
 def _cmd_generate(a) -> int:
     from profiler.schema import GenerateConfig
 
-    from .generation import (PASSES, load_reference, optimize_generation, result_table, search_generation,
-                             text_lines)
+    from .generation import PASSES, load_reference, optimize_or_search, result_table, text_lines
 
     names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in PASSES]
@@ -198,12 +197,10 @@ def _cmd_generate(a) -> int:
     try:
         loaded = load_model(a.model)
         ref = load_reference(loaded, a.reference_text) if a.reference_text else None
-        found = (search_generation(loaded, config, a.objective, rounds=a.rounds, progress=progress,
-                                   reference_ids=ref) if a.search
-                 else [optimize_generation(loaded, names, config, a.rounds, reference_ids=ref, progress=progress)])
+        found, saved = optimize_or_search(loaded, config, names, a.search, a.objective, a.rounds, a.runs_dir,
+                                          progress=progress, reference_ids=ref)
     finally:
         close()
-    saved = results.keep(results.from_generation(found, loaded, config, a.objective), a.runs_dir)
     if a.json:
         print(json.dumps({"objective": a.objective, "best": found[0].to_dict() if found else None,
                           "tried": [r.to_dict() for r in found], "saved": saved.id}, indent=1))

@@ -21,13 +21,14 @@ from typing import Callable
 import torch
 
 from profiler import devices, sources
-from profiler.generation import (check_causal_lm, decode_text, greedy, more_prompts, new_cache, prompt_ids,
-                                 spread)
+from profiler.generation import (check_causal_lm, decode_text, greedy, model_tokenizer, more_prompts, new_cache,
+                                 prompt_ids, spread)
 from profiler.loading import LoadedModel
 from profiler.lock import measurement_lock
 from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio
 
 from . import base, checks, quantize
+from . import results as kept
 from .base import COMPILE, Pass, PassConflictError, outcome, private_copy, run_pass
 
 OBJECTIVES = ("tpot", "ttft")
@@ -65,22 +66,8 @@ def _static_cache_compile(loaded: LoadedModel, device: torch.device) -> base.Out
                    traits={"compiled": "inductor"}, run_options=dataclasses.replace(loaded.run_options, cache="static"))
 
 
-# Measured on the Llama sample: keeping the head float bought no agreement (teacher-forced 0.81 -> 0.84) and cost
-# speed (3.8x -> 2.2x decode), so the registry's dynamic-int8 (head included) is used; this stays for comparison.
-def _dynamic_int8_keep_head(loaded: LoadedModel, device: torch.device) -> base.Outcome:
-    """Dynamic int8 (per-channel weights) of every Linear except the output head: the head's logits decide the greedy
-    token, and near-ties there flip under int8; it is one layer of many."""
-    module = loaded.module
-    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
-    names = {n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
-    spec = {n: torch.ao.quantization.per_channel_dynamic_qconfig for n in names}
-    q = torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8)
-    return outcome(loaded, q, {"layers_quantized": len(names), "kept_float": "output head"},
-                   traits={"int8": "dynamic"})
-
-
 def _int8_weight_check(loaded: LoadedModel, device: torch.device) -> str | None:
-    if not any(isinstance(m, torch.nn.Linear) for m in loaded.module.modules()):
+    if not checks.count_modules(loaded, torch.nn.Linear):
         return "no nn.Linear modules to quantize"
     return quantize.int8_weight_kernel_reason(device.type) or checks.float32_reason(loaded)
 
@@ -221,19 +208,22 @@ def forced_agreement(
     return token_agreement(torch.stack(picks, 1), reference)
 
 
-def forced_over_prompts(base_module: torch.nn.Module, module: torch.nn.Module, prompts: list[torch.Tensor],
-                        new_tokens: int, base_cache: str, cache: str, max_len: int) -> float:
-    """Teacher-forced agreement over prompts the timing never used: the base generates greedily from each, the
-    optimized model is fed the base's tokens; the share of its picks equal to the base's, over all tokens."""
-    keep_last = "logits_to_keep" in inspect.signature(base_module.forward).parameters
-    agree = total = 0.0
-    with torch.inference_mode():
-        for p in prompts:
-            ref = greedy(base_module, p, new_tokens, new_cache(base_module, base_cache, max_len),
-                         lambda phase: contextlib.nullcontext(), keep_last)
-            agree += forced_agreement(module, p, ref, cache, max_len) * ref.numel()
-            total += ref.numel()
+def forced_over_prompts(module: torch.nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cache: str,
+                        max_len: int) -> float:
+    """Teacher-forced agreement over (prompt, the base's greedy tokens) pairs: the share of the optimized model's
+    picks equal to the base's, over all their tokens."""
+    agree = sum(forced_agreement(module, p, ref, cache, max_len) * ref.numel() for p, ref in pairs)
+    total = sum(ref.numel() for _, ref in pairs)
     return agree / total if total else 0.0
+
+
+def base_tokens_for(module: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, cache: str,
+                    max_len: int) -> torch.Tensor:
+    """The base model's greedy tokens from `prompt`, untimed: the reference a held-out prompt is checked against."""
+    keep_last = "logits_to_keep" in inspect.signature(module.forward).parameters
+    with torch.inference_mode():
+        return greedy(module, prompt, new_tokens, new_cache(module, cache, max_len),
+                      lambda phase: contextlib.nullcontext(), keep_last)
 
 
 def load_reference(loaded: LoadedModel, path: str) -> torch.Tensor:
@@ -293,7 +283,8 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
         private_copy(loaded, device).module if next(loaded.module.parameters()).device != device else loaded.module
     )
     vocab = base_module.config.get_text_config().vocab_size
-    prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab).to(device)
+    tokenizer = model_tokenizer(loaded)
+    prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab, tokenizer).to(device)
     max_len = config.prompt_len + config.new_tokens
     stopwatch = devices.Stopwatch(device)
     new_cache_kind = optimized.run_options.cache or config.cache
@@ -316,6 +307,11 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
         prefill_logits(optimized.module, prompt, new_cache_kind, max_len),
         dim=-1,
     )
+    # the timed prompt and HELD_OUT_PROMPTS more (one prompt's 64 tokens move the figure in steps of 1.6%)
+    say("accuracy on held-out prompts", 0.95)
+    pairs = [(prompt, base_tokens)] + [
+        (p, base_tokens_for(base_module, p, config.new_tokens, config.cache, max_len))
+        for p in more_prompts(tokenizer, prompt, HELD_OUT_PROMPTS, vocab)]
     result = GenerationResult(
         model=loaded.info.name, config=dataclasses.replace(config), passes=results,
         base=_side(records["base"]), optimized=_side(records["optimized"]),
@@ -324,18 +320,10 @@ def optimize_generation(loaded: LoadedModel, passes: list[str], config: Generate
                             [statistics.median(r[1]) for r in records["optimized"] if r[1]]),
         e2e_speedup=_ratio([r[2] for r in records["base"]], [r[2] for r in records["optimized"]]),
         token_agreement=token_agreement(base_tokens, new_tokens), prefill_cosine=float(cos.mean()),
-        forced_agreement=forced_agreement(optimized.module, prompt, base_tokens, new_cache_kind, max_len),
-        base_text=decode_text(loaded, base_tokens), optimized_text=decode_text(loaded, new_tokens),
+        forced_agreement=forced_over_prompts(optimized.module, pairs, new_cache_kind, max_len),
+        forced_prompts=len(pairs),
+        base_text=decode_text(tokenizer, base_tokens), optimized_text=decode_text(tokenizer, new_tokens),
         device=str(device), threads=torch.get_num_threads(), torch_version=torch.__version__)
-    if HELD_OUT_PROMPTS:  # one prompt's 64 tokens move the figure in steps of 1.6%: more prompts, a steadier figure
-        say("accuracy on held-out prompts", 0.95)
-        held_out = forced_over_prompts(base_module, optimized.module,
-                                       more_prompts(loaded, prompt, HELD_OUT_PROMPTS, vocab), config.new_tokens,
-                                       config.cache, new_cache_kind, max_len)
-        n = base_tokens.numel()
-        result.forced_agreement = (result.forced_agreement * n + held_out * n * HELD_OUT_PROMPTS) / (
-            n * (HELD_OUT_PROMPTS + 1))
-        result.forced_prompts = HELD_OUT_PROMPTS + 1
     if reference_ids is not None:
         result.perplexity_base = perplexity(base_module, reference_ids.to(device))
         result.perplexity_optimized = perplexity(optimized.module, reference_ids.to(device))
@@ -410,6 +398,17 @@ def text_lines(result: GenerationResult, width: int = 160) -> list[str]:
         return []
     flat = lambda t: " ".join(t.split())[:width]
     return [f"base text       {flat(result.base_text)}", f"optimized text  {flat(result.optimized_text)}"]
+
+
+def optimize_or_search(loaded: LoadedModel, config: GenerateConfig, passes: list[str], search: bool, objective: str,
+                       rounds: int, runs_dir: str | None, progress: Callable[[str, float], None] | None = None,
+                       reference_ids: torch.Tensor | None = None):
+    """`passes` timed against the base, or a search; either way kept as one comparison (kind "generate"), as the
+    CLI and the dashboard's job both do. Returns (results best first, the kept SavedComparison)."""
+    found = (search_generation(loaded, config, objective, rounds=rounds, progress=progress, reference_ids=reference_ids)
+             if search else [optimize_generation(loaded, passes, config, rounds, reference_ids=reference_ids,
+                                                 progress=progress)])
+    return found, kept.keep(kept.from_generation(found, loaded, config, objective), runs_dir)
 
 
 def result_table(results: list[GenerationResult]) -> str:

@@ -9,7 +9,7 @@ import threading
 from profiler import devices
 from profiler.jobs import job
 from profiler.jobs.kinds import Say
-from profiler.jobs.worker import load_job_model
+from profiler.jobs.worker import load_job_model, load_payload_model
 
 from . import results
 from .base import applicability
@@ -49,22 +49,13 @@ def optimize_job(payload: dict, say: Say, cancel: threading.Event) -> dict:
 @job("generate")
 def generate_job(payload: dict, say: Say, cancel: threading.Event) -> list[dict]:
     """Optimize a decoder for generation: the payload's passes, or a search; GenerationResults as dicts, best first."""
-    from profiler import load_model
     from profiler.schema import GenerateConfig
 
-    from .generation import optimize_generation, search_generation
+    from .generation import optimize_or_search
 
-    from profiler import policy
-
-    policy.check_server_model(payload["spec"])  # as every job: the dashboard's rules hold whatever a page sent
-    say("loading the model", 0.0)
-    loaded = load_model(payload["spec"], arch=payload.get("arch"))
-    config = GenerateConfig.from_dict(payload.get("generate") or {})
-    rounds = int(payload.get("rounds", 3))
-    objective = payload.get("objective", "tpot")
-    if payload.get("search"):
-        found = search_generation(loaded, config, objective, rounds=rounds, progress=say)
-    else:
-        found = [optimize_generation(loaded, list(payload.get("passes") or []), config, rounds, progress=say)]
-    results.keep(results.from_generation(found, loaded, config, objective), payload.get("runs_dir"))
+    loaded = load_payload_model(payload, say, cancel)
+    found, _ = optimize_or_search(loaded, GenerateConfig.from_dict(payload.get("generate") or {}),
+                                  list(payload.get("passes") or []), bool(payload.get("search")),
+                                  payload.get("objective", "tpot"), int(payload.get("rounds", 3)),
+                                  payload.get("runs_dir"), progress=say)
     return [r.to_dict() for r in found]

@@ -119,14 +119,13 @@ def greedy(module: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, cache
     return torch.stack(tokens, 1)
 
 
-def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int) -> torch.Tensor:
+def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int, tokenizer: Any) -> torch.Tensor:
     """The prompt: the loaded example's input_ids when they are an unpadded [batch, prompt_len] prompt; else prose
-    through the model's own tokenizer when it has one (a trained model's choices on random ids are near-ties, so its
-    greedy agreement would say little); else seeded random ids."""
+    through the model's own `tokenizer` (model_tokenizer) when it has one (a trained model's choices on random ids are
+    near-ties, so its greedy agreement would say little); else seeded random ids."""
     ids, mask = loaded.kwargs.get("input_ids"), loaded.kwargs.get("attention_mask")
     if isinstance(ids, torch.Tensor) and tuple(ids.shape) == (batch, prompt_len) and (mask is None or bool(mask.all())):
         return ids
-    tokenizer = model_tokenizer(loaded)
     if tokenizer is not None:
         prose = synthetic.prose_ids(tokenizer, batch, prompt_len)
         if int(prose.max()) < vocab_size:
@@ -134,11 +133,10 @@ def prompt_ids(loaded: LoadedModel, batch: int, prompt_len: int, vocab_size: int
     return synthetic.text_inputs(vocab_size, batch, prompt_len, token_types=False)["input_ids"]
 
 
-def more_prompts(loaded: LoadedModel, prompt: torch.Tensor, n: int, vocab_size: int) -> list[torch.Tensor]:
+def more_prompts(tokenizer: Any, prompt: torch.Tensor, n: int, vocab_size: int) -> list[torch.Tensor]:
     """`n` further prompts shaped like `prompt`, for accuracy checks beyond the timed one: later starts of the same
     prose for a model with a tokenizer, other seeded random ids otherwise."""
     batch, length = prompt.shape
-    tokenizer = model_tokenizer(loaded)
     if tokenizer is not None:
         rows = synthetic.prose_ids(tokenizer, batch * (n + 1), length)[batch:]
         if int(rows.max()) < vocab_size:
@@ -147,9 +145,8 @@ def more_prompts(loaded: LoadedModel, prompt: torch.Tensor, n: int, vocab_size: 
     return [torch.randint(5, vocab_size, (batch, length), generator=gen).to(prompt.device) for _ in range(n)]
 
 
-def decode_text(loaded: LoadedModel, ids: torch.Tensor) -> str:
+def decode_text(tokenizer: Any, ids: torch.Tensor) -> str:
     """The first sequence of `ids` as text, for a model with a tokenizer; "" otherwise."""
-    tokenizer = model_tokenizer(loaded)
     try:
         return tokenizer.decode(ids[0].tolist()) if tokenizer is not None else ""
     except Exception:  # noqa: BLE001 - a tokenizer that cannot decode these ids shows no text, not an error
@@ -157,7 +154,8 @@ def decode_text(loaded: LoadedModel, ids: torch.Tensor) -> str:
 
 
 def model_tokenizer(loaded: LoadedModel):
-    """The loaded model's tokenizer from its source, or None (none, or it cannot be loaded here)."""
+    """The loaded model's tokenizer from its source, or None (none, or it cannot be loaded here). Loading one reads
+    files: resolve it once per measurement and hand it on."""
     try:
         return sources.tokenizer_for(loaded.info.spec) if loaded.info is not None and loaded.info.spec else None
     except Exception:  # noqa: BLE001 - missing files, offline: the prompt falls back to random ids
@@ -203,7 +201,8 @@ def generate(
     except Exception as exc:  # noqa: BLE001 - out of memory moving or casting the model
         raise _failure(exc, loaded, device, config) from None
     vocab = module.config.get_text_config().vocab_size
-    prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab).to(device)
+    tokenizer = model_tokenizer(loaded)
+    prompt = prompt_ids(loaded, config.batch_size, config.prompt_len, vocab, tokenizer).to(device)
     keep_last = "logits_to_keep" in inspect.signature(module.forward).parameters
     max_len = config.prompt_len + config.new_tokens
     stopwatch = devices.Stopwatch(device)
@@ -255,6 +254,7 @@ def generate(
                      figs.tagged)
     gen.memory = memory
     gen.prompt_ids = prompt.cpu().tolist()
+    gen.text = decode_text(tokenizer, torch.tensor(gen.token_ids)) if gen.token_ids else ""
     notes += gen.notes
     for what, stats in (("e2e", e2e), ("TTFT", ttft), ("TPOT", summarize([x for s in gen.steps_ms for x in s]))):
         if msg := noise_message(stats):
@@ -451,8 +451,6 @@ def _as_run(loaded: LoadedModel, config: GenerateConfig, device: torch.device, e
                             warmup=config.warmup, repeats=config.repeats, min_time_s=config.min_time_s,
                             max_time_s=config.max_time_s, profile_iters=1, dtype=config.dtype, graph=False,
                             inputs_on_device=True)
-    if gen.token_ids:
-        gen.text = decode_text(loaded, torch.tensor(gen.token_ids))
     info = copy.copy(loaded.info)
     info.task = info.task or "text-generation"
     return ProfileRun(

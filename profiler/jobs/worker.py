@@ -66,18 +66,24 @@ def serve(argv: list[str], out: TextIO | None = None) -> int:
 
 
 def load_job_model(payload: dict, say: Say, cancel: threading.Event):
-    """The job's config and its model, loaded as the payload describes; ProfileCancelled if cancelled meanwhile."""
+    """The job's config and its model, loaded at the config's sizes; ProfileCancelled if cancelled meanwhile."""
+    config = ProfileConfig.from_dict(payload.get("config") or {})
+    return config, load_payload_model(payload, say, cancel, config.batch_size or None, config.seq_len or None)
+
+
+def load_payload_model(payload: dict, say: Say, cancel: threading.Event, batch_size: int | None = None,
+                       seq_len: int | None = None):
+    """The payload's model (its own sizes unless given), after the server's model policy; ProfileCancelled if
+    cancelled while it loaded."""
     from .. import policy
     from ..loading import load_model
 
-    config = ProfileConfig.from_dict(payload.get("config") or {})
     policy.check_server_model(payload["spec"])  # jobs come from the dashboard: its rules hold whatever a page sent
     say("loading the model", 0.0)
-    loaded = load_model(payload["spec"], batch_size=config.batch_size or None, seq_len=config.seq_len or None,
-                        arch=payload.get("arch"))
+    loaded = load_model(payload["spec"], batch_size=batch_size, seq_len=seq_len, arch=payload.get("arch"))
     if cancel.is_set():
         raise ProfileCancelled("cancelled while loading the model")
-    return config, loaded
+    return loaded
 
 
 @job("profile")

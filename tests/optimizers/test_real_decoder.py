@@ -14,7 +14,7 @@ import profiler
 from optimizers import generation as gen
 from optimizers import quantize
 from profiler import sources
-from profiler.generation import more_prompts, prompt_ids
+from profiler.generation import model_tokenizer, more_prompts, prompt_ids
 from profiler.schema import GenerateConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,8 +57,8 @@ def test_accuracy_is_measured_on_held_out_prompts_too():
     config = GenerateConfig(batch_size=1, prompt_len=8, new_tokens=5)
     r = gen.optimize_generation(loaded, ["int8-weight-bf16"], config, rounds=1)
     assert r.forced_prompts == gen.HELD_OUT_PROMPTS + 1 and 0.0 <= r.forced_agreement <= 1.0
-    prompt = prompt_ids(loaded, 1, 8, 1000)
-    others = more_prompts(loaded, prompt, 3, 1000)
+    prompt = prompt_ids(loaded, 1, 8, 1000, model_tokenizer(loaded))
+    others = more_prompts(model_tokenizer(loaded), prompt, 3, 1000)
     assert len(others) == 3 and all(p.shape == prompt.shape and not torch.equal(p, prompt) for p in others)
     assert r.prefill_cosine > 0.98 and r.base_text == ""  # random weights, no tokenizer: no text to show
 
@@ -81,7 +81,7 @@ def test_smollm2_has_real_weights_and_its_own_tokenizer():
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])  # random weights would not know
     # its example prompt is prose, unpadded, exactly the asked length; other lengths are prose too
     assert tok.decode(loaded.kwargs["input_ids"][0]).startswith("The river rises")
-    p = prompt_ids(loaded, 2, 40, loaded.module.config.vocab_size)
+    p = prompt_ids(loaded, 2, 40, loaded.module.config.vocab_size, model_tokenizer(loaded))
     assert p.shape == (2, 40) and tok.decode(p[0]).startswith("The river") and not torch.equal(p[0], p[1])
 
 
@@ -127,7 +127,7 @@ def test_a_users_decoder_directory_with_its_tokenizer_generates_from_prose(tmp_p
     loaded = profiler.load_model(str(d), batch_size=1, seq_len=12)
     tok = sources.tokenizer_for(str(d))
     assert loaded.info.source == "hf-dir" and tok is not None
-    p = prompt_ids(loaded, 1, 20, loaded.module.config.vocab_size)
+    p = prompt_ids(loaded, 1, 20, loaded.module.config.vocab_size, model_tokenizer(loaded))
     assert tok.decode(p[0]).startswith("The river rises") and p.shape == (1, 20)
     run = generate(loaded, GenerateConfig(batch_size=1, prompt_len=20, new_tokens=4, warmup=0, repeats=1,
                                           min_time_s=0.0),
