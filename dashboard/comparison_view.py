@@ -140,7 +140,7 @@ def show_why(c: SavedComparison) -> None:
     """Why it helped or hurt: the causes profiler.explain names from the two runs' per-op diff."""
     st.subheader("Why it helped or hurt")
     try:
-        verdict_line, causes = explain.for_saved(c, state.runs_dir())
+        verdict_line, causes = explain.for_saved(c, load=state.load_run)  # cached: this redraws every rerun
     except RunStoreError as exc:
         st.caption(f"No explanation: {exc}.")
         return

@@ -1,6 +1,7 @@
 """How a page submits a job and shows it while it waits or runs (render only; the job layer is profiler.jobs)."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import streamlit as st
@@ -39,12 +40,17 @@ def recall(jobs: JobManager, key: str, kind: str) -> Job | None:
     return job
 
 
-def progress(jobs: JobManager, job: Job) -> None:
-    """A queued or running job: its place in the queue and estimated wait, or its progress; and a Cancel button."""
+def place(jobs: JobManager, job: Job) -> None:
+    """A queued or running job: its place in the queue and estimated wait, or its progress."""
     if job.status == "queued":
         st.info(jobs.waiting_text(job), icon=":material/hourglass_top:")
     else:
         st.progress(job.fraction, text=jobs.waiting_text(job))
+
+
+def progress(jobs: JobManager, job: Job) -> None:
+    """A queued or running job: its place (place()) and a Cancel button."""
+    place(jobs, job)
     if st.button("Cancel", key=f"cancel_{job.id}", icon=":material/stop:"):
         st.toast(jobs.cancel(job.id))
 
@@ -61,10 +67,15 @@ def panel(jobs: JobManager, key: str, kind: str, title: str, what: str, on_done:
     """The session's job of `kind` (under `key`): while it waits or runs, `title` with its place, progress and
     Cancel; when done, `on_done(job)`; when it was cancelled or failed, what it really did (`what` failed: ...)."""
     job = recall(jobs, key, kind)
-    if job is None:
-        return
+    if job is not None:
+        show(jobs, job, what, on_done, title.format(spec=job.spec, kind=job.kind.capitalize()))
+
+
+def show(jobs: JobManager, job: Job, what: str, on_done: Callable[[Job], None], title: str = "") -> None:
+    """One job as a page shows it: while it waits or runs, its progress and Cancel (inside a status box titled
+    `title`, when given); when done, `on_done(job)`; when cancelled or failed, what it really did."""
     if job.active:
-        with st.status(title.format(spec=job.spec, kind=job.kind.capitalize()), expanded=True):
+        with st.status(title, expanded=True) if title else nullcontext():
             progress(jobs, job)
     elif job.status == "done":
         on_done(job)

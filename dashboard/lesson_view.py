@@ -79,10 +79,7 @@ def follow(key: str, what: str) -> None:
         step = f" ({len(entry['jobs'])} of {total})" if total > 1 else ""
         if job.active:
             with st.status(f"{what}{step} ...", expanded=True):
-                if job.status == "queued":  # its place in the class's queue and the estimated wait
-                    st.info(manager.waiting_text(job), icon=":material/hourglass_top:")
-                else:
-                    st.progress(job.fraction, text=manager.waiting_text(job))
+                job_view.place(manager, job)  # its place in the class's queue and the estimated wait
                 if st.button("Cancel", icon=":material/stop:", key=f"{key}_cancel"):
                     entry["pending"].clear()
                     manager.cancel(job.id)

@@ -10,7 +10,7 @@ there (Python and dispatch between them) is a cause of its own. Pure functions o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from . import diff
 from .recommend import CONV_OPS, LINEAR_OPS
@@ -192,15 +192,17 @@ def verdict(base: ProfileRun, new: ProfileRun, causes: list[Cause]) -> str:
     return f"{'helped' if helped else 'hurt'}: {_ms(b)} -> {_ms(n)} median per inference ({b / n:.2f}x){why}{caution}"
 
 
-def for_saved(saved: SavedComparison, runs_dir: str | os.PathLike | None = None
-              ) -> tuple[str, list[Cause]]:
+def for_saved(saved: SavedComparison, runs_dir: str | os.PathLike | None = None,
+              load: Callable[[str], ProfileRun] | None = None) -> tuple[str, list[Cause]]:
     """(verdict, causes) of a saved apply or search, from its two runs in the store (RunStoreError when either is
-    gone)."""
+    gone). `load` reads a run by id (default: store.load from runs_dir); a page passes its cached reader, since it
+    draws this on every rerun."""
     from . import store
     from .schema import RunStoreError
 
     if not saved.base_run_id or not saved.optimized_run_id:
         raise RunStoreError(f"comparison {saved.id} ({saved.kind}) keeps no pair of runs to explain")
-    base, new = store.load(saved.base_run_id, runs_dir), store.load(saved.optimized_run_id, runs_dir)
+    load = load or (lambda run_id: store.load(run_id, runs_dir))
+    base, new = load(saved.base_run_id), load(saved.optimized_run_id)
     causes = explain(base, new)
     return verdict(base, new, causes), causes

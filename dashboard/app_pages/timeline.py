@@ -20,15 +20,13 @@ elsewhere (`.pt.trace.json` or `.json.gz` from `torch.profiler`, old or new form
 def import_result():
     jobs = state.job_manager()
     job = jobs.get(st.session_state.get("tl_import_job"))
-    if job is None:
-        return
-    if job.active:
-        job_view.progress(jobs, job)
-    elif job.status == "done":
-        st.session_state[state.RUN_KEY] = job.run_id
-        st.success(f"Imported as run {job.run_id}; pick it on any page.")
-    else:
-        job_view.ended(job, "Importing the trace")
+    if job is not None:
+        job_view.show(jobs, job, "Importing the trace", imported)
+
+
+def imported(job) -> None:
+    st.session_state[state.RUN_KEY] = job.run_id
+    st.success(f"Imported as run {job.run_id}; pick it on any page.")
 
 
 source = st.radio("Trace from", ["A saved run", "A trace file"], horizontal=True, key="tl_source")

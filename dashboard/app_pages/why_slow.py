@@ -60,15 +60,14 @@ def sweep_job():
         if new_job is not None:
             st.session_state["why_sweep_job"] = new_job.id
     job = jobs.get(st.session_state.get("why_sweep_job"))
-    if job is None:
-        return
-    if job.active:
-        job_view.progress(jobs, job)
-    elif job.status == "done" and st.session_state.get("why_sweep_shown") != job.id:
+    if job is not None:
+        job_view.show(jobs, job, "The sweep", swept)
+
+
+def swept(job) -> None:
+    if st.session_state.get("why_sweep_shown") != job.id:  # once: redraw the page with the saved sweep
         st.session_state["why_sweep_shown"] = job.id
         st.rerun()
-    else:
-        job_view.ended(job, "The sweep")
 
 
 with tab_sweep:
@@ -89,20 +88,20 @@ kept = st.session_state.setdefault("why_kept", set())
 
 def show_result(rec: Recommendation, key: str) -> None:
     job = jobs.get(started.get(key))
-    if job is None:
+    if job is not None:
+        job_view.show(jobs, job, "Apply", lambda job: measured(rec, key, job))
+
+
+def measured(rec: Recommendation, key: str, job) -> None:
+    if not isinstance(job.result, dict):
         return
-    if job.active:
-        job_view.progress(jobs, job)
-    elif job.status in ("failed", "cancelled"):
-        job_view.ended(job, "Apply")
-    elif job.status == "done" and isinstance(job.result, dict):
-        if key not in kept:  # keep the estimate/measured pair once
-            rc.measured(rec, job.result, run, state.runs_dir())
-            kept.add(key)
-        speed, acc = job.result.get("speedup", 1.0), job.result.get("accuracy") or {}
-        st.markdown(f"**Measured {speed:.2f}x** (range {job.result.get('speedup_low', speed):.2f}-"
-                    f"{job.result.get('speedup_high', speed):.2f}x) vs estimated {rec.estimated_speedup:.2f}x"
-                    + (f"; output cosine {acc['cosine']:.5f}" if acc.get("cosine") is not None else ""))
+    if key not in kept:  # keep the estimate/measured pair once
+        rc.measured(rec, job.result, run, state.runs_dir())
+        kept.add(key)
+    speed, acc = job.result.get("speedup", 1.0), job.result.get("accuracy") or {}
+    st.markdown(f"**Measured {speed:.2f}x** (range {job.result.get('speedup_low', speed):.2f}-"
+                f"{job.result.get('speedup_high', speed):.2f}x) vs estimated {rec.estimated_speedup:.2f}x"
+                + (f"; output cosine {acc['cosine']:.5f}" if acc.get("cosine") is not None else ""))
 
 
 for i, rec in enumerate(recs, 1):
