@@ -276,25 +276,35 @@ def scan_runs(root: str | os.PathLike | None = None) -> RunListing:
 _SUMMARIES: dict[Path, tuple[tuple[int, int], RunSummary | str]] = {}
 
 
-def _summary(d: Path) -> RunSummary | str:
+def _stamp(f: Path) -> tuple[int, int] | None:
+    """A file's (mtime, size), what tells a cached reading of it from a stale one; None when it is gone."""
     try:
-        st = (d / RUN_FILE).stat()
-        stamp = (st.st_mtime_ns, st.st_size)
+        st = f.stat()
     except OSError:
-        stamp = (0, -1)
-    cached = _SUMMARIES.get(d)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _cached(table: dict, key: Path, stamp: tuple[int, int], read: Callable[[], object]):
+    """table[key]'s value while its stamp is `stamp`; otherwise read() again and keep it under the new stamp."""
+    hit = table.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = table[key] = (stamp, read())
+    return hit[1]
+
+
+def _summary(d: Path) -> RunSummary | str:
+    return _cached(_SUMMARIES, d, _stamp(d / RUN_FILE) or (0, -1), lambda: _summarize(d))
+
+
+def _summarize(d: Path) -> RunSummary | str:
     try:
         run = _read(d)
-        summary: RunSummary | str = RunSummary(
-            id=d.name, label=run.label, model=run.model.name, device=f"{run.device.kind}: {run.device.name}",
-            created=run.created, median_ms=run.latency.median_ms, batch_size=run.config.batch_size,
-            seq_len=run.config.seq_len, participant=run.participant)
     except RunStoreError as exc:
-        summary = str(exc)
-    _SUMMARIES[d] = (stamp, summary)
-    return summary
+        return str(exc)
+    return RunSummary(id=d.name, label=run.label, model=run.model.name, device=f"{run.device.kind}: {run.device.name}",
+                      created=run.created, median_ms=run.latency.median_ms, batch_size=run.config.batch_size,
+                      seq_len=run.config.seq_len, participant=run.participant)
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[RunSummary]:
@@ -419,22 +429,19 @@ def list_comparisons(root: str | os.PathLike | None = None) -> list[SavedCompari
         return []
     out = []
     for f in folder.glob("*.json"):
-        try:
-            st = f.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            continue  # deleted meanwhile
-        cached = _COMPARISONS.get(f)
-        if cached is None or cached[0] != stamp:  # read again only what changed (see _SUMMARIES)
-            try:
-                cached = (stamp, _read_comparison(f))
-            except RunStoreError as exc:
-                cached = (stamp, SavedComparison(id=f.stem, created="", kind="?", model="?", spec="", config=None,
-                                                 passes=[], error=str(exc)))
-            _COMPARISONS[f] = cached
-        out.append(cached[1])
+        stamp = _stamp(f)
+        if stamp is not None:  # else deleted meanwhile; read again only what changed (see _SUMMARIES)
+            out.append(_cached(_COMPARISONS, f, stamp, lambda f=f: _comparison_or_error(f)))
     out.sort(key=lambda c: (c.created, c.id), reverse=True)
     return out
+
+
+def _comparison_or_error(f: Path) -> SavedComparison:
+    try:
+        return _read_comparison(f)
+    except RunStoreError as exc:
+        return SavedComparison(id=f.stem, created="", kind="?", model="?", spec="", config=None, passes=[],
+                               error=str(exc))
 
 
 _COMPARISONS: dict[Path, tuple[tuple[int, int], SavedComparison]] = {}  # read-only for callers, as load's results

@@ -184,6 +184,11 @@ def test_place_and_estimated_wait_come_from_recent_jobs_of_the_kind(script, tmp_
     assert [(r["position"], r["model"], r["participant"]) for r in rows] == [
         (0, "(hidden)", "-"), (1, "b", "bob (you)"), (2, "(hidden)", "sue"), (3, "(hidden)", "cy")]
     assert [r["model"] for r in jobs.queue_rows("bob", instructor=True)] == ["a", "b", "s", "c"]
+    # the table's waits are wait_s's and estimate_s's (one pass over the queue; a second may tick between calls)
+    near = lambda x: {duration_text(x - 1), duration_text(x), duration_text(x + 1)}
+    assert [r["starts in"] for r in rows][0] == "running"
+    assert [rows[i]["starts in"] in near(w) for i, w in ((1, 30), (2, 60), (3, 180))] == [True] * 3
+    assert [rows[i]["ends in"] in near(w) for i, w in ((1, 60), (2, 180), (3, 210))] == [True] * 3
     # an unnamed session sees the model of the job it started, not every unnamed participant's
     assert [r["model"] for r in jobs.queue_rows("", own_ids=[s.id])] == ["(hidden)", "(hidden)", "s", "(hidden)"]
     for job in (a, b, s, c):
