@@ -179,36 +179,36 @@ def test_timeout_fails_the_job_and_saves_nothing(cluster, tmp_path):
     assert store.list_runs(head) == []
 
 
+def profile_model_file(tmp_path, source: str, timeout_s: int, **env: str):
+    """Profile `build` of a model file written under tmp_path/models, on the Ray node: (exit code, Recorder, file)."""
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "model.py"
+    path.write_text(source)
+    rec = Recorder()
+    code = ray_executor.run(worker(kind="profile", spec=f"{path}:build", config=QUICK.to_dict(),
+                                   runs_dir=str(tmp_path / "head-runs"), arch=None), rec, rec.cancel, timeout_s,
+                            env={**os.environ, "OPLENS_ALLOW_CODE": "1", **env})
+    return code, rec, path
+
+
 @pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_model_file_is_shipped_and_its_path_comes_back(cluster, tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "tiny.py").write_text("import os\nimport torch\n\n\ndef build():\n"
-                                    "    width = int(os.environ['OPLENS_TEST_WIDTH'])\n"
-                                    "    return torch.nn.Linear(width, 4), (torch.randn(2, width),)\n")
-    head = tmp_path / "head-runs"
-    rec = Recorder()
-    code = ray_executor.run(worker(kind="profile", spec=f"{models / 'tiny.py'}:build",
-                                   config=QUICK.to_dict(), runs_dir=str(head), arch=None), rec, rec.cancel, 300,
-                            env={**os.environ, "OPLENS_TEST_WIDTH": "16", "OPLENS_ALLOW_CODE": "1"})
+    code, rec, path = profile_model_file(tmp_path, "import os\nimport torch\n\n\ndef build():\n"
+                                         "    width = int(os.environ['OPLENS_TEST_WIDTH'])\n"
+                                         "    return torch.nn.Linear(width, 4), (torch.randn(2, width),)\n", 300,
+                                         OPLENS_TEST_WIDTH="16")
     assert code == 0 and rec.final["type"] == "done", rec.final
-    run = store.load(rec.final["result"], head)
+    run = store.load(rec.final["result"], tmp_path / "head-runs")
     # the node loaded its own copy; the run names the head's file, so "optimize this run" can load it again here
-    assert run.model.spec == f"{models.resolve() / 'tiny.py'}:build"
+    assert run.model.spec == f"{path.resolve()}:build"
     assert run.model.parameters == 16 * 4 + 4  # the caller's environment reached the job on the node
 
 
 @pytest.mark.slow  # a Ray cluster and a worker process: seconds each
 def test_a_job_killed_on_the_node_fails_in_the_job_layers_words(cluster, tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "suicide.py").write_text("import os, signal, torch\nclass M(torch.nn.Linear):\n"
-                                       "    def forward(self, x):\n        os.kill(os.getpid(), signal.SIGKILL)\n"
-                                       "def build():\n    return M(2, 2), torch.ones(1, 2)\n")
-    rec = Recorder()
-    code = ray_executor.run(worker(kind="profile", spec=f"{models / 'suicide.py'}:build", config=QUICK.to_dict(),
-                                   runs_dir=str(tmp_path / "head-runs"), arch=None), rec, rec.cancel, 120,
-                            env={**os.environ, "OPLENS_ALLOW_CODE": "1"})
+    code, rec, _ = profile_model_file(tmp_path, "import os, signal, torch\nclass M(torch.nn.Linear):\n"
+                                      "    def forward(self, x):\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+                                      "def build():\n    return M(2, 2), torch.ones(1, 2)\n", 120)
     assert code == -9 and rec.final["type"] == "failed"
     assert rec.final["reason"].startswith("the profile process on Ray node ")
     assert executors.died("", -9) in rec.final["reason"]  # "... died (it was killed, most likely for ...)"
