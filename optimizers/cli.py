@@ -5,8 +5,17 @@ import argparse
 import json
 import sys
 
-from profiler import (ModelLoadError, OpLensError, ProfileCancelled, ProfileConfig, RunStoreError, explain, load_model,
-                      policy, store)
+from profiler import (
+    ModelLoadError,
+    OpLensError,
+    ProfileCancelled,
+    ProfileConfig,
+    RunStoreError,
+    explain,
+    load_model,
+    policy,
+    store,
+)
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from profiler.loading import reload_spec
 

@@ -21,8 +21,16 @@ from typing import Callable
 import torch
 
 from profiler import devices, sources
-from profiler.generation import (check_causal_lm, decode_text, greedy, model_tokenizer, more_prompts, new_cache,
-                                 prompt_ids, spread)
+from profiler.generation import (
+    check_causal_lm,
+    decode_text,
+    greedy,
+    model_tokenizer,
+    more_prompts,
+    new_cache,
+    prompt_ids,
+    spread,
+)
 from profiler.loading import LoadedModel
 from profiler.lock import measurement_lock
 from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio

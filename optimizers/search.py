@@ -16,8 +16,15 @@ import profiler
 from profiler import analysis, devices, store
 from profiler.loading import LoadedModel
 from profiler.runner import CancelToken
-from profiler.schema import (Candidate, HeadToHead, ProfileCancelled, ProfileConfig, ProfileRun, SearchResult,
-                             error_line)
+from profiler.schema import (
+    Candidate,
+    HeadToHead,
+    ProfileCancelled,
+    ProfileConfig,
+    ProfileRun,
+    SearchResult,
+    error_line,
+)
 
 from .base import REGISTRY, Tolerance, apply_pipeline, conflicts
 from .calibration import InputSets, held_out_accuracy, input_sets, outputs_on

@@ -5,7 +5,7 @@ the dashboard's first page stays fast.
 """
 from importlib import import_module
 
-from .schema import (
+from profiler.schema import (
     Comparison,
     DeviceInfo,
     GenerateConfig,

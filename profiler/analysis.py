@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import diff
-from .schema import Comparison, GraphNode, LatencyStats, OpDiff, OpStat, ProfileRun
+from profiler import diff
+from profiler.schema import Comparison, GraphNode, LatencyStats, OpDiff, OpStat, ProfileRun
 
 SAME_BAND = 0.05  # per-op changes within +-5% count as "same": below that is profiler noise
 

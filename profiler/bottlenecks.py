@@ -10,8 +10,8 @@ from typing import Callable
 
 import pandas as pd
 
-from .analysis import flop_rate, ops_frame
-from .schema import ProfileRun
+from profiler.analysis import flop_rate, ops_frame
+from profiler.schema import ProfileRun
 
 
 @dataclass

@@ -9,12 +9,12 @@ import json
 import sys
 from typing import Callable
 
-from . import analysis, policy, sources, store, tables
-from .loading import load_model
-from .runner import profile
-from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
-from .console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
-from .timing import significant
+from profiler import analysis, policy, sources, store, tables
+from profiler.loading import load_model
+from profiler.runner import profile
+from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun
+from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
+from profiler.timing import significant
 
 
 
@@ -396,7 +396,7 @@ def render_import(run: ProfileRun, top: int = 15) -> str:
 
 
 def _cmd_import(a) -> int:
-    from .trace_import import import_trace
+    from profiler.trace_import import import_trace
 
     store.check_writable(a.runs_dir)
     run = import_trace(a.traces, allow_any=True)  # the command line reads any file its user names (profiler.policy)
@@ -411,8 +411,8 @@ def _cmd_import(a) -> int:
 
 
 def _cmd_generate(a) -> int:
-    from .generation import generate
-    from .schema import GenerateConfig
+    from profiler.generation import generate
+    from profiler.schema import GenerateConfig
 
     config = GenerateConfig(batch_size=a.batch_size, prompt_len=a.prompt_len, new_tokens=a.new_tokens, cache=a.cache,
                             dtype=a.dtype, device=a.device, warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
@@ -464,7 +464,7 @@ def _cmd_delete(a) -> int:
 
 
 def _cmd_sweep(a) -> int:
-    from .sweep import sweep_and_save
+    from profiler.sweep import sweep_and_save
 
     config = ProfileConfig(warmup=a.warmup, repeats=a.repeats, min_time_s=a.min_time)
     progress, close = progress_bar()
@@ -490,7 +490,7 @@ def _cmd_sweep(a) -> int:
 
 
 def _cmd_peaks(a) -> int:
-    from . import peaks as peaks_mod
+    from profiler import peaks as peaks_mod
 
     if a.gpu:
         p = peaks_mod.spec_peaks(a.gpu)
@@ -526,7 +526,7 @@ def _cmd_peaks(a) -> int:
 
 
 def _cmd_report(a) -> int:
-    from . import report
+    from profiler import report
 
     if len(a.run_ids) > 2:
         raise OpLensError(f"report takes one run or two (base, new), not {len(a.run_ids)}")
@@ -540,7 +540,7 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_tensorboard(a) -> int:
-    from . import tensorboard
+    from profiler import tensorboard
 
     tb = tensorboard.start(a.runs_dir, a.port)
     print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)")
@@ -550,7 +550,7 @@ def _cmd_tensorboard(a) -> int:
         tb.stop()
 
 def _cmd_explore(a) -> int:
-    from . import graph_viewer, roofline
+    from profiler import graph_viewer, roofline
 
     run = store.load(a.run_id, a.runs_dir)
     if a.export:
@@ -571,7 +571,7 @@ def _cmd_explore(a) -> int:
 
 
 def _cmd_recommend(a) -> int:
-    from . import recommend as rec_mod
+    from profiler import recommend as rec_mod
 
     run = store.load(a.run_id, a.runs_dir)
     recs = rec_mod.for_run(run, a.runs_dir)

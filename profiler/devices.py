@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .schema import DeviceInfo, ModelRunError
+from profiler.schema import DeviceInfo, ModelRunError
 
 # CPU features that decide which optimization wins (bf16 and int8 kernels differ by ISA).
 _INTERESTING_FLAGS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .schema import KernelDiff, MetricDiff, ProfileRun, TransferDiff
+from profiler.schema import KernelDiff, MetricDiff, ProfileRun, TransferDiff
 
 SAME_BAND = 0.05  # within +-5% counts as "same" (as analysis.SAME_BAND)
 

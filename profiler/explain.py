@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from . import diff
-from .recommend import CONV_OPS, LINEAR_OPS
-from .schema import Cause, ProfileRun, SavedComparison
+from profiler import diff
+from profiler.recommend import CONV_OPS, LINEAR_OPS
+from profiler.schema import Cause, ProfileRun, SavedComparison
 
 # op families whose kernel a pass swaps for another doing the same work ("*": a name prefix, else the exact name)
 ROLES = {
@@ -197,8 +197,8 @@ def for_saved(saved: SavedComparison, runs_dir: str | os.PathLike | None = None,
     """(verdict, causes) of a saved apply or search, from its two runs in the store (RunStoreError when either is
     gone). `load` reads a run by id (default: store.load from runs_dir); a page passes its cached reader, since it
     draws this on every rerun."""
-    from . import store
-    from .schema import RunStoreError
+    from profiler import store
+    from profiler.schema import RunStoreError
 
     if not saved.base_run_id or not saved.optimized_run_id:
         raise RunStoreError(f"comparison {saved.id} ({saved.kind}) keeps no pair of runs to explain")

@@ -30,7 +30,7 @@ import torch
 import torch.utils.flop_counter as fc
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .schema import OpStat
+from profiler.schema import OpStat
 
 Shapes = list  # recorded input shapes of one event, one list per argument ([] for non-tensors)
 

@@ -26,15 +26,28 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-from . import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod, sources
-from .loading import LoadedModel
-from .lock import measurement_lock
-from .memory import memory_tracker
-from .runner import new_run_id, prepare
-from .schema import (GenerateConfig, Generation, Graph, ModelRunError, OpLensError, OpStat, Peaks, PhaseStat,
-                     ProfileCancelled, ProfileConfig, ProfileRun, Spread, TraceFormatError)
-from .timing import measure, noise_message, summarize
-from .trace_import import TraceFigures, trace_figures
+from profiler import devices, flops as flops_mod, inputs as synthetic, ops as ops_mod, sources
+from profiler.loading import LoadedModel
+from profiler.lock import measurement_lock
+from profiler.memory import memory_tracker
+from profiler.runner import new_run_id, prepare
+from profiler.schema import (
+    GenerateConfig,
+    Generation,
+    Graph,
+    ModelRunError,
+    OpLensError,
+    OpStat,
+    Peaks,
+    PhaseStat,
+    ProfileCancelled,
+    ProfileConfig,
+    ProfileRun,
+    Spread,
+    TraceFormatError,
+)
+from profiler.timing import measure, noise_message, summarize
+from profiler.trace_import import TraceFigures, trace_figures
 
 CACHES = ("dynamic", "static")
 PHASES = ("prefill", "decode")
@@ -192,7 +205,7 @@ def generate(
             raise ProfileCancelled("generation cancelled")
 
     if peaks is None:  # before the measurement lock: peaks.get takes it itself when it has to measure
-        from . import peaks as peaks_mod
+        from profiler import peaks as peaks_mod
 
         say("machine peaks", 0.0)
         peaks = peaks_mod.get(device)

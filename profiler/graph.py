@@ -17,9 +17,9 @@ from torch import nn
 from torch.profiler import profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import flops as flops_mod
-from .ops import time_by_tag
-from .schema import Graph, GraphNode, error_line
+from profiler import flops as flops_mod
+from profiler.ops import time_by_tag
+from profiler.schema import Graph, GraphNode, error_line
 
 NODE_TAG = "oplens.node:"
 

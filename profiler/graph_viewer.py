@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import roofline as rl
-from .schema import OpLensError, Peaks, ProfileRun
+from profiler import roofline as rl
+from profiler.schema import OpLensError, Peaks, ProfileRun
 
 GRAPH_FILE = "graph.json"
 # overlay file name -> (GraphNode field or roofline bound, scale, colours from low to high)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .analysis import ops_frame
-from .schema import ProfileRun, SavedComparison, SweepPoint
+from profiler.analysis import ops_frame
+from profiler.schema import ProfileRun, SavedComparison, SweepPoint
 
 LESSON_MODEL = "bert-tiny"  # what the lessons profile, small enough for twenty people on one CPU
 PRECISION_FAMILIES = ("precision", "quantization")  # optimizers' pass families lesson 3 compares
@@ -143,7 +143,9 @@ def biggest_saving(comparison: SavedComparison) -> Question:
 def batch_series(runs: list[ProfileRun], model: str) -> list[SweepPoint]:
     """One sweep point per batch size from the runs of `model` (runs newest first): the newest run of each size among
     those with the newest run's sequence length, dtype and device, so only the batch differs; sorted by batch."""
-    from .sweep import point_from_run  # here, not at the top: profiler.sweep imports torch, the first page must not
+    from profiler.sweep import (
+        point_from_run,
+    )  # here, not at the top: profiler.sweep imports torch, the first page must not
 
     runs = [r for r in runs if r.model.name == model and r.generation is None]
     if not runs:
@@ -158,7 +160,7 @@ def batch_series(runs: list[ProfileRun], model: str) -> list[SweepPoint]:
 
 def best_batch(points: list[SweepPoint]) -> Question:
     """Lesson 5: which batch size gave the highest throughput, with the latency it cost."""
-    from .sweep import knees  # see batch_series
+    from profiler.sweep import knees  # see batch_series
 
     if len(points) < 2:
         raise ValueError("measure at least two batch sizes first")

@@ -19,10 +19,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import devices, inputs as synthetic, policy, sources
-from .schema import ModelInfo, ModelLoadError
-from .sources import LoadRequest, ModelSource
-from .traits import ModelTraits, RunOptions
+from profiler import devices, inputs as synthetic, policy, sources
+from profiler.schema import ModelInfo, ModelLoadError
+from profiler.sources import LoadRequest, ModelSource
+from profiler.traits import ModelTraits, RunOptions
 
 DEFAULT_FACTORIES = ("build_model", "get_model", "make_model", "model")
 

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from .schema import MemoryStats
+from profiler.schema import MemoryStats
 
 
 class RssSampler:

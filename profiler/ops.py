@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable
 
-from . import flops as flops_mod
-from .schema import OpStat, Totals, TransferStat
+from profiler import flops as flops_mod
+from profiler.schema import OpStat, Totals, TransferStat
 
 # Ops whose self time is moving or re-laying-out bytes rather than computing on them.
 TRANSFER_OPS = frozenset({

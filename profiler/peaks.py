@@ -23,9 +23,9 @@ from typing import Callable
 
 import torch
 
-from . import devices, store
-from .lock import measurement_lock
-from .schema import Peaks
+from profiler import devices, store
+from profiler.lock import measurement_lock
+from profiler.schema import Peaks
 
 SPECS_FILE = Path(__file__).parent / "data" / "gpu_specs.json"
 GEMM_N = {"fp32": 2048, "bf16": 2048, "fp16": 1024, "int8": 2048}  # a CPU: a second or less each

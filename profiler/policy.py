@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 
-from . import sources, store
-from .schema import OpLensError
+from profiler import sources, store
+from profiler.schema import OpLensError
 
 REPO = Path(__file__).resolve().parents[1]
 UPLOADS = Path(tempfile.gettempdir()) / "oplens-uploads"  # where dashboard.state.save_upload puts files

@@ -34,10 +34,10 @@ from typing import Callable
 
 import ray
 
-from . import store
-from .jobs.executors import TIMED_OUT, died
-from .jobs.protocol import FINAL, Cancelled, Done, Failed, Message, Progress, as_dict, decode
-from .schema import OpLensError
+from profiler import store
+from profiler.jobs.executors import TIMED_OUT, died
+from profiler.jobs.protocol import FINAL, Cancelled, Done, Failed, Message, Progress, as_dict, decode
+from profiler.schema import OpLensError
 
 MEASURE_RESOURCE = "oplens_measure"
 ADDRESS_ENV = "OPLENS_RAY_ADDRESS"

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import roofline as rl
-from .schema import Peaks, ProfileRun, Recommendation, Roofline, Sweep
+from profiler import roofline as rl
+from profiler.schema import Peaks, ProfileRun, Recommendation, Roofline, Sweep
 
 MATMUL_SHARE = 0.30  # precision rules fire when matmul-class ops hold at least this share of the time
 FAST_PRECISION = 1.5  # ... and the reduced-precision GEMM peak is at least this much above fp32's
@@ -207,7 +207,7 @@ def machine_key(run: ProfileRun) -> str:
 
 
 def _history_path(runs_dir: str | os.PathLike | None) -> Path:
-    from . import store
+    from profiler import store
 
     return store.runs_dir(runs_dir) / HISTORY_FILE
 
@@ -259,7 +259,7 @@ def _registered_passes() -> frozenset[str]:
 
 def latest_sweep(run: ProfileRun, runs_dir: str | os.PathLike | None = None) -> Sweep | None:
     """The newest saved sweep of the run's model, if any."""
-    from . import store
+    from profiler import store
 
     spec = run.model.spec or run.model.name
     sweeps = [s for s in store.list_sweeps(runs_dir) if s.model in (spec, run.model.name)]
@@ -294,8 +294,8 @@ def apply(rec: Recommendation, run: ProfileRun, runs_dir: str | os.PathLike | No
     from optimizers import results
     from optimizers.optimize import optimize
 
-    from .loading import load_model
-    from .schema import OpLensError, ProfileConfig
+    from profiler.loading import load_model
+    from profiler.schema import OpLensError, ProfileConfig
 
     if not rec.passes:
         raise OpLensError(f"'{rec.title}' names no pass to apply")

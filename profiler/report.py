@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from . import analysis, diff
-from .schema import Comparison, ProfileRun
+from profiler import analysis, diff
+from profiler.schema import Comparison, ProfileRun
 
 TOP = 20
 _CSS = """

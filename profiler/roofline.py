@@ -13,7 +13,7 @@ import ast
 import math
 import re
 
-from .schema import GraphNode, OpStat, Peaks, ProfileRun, Roofline, RooflinePoint
+from profiler.schema import GraphNode, OpStat, Peaks, ProfileRun, Roofline, RooflinePoint
 
 OVERHEAD_FRACTION = 0.10  # roof under 10% of the measured time ...
 TINY_CALL_US = 20.0  # ... and under 20 us of work per call: a dispatch/launch costs ~5-20 us on a CPU
@@ -76,7 +76,7 @@ _SHAPE_FORMULAS = {"aten::_flash_attention_forward": _flash_bshd, "aten::_effici
 def flops_from_shapes(op: OpStat) -> float:
     """FLOPs per inference from the op's recorded input shapes by profiler.flops' formulas (the mean over its
     distinct shapes, times its calls): for imported traces recorded without FLOPs."""
-    from . import flops as flops_mod
+    from profiler import flops as flops_mod
 
     formula = _SHAPE_FORMULAS.get(op.name) or flops_mod.EVENT_FORMULAS.get(op.name)
     if formula is None:
@@ -224,7 +224,7 @@ def share(r: Roofline, bound: str) -> float:
 def peaks_for(run: ProfileRun) -> Peaks:
     """The ceilings a run is placed against: an imported GPU trace's published spec, else this machine's measured
     peaks (cached)."""
-    from . import peaks as peaks_mod
+    from profiler import peaks as peaks_mod
 
     if run.model.source == "trace" or run.kernels:
         spec = peaks_mod.spec_peaks(run.device.name)

@@ -20,14 +20,22 @@ from typing import Any, Callable, Protocol
 import torch
 from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule
 
-from . import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod, traces as traces_mod
-from .loading import LoadedModel
-from .lock import measurement_lock
-from .memory import memory_tracker
-from .schema import (Graph, LatencyStats, MemoryStats, ModelRunError, OpLensError, ProfileCancelled, ProfileConfig,
-                     ProfileRun)
-from .timing import measure, noise_message, summarize
-from .trace_import import TraceFigures, trace_figures
+from profiler import checks, devices, flops as flops_mod, graph as graph_mod, ops as ops_mod, traces as traces_mod
+from profiler.loading import LoadedModel
+from profiler.lock import measurement_lock
+from profiler.memory import memory_tracker
+from profiler.schema import (
+    Graph,
+    LatencyStats,
+    MemoryStats,
+    ModelRunError,
+    OpLensError,
+    ProfileCancelled,
+    ProfileConfig,
+    ProfileRun,
+)
+from profiler.timing import measure, noise_message, summarize
+from profiler.trace_import import TraceFigures, trace_figures
 
 Progress = Callable[[str, float], None]
 

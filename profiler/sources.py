@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # only for the type hints: loading imports this module
-    from .loading import LoadedModel
+    from profiler.loading import LoadedModel
 
 # packages that register model sources when imported; a missing one is skipped (OpLens runs without the demo models)
 PLUGINS = ("sample_models",)

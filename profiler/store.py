@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .schema import SCHEMA_VERSION, ProfileRun, RunStoreError, SavedComparison, Sweep
+from profiler.schema import SCHEMA_VERSION, ProfileRun, RunStoreError, SavedComparison, Sweep
 
 # Set by `saving_as` around one job: runs and comparisons are saved deep inside optimize() and search(), so the job
 # layer learns what a job kept (and tags it with its participant) here rather than through every orchestrator.

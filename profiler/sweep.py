@@ -13,10 +13,10 @@ from typing import Callable
 
 import torch
 
-from .analysis import throughput_per_s
-from .loading import load_model
-from .runner import CancelToken, new_run_id, profile
-from .schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Sweep, SweepPoint
+from profiler.analysis import throughput_per_s
+from profiler.loading import load_model
+from profiler.runner import CancelToken, new_run_id, profile
+from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Sweep, SweepPoint
 
 KNEE_SHARE = 0.9  # the knee: the smallest batch reaching this share of the best throughput
 
@@ -86,7 +86,7 @@ def sweep_and_save(spec: str, batch_sizes: list[int], seq_lens: list[int | None]
                    cancel: CancelToken | None = None) -> Sweep:
     """sweep(), then keep it in the run store: what the CLI and the dashboard's sweep job run. A store that cannot
     be written fails before measuring; a sweep where no point ran raises with the first point's reason."""
-    from . import store
+    from profiler import store
 
     store.check_writable(runs_dir)
     result = sweep(spec, batch_sizes, seq_lens, threads, dtypes, devices, config, arch=arch, progress=progress,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .schema import ProfileRun
+from profiler.schema import ProfileRun
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import OpLensError
-from .store import runs_dir
+from profiler.schema import OpLensError
+from profiler.store import runs_dir
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 6006

@@ -6,7 +6,7 @@ import statistics
 import time
 from typing import Callable
 
-from .schema import LatencyStats
+from profiler.schema import LatencyStats
 
 NOISY, UNRELIABLE = 0.10, 0.25  # IQR / median thresholds, as in torch.utils.benchmark's spirit
 

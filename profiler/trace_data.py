@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .traces import STEP_PREFIX, TraceStream
+from profiler.traces import STEP_PREFIX, TraceStream
 
 # raw category (lower-cased) -> what OpLens does with it; both Kineto conventions (2021 and current)
 KIND = {

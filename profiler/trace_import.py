@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import gpu_timeline as tl
-from . import policy
-from .ops import TRANSFER_OPS
-from .schema import (
+from profiler import gpu_timeline as tl
+from profiler import policy
+from profiler.ops import TRANSFER_OPS
+from profiler.schema import (
     DeviceInfo,
     Graph,
     GraphNode,
@@ -40,9 +40,9 @@ from .schema import (
     TraceValidation,
     TransferStat,
 )
-from .timing import summarize
-from .trace_data import LIVE_TAG, TraceData, load
-from .traces import memcpy_direction
+from profiler.timing import summarize
+from profiler.trace_data import LIVE_TAG, TraceData, load
+from profiler.traces import memcpy_direction
 
 UNATTRIBUTED = "(unattributed: launch not in trace)"
 NO_OPERATOR = "(no operator: {})"  # launched by a runtime call no cpu_op encloses, e.g. a CUDA graph replay

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .schema import TraceFormatError
+from profiler.schema import TraceFormatError
 
 CATEGORY = {
     "cpu_op": "cpu_op", "operator": "cpu_op",

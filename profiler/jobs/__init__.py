@@ -7,7 +7,7 @@ job in its own worker process (`python -m profiler.jobs '<payload>'`), timed one
     executors.py  where the worker runs: a local child process, or Ray (OPLENS_EXECUTOR)
     manager.py    the queue, the watchers and the job records under <runs_dir>/jobs/
 """
-from .kinds import KINDS, Kind, job
-from .manager import Job, JobManager, QueueFull
+from profiler.jobs.kinds import KINDS, Kind, job
+from profiler.jobs.manager import Job, JobManager, QueueFull
 
 __all__ = ["KINDS", "Kind", "job", "Job", "JobManager", "QueueFull"]

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable
 
-from ..schema import OpLensError
+from profiler.schema import OpLensError
 
 Executor = Callable[..., int]
 TIMED_OUT = 124  # the exit code of a command stopped at its timeout, as timeout(1) reports it

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..schema import OpLensError
+from profiler.schema import OpLensError
 
 Say = Callable[[str, float], None]
 JobFunction = Callable[[dict, Say, threading.Event], Any]

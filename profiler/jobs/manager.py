@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import policy, store
-from ..schema import OpLensError, ProfileConfig
-from . import executors, kinds
-from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, decode
+from profiler import policy, store
+from profiler.schema import OpLensError, ProfileConfig
+from profiler.jobs import executors, kinds
+from profiler.jobs.protocol import Cancelled, Done, Failed, Message, Progress, Saved, decode
 
 SLOTS = 1  # timed jobs running at once on this machine: one, or they disturb each other's timings
 RECENT = 10  # finished jobs of a kind whose durations make its estimate

@@ -15,11 +15,11 @@ import sys
 import threading
 from typing import TextIO
 
-from .. import store
-from ..schema import OpLensError, ProfileCancelled, ProfileConfig
-from . import kinds
-from .kinds import Say, job
-from .protocol import Cancelled, Done, Failed, Message, Progress, Saved, encode
+from profiler import store
+from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig
+from profiler.jobs import kinds
+from profiler.jobs.kinds import Say, job
+from profiler.jobs.protocol import Cancelled, Done, Failed, Message, Progress, Saved, encode
 
 
 def serve(argv: list[str], out: TextIO | None = None) -> int:
@@ -75,8 +75,8 @@ def load_payload_model(payload: dict, say: Say, cancel: threading.Event, batch_s
                        seq_len: int | None = None):
     """The payload's model (its own sizes unless given), after the server's model policy; ProfileCancelled if
     cancelled while it loaded."""
-    from .. import policy
-    from ..loading import load_model
+    from profiler import policy
+    from profiler.loading import load_model
 
     policy.check_server_model(payload["spec"])  # jobs come from the dashboard: its rules hold whatever a page sent
     say("loading the model", 0.0)
@@ -89,7 +89,7 @@ def load_payload_model(payload: dict, say: Say, cancel: threading.Event, batch_s
 @job("profile")
 def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Profile the model and save the run; returns its id."""
-    from ..runner import profile
+    from profiler.runner import profile
 
     config, loaded = load_job_model(payload, say, cancel)
     run = profile(loaded, config, progress=say, cancel=cancel)
@@ -100,7 +100,7 @@ def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
 @job("sweep")
 def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Measure the model across the payload's axes and save the sweep (sweep_and_save, as the CLI); returns its id."""
-    from ..sweep import sweep_and_save
+    from profiler.sweep import sweep_and_save
 
     axes = {k: payload.get(k) for k in ("seq_lens", "threads", "dtypes", "devices")}
     result = sweep_and_save(payload["spec"], list(payload.get("batch_sizes") or [1]), **axes,
@@ -112,7 +112,7 @@ def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
 @job("import")
 def import_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Import the payload's trace file(s) as a run and save it; returns its id."""
-    from ..trace_import import import_trace
+    from profiler.trace_import import import_trace
 
     say("reading the trace", 0.0)
     run = import_trace(payload["paths"])

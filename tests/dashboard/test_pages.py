@@ -344,7 +344,7 @@ def own_store(saved, tmp_path, monkeypatch):
 def _seed_comparison(run, **headline):
     """A saved apply between two saved runs, with the figures given (the page's input, not a measurement)."""
     from profiler import store
-    from profiler.schema import (Accuracy, Comparison, OptimizeResult, PassResult, ProfileConfig, SavedComparison)
+    from profiler.schema import Accuracy, Comparison, OptimizeResult, PassResult, ProfileConfig, SavedComparison
 
     acc = Accuracy(max_abs_err=1e-3, rel_err=1e-4, cosine=0.99999, top1_agreement=1.0, passed=True, kind="logits")
     comp = Comparison(base_id=run.id, new_id=run.id, speedup=headline["speedup"], speedup_low=headline["low"],

@@ -10,8 +10,17 @@ import pytest
 from testdata import DATA
 from profiler import analysis
 from profiler.analysis import GraphView
-from profiler.schema import (DeviceInfo, Graph, GraphNode, LatencyStats, ModelInfo, OpStat, ProfileConfig, ProfileRun,
-                             Totals)
+from profiler.schema import (
+    DeviceInfo,
+    Graph,
+    GraphNode,
+    LatencyStats,
+    ModelInfo,
+    OpStat,
+    ProfileConfig,
+    ProfileRun,
+    Totals,
+)
 
 
 def op(name, exec_ms=0.0, trans_ms=0.0, calls=1.0, flops=0.0, total_ms=None, shapes=()):

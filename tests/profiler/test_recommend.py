@@ -7,8 +7,21 @@ import sys
 import pytest
 
 from profiler import recommend as rc, roofline as rl
-from profiler.schema import (DeviceInfo, Graph, LatencyStats, ModelInfo, OpStat, Peaks, ProfileConfig, ProfileRun,
-                             Recommendation, Sweep, SweepPoint, Totals, TransferStat)
+from profiler.schema import (
+    DeviceInfo,
+    Graph,
+    LatencyStats,
+    ModelInfo,
+    OpStat,
+    Peaks,
+    ProfileConfig,
+    ProfileRun,
+    Recommendation,
+    Sweep,
+    SweepPoint,
+    Totals,
+    TransferStat,
+)
 
 PEAKS = Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=400.0, int8_gops=300.0,
               mem_bw_gbs=10.0)

@@ -4,8 +4,18 @@ import pytest
 import torch
 
 from profiler import flops, roofline as rl
-from profiler.schema import DeviceInfo, GraphNode, Graph, LatencyStats, ModelInfo, OpStat, Peaks, ProfileConfig, \
-    ProfileRun, Totals
+from profiler.schema import (
+    DeviceInfo,
+    GraphNode,
+    Graph,
+    LatencyStats,
+    ModelInfo,
+    OpStat,
+    Peaks,
+    ProfileConfig,
+    ProfileRun,
+    Totals,
+)
 
 PEAKS = Peaks(device="cpu", name="test", source="measured", fp32_gflops=100.0, bf16_gflops=400.0, int8_gops=300.0,
               mem_bw_gbs=10.0)
