@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import profiler
-from profiler.cli import format_table
+from profiler.console import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

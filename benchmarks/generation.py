@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from optimizers.generation import optimize_generation, result_table, search_generation  # noqa: E402
-from profiler.loading import load_model  # noqa: E402
+from profiler.models.loading import load_model  # noqa: E402
 from profiler.schema import GenerateConfig  # noqa: E402
 
 PIPELINES = [["bf16"], ["autocast"], ["dynamic-int8"], ["weight-only-int8"], ["int8-weight-bf16"],

@@ -8,7 +8,7 @@ py=python3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 echo "== CUDA tests"
-timeout 240 $py -m pytest -q -p no:cacheprovider tests/profiler/test_gpu.py tests/profiler/test_live_gpu_trace.py 2>&1 | tail -15
+timeout 240 $py -m pytest -q -p no:cacheprovider tests/profiler/measure/test_gpu.py tests/profiler/traces/test_live_gpu_trace.py 2>&1 | tail -15
 echo "== profile bert-base on the GPU"
 timeout 120 $py -m profiler profile bert-base --batch-size 8 --seq-len 128 --device cuda --top 12 2>&1 | tee "$OUT/profile.txt"
 echo "== import the run's own trace (the live CUDA trace through the trace importer)"

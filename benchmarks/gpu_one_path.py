@@ -8,7 +8,7 @@ import sys
 
 import profiler
 from profiler.schema import Peaks
-from profiler.trace_import import import_trace
+from profiler.traces.importer import import_trace
 
 
 def check(spec: str, batch: int, seq: int) -> float:
@@ -16,7 +16,7 @@ def check(spec: str, batch: int, seq: int) -> float:
                            profiler.ProfileConfig(device="cuda", warmup=2, repeats=5, min_time_s=0.0, profile_iters=3))
     profiler.store.save(run)
     steps = run.config.profile_iters
-    imported = import_trace(run.trace_path, allow_any=True)
+    imported = import_trace(run.trace_path)
     by = {o.name: o for o in imported.ops}
     worst = 0.0
     for o in run.ops:

@@ -19,8 +19,8 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import optimizers  # noqa: E402
 import profiler  # noqa: E402
-from optimizers.search import head_to_head_line, search  # noqa: E402
 from optimizers.base import applicability  # noqa: E402
+from optimizers.search import head_to_head_line, search  # noqa: E402
 from optimizers.tables import leaderboard_text  # noqa: E402
 from profiler.console import format_table  # noqa: E402
 from profiler.devices import cpu_features, cpu_name, resolve_device  # noqa: E402

@@ -16,11 +16,13 @@ import time
 from contextlib import contextmanager
 
 import torch
-from torch.profiler import ProfilerActivity, profile as torch_profile, record_function, schedule
+from torch.profiler import ProfilerActivity, record_function, schedule
+from torch.profiler import profile as torch_profile
 
 import profiler
-from profiler import runner, traces
 from profiler.console import format_table
+from profiler.measure import session as runner
+from profiler.traces import read as traces
 
 
 @contextmanager

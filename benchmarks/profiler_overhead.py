@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import profiler
-from profiler.cli import format_table
+from profiler.console import format_table
 from profiler.devices import cpu_features, cpu_name
 
 

@@ -25,7 +25,7 @@ import profiler  # noqa: E402
 from optimizers import Tolerance, apply_pipeline  # noqa: E402
 from optimizers.calibration import input_sets, outputs_on  # noqa: E402
 from optimizers.search import head_to_head  # noqa: E402
-from profiler.cli import format_table  # noqa: E402
+from profiler.console import format_table  # noqa: E402
 from profiler.devices import cpu_features, cpu_name, resolve_device  # noqa: E402
 
 TARGET_COSINE, TARGET_SPEEDUP = 0.99, 1.3  # the point-4 target

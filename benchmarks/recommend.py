@@ -11,8 +11,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import profiler  # noqa: E402
-from profiler import recommend as rc, roofline as rl  # noqa: E402
+from profiler.analysis import recommend as rc  # noqa: E402
+from profiler.analysis import roofline as rl  # noqa: E402
 from profiler.console import format_table  # noqa: E402
+from profiler.measure import peaks as peaks_mod  # noqa: E402
 
 MODELS = [("bert-base", 8, 128), ("cnn", 1, 224), ("mlp", 1, 128), ("mlp-tiny", 1, 128)]
 
@@ -32,7 +34,7 @@ def main() -> int:
                                         min_time_s=0.0, profile_iters=1, graph=False)
         run = profiler.profile(profiler.load_model(spec, batch_size=batch, seq_len=seq), config)
         profiler.store.save(run, runs)
-        roof = rl.roofline(run, rl.peaks_for(run))
+        roof = rl.roofline(run, peaks_mod.for_run(run))
         print(f"{spec}: median {run.latency.median_ms:.3g} ms, floor at peak {roof.floor_ms:.3g} ms, "
               f"verdict {roof.verdict} ({', '.join(f'{k} {v:.3g} ms' for k, v in roof.time_by_bound.items())})",
               flush=True)

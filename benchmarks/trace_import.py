@@ -1,7 +1,7 @@
 """Trace import speed and memory: OpLens's whole import vs torch-tb-profiler's own loader, in one run.
 
 For each trace, each loader runs in a fresh process (interleaved, `--repeats` times; the median is reported):
-- OpLens: profiler.trace_import.import_trace (stream parse, attribution, GPU timeline, validation).
+- OpLens: profiler.traces.importer.import_trace (stream parse, attribution, GPU timeline, validation).
 - torch-tb-profiler 0.4.3: RunProfileData.parse + RunGenerator.generate_run_profile, what its RunLoader runs per
   worker file.
 Wall time is measured inside the child around the call; memory is the child's peak RSS (VmHWM) minus its RSS just
@@ -39,10 +39,10 @@ def rss():
     return status("VmRSS")
 which, path = sys.argv[1], sys.argv[2]
 if which == "oplens":
-    from profiler.trace_import import import_trace
+    from profiler.traces.importer import import_trace
     import numpy
     base = rss(); t = time.perf_counter()
-    run = import_trace(path, allow_any=True)
+    run = import_trace(path)
     wall = time.perf_counter() - t
     what = f"{len(run.ops)} ops, {len(run.kernels)} kernel rows"
 else:

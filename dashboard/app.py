@@ -27,7 +27,6 @@ pages = {
         st.Page("app_pages/operators.py", title="Operators", icon=":material/table:"),
         st.Page("app_pages/graph.py", title="Graph", icon=":material/account_tree:"),
         st.Page("app_pages/timeline.py", title="Timeline", icon=":material/timeline:"),
-        st.Page("app_pages/bottlenecks.py", title="Bottlenecks", icon=":material/warning:"),
         st.Page("app_pages/why_slow.py", title="Why slow?", icon=":material/speed:"),
     ],
     "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:"),
@@ -52,9 +51,9 @@ def _warm_imports():
     import threading
 
     def work():
-        import profiler.analysis  # noqa: F401  pandas
-        import profiler.runner  # noqa: F401  torch
         import dashboard.charts  # noqa: F401  plotly
+        import profiler.analysis.frames  # noqa: F401  pandas
+        import profiler.measure.session  # noqa: F401  torch
 
     threading.Thread(target=work, daemon=True, name="oplens-warm-imports").start()
     return True

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from profiler.analysis import GraphView
+from profiler.analysis.frames import GraphView
 from profiler.schema import Comparison, LatencyStats
-from profiler.traces import TraceEvent
+from profiler.traces.read import TraceEvent
 
 EXEC, TRANS, OTHER = "#3b6fd4", "#e8842c", "#b8bec9"
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")

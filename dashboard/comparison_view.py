@@ -8,7 +8,9 @@ import streamlit as st
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
 from optimizers.tables import LEADERBOARD_COLUMNS, leaderboard_rows
-from profiler import RunStoreError, analysis, explain, tables
+from profiler import RunStoreError
+from profiler.analysis import explain, tables
+from profiler.analysis import frames as analysis
 from profiler.schema import SavedComparison
 
 from . import charts, state
@@ -137,7 +139,7 @@ SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate}
 
 
 def show_why(c: SavedComparison) -> None:
-    """Why it helped or hurt: the causes profiler.explain names from the two runs' per-op diff."""
+    """Why it helped or hurt: the causes profiler.analysis.explain names from the two runs' per-op diff."""
     st.subheader("Why it helped or hurt")
     try:
         verdict_line, causes = explain.for_saved(c, load=state.load_run)  # cached: this redraws every rerun

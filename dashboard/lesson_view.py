@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from profiler import OpLensError, RunStoreError, lessons
+from dashboard import lessons
+from profiler import OpLensError, RunStoreError
 from profiler.schema import ProfileConfig, ProfileRun
 
 from . import job_view, state
@@ -43,7 +44,7 @@ def submit_series(key: str, jobs: list[dict]) -> None:
 
 def optimize_run(key: str, run: ProfileRun, passes: list[str]) -> None:
     """Apply `passes` to the model of `run`, measured with that run's config (the Optimize page's saved-run path)."""
-    from profiler.loading import reload_spec
+    from profiler.models.loading import reload_spec
 
     try:
         spec, arch = reload_spec(run.model, run.id)
@@ -144,7 +145,7 @@ def passes_in(families: tuple[str, ...]) -> set[str]:
 @st.cache_resource(show_spinner="Importing the GPU trace ...")
 def gpu_example() -> ProfileRun:
     """The GPU example trace as a run, imported once per server."""
-    from profiler.trace_import import import_trace
+    from profiler.traces.importer import import_trace
 
     return import_trace(GPU_EXAMPLE)
 

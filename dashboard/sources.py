@@ -8,8 +8,9 @@ from typing import Callable
 
 import streamlit as st
 
-from profiler import ModelLoadError, RunStoreError, policy, sources
-from profiler.loading import file_spec, hub_spec
+from profiler import ModelLoadError, RunStoreError, policy
+from profiler.models import sources
+from profiler.models.loading import file_spec, hub_spec
 from profiler.schema import ProfileConfig
 
 from . import state
@@ -70,7 +71,7 @@ def _hub(key: Callable[[str], str]) -> ModelChoice:
 
 
 def _saved_run(key: Callable[[str], str]) -> ModelChoice:
-    from profiler.loading import reload_spec
+    from profiler.models.loading import reload_spec
 
     runs = state.my_runs()
     if not runs:
@@ -108,7 +109,7 @@ def pick_model(prefix: str = "", saved_runs: bool = False) -> ModelChoice:
     choice = PICKERS[source](lambda name: f"{prefix}{name}")
     if choice.spec and not choice.problem:
         try:  # the same rule the worker applies again before it loads anything
-            policy.check_server_model(choice.spec)
+            policy.check_server_model(choice.spec, sources.catalogue_names())
         except policy.PolicyError as exc:
             choice.problem = str(exc)
         else:

@@ -10,7 +10,7 @@ import streamlit as st
 from profiler import RunStoreError, policy, store
 from profiler.jobs import JobManager
 from profiler.schema import ProfileRun
-from profiler.traces import Trace, read_trace
+from profiler.traces.read import Trace, read_trace
 
 RUN_KEY = "run_id"
 LINK_KEY = "deep_link_run"  # the `?run=` value already followed, so picking another run is not undone
@@ -95,12 +95,12 @@ def visible(items: list, name: str, everyone: bool) -> list:
 
 @st.cache_resource
 def _tensorboards() -> dict:
-    return {}  # runs dir -> profiler.tensorboard.TensorBoard, one per server process
+    return {}  # runs dir -> profiler.viewers.tensorboard.TensorBoard, one per server process
 
 
 def tensorboard(start: bool = False):
     """The TensorBoard serving this runs dir (started in the background when `start`), or None."""
-    from profiler import tensorboard as tb
+    from profiler.viewers import tensorboard as tb
 
     running = _tensorboards()
     root = runs_dir()
@@ -115,13 +115,13 @@ def tensorboard(start: bool = False):
 
 @st.cache_resource
 def _explorers() -> dict:
-    return {}  # run id -> profiler.graph_viewer.Viewer; one at a time per server process
+    return {}  # run id -> profiler.viewers.model_explorer.Viewer; one at a time per server process
 
 
 def model_explorer(run: ProfileRun, start: bool = False):
     """The Model Explorer serving this run's graph (started in the background when `start`, stopping any other),
     or None."""
-    from profiler import graph_viewer
+    from profiler.viewers import model_explorer as graph_viewer
 
     running = _explorers()
     current = running.get(run.id)
@@ -131,7 +131,9 @@ def model_explorer(run: ProfileRun, start: bool = False):
     if current is None and start:
         for other in list(running):
             running.pop(other).stop()
-        current = running[run.id] = graph_viewer.serve_run(run)
+        from profiler.measure import peaks as peaks_mod  # torch: only when a viewer starts
+
+        current = running[run.id] = graph_viewer.serve_run(run, peaks_mod.for_run(run, measure_missing=False))
     return current
 
 
@@ -234,7 +236,8 @@ def about(text: str) -> None:
 
 
 def number_columns(formats: dict[str, str]) -> dict:
-    """Streamlit column configs for the printf formats profiler.tables chose (text columns left as they are)."""
+    """Streamlit column configs for the printf formats profiler.analysis.tables chose (text columns left as they
+    are)."""
     out = {}
     for header, fmt in formats.items():
         if fmt == "percent":

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
 
-from profiler.loading import LoadedModel
+from profiler.models.loaded import LoadedModel
 
 from .base import Pass, Tolerance, outcome, register
 from .calibration import input_sets, outputs_on

@@ -2,8 +2,8 @@
 
 A pass is a small plug-in: name, family, description, the devices it runs on, `check(model, device)` returning the
 reason it does not apply (None when it does), and `apply(model, device)` returning an Outcome: the changed model
-with its new traits, details and warnings. Checks read the model's traits (profiler.traits), never attributes hung
-on the module. The pipeline deep-copies the model once before the first pass, so passes may change what they are
+with its new traits, details and warnings. Checks read the model's traits (profiler.models.loaded), never attributes
+hung on the module. The pipeline deep-copies the model once before the first pass, so passes may change what they are
 given in place and the caller's (cached) original is never touched.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from profiler.loading import LoadedModel
+from profiler.models.loaded import LoadedModel
 from profiler.schema import OpLensError, PassResult, error_line
 
 from .validate import MIN_COSINE, MIN_TOP1

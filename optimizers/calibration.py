@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from profiler.loading import LoadedModel
+from profiler.models.loaded import LoadedModel
 from profiler.schema import Accuracy
 
 from .validate import MIN_COSINE, MIN_TOP1, compare_outputs, primary_tensor

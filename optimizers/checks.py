@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from profiler.loading import LoadedModel
+from profiler.models.loaded import LoadedModel
 
 
 def float_params(loaded: LoadedModel) -> list[torch.Tensor]:

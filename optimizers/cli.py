@@ -11,13 +11,13 @@ from profiler import (
     ProfileCancelled,
     ProfileConfig,
     RunStoreError,
-    explain,
     load_model,
     policy,
     store,
 )
+from profiler.analysis import explain
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
-from profiler.loading import reload_spec
+from profiler.models.loading import reload_spec
 
 from . import results
 from .base import REGISTRY, UnknownPassError, get
@@ -232,7 +232,7 @@ def _cmd_generate(a) -> int:
 
 
 def _cmd_result(a) -> int:
-    """One saved comparison and why it helped or hurt (profiler.explain over its two runs)."""
+    """One saved comparison and why it helped or hurt (profiler.analysis.explain over its two runs)."""
     saved = store.load_comparison(a.id, a.runs_dir)
     try:
         verdict, causes = explain.for_saved(saved, a.runs_dir)

@@ -4,7 +4,6 @@ optimize_for_inference."""
 from __future__ import annotations
 
 import torch
-
 from torch import nn
 
 from .base import COMPILE, Pass, outcome, register

@@ -20,8 +20,11 @@ from typing import Callable
 
 import torch
 
-from profiler import devices, sources
-from profiler.generation import (
+from profiler import devices
+from profiler.measure.generate import spread
+from profiler.measure.lock import measurement_lock
+from profiler.models import sources
+from profiler.models.decoder import (
     check_causal_lm,
     decode_text,
     greedy,
@@ -29,10 +32,8 @@ from profiler.generation import (
     more_prompts,
     new_cache,
     prompt_ids,
-    spread,
 )
-from profiler.loading import LoadedModel
-from profiler.lock import measurement_lock
+from profiler.models.loaded import LoadedModel
 from profiler.schema import GenerateConfig, GenerationResult, GenerationSide, PassResult, Ratio
 
 from . import base, checks, quantize

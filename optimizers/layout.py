@@ -2,12 +2,12 @@
 (the T_trans passes)."""
 from __future__ import annotations
 
-import torch
 import dataclasses
 
+import torch
 from torch import nn
 
-from profiler.runner import map_tensors
+from profiler.measure.session import map_tensors
 
 from .base import Outcome, Pass, outcome, register
 

@@ -9,9 +9,10 @@ from typing import Callable
 import torch
 
 import profiler
-from profiler import analysis, devices, store
-from profiler.loading import LoadedModel
-from profiler.runner import CancelToken, map_tensors
+from profiler import devices, store
+from profiler.analysis import frames as analysis
+from profiler.measure.session import CancelToken, map_tensors
+from profiler.models.loaded import LoadedModel
 from profiler.schema import OptimizeResult, ProfileConfig, ProfileRun
 
 from .base import Tolerance, apply_pipeline

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from profiler.devices import cpu_features
-from profiler.runner import map_tensors
+from profiler.measure.session import map_tensors
 
 from .base import Pass, outcome, register
 from .checks import float_params, int8_reason, weight_dtype

@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass
 
 from profiler import store
-from profiler.loading import LoadedModel
-from profiler.runner import new_run_id
+from profiler.measure.session import new_run_id
+from profiler.models.loaded import LoadedModel
 from profiler.schema import (
     Accuracy,
     GenerateConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from profiler.runner import map_tensors
+from profiler.measure.session import map_tensors
 
 from .base import COMPILE, Pass, outcome, register
 

@@ -13,9 +13,10 @@ from typing import Callable
 import torch
 
 import profiler
-from profiler import analysis, devices, store
-from profiler.loading import LoadedModel
-from profiler.runner import CancelToken
+from profiler import devices, store
+from profiler.analysis import frames as analysis
+from profiler.measure.session import CancelToken
+from profiler.models.loaded import LoadedModel
 from profiler.schema import (
     Candidate,
     HeadToHead,

@@ -1,14 +1,17 @@
-"""Which device to run on, what it is, and how to time work on it. Nothing else in OpLens assumes CUDA."""
+"""Which device to run on, what it is (and a GPU's published peaks), and how to time work on it. Nothing else in
+OpLens assumes CUDA."""
 from __future__ import annotations
 
+import json
 import platform
 import re
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-from profiler.schema import DeviceInfo, ModelRunError
+from profiler.schema import DeviceInfo, ModelRunError, Peaks
 
 # CPU features that decide which optimization wins (bf16 and int8 kernels differ by ISA).
 _INTERESTING_FLAGS = (
@@ -181,3 +184,25 @@ def oom_message(exc: BaseException, what: str, lower: str = "the batch size or s
         except ImportError:
             pass
     return f"out of {where}: {what}{asked}{have}. Lower {lower}"
+
+
+# ---------------------------------------------------------------- published peaks
+
+SPECS_FILE = Path(__file__).parent / "data" / "gpu_specs.json"
+
+def gpu_specs() -> dict[str, dict[str, float]]:
+    return {k: v for k, v in json.loads(SPECS_FILE.read_text()).items() if not k.startswith("_")}
+
+
+def spec_peaks(gpu_name: str) -> Peaks | None:
+    """Published peaks for a GPU named in a trace (longest matching table key wins), or None when unknown."""
+    words = gpu_name.upper().replace("-", " ").split()
+    matches = [k for k in gpu_specs() if all(w in words for w in k.upper().split())]
+    if not matches:
+        return None
+    key = max(matches, key=len)
+    s = gpu_specs()[key]
+    return Peaks(device="cuda", name=gpu_name, source="spec", fp32_gflops=1e3 * s.get("fp32_tflops", 0),
+                 bf16_gflops=1e3 * s.get("bf16_tflops", 0), fp16_gflops=1e3 * s.get("fp16_tflops", 0),
+                 int8_gops=1e3 * s.get("int8_tops", 0), mem_bw_gbs=s.get("mem_bw_gbs", 0.0),
+                 notes=[f"spec, not measured: published figures for '{key}' from {SPECS_FILE.name}"])

@@ -16,10 +16,10 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-
-from profiler import sources, store
+from profiler import store
 from profiler.schema import OpLensError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,11 +90,12 @@ def code_kind(spec: str) -> str:
     return CODE.get(Path(model_file(spec)).suffix.lower(), "")
 
 
-def check_server_model(spec: str) -> None:
+def check_server_model(spec: str, ready: Iterable[str] = ()) -> None:
     """Raise PolicyError, in one line, when the dashboard may not load `spec`: code without OPLENS_ALLOW_CODE=1, a
-    path outside the data directories, a file over the size limit, or a Hub id that is really a path."""
+    path outside the data directories, a file over the size limit, or a Hub id that is really a path. `ready` names
+    the catalogue's models (profiler.models.sources.catalogue_names()), which bring nothing from outside."""
     spec = (spec or "").strip()
-    if spec in sources.catalogue_names():  # a ready model (a sample): nothing from outside
+    if spec in ready:  # a ready model (a sample): nothing from outside
         return
     if spec.startswith("hf:"):
         # transformers reads an existing local folder of that name instead of the Hub: that is a path, not an id

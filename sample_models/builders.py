@@ -13,7 +13,16 @@ from unittest import mock
 import torch
 from torch import nn
 
-from profiler.inputs import SEED, SENTENCES, features, image_inputs, prose_ids, text_inputs, token_ids, tokenized
+from profiler.models.inputs import (
+    SEED,
+    SENTENCES,
+    features,
+    image_inputs,
+    prose_ids,
+    text_inputs,
+    token_ids,
+    tokenized,
+)
 
 from . import Built
 
@@ -244,7 +253,7 @@ def _cached() -> Path | None:
 
 @functools.cache
 def smollm2_tokenizer():
-    from profiler.loading import quiet_transformers
+    from profiler.models.loading import quiet_transformers
 
     quiet_transformers()
     auto = _transformers().AutoTokenizer
@@ -272,7 +281,7 @@ def _keep(model, tokenizer) -> None:
 @functools.cache
 def _smollm2_model():
     """Read once per process (from the cache when it is there): each load gets its own deep copy."""
-    from profiler.loading import quiet_transformers
+    from profiler.models.loading import quiet_transformers
 
     quiet_transformers()
     tf = _transformers()

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-
 from testdata import DATA, ROOT, SHARED_TRACES, needs_cuda  # noqa: F401 - for this file's fixtures
 
 
@@ -14,6 +13,23 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("OPLENS_LOCK_FILE", str(tmp_path / "measure.lock"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def cached_peaks(tmp_path, monkeypatch):
+    """This machine's peaks, cached in the test's own cache dir: a page reads them and never measures."""
+    import json
+
+    from profiler.measure import peaks as peaks_mod
+    from profiler.schema import Peaks
+
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "cache"))
+    p = Peaks(device="cpu", name="test", source="measured", fp32_gflops=50.0, bf16_gflops=200.0, int8_gops=200.0,
+              mem_bw_gbs=20.0)
+    path = peaks_mod.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({peaks_mod.cache_key(torch.device("cpu")): p.to_dict()}))
+    return p
 
 
 def run_cli(module: str, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

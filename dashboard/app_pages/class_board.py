@@ -1,9 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import lessons, state
 from optimizers.results import class_leaderboard
-from profiler import lessons
 
 st.title("Class leaderboard")
 if not state.instructor():

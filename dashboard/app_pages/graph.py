@@ -1,7 +1,9 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import OpLensError, analysis, graph_viewer
+from profiler import OpLensError
+from profiler.analysis import frames as analysis
+from profiler.viewers import model_explorer as graph_viewer
 
 st.title("Graph")
 state.about("""

@@ -1,8 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, lesson_view
-from profiler import lessons
+from dashboard import charts, lesson_view, lessons
 from profiler.schema import ProfileConfig, Sweep
 
 st.title("Lesson 5 · Batch size, throughput and latency")

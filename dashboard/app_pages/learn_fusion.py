@@ -1,8 +1,9 @@
 import streamlit as st
 
-from dashboard import charts, lesson_view, state
+from dashboard import charts, lesson_view, lessons, state
 from optimizers.results import label
-from profiler import analysis, lessons, tables
+from profiler.analysis import frames as analysis
+from profiler.analysis import tables
 
 st.title("Lesson 4 · Compilation and fusion")
 st.markdown("""

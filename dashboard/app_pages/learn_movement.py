@@ -1,7 +1,8 @@
 import streamlit as st
 
-from dashboard import charts, lesson_view, state
-from profiler import OpLensError, analysis, lessons
+from dashboard import charts, lesson_view, lessons, state
+from profiler import OpLensError
+from profiler.analysis import frames as analysis
 
 st.title("Lesson 2 · Compute vs data movement")
 st.markdown("""

@@ -1,9 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import lesson_view, state
+from dashboard import lesson_view, lessons, state
 from optimizers.results import summary_row
-from profiler import lessons
 
 st.title("Lesson 3 · Precision: fp32, bf16 or int8?")
 st.markdown("""

@@ -1,7 +1,7 @@
 import streamlit as st
 
-from dashboard import charts, lesson_view
-from profiler import analysis, lessons
+from dashboard import charts, lesson_view, lessons
+from profiler.analysis import frames as analysis
 
 st.title("Lesson 1 · Where does the time go?")
 st.markdown("""

@@ -1,7 +1,8 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import analysis, tables
+from profiler.analysis import frames as analysis
+from profiler.analysis import tables
 
 st.title("Operators")
 state.about("""

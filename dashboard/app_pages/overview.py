@@ -1,8 +1,9 @@
 import streamlit as st
 
 from dashboard import charts, state
-from profiler import analysis, tables
-from profiler.timing import noise_message, significant
+from profiler.analysis import frames as analysis
+from profiler.analysis import tables
+from profiler.stats import noise_message, significant
 
 st.title("Overview")
 state.about("""

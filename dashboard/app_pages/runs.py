@@ -5,7 +5,10 @@ import streamlit as st
 
 from dashboard import charts, comparison_view, state
 from optimizers.results import label, summary_row
-from profiler import OpLensError, RunStoreError, analysis, report, store, tables
+from profiler import OpLensError, RunStoreError, store
+from profiler.analysis import frames as analysis
+from profiler.analysis import tables
+from profiler.viewers import html_report as report
 
 st.title("Runs")
 state.about("""

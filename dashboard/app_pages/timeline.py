@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import charts, job_view, state
 from profiler import TraceFormatError
-from profiler.traces import default_categories, steps, summary, window
+from profiler.traces.read import default_categories, steps, summary, window
 
 st.title("Timeline")
 state.about("""

@@ -2,11 +2,16 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, job_view, state
-from profiler import recommend as rc
+from optimizers import recommend as advice
+from profiler.analysis import recommend as rc
 from profiler.schema import Recommendation
 
 st.title("Why slow?")
 state.about("""
+**Findings** rank where the time goes (the slowest operators and graph nodes, data movement, overhead, memory-bound
+operators, a low FLOP rate, noisy timing), each with its evidence and the usual fix. Findings and recommendations
+come from one engine with one definition of each (a recommendation acts on the finding it names), so they agree.
+
 **Roofline.** Each operator's FLOPs and bytes moved give its arithmetic intensity; with its measured time, the
 GFLOP/s and GB/s it achieved. The ceilings are this machine's measured GEMM peak for the run's dtype and its memory
 bandwidth (a GPU trace: the GPU's published spec). An operator is *compute-bound* when its FLOPs at peak take longer
@@ -23,8 +28,36 @@ SWEEP_BATCHES = [1, 2, 4, 8]
 run = state.pick_run()
 if run is None:
     st.stop()
-with st.spinner("Reading this machine's peaks (measured once, then cached)"):
-    roof, recs, sweep = rc.why_slow(run, state.runs_dir())
+jobs = state.job_manager()
+diagnosis = advice.why_slow(run, state.runs_dir(), measure_peaks=False)  # a page never measures: a job does
+
+
+def peaks_measured(job) -> None:
+    if st.session_state.get("why_peaks_shown") != job.id:  # once: redraw the page with the cached peaks
+        st.session_state["why_peaks_shown"] = job.id
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def measure_peaks() -> None:
+    """This machine's peaks, measured once as a job (in the queue, under the lock), then cached for every run."""
+    job = jobs.get(st.session_state.get("why_peaks_job"))
+    if job is None or (not job.active and job.status != "done"):
+        if st.button("Measure this machine's peaks", key="why_peaks", type="primary"):
+            job = job_view.submit(jobs, "", kind="peaks", device=run.config.device if run.device.kind != "cpu"
+                                  else "cpu")
+            if job is not None:
+                st.session_state["why_peaks_job"] = job.id
+    if job is not None:
+        job_view.show(jobs, job, "Measuring the peaks", peaks_measured, "Measuring this machine's peaks")
+
+
+if diagnosis is None:
+    st.info("The roofline needs this machine's peaks (GEMM GFLOP/s per dtype and memory bandwidth), measured once "
+            "in about 15 s and then kept for every run (`python -m profiler peaks` does the same).")
+    measure_peaks()
+    st.stop()
+roof, recs, sweep = diagnosis.roofline, diagnosis.recommendations, diagnosis.sweep
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
@@ -38,6 +71,15 @@ st.caption(
 for note in roof.notes:
     st.caption(note)
 
+st.subheader("Findings")
+if not diagnosis.findings:
+    st.success("No single bottleneck stands out: time is spread evenly over many operators.")
+for i, f in enumerate(diagnosis.findings, 1):
+    with st.container(border=True):
+        st.markdown(f"**{i}. {f.title}**")
+        st.markdown(f"*Evidence:* {f.evidence}")
+        st.markdown(f"*Usually fixed by:* {f.fix}")
+
 tab_ops, tab_nodes, tab_sweep = st.tabs(["Roofline", "Graph nodes", "Sweep"])
 with tab_ops:
     st.plotly_chart(charts.roofline_figure(roof), use_container_width=True)
@@ -48,7 +90,6 @@ with tab_nodes:
                      use_container_width=True)
     else:
         st.info("This run has no timed graph nodes.")
-jobs = state.job_manager()
 
 
 @st.fragment(run_every=1.0)
@@ -96,7 +137,7 @@ def measured(rec: Recommendation, key: str, job) -> None:
     if not isinstance(job.result, dict):
         return
     if key not in kept:  # keep the estimate/measured pair once
-        rc.measured(rec, job.result, run, state.runs_dir())
+        advice.measured(rec, job.result, run, state.runs_dir())
         kept.add(key)
     speed, acc = job.result.get("speedup", 1.0), job.result.get("accuracy") or {}
     st.markdown(f"**Measured {speed:.2f}x** (range {job.result.get('speedup_low', speed):.2f}-"

@@ -1,9 +1,9 @@
-"""Where a job's worker command runs: `OPLENS_EXECUTOR=local` (the default: a child process of this server) or
-`ray` (profiler.ray_executor: a Ray worker, possibly on another machine). Both take the same command line and share
-one signature: run(command, on_message, cancel, timeout_s, env) -> exit code, on_message getting each JSON line."""
+"""The local executor: a job's worker command as a child process of this server (`OPLENS_EXECUTOR=local`, the
+default), and how a worker's death is worded. The Ray executor (ray_executor.py) has the same signature,
+run(command, on_message, cancel, timeout_s, env) -> exit code, on_message getting each JSON line; the manager picks
+one (manager.executor)."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -11,8 +11,6 @@ import subprocess
 import threading
 import time
 from typing import Callable
-
-from profiler.schema import OpLensError
 
 Executor = Callable[..., int]
 TIMED_OUT = 124  # the exit code of a command stopped at its timeout, as timeout(1) reports it
@@ -84,19 +82,3 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def executor(name: str | None = None) -> tuple[str, Executor]:
-    """The executor named by `name` or OPLENS_EXECUTOR, imported only when chosen; one clear error otherwise."""
-    name = (name or os.environ.get("OPLENS_EXECUTOR") or "local").strip().lower()
-    if name == "local":
-        return name, run_local
-    if name == "ray":
-        try:
-            ray_executor = importlib.import_module("profiler.ray_executor")
-        except ModuleNotFoundError as exc:
-            if exc.name == "ray" or (exc.name or "").startswith("ray."):
-                raise OpLensError("OPLENS_EXECUTOR=ray needs Ray: pip install 'ray[default]'") from None
-            raise OpLensError("OPLENS_EXECUTOR=ray, but this OpLens has no profiler.ray_executor") from None
-        return name, ray_executor.run
-    raise OpLensError(f"OPLENS_EXECUTOR='{name}' is not an executor; use local or ray")

@@ -31,6 +31,7 @@ KINDS: dict[str, Kind] = {
     "sweep": Kind("profiler.jobs.worker", 1800, typical_s=120, saves=(("sweep", "sweep"),)),
     "import": Kind("profiler.jobs.worker", 600, timed=False, typical_s=10, saves=(("run", "run"),),
                    loads_model=False),
+    "peaks": Kind("profiler.jobs.worker", 300, typical_s=15, loads_model=False),
     "check": Kind("optimizers.worker", 600, timed=False, typical_s=10),
     "optimize": Kind("optimizers.worker", 1800, typical_s=90,
                      saves=(("run", "base run"), ("run", "optimized run"), ("comparison", "comparison"))),

@@ -5,6 +5,7 @@ session or a restarted server finds it. No Streamlit here: the dashboard holds o
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import socket
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from profiler import policy, store
-from profiler.schema import OpLensError, ProfileConfig
 from profiler.jobs import executors, kinds
 from profiler.jobs.protocol import Cancelled, Done, Failed, Message, Progress, Saved, decode
+from profiler.models import sources
+from profiler.schema import OpLensError, ProfileConfig
 
 SLOTS = 1  # timed jobs running at once on this machine: one, or they disturb each other's timings
 RECENT = 10  # finished jobs of a kind whose durations make its estimate
@@ -149,9 +151,9 @@ class JobManager:
         """Queue a job of `kind` on model `spec` (timed kinds wait their turn; others start at once); `extra` goes
         to the job function (passes, budget_s, ...). QueueFull when `participant` already has enough waiting."""
         what = kinds.kind_of(kind)
-        executors.executor(self.executor)  # a wrong OPLENS_EXECUTOR is refused now, not after the wait
+        executor(self.executor)  # a wrong OPLENS_EXECUTOR is refused now, not after the wait
         if what.loads_model:  # a model the server may not load is refused now, in one line (the worker checks again)
-            policy.check_server_model(spec)
+            policy.check_server_model(spec, sources.catalogue_names())
         payload = {"kind": kind, "spec": spec, "config": config.to_dict() if config else None,
                    "runs_dir": str(runs_dir or self.root), "arch": arch, "participant": participant, **extra}
         timeout = float(timeout_s or what.timeout_s + float(extra.get("budget_s") or 0))
@@ -330,7 +332,7 @@ class JobManager:
                 final.append(message)
 
         try:
-            _, run = executors.executor(self.executor)
+            _, run = executor(self.executor)
             command = [sys.executable, "-m", "profiler.jobs", json.dumps(job.payload)]
             log = {"log_path": str(self._log(job))} if run is executors.run_local else {}
             code = run(command, on_message, job.cancel, job.timeout_s, _worker_env(), **log)
@@ -406,3 +408,20 @@ class JobManager:
             else:
                 job.server = self.server
                 self._write(job)
+
+
+def executor(name: str | None = None) -> tuple[str, executors.Executor]:
+    """The executor (a local child process, or Ray on another machine) named by `name` or OPLENS_EXECUTOR, imported
+    only when chosen; one clear error otherwise."""
+    name = (name or os.environ.get("OPLENS_EXECUTOR") or "local").strip().lower()
+    if name == "local":
+        return name, executors.run_local
+    if name == "ray":
+        try:
+            ray_executor = importlib.import_module("profiler.jobs.ray_executor")
+        except ModuleNotFoundError as exc:
+            if exc.name == "ray" or (exc.name or "").startswith("ray."):
+                raise OpLensError("OPLENS_EXECUTOR=ray needs Ray: pip install 'ray[default]'") from None
+            raise OpLensError("OPLENS_EXECUTOR=ray, but this OpLens has no profiler.jobs.ray_executor") from None
+        return name, ray_executor.run
+    raise OpLensError(f"OPLENS_EXECUTOR='{name}' is not an executor; use local or ray")

@@ -15,11 +15,12 @@ import sys
 import threading
 from typing import TextIO
 
-from profiler import store
-from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig
+from profiler import policy, store
 from profiler.jobs import kinds
 from profiler.jobs.kinds import Say, job
 from profiler.jobs.protocol import Cancelled, Done, Failed, Message, Progress, Saved, encode
+from profiler.models import sources
+from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig
 
 
 def serve(argv: list[str], out: TextIO | None = None) -> int:
@@ -76,9 +77,10 @@ def load_payload_model(payload: dict, say: Say, cancel: threading.Event, batch_s
     """The payload's model (its own sizes unless given), after the server's model policy; ProfileCancelled if
     cancelled while it loaded."""
     from profiler import policy
-    from profiler.loading import load_model
+    from profiler.models.loading import load_model
 
-    policy.check_server_model(payload["spec"])  # jobs come from the dashboard: its rules hold whatever a page sent
+    # jobs come from the dashboard: its rules hold whatever a page sent
+    policy.check_server_model(payload["spec"], sources.catalogue_names())
     say("loading the model", 0.0)
     loaded = load_model(payload["spec"], batch_size=batch_size, seq_len=seq_len, arch=payload.get("arch"))
     if cancel.is_set():
@@ -89,7 +91,7 @@ def load_payload_model(payload: dict, say: Say, cancel: threading.Event, batch_s
 @job("profile")
 def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Profile the model and save the run; returns its id."""
-    from profiler.runner import profile
+    from profiler.measure.session import profile
 
     config, loaded = load_job_model(payload, say, cancel)
     run = profile(loaded, config, progress=say, cancel=cancel)
@@ -100,7 +102,7 @@ def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
 @job("sweep")
 def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Measure the model across the payload's axes and save the sweep (sweep_and_save, as the CLI); returns its id."""
-    from profiler.sweep import sweep_and_save
+    from profiler.measure.sweep import sweep_and_save
 
     axes = {k: payload.get(k) for k in ("seq_lens", "threads", "dtypes", "devices")}
     result = sweep_and_save(payload["spec"], list(payload.get("batch_sizes") or [1]), **axes,
@@ -109,12 +111,23 @@ def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     return result.id
 
 
+@job("peaks")
+def peaks_job(payload: dict, say: Say, cancel: threading.Event) -> dict:
+    """Measure this machine's peaks for the payload's device (cached for every later roofline); returns them."""
+    from profiler.measure import peaks
+
+    return peaks.get(payload.get("device") or "cpu", refresh=bool(payload.get("refresh")), progress=say).to_dict()
+
+
 @job("import")
 def import_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Import the payload's trace file(s) as a run and save it; returns its id."""
-    from profiler.trace_import import import_trace
+    from profiler.traces.importer import import_trace
 
+    paths = payload["paths"] if isinstance(payload["paths"], list) else [payload["paths"]]
+    for path in paths:  # the server reads only its data directories, within the size limit
+        policy.check_size(policy.confine(path, "trace"), "trace")
     say("reading the trace", 0.0)
-    run = import_trace(payload["paths"])
+    run = import_trace(paths)
     store.save(run, payload.get("runs_dir"))
     return run.id

@@ -9,14 +9,14 @@ from pathlib import Path
 import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from profiler.jobs import executors as jobs_module
-from dashboard import state
-from profiler.jobs import JobManager
-from profiler import ProfileConfig, policy, store
-from profiler.trace_import import import_trace
-from profiler.schema import TraceFormatError
 from testdata import wait
+
+from dashboard import state
+from profiler import ProfileConfig, policy, store
+from profiler.jobs import JobManager
+from profiler.jobs import executors as jobs_module
+from profiler.schema import TraceFormatError
+from profiler.traces.importer import import_trace
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 FAST = dict(warmup=1, repeats=2, min_time_s=0.0, profile_iters=1, graph=False)

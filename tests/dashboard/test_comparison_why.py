@@ -1,8 +1,8 @@
-"""The Runs page shows a saved comparison with why it helped or hurt (profiler.explain), from a real one."""
+"""The Runs page shows a saved comparison with why it helped or hurt (profiler.analysis.explain), from a real one."""
 import shutil
 
 from tests.dashboard.test_pages import open_page
-from tests.profiler.test_explain import DATA
+from tests.profiler.analysis.test_explain import DATA
 
 
 def test_runs_page_shows_why_the_saved_comparison_helped(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ def gen_run(tmp_path_factory):
     import torch
 
     import profiler
-    from profiler.generation import generate
+    from profiler.measure.generate import generate
     from profiler.schema import GenerateConfig, Peaks
 
     root = tmp_path_factory.mktemp("gen-runs")

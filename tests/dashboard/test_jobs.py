@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+from testdata import wait
 
 from profiler import ProfileConfig, store
 from profiler.jobs import Job, JobManager, executors
-from testdata import wait
 from profiler.schema import GenerationResult, PassResult
 
 FAST = dict(warmup=1, repeats=3, min_time_s=0.0, profile_iters=1)

@@ -1,5 +1,5 @@
 """Each Learn lesson clicked through in AppTest on a participant's own runs: the picker offers only hers, the question's
-right answer (computed by profiler.lessons from her numbers) is accepted and a wrong one corrected; the buttons start
+right answer (computed by dashboard.lessons from her numbers) is accepted and a wrong one corrected; the buttons start
 real jobs."""
 import time
 from pathlib import Path
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from profiler import lessons, store
+from dashboard import lessons
+from profiler import store
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
@@ -83,7 +84,7 @@ def test_lesson_2_compute_vs_data_movement(in_classroom):
     check_both_answers(at, "l2", lessons.compute_vs_movement(run))
     # no GPU here: the imported H200 trace stands in, its share computed by the same function
     from dashboard.lesson_view import GPU_EXAMPLE
-    from profiler.trace_import import import_trace
+    from profiler.traces.importer import import_trace
 
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Data movement share on the GPU"] == f"{lessons.movement_share(import_trace(GPU_EXAMPLE)):.1%}"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from profiler.timing import significant
+from profiler.stats import significant
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = [
@@ -13,7 +13,6 @@ PAGES = [
     "operators",
     "graph",
     "timeline",
-    "bottlenecks",
     "runs",
     "system",
     "optimize",
@@ -36,7 +35,7 @@ def open_page(page: str, run_id: str | None = None) -> AppTest:
 
 
 @pytest.fixture
-def saved(tiny_bert_run, monkeypatch):
+def saved(tiny_bert_run, monkeypatch, cached_peaks):
     run, root = tiny_bert_run
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
     return run
@@ -64,7 +63,7 @@ def _metrics(at: AppTest) -> dict[str, str]:
 def _timeline_shows(at: AppTest, run) -> bool:
     """A GPU import: its per-step windows; otherwise the trace's event count per category, as the trace reader
     counts them."""
-    from profiler.traces import read_trace, summary
+    from profiler.traces.read import read_trace, summary
 
     if run.gpu is not None:
         steps = at.dataframe[0].value
@@ -74,11 +73,14 @@ def _timeline_shows(at: AppTest, run) -> bool:
     return dict(zip(table["category"], table["events"])) == counts
 
 
-def _bottlenecks_shows(at: AppTest, run) -> bool:
-    from profiler import bottlenecks
+def _why_slow_shows(at: AppTest, run) -> bool:
+    """The median, and the findings of the one engine, in its order (the recommendations are checked in
+    test_why_slow)."""
+    from optimizers import recommend as advice
 
     titles = [m.value for m in at.markdown if m.value.startswith("**")]
-    return titles == [f"**{i}. {f.title}**" for i, f in enumerate(bottlenecks.find(run), 1)]
+    found = [f"**{i}. {f.title}**" for i, f in enumerate(advice.why_slow(run, measure_peaks=False).findings, 1)]
+    return _metrics(at)["Measured median"] == f"{run.latency.median_ms:.3g} ms" and titles[:len(found)] == found
 
 
 def _graph_shows(at: AppTest, run) -> bool:
@@ -92,12 +94,11 @@ SHOWS = {
     "operators": lambda at, run: list(at.dataframe[0].value["operator"]) == [o.name for o in run.ops],
     "graph": _graph_shows,
     "timeline": _timeline_shows,
-    "bottlenecks": _bottlenecks_shows,
     "runs": lambda at, run: run.id in list(at.dataframe[0].value["id"]),
     "system": lambda at, run: [m.label for m in at.metric][:3] == ["CPU", "Memory", "Load (1 min)"],
     "optimize": lambda at, run: at.selectbox(key="opt_sample").value == "bert-tiny"
     and "A saved run" in at.radio(key="opt_source").options,
-    "why_slow": lambda at, run: _metrics(at)["Measured median"] == f"{run.latency.median_ms:.3g} ms",
+    "why_slow": _why_slow_shows,
     "generate": lambda at, run: any("This run is not a generation" in i.value for i in at.info),
     # the Queue page (on main, not yet on this branch) is about jobs, not runs: it shows its history section
     "queue": lambda at, run: "Your recent jobs" in [s.value for s in at.subheader],
@@ -143,8 +144,8 @@ def test_graph_page_shows_node_details(saved):
     assert {m.label: m.value for m in at.metric}["T_exec"] == f"{slowest.exec_ms:.4g} ms"
 
 
-def test_bottlenecks_are_listed(saved):
-    at = open_page("bottlenecks", saved.id)
+def test_findings_are_listed(saved):
+    at = open_page("why_slow", saved.id)
     assert "Usually fixed by" in texts(at)
 
 
@@ -268,10 +269,10 @@ def test_optimize_page_refuses_conflicting_passes():
 
 def test_search_results_render():
     import profiler
-    from profiler.jobs import Job
     from dashboard.state import job_manager
     from optimizers import results
     from optimizers.search import search
+    from profiler.jobs import Job
     from profiler.schema import HeadToHead
 
     loaded, config = profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0)
@@ -432,7 +433,7 @@ def test_optimize_page_bad_path_is_one_line_from_the_worker():
 
 
 def test_overview_shows_flop_coverage_beside_achieved_flops(saved):
-    from profiler import analysis
+    from profiler.analysis import frames as analysis
 
     at = open_page("overview", saved.id)
     rate = analysis.flop_rate(saved)

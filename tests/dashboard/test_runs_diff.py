@@ -2,10 +2,10 @@
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
-
 from testdata import DATA
+
 from profiler import store
-from profiler.trace_import import import_trace
+from profiler.traces.importer import import_trace
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 

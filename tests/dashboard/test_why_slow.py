@@ -3,25 +3,18 @@ import json
 import re
 
 import pytest
-import torch
 
+from optimizers import recommend as advice
+from profiler import store
 from profiler.jobs import Job
-from profiler import peaks as peaks_mod, recommend as rc
-from profiler.schema import Peaks
 from tests.dashboard.test_pages import open_page, texts
 
 
 @pytest.fixture
-def seeded(tiny_bert_run, monkeypatch, tmp_path):
+def seeded(tiny_bert_run, monkeypatch, cached_peaks):
     """A saved run, its store, and cached peaks (so the page never measures)."""
     run, root = tiny_bert_run
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
-    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "cache"))
-    p = Peaks(device="cpu", name="test", source="measured", fp32_gflops=50.0, bf16_gflops=200.0, int8_gops=200.0,
-              mem_bw_gbs=20.0)
-    path = peaks_mod.cache_path()
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({peaks_mod.cache_key(torch.device("cpu")): p.to_dict()}))
     return run, root
 
 
@@ -50,8 +43,8 @@ def test_page_shows_roofline_and_recommendations(seeded):
     assert metrics["Measured median"] == f"{run.latency.median_ms:.3g} ms" and "Floor at peak" in metrics
     assert "Recommendations" in [h.value for h in at.subheader]
     # the page lists exactly what the library recommends for this run, in its order, with its estimates
-    _, recs, _ = rc.why_slow(run, root)
-    shown = [m.value for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]  # "**1. title** — estimated ..."
+    recs = advice.why_slow(run, root).recommendations
+    shown = [m.value for m in at.markdown if re.match(r"\*\*\d+\. .* — estimated", m.value)]  # findings have none
     assert shown == [f"**{i}. {r.title}** — estimated **{r.estimated_speedup:.2f}x**" for i, r in enumerate(recs, 1)]
     assert recs or any("No rule fired" in s.value for s in at.success)
 
@@ -69,7 +62,7 @@ def test_apply_launches_an_optimize_job_and_keeps_the_pair(seeded, monkeypatch):
     (job,) = fake.jobs.values()
     assert job.kind == "optimize" and job.payload["passes"] and job.payload["source_run_id"] == run.id
     assert "Measured 2.50x" in texts(at)
-    (pair,) = rc.history(root)
+    (pair,) = store.recommendation_pairs(root)
     assert pair["measured"] == 2.5 and pair["passes"] == job.payload["passes"]
 
 
@@ -106,3 +99,18 @@ def test_a_saved_sweep_is_plotted_with_its_findings(seeded):
     finally:
         (root / "sweeps" / f"{saved.id}.json").unlink(missing_ok=True)
 
+
+def test_without_peaks_the_page_measures_them_as_a_job(tiny_bert_run, monkeypatch, tmp_path):
+    """No cached peaks: the page never measures in the server; it offers the measurement, which runs as a job."""
+    run, root = tiny_bert_run
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    fake = FakeJobs()
+    monkeypatch.setattr("dashboard.state.job_manager", lambda: fake)
+    at = open_page("why_slow", run.id)
+    assert not at.error and "Measured median" not in {m.label for m in at.metric}
+    assert "needs this machine's peaks" in texts(at)
+    next(b for b in at.button if b.label == "Measure this machine's peaks").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (job,) = fake.jobs.values()
+    assert job.kind == "peaks" and job.payload["device"] == "cpu"

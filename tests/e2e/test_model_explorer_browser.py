@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from profiler import graph_viewer as gv, store
+from profiler import store
+from profiler.viewers import model_explorer as gv
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,

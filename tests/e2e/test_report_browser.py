@@ -24,8 +24,8 @@ def shot(page, tmp_path, name):
 
 @pytest.mark.parametrize("pair", [False, True], ids=["one-run", "two-runs"])
 def test_report_opens_offline(pair, tmp_path):
-    from profiler import report
-    from profiler.trace_import import import_trace
+    from profiler.traces.importer import import_trace
+    from profiler.viewers import html_report as report
 
     base = import_trace(DATA / "h100_bert_small.pt.trace.json.gz")
     new = import_trace(DATA / "mi300_bert_small.pt.trace.json.gz") if pair else None

@@ -2,7 +2,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-
 import time
 
 from torch import nn

@@ -9,10 +9,10 @@ import profiler
 from optimizers import Tolerance, apply_pipeline
 from optimizers import quantize as quantize_module
 from optimizers.accuracy_int8 import plan
-from optimizers.quantize import FullRangeLinear, full_range_exact
 from optimizers.calibration import conform, held_out_accuracy, input_sets, outputs_on
+from optimizers.quantize import FullRangeLinear, full_range_exact
 from profiler.devices import resolve_device
-from profiler.loading import LoadedModel
+from profiler.models.loaded import LoadedModel
 from profiler.schema import ModelInfo
 
 CPU = resolve_device("cpu")

@@ -13,8 +13,8 @@ from torch import nn
 import profiler
 from optimizers import generation as gen
 from optimizers import quantize
-from profiler import sources
-from profiler.generation import model_tokenizer, more_prompts, prompt_ids
+from profiler.models import sources
+from profiler.models.decoder import model_tokenizer, more_prompts, prompt_ids
 from profiler.schema import GenerateConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,7 +118,7 @@ def test_profile_cli_generate_shows_the_text(tmp_path):
 def test_a_users_decoder_directory_with_its_tokenizer_generates_from_prose(tmp_path):
     """A causal LM saved the way users save one (save_pretrained of model and tokenizer): its own tokenizer makes the
     prompt, and the generation is decoded to text."""
-    from profiler.generation import generate
+    from profiler.measure.generate import generate
     from profiler.schema import Peaks
 
     d = tmp_path / "my-decoder"

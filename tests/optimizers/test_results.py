@@ -12,7 +12,7 @@ from optimizers import results
 from optimizers.base import applicability
 from profiler import ModelLoadError, RunStoreError, store
 from profiler.devices import resolve_device
-from profiler.loading import reload_spec
+from profiler.models.loading import reload_spec
 from profiler.schema import Accuracy, Candidate, HeadToHead, SavedComparison, SearchResult
 
 

@@ -4,14 +4,14 @@ import dataclasses
 
 import pytest
 import torch
+from testdata import needs_cuda
 from torch import nn
 
 import profiler
-from testdata import needs_cuda
 from optimizers import apply_pipeline, base
 from optimizers.compile import UnderInductorConfig
-from profiler import graph
-from profiler.traits import ModelTraits, RunOptions
+from profiler.measure import graph
+from profiler.models.loaded import ModelTraits, RunOptions
 
 CPU = torch.device("cpu")
 

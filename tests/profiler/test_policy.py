@@ -1,9 +1,9 @@
 """profiler.policy: what the server lets in. Directories (symlinks and `..` resolved), code and pickles, size, names."""
 import pickle
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from profiler import policy, store

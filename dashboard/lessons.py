@@ -1,0 +1,175 @@
+"""The workshop lessons' check-your-understanding questions, each answered from the participant's own numbers: a run,
+a saved comparison or a batch series. Pure functions over the schema's dataclasses; the Learn pages only ask them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from profiler.analysis.frames import ops_frame
+from profiler.schema import ProfileRun, SavedComparison, SweepPoint
+
+LESSON_MODEL = "bert-tiny"  # what the lessons profile, small enough for twenty people on one CPU
+PRECISION_FAMILIES = ("precision", "quantization")  # optimizers' pass families lesson 3 compares
+FUSION_FAMILIES = ("compilation & fusion",)  # and lesson 4
+BF16_FLAGS = {"amx_bf16", "avx512_bf16"}  # CPU flags (profiler.devices) for native bf16 maths
+INT8_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}  # and for int8 dot products
+AS_IS = "fp32, as it is"
+# the lesson-2 buckets: share of the explained time (T_exec + T_trans) that is data movement
+MOVEMENT_BUCKETS = ((0.01, "under 1%"), (0.10, "1% to 10%"), (0.50, "10% to 50%"), (float("inf"), "over 50%"))
+OPTIONS = 4  # answers offered to a multiple-choice question
+
+
+@dataclass
+class Question:
+    """A multiple-choice question whose correct option was computed from measured numbers."""
+    prompt: str
+    options: list[str]
+    answer: int  # index of the correct option
+    explanation: str  # why, with the numbers
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def correct(self) -> str:
+        return self.options[self.answer]
+
+
+def _ask(prompt: str, options: list[str], correct: str, explanation: str, notes: list[str] | None = None) -> Question:
+    # options in a fixed, alphabetical order: where the right answer sits says nothing about it
+    options = sorted(dict.fromkeys(options))
+    return Question(prompt, options, options.index(correct), explanation, list(notes or []))
+
+
+def top_op_share(run: ProfileRun) -> tuple[str, float]:
+    """The operator with the most own time per inference and its share of T_exec + T_trans (as the Operators page
+    shows it)."""
+    frame = ops_frame(run)
+    if frame.empty:
+        raise ValueError(f"run {run.id} recorded no operators")
+    top = frame.sort_values("time_ms", ascending=False).iloc[0]
+    return str(top["name"]), float(top["share"])
+
+
+def where_time_goes(run: ProfileRun) -> Question:
+    """Lesson 1: which operator takes the largest share of the time."""
+    frame = ops_frame(run).sort_values("time_ms", ascending=False)
+    if frame.empty:
+        raise ValueError(f"run {run.id} recorded no operators")
+    name, share = top_op_share(run)
+    top = frame.head(OPTIONS)
+    runner_up = (f" The next is {top.iloc[1]['name']} at {top.iloc[1]['share']:.0%}." if len(top) > 1 else "")
+    return _ask("Which operator takes the largest share of the operator time in your run?", list(top["name"]), name,
+                f"{name} takes {share:.0%} of T_exec + T_trans ({frame.iloc[0]['time_ms']:.3g} of "
+                f"{run.totals.exec_ms + run.totals.trans_ms:.3g} ms per inference).{runner_up}")
+
+
+def movement_share(run: ProfileRun) -> float:
+    """T_trans as a share of the time the operators explain (T_exec + T_trans)."""
+    explained = run.totals.exec_ms + run.totals.trans_ms
+    return run.totals.trans_ms / explained if explained else 0.0
+
+
+def compute_vs_movement(run: ProfileRun) -> Question:
+    """Lesson 2: how much of the explained time is data movement rather than compute."""
+    share = movement_share(run)
+    bucket = next(label for limit, label in MOVEMENT_BUCKETS if share < limit)
+    t = run.totals
+    what = t.trans_label or "data movement"
+    return _ask("What share of the time the operators explain (T_exec + T_trans) is data movement (T_trans)?",
+                [label for _, label in MOVEMENT_BUCKETS], bucket,
+                f"T_trans is {t.trans_ms:.3g} ms and T_exec {t.exec_ms:.3g} ms per inference, so data movement is "
+                f"{share:.1%} ({what}) on {run.device.kind}: {run.device.name}.")
+
+
+def _precision(c: SavedComparison) -> str:
+    return "+".join(c.passes)
+
+
+def results_with(comparisons: list[SavedComparison], model: str, passes: set[str]) -> list[SavedComparison]:
+    """The applies on `model` that applied only passes among `passes`, in the order given (the store: newest first)."""
+    return [c for c in comparisons if not c.error and c.kind == "apply" and c.model == model and c.passes
+            and set(c.passes) <= passes]
+
+
+def precision_winner(comparisons: list[SavedComparison], model: str, precision_passes: set[str],
+                     cpu_features: list[str] | None = None) -> Question:
+    """Lesson 3: which precision ran fastest while its outputs stayed within the tolerance; fp32 when none beat it.
+    The newest result per pipeline counts."""
+    newest: dict[str, SavedComparison] = {}
+    for c in results_with(comparisons, model, precision_passes):
+        newest.setdefault(_precision(c), c)
+    if not newest:
+        raise ValueError(f"no precision pass applied to {model} yet: try bf16 or dynamic-int8 first")
+    speed = {AS_IS: 1.0}
+    lines = []
+    for name, c in newest.items():
+        ok = c.accuracy is not None and c.accuracy.passed
+        if ok:
+            speed[name] = c.speedup
+        cosine = f"cosine {c.accuracy.cosine:.5f}" if c.accuracy else "not compared"
+        lines.append(f"{name}: {c.speedup:.2f}x ({c.speedup_low:.2f}-{c.speedup_high:.2f}), {cosine}, "
+                     f"accuracy {'passed' if ok else 'FAILED, so it cannot win'}")
+    winner = max(speed, key=speed.get)
+    features = set(cpu_features or [])
+    bf16, int8 = sorted(features & BF16_FLAGS), sorted(features & INT8_FLAGS)
+    hardware = (f"this CPU has native bf16 maths ({', '.join(bf16)})" if bf16 else
+                "this CPU has no native bf16 maths, so bf16 is converted to fp32 and back around each operation")
+    hardware += (f" and int8 dot products ({', '.join(int8)})" if int8 else
+                 " and no int8 dot-product instructions (VNNI)")
+    return _ask("On this machine, which precision gave the lowest latency while keeping accuracy?",
+                [AS_IS, *newest], winner,
+                f"{winner} wins here. " + "; ".join(lines) + f". Why it depends on the CPU: {hardware}.",
+                notes=lines)
+
+
+def biggest_saving(comparison: SavedComparison) -> Question:
+    """Lesson 4: after a compiling or fusing pass, which operator's time fell the most (or vanished)."""
+    if comparison.apply is None:
+        raise ValueError(f"comparison {comparison.id} is not an apply")
+    diffs = sorted(comparison.apply.comparison.ops, key=lambda d: d.delta_ms)
+    saved = [d for d in diffs if d.delta_ms < 0]
+    if not saved:
+        raise ValueError(f"no operator got faster with {_precision(comparison) or 'no pass'}")
+    best = saved[0]
+    how = "disappeared (fused into another)" if best.status == "removed" else f"went from {best.base_ms:.3g} ms"
+    grew = [d for d in diffs if d.status == "new"]
+    new_note = f" New operators: {', '.join(d.name for d in grew[:3])}." if grew else ""
+    # the other options: the operators whose time changed most either way
+    others = [d.name for d in sorted(diffs, key=lambda d: -abs(d.delta_ms)) if d is not best]
+    return _ask(f"After {_precision(comparison)}, which operator saved the most time per inference?",
+                [best.name, *others[:OPTIONS - 1]], best.name,
+                f"{best.name} {how}" + (f" to {best.new_ms:.3g} ms" if best.status != "removed" else "")
+                + f", saving {-best.delta_ms:.3g} ms per inference.{new_note}")
+
+
+def batch_series(runs: list[ProfileRun], model: str) -> list[SweepPoint]:
+    """One sweep point per batch size from the runs of `model` (runs newest first): the newest run of each size among
+    those with the newest run's sequence length, dtype and device, so only the batch differs; sorted by batch."""
+    from profiler.measure.sweep import (
+        point_from_run,
+    )  # here, not at the top: profiler.measure.sweep imports torch, the first page must not
+
+    runs = [r for r in runs if r.model.name == model and r.generation is None]
+    if not runs:
+        return []
+    setup = (runs[0].config.seq_len, runs[0].config.dtype, runs[0].device.kind)
+    by_batch: dict[int, SweepPoint] = {}
+    for run in runs:
+        if (run.config.seq_len, run.config.dtype, run.device.kind) == setup:
+            by_batch.setdefault(run.config.batch_size, point_from_run(run))
+    return [by_batch[b] for b in sorted(by_batch)]
+
+
+def best_batch(points: list[SweepPoint]) -> Question:
+    """Lesson 5: which batch size gave the highest throughput, with the latency it cost."""
+    from profiler.measure.sweep import knees  # see batch_series
+
+    if len(points) < 2:
+        raise ValueError("measure at least two batch sizes first")
+    best = max(points, key=lambda p: p.throughput_per_s)
+    first = points[0]
+    lines = [f"batch {p.batch_size}: {p.median_ms:.3g} ms, {p.throughput_per_s:,.0f}/s" for p in points]
+    cost = (f" It answers each request in {best.median_ms / first.median_ms:.1f}x the latency of batch "
+            f"{first.batch_size}." if best is not first else "")
+    return _ask("Which batch size gave the highest throughput (inputs per second)?",
+                [f"batch {p.batch_size}" for p in points], f"batch {best.batch_size}",
+                f"Batch {best.batch_size} reaches {best.throughput_per_s:,.0f}/s.{cost} " + "; ".join(lines) + ".",
+                notes=knees(points))

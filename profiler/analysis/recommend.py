@@ -1,0 +1,235 @@
+"""Recommendations: rules over a run (its roofline, and a sweep when there is one), each with its evidence, the
+passes that act on it and an estimated speedup from the roofline. Pure: the passes a rule may name come from the
+caller, and so do the earlier estimate/measured pairs that scale its estimate. Rules that act on a finding (overhead,
+data movement) read the finding's own definition and threshold (analysis/findings.py). Applying a recommendation
+with proof and keeping its pair is optimizers/recommend.py.
+
+Each rule is a small function Context -> Recommendation | None, in RULES; each is tested alone on hand-built runs.
+"""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from profiler import op_categories as oc
+from profiler.analysis import findings
+from profiler.analysis import roofline as rl
+from profiler.schema import Peaks, ProfileRun, Recommendation, Roofline, Sweep
+
+MATMUL_SHARE = 0.30  # precision rules fire when matmul-class ops hold at least this share of the time
+FAST_PRECISION = 1.5  # ... and the reduced-precision GEMM peak is at least this much above fp32's
+MIN_GAIN = 1.0  # a rule whose roofline estimate is a slowdown is dropped (Conv-BN folding, never one, always stays)
+BATCH_GAIN = 1.3  # larger-batch rule: a sweep point with at least this much more throughput
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+@dataclass
+class Context:
+    """What the rules read: the run, its roofline, the machine's peaks, a sweep of the model (optional), and the
+    passes that exist (optimizers' registry)."""
+    run: ProfileRun
+    roof: Roofline
+    peaks: Peaks
+    sweep: Sweep | None = None
+    passes: frozenset[str] = frozenset()
+
+    def ms(self, names: tuple[str, ...]) -> float:
+        """Exec ms per inference of the ops whose name starts with one of `names`."""
+        return sum(o.exec_ms for o in self.run.ops if oc.matches(o.name, names))
+
+    @property
+    def total_ms(self) -> float:
+        """Time the shares are taken of: the roofline's accounted time (ops plus unexplained wall time)."""
+        return sum(self.roof.time_by_bound.values()) or self.run.totals.wall_ms or 1.0
+
+
+def amdahl(share: float, factor: float) -> float:
+    """Whole-model speedup when `share` of the time runs `factor` times faster."""
+    share = min(max(share, 0.0), 1.0)
+    return 1.0 / ((1.0 - share) + share / factor) if factor > 0 else 1.0
+
+
+def _precision_gain(ctx: Context, ops: tuple[str, ...] | None, peak: float, byte_ratio: float) -> tuple[float, float]:
+    """(share of time in the targeted matmul ops, estimated speedup) when they run at `peak` and move
+    `byte_ratio` of their bytes (compute- and memory-bound ones only): each op's new time is max(its time x fp32
+    peak / peak, its new memory roof)."""
+    before = after = 0.0
+    for p in ctx.roof.points:
+        # overhead-bound matmuls would not get faster: their time is dispatch, not arithmetic
+        if p.flops <= 0 or p.bound == "overhead" or (ops is not None and not oc.matches(p.name, ops)):
+            continue
+        before += p.time_ms
+        after += max(p.time_ms * ctx.peaks.fp32_gflops / peak, p.memory_ms * byte_ratio)
+    share = before / ctx.total_ms
+    gain = ctx.total_ms / (ctx.total_ms - before + after) if before > 0 else 1.0
+    return share, gain
+
+
+def rule_bf16(ctx: Context) -> Recommendation | None:
+    """fp32 matmul-bound on hardware with fast bf16 -> bf16 (autocast where bf16 weights are not wanted)."""
+    p = ctx.peaks
+    if ctx.roof.dtype != "fp32" or not p.fp32_gflops or p.bf16_gflops < FAST_PRECISION * p.fp32_gflops:
+        return None
+    share, gain = _precision_gain(ctx, None, p.bf16_gflops, 0.5)
+    if share < MATMUL_SHARE:
+        return None
+    passes = ["bf16"] if "bf16" in ctx.passes or not ctx.passes else ["autocast"]
+    return Recommendation(rule="bf16", title="Run the matmuls in bf16", passes=passes, raw_estimate=gain,
+                          evidence=f"fp32 run; matmul-class ops hold {share:.0%} of the time; this machine's bf16 GEMM "
+                                   f"peak is {p.bf16_gflops:,.0f} GFLOP/s vs {p.fp32_gflops:,.0f} fp32 "
+                                   f"({p.bf16_gflops / p.fp32_gflops:.1f}x)")
+
+
+def rule_int8(ctx: Context) -> Recommendation | None:
+    """int8-capable CPU (VNNI / AMX-INT8) or GPU and Linear-heavy -> int8 (accuracy-aware where that pass exists)."""
+    p = ctx.peaks
+    capable = ctx.run.device.kind == "cuda" or any(f in ctx.run.device.cpu_features for f in INT8_FEATURES)
+    if ctx.roof.dtype != "fp32" or not capable or not p.fp32_gflops or p.int8_gops < FAST_PRECISION * p.fp32_gflops:
+        return None
+    share, gain = _precision_gain(ctx, oc.LINEAR, p.int8_gops, 0.25)
+    if share < MATMUL_SHARE:
+        return None
+    passes = ["accuracy-int8"] if "accuracy-int8" in ctx.passes else ["dynamic-int8"]
+    features = ", ".join(f for f in ctx.run.device.cpu_features if f in INT8_FEATURES) or ctx.run.device.name
+    return Recommendation(rule="int8", title="Quantize the Linear layers to int8", passes=passes, raw_estimate=gain,
+                          evidence=f"Linear ops hold {share:.0%} of the time; int8 GEMM at {p.int8_gops:,.0f} GOP/s vs "
+                                   f"fp32 {p.fp32_gflops:,.0f} ({features}); accuracy is checked when applied")
+
+
+def rule_overhead(ctx: Context) -> Recommendation | None:
+    """Many tiny ops and overhead-bound -> compile / fusion (CUDA graphs on a GPU)."""
+    share = findings.overhead_share(ctx.roof)  # the overhead finding's definition and threshold
+    if share < findings.OVERHEAD_SHARE:
+        return None
+    on_gpu = ctx.run.device.kind == "cuda"
+    passes = ["cuda-graphs"] if on_gpu else ["torch-compile"]
+    calls = sum(o.calls for o in ctx.run.ops if o.category == "compute")
+    return Recommendation(rule="overhead", title="Overhead-bound: cut launches and dispatch "
+                                                 f"({'CUDA graphs' if on_gpu else 'compile and fuse'})",
+                          passes=passes, raw_estimate=amdahl(share, 2.0),  # assume half of the overhead goes
+                          evidence=f"{share:.0%} of the time is overhead-bound (launch, dispatch, Python): "
+                                   f"{calls:.0f} op calls per inference, floor at peak "
+                                   f"{ctx.roof.floor_ms:.3g} ms vs measured {ctx.roof.measured_ms:.3g} ms")
+
+
+def rule_transfers(ctx: Context) -> Recommendation | None:
+    """Large host <-> device transfer time -> pinned memory, non_blocking copies, resident inputs."""
+    wall = ctx.run.totals.wall_ms
+    moved = sum(t.time_ms for t in ctx.run.transfers if t.direction in findings.HOST_DEVICE)
+    share = moved / wall if wall > 0 else 0.0
+    # the data-movement finding's threshold, on its host<->device part (what pinning and residency act on)
+    if share < findings.MOVEMENT_SHARE:
+        return None
+    return Recommendation(
+        rule="transfers",
+        title="Keep inputs on the device; pin and overlap copies",
+        passes=["pinned-memory", "resident-inputs"],
+        raw_estimate=amdahl(share, 5.0),
+        evidence=f"host<->device copies take {moved:.3g} ms per inference ({share:.0%} of the wall time)",
+    )
+
+
+def rule_conv_bn(ctx: Context) -> Recommendation | None:
+    """Conv followed by BatchNorm in inference -> fold BN into the conv."""
+    bn = [o for o in ctx.run.ops if oc.matches(o.name, oc.BATCH_NORM)]
+    if not bn or not any(oc.matches(o.name, oc.CONVOLUTION) for o in ctx.run.ops):
+        return None
+    bn_ms = ctx.ms(oc.BATCH_NORM)
+    share = bn_ms / ctx.total_ms
+    calls = max(o.calls for o in bn)
+    return Recommendation(rule="conv-bn", title="Fold BatchNorm into the convolutions", passes=["conv-bn-fold"],
+                          raw_estimate=amdahl(share, float("inf")) if share < 1 else 1.0,
+                          evidence=f"{calls:.0f} batch-norm call(s) per inference after convolutions, "
+                                   f"{bn_ms:.3g} ms ({share:.0%} of the time) that folding removes")
+
+
+def rule_sdpa(ctx: Context) -> Recommendation | None:
+    """Eager attention (softmax between two batched matmuls, no fused kernel) -> scaled_dot_product_attention."""
+    names = {o.name for o in ctx.run.ops}
+    if not names & set(oc.SOFTMAX):
+        return None
+    if not names & {"aten::bmm", "aten::matmul", "aten::baddbmm"} or any(oc.matches(n, oc.ATTENTION) for n in names):
+        return None
+    attn_ms = ctx.ms(("aten::bmm", "aten::baddbmm") + oc.SOFTMAX)
+    share = attn_ms / ctx.total_ms
+    return Recommendation(rule="sdpa", title="Use fused attention (SDPA)", passes=["sdpa"],
+                          raw_estimate=amdahl(share, 2.0),
+                          evidence=f"eager attention: softmax between batched matmuls, {attn_ms:.3g} ms "
+                                   f"({share:.0%} of the time), and no fused attention kernel ran")
+
+
+def rule_batch(ctx: Context) -> Recommendation | None:
+    """Low utilisation at a small batch -> a larger batch, from the sweep's throughput."""
+    if ctx.sweep is None:
+        return None
+    b = ctx.run.config.batch_size
+    ok = [p for p in ctx.sweep.points if not p.error and p.throughput_per_s > 0]
+    here = [p for p in ok if p.batch_size == b]
+    if not here:
+        return None
+    base = max(p.throughput_per_s for p in here)
+    best = max(ok, key=lambda p: p.throughput_per_s)
+    gain = best.throughput_per_s / base
+    if best.batch_size <= b or gain < BATCH_GAIN:
+        return None
+    util = ctx.roof.floor_ms / ctx.roof.measured_ms if ctx.roof.measured_ms > 0 else 0.0
+    return Recommendation(
+        rule="batch",
+        title=f"Batch more: {best.batch_size} instead of {b}",
+        passes=[],
+        raw_estimate=gain,
+        evidence=f"at batch {b} the model runs at {util:.0%} of its roofline floor; sweep {ctx.sweep.id}: "
+        f"{best.throughput_per_s:,.0f} samples/s at batch {best.batch_size} vs {base:,.0f} "
+        f"(throughput, not latency)",
+    )
+
+
+RULES: list[Callable[[Context], Recommendation | None]] = [rule_bf16, rule_int8, rule_overhead, rule_transfers,
+                                                           rule_conv_bn, rule_sdpa, rule_batch]
+
+
+# ---------------------------------------------------------------- which estimates held on this machine
+
+def machine_key(run: ProfileRun) -> str:
+    return f"{run.device.name}|{run.device.kind}|{run.device.threads} threads"
+
+
+def scale(pairs: list[dict], machine: str, passes: list[str], model: str | None = None) -> float | None:
+    """Median measured / estimated of earlier pairs for these passes on this machine (of this model's pairs when it
+    has any: a pass's speedup depends on the shapes), or None without any."""
+    mine = [p for p in pairs if p.get("machine") == machine and p.get("passes") == passes and p.get("estimated", 0) > 0]
+    same_model = [p for p in mine if model is not None and p.get("model") == model]
+    ratios = [p["measured"] / p["estimated"] for p in (same_model or mine)]
+    return statistics.median(ratios) if ratios else None
+
+
+def recommend(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: list[dict] | None = None,
+              passes: frozenset[str] = frozenset(), roof: Roofline | None = None) -> list[Recommendation]:
+    """The rules that fire over `run`, best estimated speedup first; estimates scaled by this machine's history
+    (`pairs`: store.recommendation_pairs). `passes` are the pass names the rules may name (the optimizers' registry,
+    from the caller; empty: each rule's default); `roof` saves computing the roofline again."""
+    ctx = Context(run=run, roof=roof or rl.roofline(run, peaks), peaks=peaks, sweep=sweep, passes=passes)
+    out = [rec for rule in RULES if (rec := rule(ctx)) is not None and rec.raw_estimate >= MIN_GAIN]
+    machine = machine_key(run)
+    for rec in out:
+        factor = scale(pairs or [], machine, rec.passes, run.model.name)
+        rec.estimated_speedup = rec.raw_estimate * factor if factor is not None else rec.raw_estimate
+        if factor is not None:
+            rec.evidence += f"; estimate scaled x{factor:.2f} by earlier measurements of {'+'.join(rec.passes)} here"
+    return sorted(out, key=lambda r: -r.estimated_speedup)
+
+
+def as_row(rec: Recommendation) -> dict:
+    """The CLI's JSON shape: {title, evidence, passes, estimated_speedup, measured_speedup} (and the rest)."""
+    return {"title": rec.title, "evidence": rec.evidence, "passes": rec.passes,
+            "estimated_speedup": round(rec.estimated_speedup, 3),
+            "measured_speedup": None if rec.measured_speedup is None else round(rec.measured_speedup, 3),
+            "rule": rec.rule, "measured_accuracy": rec.measured_accuracy, "comparison_id": rec.comparison_id}
+
+
+def points_rows(points: list, k: int = 25) -> list[dict]:
+    """The roofline's top points as table rows, units in the headers."""
+    return [{"operator": p.name, "bound": p.bound, "time (ms)": p.time_ms, "roof (ms)": p.roof_ms,
+             "headroom (ms)": p.headroom_ms, "GFLOP/s": p.achieved_gflops, "GB/s": p.achieved_gbs,
+             "FLOP/byte": p.intensity, "calls": p.calls} for p in points[:k]]

@@ -1,0 +1,68 @@
+"""The loaded model (LoadedModel: a runnable module with its example inputs), and what loading and optimizer passes
+made of it, said explicitly: its traits (int8, autocast, compiled, the graph
+it came from) and how the runner must feed it (run options). Checks, graph capture and the runner read these instead
+of attributes hung on the module."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from profiler.schema import ModelInfo
+
+INT8_KINDS = ("dynamic", "static", "weight-only")
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """Facts about a LoadedModel's module that its type alone does not tell."""
+
+    int8: str = ""  # "", or one of INT8_KINDS: how its Linear layers were quantized
+    autocast: str = ""  # the dtype it runs under torch.autocast ("bfloat16", "float16"), "" when it does not
+    compiled: str = ""  # the compiler that made it ("inductor", "torchscript", "cuda-graphs"), "" when eager
+    # a graph offered to the compiler instead of the module (static int8's q/dq graph, which Inductor lowers to fused
+    # int8 kernels); kept here, off the module tree, so its weights do not count twice in size and state_dict
+    compile_target: Any = None
+    # the torch.export program the model was loaded from (.pt2): graph capture uses it instead of re-exporting; a pass
+    # that changes the model drops it, since it no longer describes the model
+    exported: Any = None
+
+    def __post_init__(self):
+        if self.int8 and self.int8 not in INT8_KINDS:
+            raise ValueError(f"int8 trait '{self.int8}' is not one of {', '.join(INT8_KINDS)}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the runner feeds the model, set by passes (the profile config may ask for the same)."""
+
+    pin_memory: bool = False  # upload inputs from page-locked host memory (GPU)
+    inputs_on_device: bool = False  # keep inputs resident on the device between inferences
+    cache: str = ""  # the KV cache a generation pass needs ("static"); "" keeps the generate config's
+
+
+@dataclass
+class LoadedModel:
+    """A runnable model plus the example inputs it is profiled with."""
+
+    module: nn.Module
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo = None  # type: ignore[assignment]
+    batch_size: int = 1
+    seq_len: int = 0
+    traits: ModelTraits = field(default_factory=ModelTraits)  # what loading and passes made of it
+    run_options: RunOptions = field(default_factory=RunOptions)  # how the runner feeds it, set by passes
+
+    def __call__(self):
+        return self.module(*self.args, **self.kwargs)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(parameter count, bytes of parameters and buffers)."""
+    params = list(module.parameters())
+    size = sum(p.numel() * p.element_size() for p in params) + sum(
+        b.numel() * b.element_size() for b in module.buffers()
+    )
+    return sum(p.numel() for p in params), size

@@ -1,0 +1,117 @@
+"""The one op vocabulary: which ATen / oneDNN / MKL / cuDNN operator names are a matmul, a convolution, a batch
+norm, attention, a data copy, an int8 kernel or an element-wise (memory-bound) op. FLOP formulas, the roofline, the
+rules, explanations and findings read these tables instead of keeping their own lists (TraceLens keeps its taxonomy
+in PerfModel/op_categories.py the same way).
+
+A pattern is an exact operator name, or ends (or starts) with "*" to match a prefix (or suffix).
+"""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+# ---------------------------------------------------------------- GEMMs
+
+# the Linear-class kernels a dense layer runs (fp32 / bf16, eager or compiled)
+LINEAR = ("aten::addmm", "aten::mm", "aten::linear", "aten::mkldnn_linear", "mkl::_mkl_linear",
+          "mkldnn::_linear_pointwise")
+# batched matmuls (attention written out, einsum)
+BATCHED_MATMUL = ("aten::bmm", "aten::baddbmm", "aten::matmul")
+# int8 kernels: packed (fbgemm/oneDNN) and plain int8 GEMMs
+INT8 = ("quantized::*", "onednn::q*", "aten::_int_mm", "aten::_weight_int8pack_mm")
+INT8_LINEAR = ("quantized::linear*", "onednn::qlinear*", "aten::_int_mm", "aten::_weight_int8pack_mm", "torchao::*")
+MATMUL = LINEAR + BATCHED_MATMUL + INT8_LINEAR
+# packed int8 weights: recorded shapes hold the activation only, so FLOPs come from the dispatcher
+QUANTIZED_PACKED = ("quantized::linear_dynamic", "quantized::linear_relu_dynamic", "quantized::linear_dynamic_fp16",
+                    "quantized::linear", "quantized::linear_relu", "quantized::conv1d", "quantized::conv2d",
+                    "quantized::conv3d", "quantized::conv1d_relu", "quantized::conv2d_relu", "quantized::conv3d_relu")
+
+# ---------------------------------------------------------------- convolution and normalisation
+
+# every name a float convolution's time or FLOPs can sit on: the wrappers and the kernels under them
+CONVOLUTION = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
+               "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::cudnn_convolution",
+               "aten::thnn_conv2d", "aten::_nnpack_spatial_convolution", "mkldnn::_convolution_pointwise")
+# convolution kernels whose FLOPs need the output size (stride, padding): counted at the dispatcher
+CONVOLUTION_KERNELS = ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
+                       "aten::_slow_conv2d_forward", "mkldnn::_convolution_pointwise", "onednn::qconv_pointwise",
+                       "onednn::qconv2d_pointwise")
+INT8_CONVOLUTION = ("quantized::conv*", "onednn::qconv*")
+BATCH_NORM = ("aten::batch_norm", "aten::_batch_norm_impl_index", "aten::native_batch_norm",
+              "aten::_native_batch_norm_legit_no_training", "aten::cudnn_batch_norm")
+
+# ---------------------------------------------------------------- attention
+
+# fused attention: the public op and the kernels under it
+ATTENTION = ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product*", "aten::_flash_attention*",
+             "aten::_efficient_attention*")
+# the SDPA kernels whose first three inputs are q, k, v (CPU flash, CUDA flash / efficient / cuDNN)
+SDPA_KERNELS = ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention",
+                "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention")
+SOFTMAX = ("aten::softmax", "aten::_softmax")
+
+# ---------------------------------------------------------------- data movement and conversions
+
+# data movement on the host: copies, dtype and layout changes (a device memcpy is its own event kind)
+TRANSFER_OPS = frozenset({
+    "aten::copy_", "aten::clone", "aten::contiguous", "aten::to", "aten::_to_copy", "aten::_copy_from",
+    "aten::_copy_from_and_resize", "aten::pin_memory", "aten::_pin_memory", "aten::to_dense", "aten::to_mkldnn",
+    "aten::_to_dense", "aten::copy", "aten::lift_fresh_copy",
+})
+# what a precision or quantization pass adds around its kernels
+CONVERSIONS = ("aten::quantize_per_tensor*", "aten::quantize_per_channel", "aten::dequantize",
+               "quantized_decomposed::*", "aten::to", "aten::_to_copy", "aten::copy_", "aten::clone",
+               "aten::contiguous", "aten::to_mkldnn", "aten::to_dense", "aten::_to_dense", "aten::fake_quantize*")
+# kernels a compiler or a fused implementation leaves behind
+FUSED = ("*fused*", "*pointwise*", "Torch-Compiled Region*", "CompiledFunction*", "## Call CompiledFxGraph*",
+         "aten::_scaled_dot_product*", "mkldnn::*")
+
+# ---------------------------------------------------------------- element-wise, lookups, recurrent
+
+# matched on the base name (no namespace, less leading/trailing "_"), never as a prefix: "add" as a prefix would take
+# aten::addmm
+ELEMENTWISE = frozenset({"gelu", "relu", "tanh", "add", "mul", "layer_norm", "native_layer_norm", "dropout", "div",
+                         "sub", "softmax", "copy", "clone", "contiguous", "cat", "where", "masked_fill", "exp",
+                         "sigmoid", "silu", "pow", "mean"})
+LOOKUP = ("aten::embedding", "aten::index_select", "aten::gather", "aten::embedding_bag")
+RECURRENT = ("aten::lstm", "aten::gru", "aten::rnn_*", "aten::mkldnn_rnn", "aten::quantized_lstm",
+             "aten::quantized_gru", "aten::lstm_cell", "aten::gru_cell")
+
+# family -> patterns, in the order a name is tried (first match wins)
+FAMILIES = {
+    "matmul": MATMUL,
+    "convolution": CONVOLUTION + INT8_CONVOLUTION,
+    "batch_norm": BATCH_NORM,
+    "attention": ATTENTION + SOFTMAX,
+    "recurrent": RECURRENT,
+    "lookup": LOOKUP,
+    "transfer": tuple(sorted(TRANSFER_OPS)),
+}
+
+
+def matches(name: str, patterns) -> bool:
+    """`name` is one of `patterns` (exact names, or globs with "*")."""
+    return any(fnmatchcase(name, p) if "*" in p else name == p for p in patterns)
+
+
+def base_name(name: str) -> str:
+    """aten::native_layer_norm -> native_layer_norm; aten::add_ -> add (in-place and internal variants)."""
+    return name.split("::")[-1].strip("_")
+
+
+def is_elementwise(name: str) -> bool:
+    """An element-wise, normalisation or copy op: its time goes to moving bytes, not to arithmetic."""
+    return base_name(name) in ELEMENTWISE
+
+
+def family(name: str) -> str | None:
+    """The op family of an operator name (FAMILIES, then "elementwise"), or None."""
+    found = next((f for f, patterns in FAMILIES.items() if matches(name, patterns)), None)
+    return found or ("elementwise" if is_elementwise(name) else None)
+
+
+def is_int8(name: str) -> bool:
+    return matches(name, INT8)
+
+
+def is_transfer(name: str) -> bool:
+    return name in TRANSFER_OPS

@@ -1,0 +1,65 @@
+"""Robust statistics over latency samples: median with its 95% interval, percentiles, IQR, the noise verdict and the
+digits the noise supports. Pure functions, shared by live timing (measure/timing.py) and imported traces.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+from profiler.schema import LatencyStats
+
+NOISY, UNRELIABLE = 0.10, 0.25  # IQR / median thresholds, as in torch.utils.benchmark's spirit
+
+
+def _quantile(sorted_xs: list[float], q: float) -> float:
+    if not sorted_xs:
+        return 0.0
+    pos = (len(sorted_xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+def median_ci(sorted_xs: list[float]) -> tuple[float, float]:
+    """Distribution-free 95% confidence interval of the median (order statistics, normal approximation)."""
+    n = len(sorted_xs)
+    if n < 3:
+        return (sorted_xs[0], sorted_xs[-1]) if sorted_xs else (0.0, 0.0)
+    half = 1.96 * math.sqrt(n) / 2
+    lo = max(0, int(math.floor(n / 2 - half)))
+    hi = min(n - 1, int(math.ceil(n / 2 + half)) - 1)
+    return sorted_xs[lo], sorted_xs[max(hi, lo)]
+
+
+def summarize(samples_ms: list[float], warmup_ms: list[float] | None = None) -> LatencyStats:
+    xs = sorted(samples_ms)
+    if not xs:
+        return LatencyStats(samples_ms=[], warmup_ms=list(warmup_ms or []), noise="unreliable")
+    median = _quantile(xs, 0.5)
+    iqr = _quantile(xs, 0.75) - _quantile(xs, 0.25)
+    ratio = iqr / median if median > 0 else 0.0
+    noise = "unreliable" if ratio > UNRELIABLE else "noisy" if ratio > NOISY else "ok"
+    lo, hi = median_ci(xs)
+    return LatencyStats(
+        samples_ms=list(samples_ms), median_ms=median, mean_ms=statistics.fmean(xs),
+        std_ms=statistics.stdev(xs) if len(xs) > 1 else 0.0, min_ms=xs[0],
+        p10_ms=_quantile(xs, 0.10), p90_ms=_quantile(xs, 0.90), p99_ms=_quantile(xs, 0.99), iqr_ms=iqr,
+        ci_low_ms=lo, ci_high_ms=hi, warmup_ms=list(warmup_ms or []), noise=noise)
+
+
+def noise_message(stats: LatencyStats) -> str:
+    """Plain-language warning for a noisy measurement; empty when the spread is small."""
+    if stats.noise == "ok" or not stats.median_ms:
+        return ""
+    pct = 100 * stats.iqr_ms / stats.median_ms
+    return (f"latency is {stats.noise}: IQR is {pct:.0f}% of the median; close other programs or raise repeats "
+            "before trusting small differences")
+
+
+def significant(value: float, spread: float) -> str:
+    """Format `value` with only the digits its spread supports (at least 2 significant figures)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    digits_value = math.floor(math.log10(abs(value)))
+    digits_spread = math.floor(math.log10(spread)) if spread > 0 else digits_value - 3
+    decimals = max(0, -min(digits_spread, digits_value - 1))
+    return f"{value:.{decimals}f}"

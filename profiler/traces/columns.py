@@ -1,0 +1,260 @@
+"""One pass over a trace file into compact arrays: only what an import needs, never the raw events.
+
+A 54 MB trace holds ~216k events as JSON; as Python dicts it would take gigabytes. Each event is read, the few fields
+the analysis uses are appended to typed arrays (names interned once), and the dict is dropped. Everything skipped is
+counted with the reason, for the validation report.
+"""
+from __future__ import annotations
+
+from array import array
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from profiler.traces.read import STEP_PREFIX, TraceStream
+
+# raw category (lower-cased) -> what OpLens does with it; both Kineto conventions (2021 and current)
+KIND = {
+    "cpu_op": "op", "operator": "op",
+    "cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": "runtime", "hip_runtime": "runtime",
+    "kernel": "kernel", "gpu_memcpy": "memcpy", "memcpy": "memcpy", "gpu_memset": "memset", "memset": "memset",
+    "user_annotation": "annotation", "gpu_user_annotation": "gpu_annotation",
+    "python_function": "python", "python": "python",
+    "cuda_sync": "gpu_sync",
+    # known, and not needed for the figures an import reports
+    "trace": "ignore", "overhead": "ignore", "cpu_instant_event": "ignore", "ac2g": "ignore", "async": "ignore",
+    "cuda_profiler_range": "ignore",
+}
+IGNORED_WHY = {
+    "trace": "the profiler's own span", "overhead": "profiler overhead (activity buffer requests)",
+    "cpu_instant_event": "instant markers", "cuda_profiler_range": "profiler range markers",
+}
+DEVICE_KIND = {"kernel": 0, "memcpy": 1, "memset": 2}
+MODULE_PREFIX = "nn.Module: "
+PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations (SGLang, vLLM)
+# host-side collectives (gloo's own annotations on its worker threads): the communication of a CPU-only rank
+HOST_COMM_PREFIXES = ("gloo:", "mpi:", "ucc:")
+LIVE_TAG = "oplens."  # OpLens's own annotations in a live run's trace (oplens.prefill, oplens.decode, ...)
+SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
+
+
+@dataclass
+class Skipped:
+    count: int
+    why: str
+
+
+@dataclass
+class TraceData:
+    """The arrays one trace file contributes: operators, module frames, runtime calls, device activity, steps."""
+
+    path: str
+    metadata: dict
+    names: list[str]
+    ops: dict[str, np.ndarray]  # name, ts, dur, thread, flops
+    modules: dict[str, np.ndarray]  # name, ts, dur, thread
+    runtime: dict[str, np.ndarray]  # name, ts, dur, thread, corr
+    device: dict[str, np.ndarray]  # kind (0 kernel, 1 memcpy, 2 memset), name, ts, dur, device, stream, corr, bytes
+    cpu_steps: dict[str, np.ndarray]  # name, ts, dur
+    gpu_steps: dict[str, np.ndarray]
+    gpu_syncs: dict[str, np.ndarray]  # ts, dur: GPU-side waits (cuda_sync)
+    shapes: dict[int, Counter] = field(default_factory=dict)  # op name id -> input shapes seen
+    read: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, Skipped] = field(default_factory=dict)
+    events: int = 0
+    # serving engines' phase annotations (SGLang step[EXTEND|DECODE ...], vLLM execute_...): name, ts, dur
+    phase_marks: dict[str, np.ndarray] = field(default_factory=dict)
+    host_comm: dict[str, np.ndarray] = field(default_factory=dict)  # ts, dur: host collectives (HOST_COMM_PREFIXES)
+    live_tags: dict[str, np.ndarray] = field(default_factory=dict)  # OpLens's annotations: name, ts, dur, thread
+
+
+def _cols(spec: str) -> dict[str, array]:
+    return {k: array(t) for k, t in (c.split(":") for c in spec.split())}
+
+
+def load(path: str | Path) -> TraceData:
+    """Stream `path` once into a TraceData; TraceFormatError (from the reader) when it is not a readable trace."""
+    stream = TraceStream(path)
+    names: dict[str, int] = {}
+    threads: dict[tuple, int] = {}
+    ops = _cols("name:i ts:d dur:d thread:i flops:d")
+    modules = _cols("name:i ts:d dur:d thread:i")
+    runtime = _cols("name:i ts:d dur:d thread:i corr:q")
+    device = _cols("kind:b name:i ts:d dur:d device:i stream:q corr:q bytes:d")
+    cpu_steps, gpu_steps = _cols("name:i ts:d dur:d"), _cols("name:i ts:d dur:d")
+    marks = _cols("name:i ts:d dur:d")
+    tags = _cols("name:i ts:d dur:d thread:i")
+    syncs = _cols("ts:d dur:d")
+    host_comm = _cols("ts:d dur:d")
+    shapes: dict[int, Counter] = defaultdict(Counter)
+    read: Counter = Counter()
+    skipped_ph: Counter = Counter()
+    unknown: Counter = Counter()
+    python_other = 0
+    no_time = 0
+    kinds: dict = {}
+    n = 0
+
+    def intern(s) -> int:
+        i = names.get(s)
+        if i is None:
+            i = names[s] = len(names)
+        return i
+
+    # the loop below runs once per event (hundreds of thousands): bound appends, no helper calls
+    op_cols = [c.append for c in ops.values()]
+    rt_cols = [c.append for c in runtime.values()]
+    dev_cols = [c.append for c in device.values()]
+    shape_count: Counter = Counter()
+
+    def thread_of(pid, tid) -> int:
+        key = (pid, str(tid))  # the 2021 convention writes a thread id as "25738" in one place and 25738 in another
+        t = threads.get(key)
+        if t is None:
+            t = threads[key] = len(threads)
+        raw_threads[(pid, tid)] = t
+        return t
+
+    raw_threads: dict = {}
+    for e in stream:
+        n += 1
+        if type(e) is not dict:
+            skipped_ph["not an object"] += 1
+            continue
+        ph = e.get("ph")
+        if ph != "X":
+            skipped_ph[ph] += 1
+            continue
+        cat = e.get("cat")
+        kind = kinds.get(cat)
+        if kind is None:
+            kind = kinds[cat] = KIND.get(str(cat).lower(), "unknown")
+        if kind == "ignore" or kind == "unknown":
+            (unknown if kind == "unknown" else read)[str(cat).lower()] += 1
+            continue
+        try:
+            ts = float(e["ts"])
+            dur = float(e.get("dur") or 0.0)
+        except (KeyError, TypeError, ValueError):
+            no_time += 1
+            continue
+        name = e.get("name", "")
+        args = e.get("args") or {}
+        read[kind] += 1
+        if kind == "op":
+            if name.startswith(STEP_PREFIX):  # the 2021 convention records steps as operators
+                _add(cpu_steps, (intern(name), ts, dur))
+                continue
+            nid = names.get(name)
+            if nid is None:
+                nid = intern(name)
+            pid, tid = e.get("pid"), e.get("tid")
+            thread = raw_threads.get((pid, tid))
+            if thread is None:
+                thread = thread_of(pid, tid)
+            op_cols[0](nid)
+            op_cols[1](ts)
+            op_cols[2](dur)
+            op_cols[3](thread)
+            op_cols[4](float(args.get("flops") or 0))
+            if shape_count[nid] < SHAPES_PER_OP:
+                dims = args.get("Input Dims") or args.get("Input dims")
+                if dims:
+                    shape_count[nid] += 1
+                    shapes[nid][str([d for d in dims if d])] += 1
+        elif kind == "runtime":
+            nid = names.get(name)
+            if nid is None:
+                nid = intern(name)
+            pid, tid = e.get("pid"), e.get("tid")
+            thread = raw_threads.get((pid, tid))
+            if thread is None:
+                thread = thread_of(pid, tid)
+            rt_cols[0](nid)
+            rt_cols[1](ts)
+            rt_cols[2](dur)
+            rt_cols[3](thread)
+            rt_cols[4](int(args.get("correlation", -1)))
+        elif kind in DEVICE_KIND:
+            nid = names.get(name)
+            if nid is None:
+                nid = intern(name)
+            stream_id = args.get("stream", e.get("tid"))
+            dev_cols[0](DEVICE_KIND[kind])
+            dev_cols[1](nid)
+            dev_cols[2](ts)
+            dev_cols[3](dur)
+            dev_cols[4](int(args.get("device", e.get("pid")) or 0))
+            dev_cols[5](stream_id if type(stream_id) is int else _int(stream_id))
+            dev_cols[6](int(args.get("correlation", -1)))
+            dev_cols[7](float(args.get("bytes") or 0))
+        elif kind == "python":
+            if name.startswith(MODULE_PREFIX):
+                _add(modules, (intern(name[len(MODULE_PREFIX):]), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+            else:
+                read[kind] -= 1
+                python_other += 1
+        elif kind == "annotation":
+            if name.startswith(STEP_PREFIX):
+                _add(cpu_steps, (intern(name), ts, dur))
+            elif name.startswith(PHASE_PREFIXES):
+                _add(marks, (intern(name), ts, dur))
+            elif name.startswith(HOST_COMM_PREFIXES):
+                _add(host_comm, (ts, dur))
+            elif name.startswith(LIVE_TAG):
+                _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+        elif kind == "gpu_annotation":
+            if name.startswith(STEP_PREFIX):
+                _add(gpu_steps, (intern(name), ts, dur))
+        elif kind == "gpu_sync":
+            _add(syncs, (ts, dur))
+
+    skipped: dict[str, Skipped] = {}
+    flows = skipped_ph.pop("s", 0) + skipped_ph.pop("f", 0) + skipped_ph.pop("t", 0)
+    if flows:
+        skipped["flow events"] = Skipped(flows, "launch-to-kernel arrows; the correlation id in each runtime call and "
+                                                "kernel links them already")
+    if skipped_ph.get("i") or skipped_ph.get("I"):
+        skipped["instant events"] = Skipped(skipped_ph.pop("i", 0) + skipped_ph.pop("I", 0),
+                                            "memory records and markers; an import does not rebuild memory use")
+    if skipped_ph.get("M"):
+        skipped["metadata rows"] = Skipped(skipped_ph.pop("M"), "process and thread names; not needed for the figures")
+    for ph, c in skipped_ph.items():
+        skipped[f"phase '{ph}' events"] = Skipped(c, "only complete ('X') events carry a duration")
+    if python_other:
+        skipped["python frames"] = Skipped(python_other, "Python stack frames; only nn.Module frames are used, "
+                                                         "for the module tree")
+    for cat, c in unknown.items():
+        skipped[f"category '{cat}'"] = Skipped(c, "unknown category; not used")
+    for cat in [k for k in read if k in IGNORED_WHY]:
+        skipped[f"category '{cat}'"] = Skipped(read.pop(cat), IGNORED_WHY[cat])
+    for k in [k for k in read if k in ("ac2g", "async")]:
+        read.pop(k)
+    if no_time:
+        skipped["events without a start time"] = Skipped(no_time, "no 'ts' to place them on the timeline")
+
+    return TraceData(
+        path=str(stream.path), metadata=stream.metadata, names=list(names),
+        ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
+        gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
+        read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
+        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags))
+
+
+def _add(cols: dict[str, array], values: tuple) -> None:
+    for col, v in zip(cols.values(), values):
+        col.append(v)
+
+
+def _int(x) -> int:
+    """A stream id: 7, "7" or the 2021 convention's "stream 7"."""
+    if isinstance(x, int):
+        return x
+    digits = "".join(ch for ch in str(x) if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def _np(cols: dict[str, array]) -> dict[str, np.ndarray]:
+    return {k: np.frombuffer(v, dtype=v.typecode) if len(v) else np.zeros(0, dtype=v.typecode) for k, v in cols.items()}

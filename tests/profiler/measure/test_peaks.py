@@ -1,0 +1,105 @@
+"""Machine peaks: sane measured figures, a cache that is used, published GPU specs matched by name."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from profiler import devices
+from profiler.measure import peaks
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_measured_cpu_peaks_are_sane_and_cached(monkeypatch):
+    p = peaks.get("cpu")
+    assert p.source == "measured" and p.device == "cpu" and p.threads >= 1
+    for value in (p.fp32_gflops, p.bf16_gflops, p.mem_bw_gbs, p.copy_bw_gbs):
+        assert value > 0 and math.isfinite(value)
+    assert p.fp32_gflops < 1e5 and p.mem_bw_gbs < 1e4  # a 2-core VM is not a supercomputer
+    if "amx_bf16" in devices.cpu_features():
+        assert p.bf16_gflops > p.fp32_gflops
+    monkeypatch.setattr(peaks, "measure", lambda *a, **k: pytest.fail("measured again although cached"))
+    assert peaks.get("cpu") == p
+
+
+def test_damaged_cache_measures_again(monkeypatch):
+    peaks.cache_path().parent.mkdir(parents=True)
+    peaks.cache_path().write_text("{not json")
+    monkeypatch.setattr(peaks, "measure", lambda *a, **k: peaks.Peaks(device="cpu", name="x", source="measured",
+                                                                        fp32_gflops=1.0))
+    assert peaks.get("cpu").fp32_gflops == 1.0
+    [cached] = json.loads(peaks.cache_path().read_text()).values()  # rewritten whole: the new entry alone
+    assert cached["fp32_gflops"] == 1.0 and cached["name"] == "x"
+
+
+@pytest.mark.parametrize("name, key, bf16", [("NVIDIA H100 80GB HBM3", "H100", 989e3),
+                                             ("NVIDIA A100-SXM4-80GB", "A100 80GB", 312e3),
+                                             ("AMD Instinct MI300X", "MI300X", 1307e3),
+                                             ("NVIDIA A10", "A10", 125e3)])
+def test_spec_peaks_match_the_gpu_name(name, key, bf16):
+    p = devices.spec_peaks(name)
+    assert p.source == "spec" and f"'{key}'" in p.notes[0] and "not measured" in p.notes[0]
+    assert p.bf16_gflops == pytest.approx(bf16)
+
+
+def test_unknown_gpu_has_no_spec():
+    assert devices.spec_peaks("Imaginary GPU 9000") is None
+
+
+def test_cli_json_has_the_cpu_keys_only(tmp_path):
+    import os
+
+    env = dict(os.environ, OPLENS_CACHE_DIR=str(tmp_path / "c"))
+    r = subprocess.run([sys.executable, "-m", "profiler", "peaks", "--json", "--device", "cpu"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    out = json.loads(r.stdout)
+    assert out["fp32_gflops"] > 0 and out["bf16_gflops"] > 0 and out["mem_bw_gbs"] > 0
+    assert not any(k.startswith(("h2d", "d2h")) for k in out)
+    r = subprocess.run([sys.executable, "-m", "profiler", "peaks", "--gpu", "Imaginary 9000"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("error: no published spec")
+
+
+def test_gemms_taking_turns_share_a_neighbours_burst():
+    # a neighbour keeps the CPU busy for the first four calls (10x slower on a fake clock): measured one after
+    # another, the first kind would see only the burst; taking turns, both kinds see quiet calls too
+    now = [0.0]
+    calls = []
+
+    def kernel():
+        calls.append(1)
+        now[0] += 0.030 if len(calls) <= 4 else 0.003
+
+    best = peaks.best_seconds_each({"fp32": kernel, "int8": kernel}, lambda: None, min_time_s=0.0, repeats=3,
+                                   clock=lambda: now[0])
+    assert len(calls) == 6 and best == pytest.approx({"fp32": 0.003, "int8": 0.003})
+
+
+def test_a_kernel_this_build_lacks_is_noted_and_the_others_measured(monkeypatch):
+    real = peaks.gemm
+
+    def no_int8(kind, device):
+        if kind == "int8":
+            raise RuntimeError("Didn't find engine for operation quantized::linear_prepack NoQEngine")
+        return real(kind, device)
+
+    monkeypatch.setattr(peaks, "GEMM_N", {"fp32": 256, "bf16": 256, "fp16": 64, "int8": 256})
+    monkeypatch.setattr(peaks, "gemm", no_int8)
+    p = peaks.Peaks(device="cpu", name="x", source="measured")
+    rates = peaks.gemm_rates(("fp32", "bf16", "int8"), torch.device("cpu"), lambda: None, p)
+    assert set(rates) == {"fp32", "bf16"} and all(v > 0 for v in rates.values())
+    assert p.notes == ["int8 GEMM not measured: Didn't find engine for operation quantized::linear_prepack NoQEngine"]
+
+
+def test_cpu_int8_peak_is_the_dynamic_linear_the_passes_run():
+    fn, work = peaks.gemm("int8", torch.device("cpu"))
+    assert work == 2 * peaks.GEMM_N["int8"] ** 3
+    out = fn()
+    assert out.dtype == torch.float32 and out.shape == (peaks.GEMM_N["int8"],) * 2  # int8 inside, float out
