@@ -28,7 +28,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 # page -> what marks it as drawn
 PAGES = {"Overview": ".js-plotly-plot", "Operators": ".js-plotly-plot", "Graph": ".js-plotly-plot .scatterlayer",
-         "Timeline": ".js-plotly-plot", "Bottlenecks": "text=Usually fixed by", "Runs": "[data-testid='stDataFrame']",
+         "Timeline": ".js-plotly-plot", "Why slow?": "text=Usually fixed by", "Runs": "[data-testid='stDataFrame']",
          "System": "[data-testid='stMetric']"}
 
 

@@ -65,6 +65,40 @@ CONVERSIONS = ("aten::quantize_per_tensor*", "aten::quantize_per_channel", "aten
 FUSED = ("*fused*", "*pointwise*", "Torch-Compiled Region*", "CompiledFunction*", "## Call CompiledFxGraph*",
          "aten::_scaled_dot_product*", "mkldnn::*")
 
+# ---------------------------------------------------------------- work no formula counts, or none at all
+
+# ATen ops that do matmul-class work no FLOP formula counts (prefixes): their time makes a FLOP/s figure partial
+UNCOUNTED_MATMUL = (
+    "aten::lstm",
+    "aten::gru",
+    "aten::rnn_",
+    "aten::mkldnn_rnn",
+    "aten::_thnn_fused",
+    "aten::lstm_cell",
+    "aten::gru_cell",
+    "aten::quantized_lstm",
+    "aten::quantized_gru",
+    "aten::cdist",
+    "aten::_cdist",
+    "aten::linalg_solve",
+    "aten::linalg_inv",
+    "aten::linalg_cholesky",
+    "aten::linalg_qr",
+    "aten::linalg_svd",
+    "aten::linalg_eig",
+    "aten::linalg_lstsq",
+    "aten::linalg_lu",
+    "aten::linalg_det",
+    "aten::linalg_slogdet",
+    "aten::_linalg_",
+    "aten::fft_",
+    "aten::_fft_",
+    "aten::conv_tbc",
+    "aten::_nnpack",
+)  # norms are not here
+# non-ATen namespaces that only quantize, dequantize or repack
+ZERO_WORK = ("quantized_decomposed::", "onednn::qlinear_prepack", "onednn::qconv_prepack", "prim::")
+
 # ---------------------------------------------------------------- element-wise, lookups, recurrent
 
 # matched on the base name (no namespace, less leading/trailing "_"), never as a prefix: "add" as a prefix would take

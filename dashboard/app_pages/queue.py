@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import job_view, state
+from dashboard import job_view, queue_view, state
 
 st.title("Queue")
 state.about("""
@@ -19,7 +19,7 @@ if instructor and st.button("Clear the queue", icon=":material/clear_all:",
 
 @st.fragment(run_every=1.0)
 def queue_panel():
-    rows = jobs.queue_rows(me, instructor, job_view.own_ids())
+    rows = queue_view.queue_rows(jobs, me, instructor, job_view.own_ids())
     if not rows:
         st.success("Nothing is waiting or running: a job started now begins at once.")
         return
@@ -32,7 +32,7 @@ def queue_panel():
 
 queue_panel()
 st.subheader("Your recent jobs")
-history = jobs.history_rows(me, job_view.own_ids())
+history = queue_view.history_rows(jobs, me, job_view.own_ids())
 if history:
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 else:

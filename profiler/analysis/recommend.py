@@ -149,9 +149,9 @@ def rule_sdpa(ctx: Context) -> Recommendation | None:
     names = {o.name for o in ctx.run.ops}
     if not names & set(oc.SOFTMAX):
         return None
-    if not names & {"aten::bmm", "aten::matmul", "aten::baddbmm"} or any(oc.matches(n, oc.ATTENTION) for n in names):
+    if not names & set(oc.BATCHED_MATMUL) or any(oc.matches(n, oc.ATTENTION) for n in names):
         return None
-    attn_ms = ctx.ms(("aten::bmm", "aten::baddbmm") + oc.SOFTMAX)
+    attn_ms = ctx.ms(oc.BATCHED_MATMUL + oc.SOFTMAX)
     share = attn_ms / ctx.total_ms
     return Recommendation(rule="sdpa", title="Use fused attention (SDPA)", passes=["sdpa"],
                           raw_estimate=amdahl(share, 2.0),

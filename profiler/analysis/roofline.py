@@ -15,6 +15,7 @@ import re
 
 from profiler import op_categories as oc
 from profiler.schema import GraphNode, OpStat, Peaks, ProfileRun, Roofline, RooflinePoint
+from profiler.traces import work
 
 OVERHEAD_FRACTION = 0.10  # roof under 10% of the measured time ...
 TINY_CALL_US = 20.0  # ... and under 20 us of work per call: a dispatch/launch costs ~5-20 us on a CPU
@@ -70,9 +71,7 @@ _SHAPE_FORMULAS = {"aten::_flash_attention_forward": _flash_bshd, "aten::_effici
 def flops_from_shapes(op: OpStat) -> float:
     """FLOPs per inference from the op's recorded input shapes by profiler.measure.flops' formulas (the mean over its
     distinct shapes, times its calls): for imported traces recorded without FLOPs."""
-    from profiler.measure import flops as flops_mod
-
-    formula = _SHAPE_FORMULAS.get(op.name) or flops_mod.EVENT_FORMULAS.get(op.name)
+    formula = _SHAPE_FORMULAS.get(op.name) or work.EVENT_FORMULAS.get(op.name)
     if formula is None:
         return 0.0
     values = []

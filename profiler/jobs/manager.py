@@ -268,40 +268,6 @@ class JobManager:
         only the jobs it started (`own_ids`), not every unnamed participant's."""
         return bool(viewer) and job.participant == viewer or job.id in set(own_ids)
 
-    def queue_rows(self, viewer: str = "", instructor: bool = False, own_ids: Iterable[str] = ()) -> list[dict]:
-        """The queue as table rows for `viewer`: other participants' model names hidden unless `instructor`."""
-        # position, wait_s and estimate_s per row, in one pass: the Queue page redraws this every second in every
-        # session, and each of those rebuilds the queue and reads the whole job history again
-        rows, own_ids, estimates = [], set(own_ids), {}
-        ahead_s, waiting = 0.0, 0
-        for job in self.queue():
-            key = (job.kind, job.payload.get("budget_s"))
-            if key not in estimates:
-                estimates[key] = self.estimate_s(job)
-            own = self.owns(job, viewer, own_ids)
-            queued = job.status == "queued"
-            waiting += queued
-            wait = ahead_s / SLOTS if queued else 0.0
-            ahead_s += estimates[key] if queued else self.remaining_s(job)
-            rows.append({"position": waiting if queued else 0, "kind": job.kind,
-                         "model": job.spec if own or instructor else "(hidden)",
-                         "participant": (job.participant or "-") + (" (you)" if own else ""),
-                         "state": job.status, "elapsed": duration_text(job.elapsed_s),
-                         "starts in": duration_text(wait) if queued else "running",
-                         "ends in": duration_text(wait + estimates[key] if queued else self.remaining_s(job)),
-                         "id": job.id})
-        return rows
-
-    def history_rows(self, viewer: str, own_ids: Iterable[str] = (), limit: int = 10) -> list[dict]:
-        """`viewer`'s ended jobs, newest first, as table rows: what each did and what it saved."""
-        rows = []
-        own_ids = set(own_ids)
-        for job in [j for j in self.jobs() if not j.active and self.owns(j, viewer, own_ids)][:limit]:
-            rows.append({"when": time.strftime("%H:%M:%S", time.localtime(job.submitted)), "kind": job.kind,
-                         "model": job.spec, "state": job.status, "took": duration_text(job.elapsed_s),
-                         "outcome": job.message, "saved": ", ".join(ident for _, ident in job.saved)})
-        return rows
-
     # -- running ---------------------------------------------------------------------------------------------------
 
     def _pump(self) -> None:

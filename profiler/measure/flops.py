@@ -20,7 +20,6 @@ time in such ops: below 1 it says an achieved-FLOP/s figure misses work it could
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -32,113 +31,27 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from profiler import op_categories as oc
 from profiler.schema import OpStat
-
-Shapes = list  # recorded input shapes of one event, one list per argument ([] for non-tensors)
-
-
-def _numel(shape) -> int:
-    return math.prod(int(d) for d in shape) if shape else 0
-
-
-def _linear(x, n_out: int) -> int:
-    return 2 * _numel(x) * int(n_out)  # numel(x) = M*K, times N outputs
-
-
-def _packed_n(x, w) -> int:
-    """Output features of a prepacked int8 weight, stored [K, N] by oneDNN (or [N, K])."""
-    return w[1] if w[0] == x[-1] and len(w) > 1 else w[0]
-
-
-def _shaped(fn: Callable[..., int | None], *need: int) -> Callable[[Shapes], int | None]:
-    """A formula that returns None (uncountable from shapes) when an argument it reads has no recorded shape."""
-    def formula(s: Shapes) -> int | None:
-        return fn(s) if len(s) > max(need) and all(s[i] for i in need) else None
-    return formula
-
-
-# profiler event name -> FLOPs from the event's recorded input shapes; None means the shapes do not say (the
-# dispatcher count is used instead). Wrappers (aten::linear, aten::matmul) are not here: their work shows in the
-# kernels they call.
-EVENT_FORMULAS: dict[str, Callable[[Shapes], int | None]] = {
-    "aten::mm": _shaped(lambda s: fc.mm_flop(s[0], s[1]), 0, 1),
-    "aten::addmm": _shaped(lambda s: fc.mm_flop(s[1], s[2]), 1, 2),
-    "aten::bmm": _shaped(lambda s: fc.bmm_flop(s[0], s[1]), 0, 1),
-    "aten::baddbmm": _shaped(lambda s: fc.bmm_flop(s[1], s[2]), 1, 2),
-    "aten::_int_mm": _shaped(lambda s: fc.mm_flop(s[0], s[1]), 0, 1),
-    "aten::_weight_int8pack_mm": _shaped(lambda s: _linear(s[0], s[1][0]), 0, 1),  # weight [N, K]
-    "aten::mkldnn_linear": _shaped(lambda s: _linear(s[0], s[1][0]), 0, 1),
-    "mkldnn::_linear_pointwise": _shaped(lambda s: _linear(s[0], s[1][0]), 0, 1),
-    "mkl::_mkl_linear": _shaped(lambda s: _linear(s[0], s[2][0]), 0, 2),  # (x, packed, original weight [N, K], ...)
-    "onednn::qlinear_pointwise": _shaped(lambda s: _linear(s[0], _packed_n(s[0], s[3])), 0, 3),
-    # attention: q, k, v come first in every variant (CPU flash, CUDA flash / efficient / cuDNN)
-    **{name: _shaped(lambda s: _sdpa(s[0], s[1], s[2]), 0, 1, 2) for name in oc.SDPA_KERNELS},
-    # convolutions need their output size (stride, padding): counted at the dispatcher, which sees the output
-    **{name: lambda s: None for name in oc.CONVOLUTION_KERNELS},
-    # packed int8 weights: the recorded shapes hold the activation only
-    **{name: lambda s: None for name in oc.QUANTIZED_PACKED},
-}
-
-# ATen ops that do matmul-class work no formula here counts: their time makes a FLOP/s figure partial
-UNCOUNTED_ATEN = (
-    "aten::lstm",
-    "aten::gru",
-    "aten::rnn_",
-    "aten::mkldnn_rnn",
-    "aten::_thnn_fused",
-    "aten::lstm_cell",
-    "aten::gru_cell",
-    "aten::quantized_lstm",
-    "aten::quantized_gru",
-    "aten::cdist",
-    "aten::_cdist",
-    "aten::linalg_solve",
-    "aten::linalg_inv",
-    "aten::linalg_cholesky",
-    "aten::linalg_qr",
-    "aten::linalg_svd",
-    "aten::linalg_eig",
-    "aten::linalg_lstsq",
-    "aten::linalg_lu",
-    "aten::linalg_det",
-    "aten::linalg_slogdet",
-    "aten::_linalg_",
-    "aten::fft_",
-    "aten::_fft_",
-    "aten::conv_tbc",
-    "aten::_nnpack",
-)  # norms are not here
-# non-ATen namespaces that only quantize, dequantize or repack
-_ZERO_WORK_PREFIXES = ("quantized_decomposed::", "onednn::qlinear_prepack", "onednn::qconv_prepack", "prim::")
+from profiler.traces import work
 
 
 def _dispatch_linear(x, *args, out_shape=None, **kwargs) -> int:
-    return _linear(x, out_shape[-1])
+    return work.linear(x, out_shape[-1])
 
 
 def _dispatch_qconv(x, packed, *args, out_shape=None, **kwargs) -> int:
     weight = packed.unpack()[0]  # [C_out, C_in / groups, *kernel]
-    return 2 * _numel(out_shape) * _numel(weight.shape[1:])
-
-
-def _sdpa(q, k, v) -> int:
-    """q @ k^T and weights @ v, each 2 per multiply-accumulate. torch's sdpa_flop_count asserts that k and v have
-    q's head count, which grouped-query attention (Llama, Qwen2: fewer key/value heads) breaks."""
-    *lead, s_q, d = q
-    s_k, d_v = k[-2], v[-1]
-    return 2 * _numel(lead) * s_q * s_k * (d + d_v)
+    return 2 * work.numel(out_shape) * work.numel(weight.shape[1:])
 
 
 def _dispatch_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    return _sdpa(q, k, v)
+    return work.sdpa(q, k, v)
 
 
 def _custom_mapping() -> dict:
     """Formulas FlopCounterMode lacks in torch 2.13 (it counts CPU attention and every quantized kernel as 0), and
     attention formulas that accept grouped-query shapes."""
     ops = torch.ops
-    table = {"aten": {name: _dispatch_sdpa for name in (
-                 "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")},
+    table = {"aten": {name.split("::")[1]: _dispatch_sdpa for name in oc.SDPA_KERNELS},
              "quantized": {name: _dispatch_linear for name in ("linear_dynamic", "linear_relu_dynamic",
                                                                "linear_dynamic_fp16", "linear", "linear_relu")}
              | {name: _dispatch_qconv for name in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu",
@@ -244,14 +157,14 @@ class OpFlops:
 
 def _zero_work(name: str) -> bool:
     if name.startswith("aten::"):
-        return not name.startswith(UNCOUNTED_ATEN)
-    return name.startswith(_ZERO_WORK_PREFIXES)
+        return not name.startswith(oc.UNCOUNTED_MATMUL)
+    return name.startswith(oc.ZERO_WORK)
 
 
 def _counted_ancestor(evt) -> bool:
     parent = evt.cpu_parent
     while parent is not None:
-        if parent.name in EVENT_FORMULAS:
+        if parent.name in work.EVENT_FORMULAS:
             return True
         parent = parent.cpu_parent
     return False
@@ -270,7 +183,7 @@ def count_events(events: Iterable, dispatched: dict[str, float] | None = None, i
             continue
         name = evt.name
         inside = _counted_ancestor(evt)
-        formula = EVENT_FORMULAS.get(name)
+        formula = work.EVENT_FORMULAS.get(name)
         ok = inside or _zero_work(name)
         if formula is not None and not inside:  # the outermost counted op holds the work: no double count
             value = formula([list(s) for s in (evt.input_shapes or [])])

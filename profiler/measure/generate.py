@@ -97,16 +97,9 @@ def generate(
     check_causal_lm(loaded.module, loaded.info.name)
     check_length(loaded.module, loaded.info.name, config.prompt_len + config.new_tokens)
     say = progress or (lambda stage, frac: None)
+    check_cancel = _canceller(cancel)
 
-    def check_cancel():
-        if cancel is not None and cancel.is_set():
-            raise ProfileCancelled("generation cancelled")
-
-    if peaks is None:  # before the measurement lock: peaks.get takes it itself when it has to measure
-        from profiler.measure import peaks as peaks_mod
-
-        say("machine peaks", 0.0)
-        peaks = peaks_mod.get(device)
+    peaks = peaks or _machine_peaks(device, say)
     try:
         module, _, _ = prepare(loaded, device, dtype)
     except Exception as exc:  # noqa: BLE001 - out of memory moving or casting the model
@@ -166,13 +159,33 @@ def generate(
     gen.memory = memory
     gen.prompt_ids = prompt.cpu().tolist()
     gen.text = decode_text(tokenizer, torch.tensor(gen.token_ids)) if gen.token_ids else ""
-    notes += gen.notes
+    notes += gen.notes + _noise_notes(gen, e2e, ttft)
+    return _as_run(loaded, config, device, e2e, gen, figs, detail, trace, phase_wall, notes)
+
+
+def _canceller(cancel: Any) -> Callable[[], None]:
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise ProfileCancelled("generation cancelled")
+    return check_cancel
+
+
+def _machine_peaks(device: torch.device, say: Callable[[str, float], None]) -> Peaks:
+    """This machine's peaks, before the measurement lock: peaks.get takes it itself when it has to measure."""
+    from profiler.measure import peaks as peaks_mod
+
+    say("machine peaks", 0.0)
+    return peaks_mod.get(device)
+
+
+def _noise_notes(gen: Generation, e2e, ttft) -> list[str]:
+    notes = []
     for what, stats in (("e2e", e2e), ("TTFT", ttft), ("TPOT", summarize([x for s in gen.steps_ms for x in s]))):
         if msg := noise_message(stats):
             notes.append(f"{what}: {msg}")
     if not gen.deterministic:
         notes.append("greedy generations differed between repeats (non-deterministic kernels?): token_ids are the last")
-    return _as_run(loaded, config, device, e2e, gen, figs, detail, trace, phase_wall, notes)
+    return notes
 
 
 def _failure(exc: BaseException, loaded: LoadedModel, device: torch.device, config: GenerateConfig) -> ModelRunError:

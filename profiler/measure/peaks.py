@@ -45,24 +45,6 @@ def cache_key(device: torch.device, threads: int | None = None) -> str:
     return f"{name}|torch {torch.__version__}|{threads or torch.get_num_threads()} threads|{device}|{METHOD}"
 
 
-def _best_seconds(
-    fn: Callable[[], None], sync: Callable[[], None], min_time_s: float = 0.25, repeats: int = 3
-) -> float:
-    """Shortest of the timed calls (after one warm-up), repeating until both `repeats` and `min_time_s` are met."""
-    fn()
-    sync()
-    best, spent, n = float("inf"), 0.0, 0
-    while n < repeats or spent < min_time_s:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - t0
-        best, spent, n = min(best, dt), spent + dt, n + 1
-        if n >= 50:
-            break
-    return best
-
-
 def best_seconds_each(fns: dict[str, Callable[[], None]], sync: Callable[[], None], min_time_s: float = 0.25,
                       repeats: int = 3, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Shortest timed call of each function, the functions taking turns (one call each per round) until every one has

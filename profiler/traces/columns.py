@@ -191,26 +191,52 @@ def load(path: str | Path) -> TraceData:
             dev_cols[6](int(args.get("correlation", -1)))
             dev_cols[7](float(args.get("bytes") or 0))
         elif kind == "python":
-            if name.startswith(MODULE_PREFIX):
-                _add(modules, (intern(name[len(MODULE_PREFIX):]), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
-            else:
+            if not _rare_python(name, ts, dur, e, modules, thread_of, intern):
                 read[kind] -= 1
                 python_other += 1
-        elif kind == "annotation":
-            if name.startswith(STEP_PREFIX):
-                _add(cpu_steps, (intern(name), ts, dur))
-            elif name.startswith(PHASE_PREFIXES):
-                _add(marks, (intern(name), ts, dur))
-            elif name.startswith(HOST_COMM_PREFIXES):
-                _add(host_comm, (ts, dur))
-            elif name.startswith(LIVE_TAG):
-                _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
-        elif kind == "gpu_annotation":
-            if name.startswith(STEP_PREFIX):
-                _add(gpu_steps, (intern(name), ts, dur))
-        elif kind == "gpu_sync":
-            _add(syncs, (ts, dur))
+        else:
+            _rare(kind, name, ts, dur, e, cpu_steps, gpu_steps, marks, host_comm, tags, syncs, thread_of, intern)
 
+    skipped = _skipped(skipped_ph, unknown, read, python_other, no_time)
+    return TraceData(
+        path=str(stream.path), metadata=stream.metadata, names=list(names),
+        ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
+        gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
+        read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
+        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags))
+
+
+def _rare_python(name: str, ts: float, dur: float, e: dict, modules, thread_of, intern) -> bool:
+    """A python frame: an nn.Module's (kept, for the module tree) or another (False: counted as skipped)."""
+    if not name.startswith(MODULE_PREFIX):
+        return False
+    _add(modules, (intern(name[len(MODULE_PREFIX):]), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+    return True
+
+
+def _rare(kind: str, name: str, ts: float, dur: float, e: dict, cpu_steps, gpu_steps, marks, host_comm, tags, syncs,
+          thread_of, intern) -> None:
+    """The few annotation and sync events of a trace (steps, serving phases, host collectives, OpLens's own tags):
+    out of the per-operator loop's way."""
+    if kind == "annotation":
+        if name.startswith(STEP_PREFIX):
+            _add(cpu_steps, (intern(name), ts, dur))
+        elif name.startswith(PHASE_PREFIXES):
+            _add(marks, (intern(name), ts, dur))
+        elif name.startswith(HOST_COMM_PREFIXES):
+            _add(host_comm, (ts, dur))
+        elif name.startswith(LIVE_TAG):
+            _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+    elif kind == "gpu_annotation":
+        if name.startswith(STEP_PREFIX):
+            _add(gpu_steps, (intern(name), ts, dur))
+    elif kind == "gpu_sync":
+        _add(syncs, (ts, dur))
+
+
+def _skipped(skipped_ph: Counter, unknown: Counter, read: Counter, python_other: int,
+             no_time: int) -> dict[str, Skipped]:
+    """What the pass left out, each with why (the import's validation report); drops ignored kinds from `read`."""
     skipped: dict[str, Skipped] = {}
     flows = skipped_ph.pop("s", 0) + skipped_ph.pop("f", 0) + skipped_ph.pop("t", 0)
     if flows:
@@ -235,12 +261,7 @@ def load(path: str | Path) -> TraceData:
     if no_time:
         skipped["events without a start time"] = Skipped(no_time, "no 'ts' to place them on the timeline")
 
-    return TraceData(
-        path=str(stream.path), metadata=stream.metadata, names=list(names),
-        ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
-        gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
-        read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
-        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags))
+    return skipped
 
 
 def _add(cols: dict[str, array], values: tuple) -> None:

@@ -109,6 +109,24 @@ def _validation(datas: list[TraceData], attrs: list[Attribution]) -> TraceValida
 
 
 
+def _notes(d: TraceData, datas: list[TraceData], on_gpu: bool, platform: str, latency_note: str,
+           gpu: GpuTimeline | None) -> list[str]:
+    """What a reader of the imported run should know about its figures."""
+    notes = [f"imported from {Path(d.path).name}" + (f" ({platform})" if platform else " (CPU-only trace)"),
+             "operator, kernel and transfer figures are totals over the whole trace; the GPU timeline is per step",
+             latency_note,
+             "exec time is device (kernel and memset) self time per operator" if on_gpu else
+             "exec time is host self time per operator (no device activity in the trace)"]
+    if on_gpu and gpu is not None:
+        notes.append(f"GPU step window from {gpu.window_source} ({gpu.steps} step{'s' if gpu.steps != 1 else ''})")
+    if not on_gpu:
+        notes.append("no device events: the GPU timeline and transfers are empty")
+    if len(datas) > 1:
+        notes.append(f"{len(datas)} ranks; operators, kernels, transfers and the timeline are rank "
+                     f"{_rank_of(d, 0)}'s, and its trace is the one saved with the run; every rank is in ranks[]")
+    return notes
+
+
 def import_trace(path: str | Path | list) -> ProfileRun:
     """Turn one trace file (or several: the ranks of one job) into a ProfileRun with model.source "trace";
     TraceFormatError for anything that is not a readable trace. It reads what it is handed, as the CLI does: the
@@ -137,18 +155,7 @@ def import_trace(path: str | Path | list) -> ProfileRun:
     trans_ms = sum(o.trans_ms for o in ops)
     spans = [x for x in (d.ops, d.device) if len(x["ts"])]
     wall_ms = (max(float((x["ts"] + x["dur"]).max()) for x in spans) - min(float(x["ts"].min()) for x in spans)) / 1e3
-    notes = [f"imported from {Path(d.path).name}" + (f" ({platform})" if platform else " (CPU-only trace)"),
-             "operator, kernel and transfer figures are totals over the whole trace; the GPU timeline is per step",
-             latency_note,
-             "exec time is device (kernel and memset) self time per operator" if on_gpu else
-             "exec time is host self time per operator (no device activity in the trace)"]
-    if on_gpu and gpu is not None:
-        notes.append(f"GPU step window from {gpu.window_source} ({gpu.steps} step{'s' if gpu.steps != 1 else ''})")
-    if not on_gpu:
-        notes.append("no device events: the GPU timeline and transfers are empty")
-    if len(datas) > 1:
-        notes.append(f"{len(datas)} ranks; operators, kernels, transfers and the timeline are rank "
-                     f"{_rank_of(d, 0)}'s, and its trace is the one saved with the run; every rank is in ranks[]")
+    notes = _notes(d, datas, on_gpu, platform, latency_note, gpu)
     validation = _validation(datas, attrs)
     name = Path(d.path).name.split(".")[0] or "trace"
     digest = hashlib.sha1("|".join(str(f.resolve()) for f in files).encode()).hexdigest()[:6]

@@ -237,7 +237,7 @@ def test_default_depth():
 
 
 def test_the_cli_summary_prints_the_same_rates():
-    from profiler.cli.commands import render_run
+    from profiler.cli.render import render_run
 
     text = render_run(hand_run())
     assert "throughput 400.0 samples/s" in text  # analysis.throughput_per_s

@@ -142,7 +142,7 @@ def test_coverage_round_trips_and_old_runs_read_as_unmeasured(tiny_bert_run):
 
 def test_every_achieved_flop_rate_carries_its_coverage(tiny_bert_run):
     from profiler.analysis import frames as analysis
-    from profiler.cli.commands import render_run
+    from profiler.cli.render import render_run
 
     run, _ = tiny_bert_run
     rate = analysis.flop_rate(run)

@@ -59,10 +59,8 @@ def test_tensorboard_plugin_lists_our_runs(tiny_bert_run, tmp_path):
 
 
 def test_hta_loads_our_traces(tiny_bert_run, tmp_path):
-    try:
-        from hta.trace_analysis import TraceAnalysis
-    except Exception as exc:  # noqa: BLE001 - HTA pins versions that may not install here
-        pytest.skip(f"HolisticTraceAnalysis does not import: {exc}")
+    from hta.trace_analysis import TraceAnalysis  # requirements-test.txt installs it: a real check, never a skip
+
     run, root = tiny_bert_run
     # a live run records one ProfilerStep; HTA drops the last step unless told to keep it
     ta = TraceAnalysis(trace_files={0: run.trace_path}, include_last_profiler_step=True)
