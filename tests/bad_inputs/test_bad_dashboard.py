@@ -16,7 +16,6 @@ from profiler import ProfileConfig, policy, store
 from profiler.jobs import JobManager
 from profiler.jobs import executors as jobs_module
 from profiler.schema import TraceFormatError
-from profiler.traces.importer import import_trace
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 FAST = dict(warmup=1, repeats=2, min_time_s=0.0, profile_iters=1, graph=False)
@@ -184,18 +183,28 @@ def test_upload_over_the_size_limit_is_refused(server, monkeypatch):
 # ---------------------------------------------------------------- traces (what the Timeline page imports)
 
 def test_traces_outside_truncated_or_oversized_are_one_line(server, monkeypatch, tmp_path):
-    with pytest.raises(TraceFormatError, match="reads traces only from") as outside:
-        import_trace("/etc/hostname")
+    """What the server's import job says: the policy (outside, oversized) at its boundary, the reader's own words for
+    a truncated file; each in one line."""
+    import threading
+
+    from profiler.jobs.worker import import_job
+    from profiler.policy import PolicyError
+
+    def as_job(path):
+        return import_job({"paths": [str(path)]}, lambda *a: None, threading.Event())
+
+    with pytest.raises(PolicyError, match="reads traces only from") as outside:
+        as_job("/etc/hostname")
     real = (Path(__file__).resolve().parents[1] / "data" / "cpu_only.pt.trace.json.gz").read_bytes()
     cut = server.dir / "cut.pt.trace.json.gz"
     cut.write_bytes(real[: len(real) // 3])
     with pytest.raises(TraceFormatError) as truncated:
-        import_trace(cut)
+        as_job(cut)
     monkeypatch.setenv("OPLENS_MAX_FILE_MB", "0.001")
     whole = server.dir / "whole.pt.trace.json.gz"
     whole.write_bytes(real)
-    with pytest.raises(TraceFormatError, match="over this server's limit") as big:
-        import_trace(whole)
+    with pytest.raises(PolicyError, match="over this server's limit") as big:
+        as_job(whole)
     for e in (outside, truncated, big):
         assert "\n" not in str(e.value)
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from testdata import wait
 
 from profiler import ProfileConfig, store
-from profiler.jobs import Job, JobManager, executors
+from profiler.jobs import Job, JobManager, executors, manager
 from profiler.schema import GenerationResult, PassResult
 
 FAST = dict(warmup=1, repeats=3, min_time_s=0.0, profile_iters=1)
@@ -200,7 +200,7 @@ def test_generate_page_runs_its_optimize_as_a_job(monkeypatch):
         on_message({"type": "done", "result": [answer.to_dict()]})
         return 0
 
-    monkeypatch.setattr(executors, "executor", lambda name=None: ("script", worker))
+    monkeypatch.setattr(manager, "executor", lambda name=None: ("script", worker))
     at = AppTest.from_file(APP, default_timeout=30)
     at.session_state["participant"] = "ann"
     at.run()

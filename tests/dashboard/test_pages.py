@@ -1,4 +1,5 @@
 """Every page renders without an exception on an empty store and on a saved run; key numbers match the run's JSON."""
+import re
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def _why_slow_shows(at: AppTest, run) -> bool:
     test_why_slow)."""
     from optimizers import recommend as advice
 
-    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    titles = [m.value for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]
     found = [f"**{i}. {f.title}**" for i, f in enumerate(advice.why_slow(run, measure_peaks=False).findings, 1)]
     return _metrics(at)["Measured median"] == f"{run.latency.median_ms:.3g} ms" and titles[:len(found)] == found
 

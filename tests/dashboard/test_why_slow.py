@@ -24,7 +24,7 @@ class FakeJobs:
     def __init__(self):
         self.jobs = {}
 
-    def submit(self, spec, config, runs_dir=None, arch=None, kind="profile", **extra):
+    def submit(self, spec, config=None, runs_dir=None, arch=None, kind="profile", **extra):
         job = Job(id=f"j{len(self.jobs)}", kind=kind, spec=spec, payload=extra, status="done",
                   result={"id": "c1", "speedup": 2.5, "speedup_low": 2.4, "speedup_high": 2.6,
                           "accuracy": {"cosine": 0.99991, "passed": True}})

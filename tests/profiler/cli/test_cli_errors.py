@@ -37,7 +37,8 @@ def test_unwritable_runs_dir_fails_before_measuring(one_run, monkeypatch, capsys
     def refuse(*a, **k):
         raise PermissionError(errno.EACCES, "Permission denied")
     monkeypatch.setattr(store.tempfile, "TemporaryFile", refuse)
-    monkeypatch.setattr(cli, "profile", lambda *a, **k: pytest.fail("measured although the run could not be saved"))
+    measured = lambda *a, **k: pytest.fail("measured although the run could not be saved")  # noqa: E731
+    monkeypatch.setattr(cli.commands, "profile", measured)
     assert cli.main(["profile", "mlp-tiny", "--runs-dir", str(root)]) == 2
     assert "cannot write to runs directory" in capsys.readouterr().err
     assert store.load(run.id, root).latency.median_ms == run.latency.median_ms

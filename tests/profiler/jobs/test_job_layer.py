@@ -13,7 +13,7 @@ import pytest
 
 from dashboard import queue_view
 from profiler import ProfileConfig, store
-from profiler.jobs import JobManager, QueueFull, executors, kinds
+from profiler.jobs import JobManager, QueueFull, kinds, manager
 from profiler.jobs.manager import Job, duration_text
 from profiler.jobs.protocol import Cancelled, Done, Failed, Progress, Saved, decode, encode
 from profiler.jobs.worker import serve
@@ -39,8 +39,8 @@ def test_a_bad_payload_fails_in_one_message():
     not_json = "bad job payload: not a JSON object"
     for argv, reason in ((["not json"], not_json), ([], not_json),
                          ([json.dumps({"kind": "teleport"})],
-                          "bad job payload: unknown job kind 'teleport'; known: profile, sweep, import, check, "
-                          "optimize, search, generate")):
+                          "bad job payload: unknown job kind 'teleport'; known: profile, sweep, import, peaks, "
+                          "check, optimize, search, generate")):
         out = io.StringIO()
         assert serve(argv, out) == 2
         assert decode(out.getvalue()) == Failed(reason)
@@ -112,7 +112,7 @@ class Script:
 @pytest.fixture
 def script(monkeypatch):
     s = Script()
-    monkeypatch.setattr(executors, "executor", lambda name=None: ("script", s))
+    monkeypatch.setattr(manager, "executor", lambda name=None: ("script", s))
     return s
 
 

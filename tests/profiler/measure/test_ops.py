@@ -12,7 +12,8 @@ from profiler.measure import ops
 from profiler.measure.flops import OpFlops
 from profiler.schema import OpStat
 from profiler.traces import columns as trace_data
-from profiler.traces import importer as trace_import
+from profiler.traces import attribution
+from profiler.traces.figures import trace_figures
 
 
 def evt(name, self_us=0.0, shapes=None, dtypes=None, mem=0, dev_mem=0, device="DeviceType.CPU", parent=None,
@@ -124,13 +125,13 @@ def hand_trace(tmp_path):
     path = tmp_path / "hand.pt.trace.json"
     path.write_text(json.dumps({"traceEvents": HAND_TRACE}))
     d = trace_data.load(path)
-    return d, trace_import.attribute(d)
+    return d, attribution.attribute(d)
 
 
 def test_operator_stats_on_a_hand_written_trace(hand_trace):
-    by = {s.name: s for s in trace_import.operator_stats(*hand_trace, on_gpu=True)}
-    assert set(by) == {"aten::linear", "aten::addmm", "aten::copy_", trace_import.UNATTRIBUTED,
-                       trace_import.NO_OPERATOR.format("cudaGraphLaunch")}
+    by = {s.name: s for s in attribution.operator_stats(*hand_trace, on_gpu=True)}
+    assert set(by) == {"aten::linear", "aten::addmm", "aten::copy_", attribution.UNATTRIBUTED,
+                       attribution.NO_OPERATOR.format("cudaGraphLaunch")}
     got = {n: (s.calls, s.host_ms, s.exec_ms, s.device_ms, s.trans_ms, s.total_ms) for n, s in by.items()}
     assert got == {
         # self host 100 - 60 (addmm inside); its own H2D 10 us; inclusive adds addmm's first gemm: 10 + 40
@@ -139,20 +140,20 @@ def test_operator_stats_on_a_hand_written_trace(hand_trace):
         "aten::addmm": pytest.approx((2, 0.110, 0.100, 0.100, 0.0, 0.100)),
         # host 30 + 20; memcpy D2H 20 + D2D 5
         "aten::copy_": pytest.approx((2, 0.050, 0.0, 0.0, 0.025, 0.025)),
-        trace_import.UNATTRIBUTED: pytest.approx((1, 0.0, 0.007, 0.007, 0.0, 0.007)),
+        attribution.UNATTRIBUTED: pytest.approx((1, 0.0, 0.007, 0.007, 0.0, 0.007)),
         "(no operator: cudaGraphLaunch)": pytest.approx((1, 0.0, 0.003, 0.003, 0.0, 0.003)),
     }
     assert (by["aten::linear"].category, by["aten::addmm"].category, by["aten::copy_"].category) == (
         "transfer", "compute", "transfer")
     # read as a CPU run: host self time is the timing device, copies are data movement, inclusive = host durations
-    cpu = {s.name: s for s in trace_import.operator_stats(*hand_trace, on_gpu=False)}
+    cpu = {s.name: s for s in attribution.operator_stats(*hand_trace, on_gpu=False)}
     assert (cpu["aten::linear"].exec_ms, cpu["aten::linear"].total_ms) == pytest.approx((0.040, 0.100))
     assert (cpu["aten::copy_"].exec_ms, cpu["aten::copy_"].trans_ms) == pytest.approx((0.0, 0.050))
     assert cpu["aten::addmm"].total_ms == pytest.approx(0.110)
 
 
 def test_transfer_stats_on_a_hand_written_trace(hand_trace):
-    out = trace_import.transfer_stats(*hand_trace)
+    out = attribution.transfer_stats(*hand_trace)
     assert [t.direction for t in out] == ["D2H", "H2D", "D2D"]  # by time, longest first
     got = {t.direction: (t.calls, t.bytes, t.time_ms, t.bandwidth_gbps, t.op_ms) for t in out}
     assert got == {
@@ -160,7 +161,7 @@ def test_transfer_stats_on_a_hand_written_trace(hand_trace):
         "D2H": pytest.approx((1, 16000, 0.020, 0.8, {"aten::copy_": 0.020})),
         "D2D": pytest.approx((1, 10**6, 0.005, 200.0, {"aten::copy_": 0.005})),
     }
-    assert {t.label for t in out} == {trace_import.TRANSFER_LABEL}
+    assert {t.label for t in out} == {attribution.TRANSFER_LABEL}
 
 
 # ---------------------------------------------------------------- one real recording
@@ -200,7 +201,7 @@ def test_a_real_recording_adds_up(one_thread, tmp_path):
         out.copy_(a)
     path = tmp_path / "real.pt.trace.json"
     prof.export_chrome_trace(str(path))
-    figs = trace_import.trace_figures(path)
+    figs = trace_figures(path)
     by = {s.name: s for s in figs.ops}
     own = _own_sums(path)
     assert own["aten::mm"][2] < own["aten::mm"][1]  # mm has children (resolve_conj): self time is not its duration

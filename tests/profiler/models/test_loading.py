@@ -225,7 +225,7 @@ def test_profiler_does_not_import_the_sample_models_until_it_looks_for_a_model()
 
     code = ("import sys, profiler.models.loading, profiler.measure.session, profiler.cli, profiler.measure.generate\n"
             "before = 'sample_models' in sys.modules\n"
-            "from profiler import sources\n"
+            "from profiler.models import sources\n"
             "names = sources.catalogue_names()\n"
             "print(before, 'sample_models' in sys.modules, 'bert-tiny' in names)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -261,19 +261,30 @@ def test_bad_input_is_one_clear_line(tmp_path, case):
     assert "\n" not in str(exc.value) and "bad.pt.trace.json.gz" in str(exc.value)
 
 
-def test_paths_outside_the_allowed_directories_are_refused(tmp_path, monkeypatch):
+def test_the_server_reads_only_its_data_directories_and_python_reads_what_it_is_handed(tmp_path, monkeypatch):
+    """The data-directory policy lives at the server's boundary (the import job); import_trace, called from Python or
+    the CLI, reads the file its user names."""
+    import threading
+
+    from profiler.jobs.worker import import_job
+    from profiler.policy import PolicyError
+
+    def as_job(path):
+        return import_job({"paths": [str(path)]}, lambda *a: None, threading.Event())
+
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     inside = write(allowed, [X("cpu_op", "aten::mm", 0, 10)])
     outside = write(tmp_path, [X("cpu_op", "aten::mm", 0, 10)])
     monkeypatch.setenv("OPLENS_DATA_DIRS", str(allowed))
-    assert import_trace(inside).ops[0].name == "aten::mm"
+    assert store.load(as_job(inside)).ops[0].name == "aten::mm"
     for path in (outside, allowed / ".." / outside.name):
-        with pytest.raises(TraceFormatError, match="this server reads traces only from"):
-            import_trace(path)
+        with pytest.raises(PolicyError, match="this server reads traces only from"):
+            as_job(path)
+        assert import_trace(path).ops[0].name == "aten::mm"
     monkeypatch.delenv("OPLENS_DATA_DIRS")
     # default: the repository's tests/data is allowed (the 4 cpu_op of tests/data/README's cpu_only trace)
-    assert sum(o.calls for o in import_trace(DATA / "cpu_only.pt.trace.json.gz").ops) == 4
+    assert sum(o.calls for o in store.load(as_job(DATA / "cpu_only.pt.trace.json.gz")).ops) == 4
     with pytest.raises(TraceFormatError, match="not found"):
         import_trace(tmp_path / "nope.json")
 
