@@ -14,6 +14,19 @@ DATA = Path(__file__).parent / "data"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+def _exact_int8() -> bool:
+    from profiler.devices import cpu_features
+
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_features()))
+
+
+# int8 accuracy targets met where the CPU computes 8-bit activations exactly (VNNI / AMX); on an AVX2-only CPU
+# (AMD Zen 3) fbgemm and oneDNN quantize activations to 7 bits and these targets are missed, measured: that is
+# issue #20's work. Strict: a pass there (once #20 lands) fails the mark, so it is taken off.
+int8_needs_vnni = pytest.mark.xfail(not _exact_int8(), strict=True,
+                                    reason="7-bit activations on a CPU without VNNI miss this accuracy (issue #20)")
+
+
 def wait(job, timeout: float = 120):
     """Until a profiler.jobs Job has ended; fails the test when it is still queued or running after `timeout` s."""
     deadline = time.time() + timeout

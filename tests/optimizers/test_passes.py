@@ -3,6 +3,7 @@ model left untouched. No timing claims here (benchmarks/optimizers.py measures s
 import pytest
 import torch
 from torch import nn
+from testdata import int8_needs_vnni
 
 import optimizers
 import profiler
@@ -234,12 +235,14 @@ class TestCompiledPasses:
         assert new.traits.compiled == "inductor"
         assert "already compiled" in optimizers.get("torch-compile").check(new, CPU)
 
+    @int8_needs_vnni
     def test_static_int8_pt2e(self):
         new, results, acc = run("mlp-tiny", ["static-int8"])
         assert results[0].applied and acc.cosine > 0.99
         assert new.traits.int8 == "static" and isinstance(new.traits.compile_target, nn.Module)
         assert new.traits.compile_target not in list(new.module.modules())  # its weights do not count twice
 
+    @int8_needs_vnni
     def test_static_int8_then_torch_compile_runs_inductor_int8_kernels(self):
         new, results, acc = run("bert-tiny", ["static-int8", "torch-compile"])
         assert [r.applied for r in results] == [True, True], results

@@ -3,6 +3,7 @@ tolerance holds on inputs the calibration never saw, and static int8 calibrates 
 import pytest
 import torch
 from torch import nn
+from testdata import int8_needs_vnni
 
 import optimizers
 import profiler
@@ -174,6 +175,7 @@ def test_the_search_tries_accuracy_int8():
 class TestRealMiniLM:
     """The point-4 target on the real all-MiniLM-L6-v2: worst held-out sentence cosine >= 0.99 against fp32."""
 
+    @int8_needs_vnni
     def test_worst_held_out_sentence_keeps_cosine_0_99(self):
         loaded = profiler.load_model("minilm")
         sets = input_sets(loaded)

@@ -265,7 +265,7 @@ def test_cuda_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
 def test_a_cluster_without_measuring_nodes_says_so_quietly(tmp_path):
     """connect() as the server does it, to a fresh cluster with no `oplens_measure`: one failed line, no Ray noise."""
     script = ("import json, sys, threading\n"
-              "from profiler import ray_executor\n"
+              "from profiler.jobs import ray_executor\n"
               "msgs = []\n"
               "code = ray_executor.run([sys.executable, '-m', 'profiler.jobs', json.dumps({'spec': 'mlp'})],\n"
               "                        msgs.append, threading.Event(), 60)\n"
