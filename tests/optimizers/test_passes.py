@@ -2,8 +2,8 @@
 model left untouched. No timing claims here (benchmarks/optimizers.py measures speed)."""
 import pytest
 import torch
-from torch import nn
 from testdata import int8_needs_vnni
+from torch import nn
 
 import optimizers
 import profiler

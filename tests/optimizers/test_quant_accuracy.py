@@ -2,8 +2,8 @@
 tolerance holds on inputs the calibration never saw, and static int8 calibrates on a set the proof does not use."""
 import pytest
 import torch
-from torch import nn
 from testdata import int8_needs_vnni
+from torch import nn
 
 import optimizers
 import profiler
