@@ -56,8 +56,9 @@ def test_cli_json_has_the_cpu_keys_only(tmp_path):
     import os
 
     env = dict(os.environ, OPLENS_CACHE_DIR=str(tmp_path / "c"))
+    # 600 s: on an AVX2-only CPU the emulated bf16 GEMM alone takes minutes (measured 244-300 s in all; issue #20)
     r = subprocess.run([sys.executable, "-m", "profiler", "peaks", "--json", "--device", "cpu"], capture_output=True,
-                       text=True, env=env, timeout=300)
+                       text=True, env=env, timeout=600)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     out = json.loads(r.stdout)
     assert out["fp32_gflops"] > 0 and out["bf16_gflops"] > 0 and out["mem_bw_gbs"] > 0
