@@ -63,3 +63,8 @@ def significant(value: float, spread: float) -> str:
     digits_spread = math.floor(math.log10(spread)) if spread > 0 else digits_value - 3
     decimals = max(0, -min(digits_spread, digits_value - 1))
     return f"{value:.{decimals}f}"
+
+
+def throughput_per_s(batch_size: int, median_ms: float) -> float:
+    """Samples per second at a median latency: the steady state a user gets. 0 without a latency."""
+    return 1000 * batch_size / median_ms if median_ms > 0 else 0.0

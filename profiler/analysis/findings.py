@@ -57,11 +57,15 @@ LOW_RATE = 0.5  # whole-inference FLOP/s below this fraction of the best op's is
 HOST_DEVICE = ("H2D", "D2H")
 
 
+def host_device_ms(run: ProfileRun) -> float:
+    """Time per inference in host<->device copies (what pinning and residency act on)."""
+    return sum(t.time_ms for t in run.transfers if t.direction in HOST_DEVICE)
+
+
 def movement_ms(run: ProfileRun) -> float:
     """Time per inference moving data: T_trans of the operators, or the host<->device copies when they are more
     (a GPU run's input upload happens outside any operator)."""
-    copies = sum(t.time_ms for t in run.transfers if t.direction in HOST_DEVICE)
-    return max(run.totals.trans_ms, copies)
+    return max(run.totals.trans_ms, host_device_ms(run))
 
 
 def movement_share(run: ProfileRun) -> float:

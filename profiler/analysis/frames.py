@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from profiler import stats
 from profiler.analysis import diff
 from profiler.schema import Comparison, GraphNode, LatencyStats, OpDiff, OpStat, ProfileRun
 
@@ -62,8 +63,7 @@ def op_gflops_per_s(op: OpStat) -> float:
 def throughput_per_s(run: ProfileRun) -> float:
     """Samples per second: batch size over the median latency of the unprofiled iterations (the steady state a user
     gets; profiled iterations carry the profiler's overhead). 0 without a latency."""
-    median = run.latency.median_ms
-    return 1000 * run.config.batch_size / median if median > 0 else 0.0
+    return stats.throughput_per_s(run.config.batch_size, run.latency.median_ms)
 
 
 def flop_time_ms(run: ProfileRun) -> float:

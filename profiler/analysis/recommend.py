@@ -115,7 +115,7 @@ def rule_overhead(ctx: Context) -> Recommendation | None:
 def rule_transfers(ctx: Context) -> Recommendation | None:
     """Large host <-> device transfer time -> pinned memory, non_blocking copies, resident inputs."""
     wall = ctx.run.totals.wall_ms
-    moved = sum(t.time_ms for t in ctx.run.transfers if t.direction in findings.HOST_DEVICE)
+    moved = findings.host_device_ms(ctx.run)
     share = moved / wall if wall > 0 else 0.0
     # the data-movement finding's threshold, on its host<->device part (what pinning and residency act on)
     if share < findings.MOVEMENT_SHARE:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from profiler import stats
 from profiler.measure.session import CancelToken, new_run_id, profile
 from profiler.models.loading import load_model
 from profiler.schema import OpLensError, ProfileCancelled, ProfileConfig, ProfileRun, Sweep, SweepPoint
@@ -74,7 +75,7 @@ def point_from_run(run: ProfileRun, threads: int | None = None) -> SweepPoint:
     point = SweepPoint(batch_size=cfg.batch_size, seq_len=cfg.seq_len, threads=threads or run.device.threads,
                        dtype=cfg.dtype, device=cfg.device, median_ms=lat.median_ms, p10_ms=lat.p10_ms,
                        p90_ms=lat.p90_ms, iqr_ms=lat.iqr_ms,
-                       throughput_per_s=_throughput(run))
+                       throughput_per_s=stats.throughput_per_s(run.config.batch_size, run.latency.median_ms))
     if run.memory:
         point.peak_memory_bytes, point.memory_kind = run.memory.peak_bytes, run.memory.kind
     return point
@@ -168,9 +169,3 @@ def crossovers(points: list[SweepPoint]) -> list[str]:
                             f"up to batch {x0}, {_value(axis, win_after)} from batch {x1}"
                         )
     return out
-
-
-def _throughput(run: ProfileRun) -> float:
-    """Samples per second at the unprofiled median (as frames.throughput_per_s, which a measurement may not import)."""
-    median = run.latency.median_ms
-    return 1000 * run.config.batch_size / median if median > 0 else 0.0
