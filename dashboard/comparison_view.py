@@ -8,7 +8,7 @@ import streamlit as st
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
 from optimizers.tables import LEADERBOARD_COLUMNS, leaderboard_rows
-from profiler import RunStoreError
+from profiler import RunStoreError, stats
 from profiler.analysis import explain, tables
 from profiler.analysis import frames as analysis
 from profiler.schema import SavedComparison
@@ -48,6 +48,11 @@ def show_apply(c: SavedComparison) -> None:
               delta_color="off", delta_arrow="off")
     m4.metric("Apply time", f"{sum(p.apply_s for p in res.passes):.1f} s", "compile/calibrate, not latency",
               delta_color="off", delta_arrow="off")
+    busy = comp.load.text if comp.load is not None and comp.load.busy else ""
+    if line := stats.verdict_line(comp.speedup, comp.speedup_low, comp.speedup_high, busy):
+        st.warning(line.capitalize())
+    if busy:
+        st.warning(busy.capitalize())
     if not acc.passed:
         st.error(f"Outputs are outside the tolerance: {acc.note}. Do not ship this without checking accuracy.")
     if comp.setup_differences:
@@ -92,9 +97,13 @@ def show_apply(c: SavedComparison) -> None:
 
 def show_search(c: SavedComparison) -> None:
     res = c.search
-    if c.passes:
+    if res.verdict == "inconclusive":
+        st.warning(res.verdict_text[:1].upper() + res.verdict_text[1:])
+    elif c.passes:
         st.success(f"Best: {' + '.join(c.passes)} — {c.speedup:.2f}x "
                    f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), within tolerance.")
+        if res.verdict_text:
+            st.caption(res.verdict_text)
     else:
         st.info("No pipeline beat the model as it is, within the accuracy tolerance.")
     if res.vs_best_single:

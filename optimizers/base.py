@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from profiler import devices
 from profiler.models.loaded import LoadedModel
 from profiler.schema import OpLensError, PassResult, error_line
 
@@ -78,6 +79,9 @@ class Pass:
     # tries that pair even when this pass alone is slower
     pays_off_with: tuple[str, ...] = ()
     tuned: bool = False  # apply_fn takes the Tolerance the result will be judged by
+    # the low precision ("bf16", "fp16") its CPU kernels compute in: a CPU without instructions for it emulates
+    # them (converting to fp32 and back around each op), and the pass is then marked, warned and left out of searches
+    precision: str = ""
 
     def __post_init__(self):
         if self.family not in FAMILY_STAGE:
@@ -94,6 +98,12 @@ class Pass:
     def position(self) -> tuple[bool, int]:
         """Sort key of the pass in a pipeline: terminal passes last, the rest by their family's stage."""
         return self.terminal, FAMILY_STAGE[self.family]
+
+    def emulated(self, device: torch.device) -> str | None:
+        """Why this pass will likely be slower here (its precision has no instructions on this CPU); None when not."""
+        if device.type != "cpu" or self.precision not in devices.emulated_precisions():
+            return None
+        return f"this CPU has no {self.precision} instructions; expect a slowdown"
 
     def check(self, loaded: LoadedModel, device: torch.device) -> str | None:
         if device.type not in self.devices:
@@ -169,7 +179,7 @@ def applicability(loaded: LoadedModel, device: torch.device) -> list[dict]:
     for p in REGISTRY.values():
         why = p.check(loaded, device)
         rows.append({"pass": p.name, "family": p.family, "applies": why is None, "why not": why or "",
-                     "description": p.description})
+                     "emulated here": p.emulated(device) or "", "description": p.description})
     return rows
 
 
@@ -212,8 +222,10 @@ def run_pass(p: Pass, current: LoadedModel, device: torch.device, tolerance: Tol
         reason = f"failed on this model: {error_line(exc)}"
     if reason:
         return current, PassResult(name=p.name, applied=False, reason=reason)
+    emulated = p.emulated(device)
+    warnings = ([emulated] if emulated else []) + out.warnings
     return out.loaded, PassResult(name=p.name, applied=True, apply_s=time.perf_counter() - t0, details=out.details,
-                                  warnings=out.warnings)
+                                  warnings=warnings)
 
 
 def apply_pipeline(loaded: LoadedModel, names: list[str], device: torch.device,

@@ -15,6 +15,7 @@ from profiler import (
     policy,
     store,
 )
+from profiler import stats
 from profiler.analysis import explain
 from profiler.console import Parser, err, fail_unexpected, format_table, positive, progress_bar, strip_verbose
 from profiler.models.loading import reload_spec
@@ -131,7 +132,8 @@ def _cmd_apply(a) -> int:
            "accuracy": acc.to_dict(), "passes": [r.to_dict() for r in result.passes],
            "size_bytes": {"base": result.base_size_bytes, "optimized": result.optimized_size_bytes},
            "graph_diff": result.graph_diff, "ops": [d.to_dict() for d in c.ops[:20]],
-           "setup_differences": c.setup_differences, "comparison_id": saved.id}
+           "setup_differences": c.setup_differences, "comparison_id": saved.id, "verdict": c.verdict,
+           "load": c.load.to_dict() if c.load else None}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -145,6 +147,11 @@ def _cmd_apply(a) -> int:
             print(f"         kept float: {k['layer']} (sensitivity {k['sensitivity']:.3g}): {k['why']}")
     print(f"\nlatency   {c.base_median_ms:.4g} ms -> {c.new_median_ms:.4g} ms: {c.speedup:.2f}x "
           f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x)")
+    busy = c.load.text if c.load is not None and c.load.busy else ""
+    if line := stats.verdict_line(c.speedup, c.speedup_low, c.speedup_high, busy):
+        print(f"verdict   {line}")
+    if busy:
+        print(f"load      {busy}")
     top1 = f", top-1 agreement {acc.top1_agreement:.1%}" if acc.top1_agreement is not None else ""
     print(
         f"accuracy  {'PASS' if acc.passed else 'FAIL'}: max abs err {acc.max_abs_err:.3g}, cosine "
@@ -175,7 +182,10 @@ def _cmd_search(a) -> int:
            "base_median_ms": result.base_median_ms, "leaderboard": [c.to_dict() for c in result.leaderboard],
            "stopped": result.stopped, "elapsed_s": result.elapsed_s,
            "vs_best_single": result.vs_best_single.to_dict() if result.vs_best_single else None,
-           "base_run_id": result.base_run_id, "best_run_id": result.best_run_id, "comparison_id": saved.id}
+           "base_run_id": result.base_run_id, "best_run_id": result.best_run_id, "comparison_id": saved.id,
+           "verdict": result.verdict, "verdict_text": result.verdict_text,
+           "finalists": result.finalists.to_dict() if result.finalists else None,
+           "load": result.load.to_dict() if result.load else None}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -187,6 +197,8 @@ def _cmd_search(a) -> int:
     )
     if result.vs_best_single:
         print(head_to_head_line(result.vs_best_single.to_dict()))
+    if result.verdict_text:
+        print(f"verdict: {result.verdict_text}")
     print(f"saved comparison {saved.id} (python -m optimizers results)")
     return 0
 

@@ -97,10 +97,11 @@ def _int8_weight(loaded: LoadedModel, device: torch.device) -> base.Outcome:
 # generation's own passes, described like the registry's (and named apart from it: this autocast patches the forward)
 OWN: dict[str, Pass] = {p.name: p for p in (
     Pass("autocast", "precision", "torch.autocast patched on the decoder's forward: bf16 on the CPU, fp16 on a GPU.",
-         ("cpu", "cuda"), _autocast, group="precision"),
+         ("cpu", "cuda"), _autocast, group="precision", precision="bf16"),
     Pass("int8-weight-bf16", "quantization", "int8 weights (per output channel) times bf16 inputs in one kernel "
          "(aten._weight_int8pack_mm), float32 between the Linears, output head in bf16: decode reads a quarter of "
-         "the weight bytes.", ("cpu",), _int8_weight, _int8_weight_check, group="quantization"),
+         "the weight bytes.", ("cpu",), _int8_weight, _int8_weight_check, group="quantization",
+         precision="bf16"),
     Pass("static-cache-compile", "compilation & fusion", "Static KV cache and torch.compile of the forward (one graph "
          "for prefill, one for decode).", ("cpu", "cuda"), _static_cache_compile, group=COMPILE),
 )}

@@ -4,18 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from profiler.devices import cpu_features
 from profiler.measure.session import map_tensors
 
 from .base import Pass, outcome, register
 from .checks import float_params, int8_reason, weight_dtype
-
-
-def _native_bf16(what: str) -> str | None:
-    """A warning, on a CPU without AVX-512 BF16 or AMX, that `what` may be slower than fp32."""
-    if not {"avx512_bf16", "amx_bf16"} & set(cpu_features()):
-        return f"this CPU has no native bf16 (AVX-512 BF16 or AMX); {what} may be slower than fp32 here"
-    return None
 
 
 def _cast_to(dtype: torch.dtype):
@@ -32,8 +24,7 @@ def _cast_to(dtype: torch.dtype):
 
     def apply(loaded, device):
         cast = lambda t: t.to(dtype) if t.is_floating_point() else t
-        warning = _native_bf16("bf16") if device.type == "cpu" and dtype == torch.bfloat16 else None
-        return outcome(loaded, loaded.module.to(dtype), warning=warning, args=map_tensors(loaded.args, cast),
+        return outcome(loaded, loaded.module.to(dtype), args=map_tensors(loaded.args, cast),
                        kwargs=map_tensors(loaded.kwargs, cast))
 
     return check, apply
@@ -66,12 +57,13 @@ def _autocast_check(loaded, device):
 _bf16_check, _bf16_apply = _cast_to(torch.bfloat16)
 _fp16_check, _fp16_apply = _cast_to(torch.float16)
 register(Pass("bf16", "precision", "Cast weights and float inputs to bfloat16 (fast where the CPU has AVX-512 BF16 or "
-              "AMX, and on GPUs); halves weight memory.", ("cpu", "cuda"), _bf16_apply, _bf16_check, group="precision"))
+              "AMX, and on GPUs); halves weight memory.", ("cpu", "cuda"), _bf16_apply, _bf16_check, group="precision",
+              precision="bf16"))
 register(Pass("fp16", "precision", "Cast weights and float inputs to float16 for tensor-core GPUs.", ("cuda",),
-              _fp16_apply, _fp16_check, group="precision"))
+              _fp16_apply, _fp16_check, group="precision", precision="fp16"))
 register(Pass("autocast", "precision", "Mixed precision with torch.autocast: bf16 on the CPU, fp16 on a GPU; weights "
               "stay fp32, matmuls and convs run in low precision.", ("cpu", "cuda"), _autocast_apply, _autocast_check,
-              group="precision"))
+              group="precision", precision="bf16"))
 
 
 ATTENTION_NAME = "oplens-bf16-math"
@@ -136,10 +128,10 @@ def _bf16_attention_apply(loaded, device):
     model = _hf_model(loaded.module)
     before = getattr(model.config, "_attn_implementation", None)
     model.set_attn_implementation(ATTENTION_NAME)
-    return outcome(loaded, details={"from": before, "to": "bf16 matmul + fp32 softmax"},
-                   warning=_native_bf16("bf16 attention"))
+    return outcome(loaded, details={"from": before, "to": "bf16 matmul + fp32 softmax"})
 
 
 register(Pass("bf16-attention", "precision", "Run only the attention of a Hugging Face model in bf16 (matmuls in "
               "bf16, softmax in fp32), leaving every Linear in fp32 for quantization; Inductor fuses it when "
-              "compiled.", ("cpu",), _bf16_attention_apply, _bf16_attention_check, group="attention"))
+              "compiled.", ("cpu",), _bf16_attention_apply, _bf16_attention_check, group="attention",
+              precision="bf16"))

@@ -31,12 +31,14 @@ def latest_sweep(run: ProfileRun, runs_dir: str | os.PathLike | None = None) -> 
 def why_slow(run: ProfileRun, runs_dir: str | os.PathLike | None = None,
              measure_peaks: bool = True) -> Diagnosis | None:
     """diagnose() with the run's ceilings (peaks.for_run: measured now when missing and `measure_peaks`, else None
-    is returned: a page never measures), its model's latest sweep, this store's pairs and the registered passes."""
+    is returned: a page never measures), the GEMM rates on the model's own shapes (timed now when missing and
+    `measure_peaks`, else only when cached), its model's latest sweep, this store's pairs and the registered passes."""
     peaks = peaks_mod.for_run(run, measure_missing=measure_peaks)
     if peaks is None:
         return None
+    gemm = peaks_mod.model_gemm_rates(run, peaks, measure_missing=measure_peaks) if peaks.source == "measured" else None
     return diagnose(run, peaks, latest_sweep(run, runs_dir), store.recommendation_pairs(runs_dir),
-                    frozenset(REGISTRY))
+                    frozenset(REGISTRY), gemm=gemm)
 
 
 def record(rec: Recommendation, run: ProfileRun, runs_dir: str | os.PathLike | None = None) -> None:

@@ -13,13 +13,14 @@ from typing import Callable
 import torch
 
 import profiler
-from profiler import devices, store
+from profiler import devices, stats, store
 from profiler.analysis import frames as analysis
 from profiler.measure.session import CancelToken
 from profiler.models.loaded import LoadedModel
 from profiler.schema import (
     Candidate,
     HeadToHead,
+    MachineLoad,
     ProfileCancelled,
     ProfileConfig,
     ProfileRun,
@@ -63,6 +64,11 @@ def _until(seconds: float, cancel: CancelToken | None):
         timer.cancel()
 
 
+def emulated_here(names: list[str], device: torch.device) -> list[str]:
+    """The passes among `names` whose precision this CPU has no instructions for."""
+    return [n for n in names if REGISTRY[n].emulated(device)]
+
+
 def grow(pipeline: list[str], name: str) -> list[str]:
     """`pipeline` with `name` inserted where its kind of pass belongs (Pass.position), so that a pass which must come
     early (bf16 attention before static int8) can still join a pipeline the beam kept."""
@@ -77,6 +83,7 @@ def head_to_head_line(h: dict) -> str:
 
 
 HEAD_TO_HEAD_ROUNDS = 3
+FINALISTS = 3  # fastest candidates whose models are kept for the closing re-timing
 
 
 def head_to_head(a: LoadedModel, b: LoadedModel, config: ProfileConfig, rounds: int = HEAD_TO_HEAD_ROUNDS,
@@ -133,6 +140,7 @@ class Tried:
     candidates: dict[tuple[str, ...], Candidate] = field(default_factory=dict)
     runs: dict[tuple[str, ...], ProfileRun] = field(default_factory=dict)
     fastest: dict[int, Measured] = field(default_factory=dict)
+    models: dict[tuple[str, ...], LoadedModel] = field(default_factory=dict)  # the FINALISTS fastest, for re-timing
 
     def add(self, m: Measured) -> None:
         key = tuple(m.candidate.passes)
@@ -140,6 +148,9 @@ class Tried:
         if m.run is None:
             return
         self.runs[key] = m.run
+        self.models[key] = m.model
+        keep = sorted(self.models, key=lambda k: self.candidates[k].median_ms)[:FINALISTS]
+        self.models = {k: self.models[k] for k in keep}  # a model copy each: keep only the ones that can still win
         best = self.fastest.get(len(key))
         if best is None or m.candidate.median_ms < best.candidate.median_ms:
             self.fastest[len(key)] = m
@@ -251,17 +262,75 @@ def versus_best_single(best: Candidate, fastest: dict[int, Measured], bench: Ben
                       speedup_high=high, rounds=HEAD_TO_HEAD_ROUNDS)
 
 
+FINAL_SHARE = 0.2  # of the budget, kept for re-timing the finalists head-to-head
+
+
 def run_round(queue: list[list[str]], rounds: int, bench: Bench, tried: Tried,
               say: Callable[[str, float], None]) -> str:
-    """Evaluate the round's pipelines in order until the budget runs out: the stop reason then, else ""."""
+    """Evaluate the round's pipelines in order until the budget (less the finalists' share) runs out: the stop reason
+    then, else ""."""
     for names in queue:
-        if bench.left() <= 0:
+        if bench.left() <= FINAL_SHARE * bench.budget_s:
             return f"time budget of {bench.budget_s:.0f} s reached"
         if bench.cancelled():
             raise ProfileCancelled("search cancelled")
         say(f"round {rounds}: trying {' + '.join(names)}", min(0.99, 1 - bench.left() / bench.budget_s))
         tried.add(evaluate(names, bench))
     return ""
+
+
+def finalists(best: Candidate, board: list[Candidate], tried: Tried, bench: Bench,
+              say: Callable[[str, float], None], timed: HeadToHead | None = None) -> HeadToHead | None:
+    """The best and the runner-up re-timed in alternation (ABBA), with the budget's reserve (and a little over: a
+    verdict without it is worth less than a few seconds); None without a runner-up or when cancelled by time."""
+    ok = [c for c in board if c.status == "ok" and c is not best]
+    if not best.passes or not ok:
+        return None
+    runner = ok[0]
+    if timed is not None and timed.passes == best.passes and timed.single == runner.passes:
+        return timed  # the best single pass is the runner-up: already timed against the winner
+    a, b = tried.models.get(tuple(runner.passes)), tried.models.get(tuple(best.passes))
+    if a is None or b is None:
+        return None
+    say(f"timing the finalists {'+'.join(best.passes)} and {'+'.join(runner.passes)} in alternation", 0.99)
+    try:
+        with _until(max(bench.left(), 0.1 * bench.budget_s), bench.cancel) as token:
+            ratio, low, high = head_to_head(a, b, bench.config, cancel=token)
+    except ProfileCancelled:
+        if bench.cancelled():
+            raise
+        return None
+    return HeadToHead(passes=best.passes, single=runner.passes, speedup=ratio, speedup_low=low, speedup_high=high,
+                      rounds=HEAD_TO_HEAD_ROUNDS)
+
+
+def verdict(best: Candidate, board: list[Candidate], final: HeadToHead | None,
+            load: MachineLoad | None) -> tuple[str, str]:
+    """("confirmed" | "inconclusive", one line): a winner is named only when its gain over the unoptimized model and
+    its lead over the runner-up (head-to-head when timed, else the two ranges) both clear the noise."""
+    busy = f" {load.text}." if load is not None and load.busy else ""
+    name = " + ".join(best.passes)
+    if not best.passes:
+        return "confirmed", f"no pipeline beat the unoptimized model beyond its noise.{busy}"
+    if best.speedup_low <= 1.0:
+        return "inconclusive", (f"inconclusive: {name}'s range {best.speedup_low:.2f}-{best.speedup_high:.2f}x spans "
+                                f"1.0, so no gain is shown; search again with more repeats or on a quieter "
+                                f"machine.{busy}")
+    if final is not None:
+        other = " + ".join(final.single)
+        if final.speedup_low <= 1.0:
+            return "inconclusive", (f"inconclusive between {name} and {other}: timed in alternation, {name} ran "
+                                    f"{final.speedup_low:.2f}-{final.speedup_high:.2f}x the runner-up's speed "
+                                    f"({final.rounds} ABBA rounds); either is a {best.speedup_low:.2f}x+ gain, "
+                                    f"re-time them on a quieter machine to pick one.{busy}")
+        return "confirmed", (f"{name} wins: {final.speedup:.2f}x the runner-up {other} timed in alternation "
+                             f"({final.speedup_low:.2f}-{final.speedup_high:.2f}x).{busy}")
+    runner = next((c for c in board if c.status == "ok" and c is not best), None)
+    if runner is not None and runner.speedup_high >= best.speedup_low:
+        return "inconclusive", (f"inconclusive between {name} ({best.speedup_low:.2f}-{best.speedup_high:.2f}x) and "
+                                f"{' + '.join(runner.passes)} ({runner.speedup_low:.2f}-{runner.speedup_high:.2f}x): "
+                                f"their ranges overlap and there was no budget left to re-time them.{busy}")
+    return "confirmed", f"{name} wins ({best.speedup_low:.2f}-{best.speedup_high:.2f}x).{busy}"
 
 
 def save_search_runs(result: SearchResult, base: ProfileRun, runs: dict[tuple[str, ...], ProfileRun],
@@ -294,9 +363,14 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     bench = Bench(loaded, device, config, sets, reference, base, Tolerance(min_cosine, min_top1), budget_s, start,
                   cancel)
     chosen = list(passes or REGISTRY)
+    tried = Tried()
+    if not passes:  # a pass this CPU emulates is tried only when asked for by name
+        for n in emulated_here(chosen, device):
+            tried.candidates[(n,)] = Candidate(passes=[n], status="not-tried", reason=(
+                f"{REGISTRY[n].emulated(device)}; tried only when asked for (--passes {n})"))
+        chosen = [n for n in chosen if (n,) not in tried.candidates]
     pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
     pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
-    tried = Tried()
     frontier: Frontier = [([], None)]
     rounds, stopped = 0, ""
     while frontier and not stopped:
@@ -314,8 +388,12 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
     board = leaderboard(tried.candidates)
     best = best_of(board, base.latency.median_ms)
     vs_single = versus_best_single(best, tried.fastest, bench, say)
+    final = finalists(best, board, tried, bench, say, vs_single)
+    load = stats.combine_loads(base.load, *(r.load for r in tried.runs.values()))
+    decided, line = verdict(best, board, final, load)
     result = SearchResult(base_median_ms=base.latency.median_ms, best=best, leaderboard=board, stopped=stopped,
-                          elapsed_s=time.monotonic() - start, vs_best_single=vs_single)
+                          elapsed_s=time.monotonic() - start, vs_best_single=vs_single, finalists=final,
+                          verdict=decided, verdict_text=line, load=load)
     if save_runs:
         save_search_runs(result, base, tried.runs, runs_dir)
     say("done", 1.0)

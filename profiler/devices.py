@@ -23,8 +23,13 @@ _INTERESTING_FLAGS = (
     "amx_bf16",
     "amx_int8",
     "amx_tile",
+    "avx512_fp16",
+    "amx_fp16",
     "fma",
 )
+# which flags give a precision its own instructions; without them torch emulates it (bf16: ~10x slower than fp32)
+NATIVE_FLAGS = {"bf16": {"avx512_bf16", "amx_bf16"}, "fp16": {"avx512_fp16", "amx_fp16"}}
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}  # int8 dot products that add in int32 (8-bit activations)
 
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -104,6 +109,56 @@ def cpu_features() -> list[str]:
     return []
 
 
+def emulated_precisions(features: list[str] | None = None) -> list[str]:
+    """The low precisions this CPU has no instructions for (so torch converts to fp32 and back around each op)."""
+    have = set(cpu_features() if features is None else features)
+    return [p for p, flags in NATIVE_FLAGS.items() if not flags & have]
+
+
+def kernel_isas(features: list[str] | None = None) -> tuple[str, str]:
+    """(torch's dispatch ISA, what the GEMM kernels use) on this CPU. torch reports its own dispatch level; oneDNN
+    (fp32/bf16 GEMMs) and fbgemm (int8 Linears) pick the widest ISA the flags allow, which this mirrors."""
+    have = set(cpu_features() if features is None else features)
+    try:
+        torch_isa = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - very old builds
+        torch_isa = ""
+    if "amx_tile" in have:
+        onednn = "AVX-512 + AMX tiles"
+    elif "avx512_bf16" in have:
+        onednn = "AVX-512 + BF16"
+    elif "avx512f" in have:
+        onednn = "AVX-512" + (" + VNNI" if "avx512_vnni" in have else "")
+    elif "avx2" in have:
+        onednn = "AVX2" + (" + VNNI" if "avx_vnni" in have else "")
+    else:
+        onednn = "SSE4"
+    if "avx512f" in have:
+        fbgemm = "AVX-512" + (" VNNI" if "avx512_vnni" in have else "")
+    elif "avx2" in have:
+        fbgemm = "AVX2" + (" VNNI" if "avx_vnni" in have else " (7-bit activations, no VNNI)")
+    else:
+        fbgemm = "reference"
+    return torch_isa, f"oneDNN {onednn}; int8 fbgemm {fbgemm}"
+
+
+def capability_line(info: DeviceInfo) -> str:
+    """One line on what a CPU really has and what torch's kernels use on it (empty for a GPU or an old run)."""
+    if info.kind != "cpu" or not (info.cpu_features or info.kernels):
+        return ""
+    have = set(info.cpu_features)
+    simd = ("AMX" if "amx_tile" in have else "AVX-512" if "avx512f" in have else "AVX2" if "avx2" in have
+            else "no AVX2")
+    int8 = "VNNI" if have & VNNI_FLAGS else "no VNNI"
+    emulated = info.emulated
+    native = [p for p in NATIVE_FLAGS if p not in emulated]
+    parts = [simd, int8, ("native " + ", ".join(native)) if native else ""]
+    if emulated:
+        parts.append("emulated " + ", ".join(emulated) + " (expect a slowdown)")
+    line = ", ".join(p for p in parts if p)
+    return line + (f"; kernels: {info.kernels}" if info.kernels else "")
+
+
 def device_info(device: torch.device) -> DeviceInfo:
     try:
         import transformers
@@ -114,6 +169,9 @@ def device_info(device: torch.device) -> DeviceInfo:
     common = dict(
         threads=torch.get_num_threads(), torch=torch.__version__, transformers=tf_version, cpu_features=cpu_features()
     )
+    if device.type == "cpu":
+        isa, kernels = kernel_isas(common["cpu_features"])
+        common.update(cpu_isa=isa, kernels=kernels, emulated=emulated_precisions(common["cpu_features"]))
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return DeviceInfo(kind="cuda", name=props.name, index=device.index or 0, total_memory_bytes=props.total_memory,

@@ -100,6 +100,9 @@ class DeviceInfo(_Dict):
     total_memory_bytes: int | None = None
     capability: str | None = None
     cpu_features: list[str] = field(default_factory=list)
+    cpu_isa: str = ""  # torch's CPU dispatch level (torch.backends.cpu.get_cpu_capability())
+    kernels: str = ""  # the ISA oneDNN's GEMMs and fbgemm's int8 Linears use here
+    emulated: list[str] = field(default_factory=list)  # precisions without instructions here (bf16 on AVX2)
 
 
 @dataclass
@@ -126,6 +129,18 @@ class ProfileConfig(_Dict):
     dtype: str = "float32"
     graph: bool = True
     inputs_on_device: bool = False  # False: each inference uploads its inputs, as a server would
+
+
+@dataclass
+class MachineLoad(_Dict):
+    """How much CPU other processes (and, on a VM, the hypervisor) took while OpLens was timing (psutil: system-wide
+    CPU time minus this process's own). `busy` when it is large enough to move a timing (profiler.measure.load)."""
+    seconds: float  # wall time measured over
+    cores: int  # logical CPUs
+    other_cores: float  # mean CPUs kept busy by other processes
+    steal_share: float = 0.0  # share of CPU time the hypervisor gave to other machines
+    busy: bool = False
+    text: str = ""  # one line for people, empty when quiet
 
 
 @dataclass
@@ -417,6 +432,7 @@ class ProfileRun(_Dict):
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
     participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
+    load: MachineLoad | None = None  # what other processes took while it was timed (live runs)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -442,6 +458,7 @@ class Peaks(_Dict):
     d2h_pageable_gbs: float = 0.0
     measured_at: str = ""
     notes: list[str] = field(default_factory=list)
+    load: MachineLoad | None = None  # busy peaks are not cached as this machine's truth
 
 
 @dataclass
@@ -548,6 +565,8 @@ class Comparison(_Dict):
     max_abs_err: float | None = None  # output comparison, when outputs were compared
     cosine: float | None = None
     top1_agreement: float | None = None
+    verdict: str = ""  # "faster", "slower", or "inconclusive" when the speedup's range spans 1.0 (profiler.stats)
+    load: MachineLoad | None = None  # other processes' CPU over both runs' timing
 
 
 
@@ -596,7 +615,7 @@ class Candidate(_Dict):
     speedup_high: float = 0.0
     apply_s: float = 0.0
     accuracy: Accuracy | None = None
-    status: str = "ok"  # ok, inaccurate, not-applied, failed, timeout
+    status: str = "ok"  # ok, inaccurate, not-applied, not-tried (emulated here), failed, timeout
     reason: str = ""
 
 
@@ -622,6 +641,11 @@ class SearchResult(_Dict):
     vs_best_single: HeadToHead | None = None
     base_run_id: str = ""  # set when the search saved its runs: the unoptimized model and the best pipeline
     best_run_id: str = ""
+    # the best against the runner-up, re-timed alternately at the end: the verdict follows its range
+    finalists: HeadToHead | None = None
+    verdict: str = ""  # "confirmed", or "inconclusive" when the best's lead (or its gain) is within the noise
+    verdict_text: str = ""  # one line: what was found, or why no winner can be named and what to do
+    load: MachineLoad | None = None  # other processes' CPU while the search timed
 
 
 

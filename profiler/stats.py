@@ -6,9 +6,13 @@ from __future__ import annotations
 import math
 import statistics
 
-from profiler.schema import LatencyStats
+from profiler.schema import LatencyStats, MachineLoad
 
 NOISY, UNRELIABLE = 0.10, 0.25  # IQR / median thresholds, as in torch.utils.benchmark's spirit
+# busy: other processes took at least this share of the machine's CPU time while we timed (on 2 cores, a fifth of a
+# core), or the hypervisor stole at least STEAL_SHARE of it
+BUSY_SHARE = 0.10
+STEAL_SHARE = 0.05
 
 
 def _quantile(sorted_xs: list[float], q: float) -> float:
@@ -68,3 +72,46 @@ def significant(value: float, spread: float) -> str:
 def throughput_per_s(batch_size: int, median_ms: float) -> float:
     """Samples per second at a median latency: the steady state a user gets. 0 without a latency."""
     return 1000 * batch_size / median_ms if median_ms > 0 else 0.0
+
+
+def verdict(speedup: float, low: float, high: float) -> str:
+    """"faster" or "slower" when the whole range of a speedup lies on one side of 1.0, else "inconclusive"."""
+    if low > 1.0:
+        return "faster"
+    if 0 < high < 1.0:
+        return "slower"
+    return "inconclusive"
+
+
+def verdict_line(speedup: float, low: float, high: float, busy: str = "") -> str:
+    """One line a person can act on: the speedup with its range, or why there is no winner yet."""
+    if verdict(speedup, low, high) != "inconclusive":
+        return ""
+    why = "the machine was busy" if busy else "the timings are too spread"
+    return (f"inconclusive: the speedup's range {low:.2f}-{high:.2f}x spans 1.0 ({why}); measure again with more "
+            "repeats, or on a quieter machine, before calling a winner")
+
+
+def describe_load(load: MachineLoad) -> str:
+    """One line for people when the load was large enough to matter; empty when quiet."""
+    if not load.busy:
+        return ""
+    parts = [f"other processes kept {load.other_cores:.1f} of {load.cores} CPUs busy"]
+    if load.steal_share >= STEAL_SHARE:
+        parts.append(f"the hypervisor took {load.steal_share:.0%} of the CPU time (steal)")
+    return ("busy machine while timing: " + " and ".join(parts) + f" (over {load.seconds:.0f} s); the figures may "
+            "be slower and noisier than this model's own speed: measure again on a quieter machine")
+
+
+def combine_loads(*loads: MachineLoad | None) -> MachineLoad | None:
+    """The load over several timed regions (a comparison's two runs): time-weighted, busy if any part was."""
+    loads = [x for x in loads if x is not None]
+    if not loads:
+        return None
+    seconds = sum(x.seconds for x in loads) or 1e-9
+    out = MachineLoad(seconds=seconds, cores=max(x.cores for x in loads),
+                      other_cores=sum(x.other_cores * x.seconds for x in loads) / seconds,
+                      steal_share=sum(x.steal_share * x.seconds for x in loads) / seconds,
+                      busy=any(x.busy for x in loads))
+    out.text = describe_load(out)
+    return out

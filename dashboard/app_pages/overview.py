@@ -1,6 +1,7 @@
 import streamlit as st
 
 from dashboard import charts, state
+from profiler import devices
 from profiler.analysis import frames as analysis
 from profiler.analysis import tables
 from profiler.stats import noise_message, significant
@@ -45,6 +46,8 @@ if run is not None:
         help=rate.coverage_text(),
     )
     c5.caption(rate.coverage_text())
+    if line := devices.capability_line(run.device):
+        st.caption(f"CPU: {run.device.name}, {line}")
     st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
     st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "
                f"(profiled vs unprofiled iterations, interleaved).")

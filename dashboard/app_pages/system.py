@@ -2,12 +2,20 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.sysinfo import snapshot
+from profiler import devices
 
 st.title("System")
 state.about("""
 Live load on this machine, refreshed every two seconds. Timing is only trustworthy when the machine is otherwise
 quiet: if CPU use is high before you start profiling, another job or another participant is measuring.
 """)
+
+cpu = devices.device_info(devices.resolve_device("cpu"))
+st.markdown(f"**CPU:** {cpu.name}, {cpu.threads} threads. {devices.capability_line(cpu)}")
+if cpu.emulated:
+    st.caption(f"This CPU has no {' or '.join(cpu.emulated)} instructions: passes in those precisions run emulated "
+               "(converted to fp32 and back around each operation), are marked so, and the search skips them unless "
+               "asked.")
 
 
 @st.fragment(run_every=2)

@@ -281,7 +281,8 @@ def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
                       base_median_ms=b.median_ms, new_median_ms=n.median_ms, same_setup=not differences,
                       setup_differences=differences, ops=diffs, kernels=diff.kernel_diff(base, new),
                       transfers=diff.transfer_diff(base, new), gpu=diff.gpu_diff(base, new),
-                      modules=diff.module_diff(base, new))
+                      modules=diff.module_diff(base, new), verdict=stats.verdict(ratio, low, high),
+                      load=stats.combine_loads(base.load, new.load))
 
 
 def kernel_diff_frame(comp: Comparison) -> pd.DataFrame:

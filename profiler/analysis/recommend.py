@@ -32,6 +32,16 @@ class Context:
     peaks: Peaks
     sweep: Sweep | None = None
     passes: frozenset[str] = frozenset()
+    gemm: Peaks | None = None  # GEMM rates on this model's own shapes (measure.peaks.model_gemm_rates), when timed
+
+    @property
+    def rates(self) -> Peaks:
+        """The rates precision rules compare: on the model's own GEMM shapes when timed, else the machine's peaks."""
+        return self.gemm or self.peaks
+
+    def rates_source(self) -> str:
+        return ("timed on this model's own GEMM shapes" if self.gemm is not None
+                else "peak GEMMs (the model's shapes were not timed)")
 
     def ms(self, names: tuple[str, ...]) -> float:
         """Exec ms per inference of the ops whose name starts with one of `names`."""
@@ -49,51 +59,61 @@ def amdahl(share: float, factor: float) -> float:
     return 1.0 / ((1.0 - share) + share / factor) if factor > 0 else 1.0
 
 
-def _precision_gain(ctx: Context, ops: tuple[str, ...] | None, peak: float, byte_ratio: float) -> tuple[float, float]:
-    """(share of time in the targeted matmul ops, estimated speedup) when they run at `peak` and move
-    `byte_ratio` of their bytes (compute- and memory-bound ones only): each op's new time is max(its time x fp32
-    peak / peak, its new memory roof)."""
+def _precision_gain(ctx: Context, ops: tuple[str, ...] | None, factor: float,
+                    byte_ratio: float) -> tuple[float, float]:
+    """(share of time in the targeted matmul ops, estimated speedup) when they run `factor` times faster and move
+    `byte_ratio` of their bytes (compute- and memory-bound ones only): each op's new time is max(its time / factor,
+    its new memory roof)."""
     before = after = 0.0
     for p in ctx.roof.points:
         # overhead-bound matmuls would not get faster: their time is dispatch, not arithmetic
         if p.flops <= 0 or p.bound == "overhead" or (ops is not None and not oc.matches(p.name, ops)):
             continue
         before += p.time_ms
-        after += max(p.time_ms * ctx.peaks.fp32_gflops / peak, p.memory_ms * byte_ratio)
+        after += max(p.time_ms / factor, p.memory_ms * byte_ratio)
     share = before / ctx.total_ms
     gain = ctx.total_ms / (ctx.total_ms - before + after) if before > 0 else 1.0
     return share, gain
 
 
 def rule_bf16(ctx: Context) -> Recommendation | None:
-    """fp32 matmul-bound on hardware with fast bf16 -> bf16 (autocast where bf16 weights are not wanted)."""
-    p = ctx.peaks
-    if ctx.roof.dtype != "fp32" or not p.fp32_gflops or p.bf16_gflops < FAST_PRECISION * p.fp32_gflops:
+    """fp32 matmul-bound on hardware with fast bf16 -> bf16 (autocast where bf16 weights are not wanted). Never on a
+    CPU that emulates bf16, whatever a GEMM measured."""
+    p = ctx.rates
+    if ("bf16" in ctx.run.device.emulated or ctx.roof.dtype != "fp32" or not p.fp32_gflops
+            or p.bf16_gflops < FAST_PRECISION * p.fp32_gflops):
         return None
-    share, gain = _precision_gain(ctx, None, p.bf16_gflops, 0.5)
+    share, gain = _precision_gain(ctx, None, p.bf16_gflops / p.fp32_gflops, 0.5)
     if share < MATMUL_SHARE:
         return None
     passes = ["bf16"] if "bf16" in ctx.passes or not ctx.passes else ["autocast"]
     return Recommendation(rule="bf16", title="Run the matmuls in bf16", passes=passes, raw_estimate=gain,
-                          evidence=f"fp32 run; matmul-class ops hold {share:.0%} of the time; this machine's bf16 GEMM "
-                                   f"peak is {p.bf16_gflops:,.0f} GFLOP/s vs {p.fp32_gflops:,.0f} fp32 "
-                                   f"({p.bf16_gflops / p.fp32_gflops:.1f}x)")
+                          evidence=f"fp32 run; matmul-class ops hold {share:.0%} of the time; bf16 GEMMs run at "
+                                   f"{p.bf16_gflops:,.0f} GFLOP/s vs {p.fp32_gflops:,.0f} fp32 "
+                                   f"({p.bf16_gflops / p.fp32_gflops:.1f}x, {ctx.rates_source()})")
 
 
-def rule_int8(ctx: Context) -> Recommendation | None:
-    """int8 GEMMs measured fast on this machine and Linear-heavy -> int8 (accuracy-aware where that pass exists).
-    Measured capability, not CPU flags: fbgemm's AVX2 int8 kernels beat fp32 on a CPU without VNNI too."""
-    p = ctx.peaks
+def rule_int8(ctx: Context) -> list[Recommendation] | None:
+    """int8 GEMMs measured fast on this machine and Linear-heavy -> int8: in PyTorch (accuracy-aware where that pass
+    exists) and, where registered, in ONNX Runtime, whose int8 MatMuls keep more accuracy on a CPU without VNNI
+    (7-bit activations in fbgemm). Measured capability, not CPU flags. Both are offered: applying them decides."""
+    p = ctx.rates
     if ctx.roof.dtype != "fp32" or not p.fp32_gflops or p.int8_gops < FAST_PRECISION * p.fp32_gflops:
         return None
-    share, gain = _precision_gain(ctx, oc.LINEAR, p.int8_gops, 0.25)
+    share, gain = _precision_gain(ctx, oc.LINEAR, p.int8_gops / p.fp32_gflops, 0.25)
     if share < MATMUL_SHARE:
         return None
-    passes = ["accuracy-int8"] if "accuracy-int8" in ctx.passes else ["dynamic-int8"]
-    return Recommendation(rule="int8", title="Quantize the Linear layers to int8", passes=passes, raw_estimate=gain,
-                          evidence=f"Linear ops hold {share:.0%} of the time; int8 GEMM at {p.int8_gops:,.0f} GOP/s vs "
-                                   f"fp32 {p.fp32_gflops:,.0f}, measured on {ctx.run.device.name}; accuracy is "
-                                   "checked when applied")
+    evidence = (f"Linear ops hold {share:.0%} of the time; int8 GEMMs at {p.int8_gops:,.0f} GOP/s vs fp32 "
+                f"{p.fp32_gflops:,.0f} ({p.int8_gops / p.fp32_gflops:.1f}x, {ctx.rates_source()}) on "
+                f"{ctx.run.device.name}; accuracy is checked when applied")
+    out = [Recommendation(rule="int8", title="Quantize the Linear layers to int8",
+                          passes=["accuracy-int8"] if "accuracy-int8" in ctx.passes else ["dynamic-int8"],
+                          raw_estimate=gain, evidence=evidence)]
+    if "onnxruntime-int8" in ctx.passes and ctx.run.device.kind == "cpu":
+        out.append(Recommendation(rule="int8-runtime", title="Run it in ONNX Runtime with int8 MatMuls",
+                                  passes=["onnxruntime-int8"], raw_estimate=gain,
+                                  evidence=evidence + "; ONNX Runtime also fuses attention and layer norms"))
+    return out
 
 
 def rule_overhead(ctx: Context) -> Recommendation | None:
@@ -184,8 +204,8 @@ def rule_batch(ctx: Context) -> Recommendation | None:
     )
 
 
-RULES: list[Callable[[Context], Recommendation | None]] = [rule_bf16, rule_int8, rule_overhead, rule_transfers,
-                                                           rule_conv_bn, rule_sdpa, rule_batch]
+Rule = Callable[[Context], "Recommendation | list[Recommendation] | None"]
+RULES: list[Rule] = [rule_bf16, rule_int8, rule_overhead, rule_transfers, rule_conv_bn, rule_sdpa, rule_batch]
 
 
 # ---------------------------------------------------------------- which estimates held on this machine
@@ -203,13 +223,23 @@ def scale(pairs: list[dict], machine: str, passes: list[str], model: str | None 
     return statistics.median(ratios) if ratios else None
 
 
+def _fired(ctx: Context) -> list[Recommendation]:
+    out = []
+    for rule in RULES:
+        got = rule(ctx)
+        out += [got] if isinstance(got, Recommendation) else list(got or [])
+    return [rec for rec in out if rec.raw_estimate >= MIN_GAIN]
+
+
 def recommend(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: list[dict] | None = None,
-              passes: frozenset[str] = frozenset(), roof: Roofline | None = None) -> list[Recommendation]:
+              passes: frozenset[str] = frozenset(), roof: Roofline | None = None,
+              gemm: Peaks | None = None) -> list[Recommendation]:
     """The rules that fire over `run`, best estimated speedup first; estimates scaled by this machine's history
     (`pairs`: store.recommendation_pairs). `passes` are the pass names the rules may name (the optimizers' registry,
-    from the caller; empty: each rule's default); `roof` saves computing the roofline again."""
-    ctx = Context(run=run, roof=roof or rl.roofline(run, peaks), peaks=peaks, sweep=sweep, passes=passes)
-    out = [rec for rule in RULES if (rec := rule(ctx)) is not None and rec.raw_estimate >= MIN_GAIN]
+    from the caller; empty: each rule's default); `roof` saves computing the roofline again; `gemm` are GEMM rates
+    timed on the model's own shapes (precision rules prefer them to the machine's peaks)."""
+    ctx = Context(run=run, roof=roof or rl.roofline(run, peaks), peaks=peaks, sweep=sweep, passes=passes, gemm=gemm)
+    out = _fired(ctx)
     machine = machine_key(run)
     for rec in out:
         factor = scale(pairs or [], machine, rec.passes, run.model.name)
@@ -217,6 +247,23 @@ def recommend(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: 
         if factor is not None:
             rec.evidence += f"; estimate scaled x{factor:.2f} by earlier measurements of {'+'.join(rec.passes)} here"
     return sorted(out, key=lambda r: -r.estimated_speedup)
+
+
+def passed(rec: Recommendation) -> bool:
+    """Applied, measured, and its outputs stayed within the tolerance."""
+    return rec.measured_speedup is not None and bool((rec.measured_accuracy or {}).get("passed", True))
+
+
+def rank_measured(recs: list[Recommendation]) -> list[Recommendation]:
+    """Once applied, a measurement outranks an estimate: recommendations that passed their accuracy check first,
+    fastest measured first; then those not measured, by estimate; those that failed accuracy last."""
+    def key(r: Recommendation):
+        if passed(r):
+            return (0, -r.measured_speedup)
+        if r.measured_speedup is None:
+            return (1, -r.estimated_speedup)
+        return (2, -r.measured_speedup)
+    return sorted(recs, key=key)
 
 
 def as_row(rec: Recommendation) -> dict:

@@ -20,9 +20,11 @@ class Diagnosis:
 
 
 def diagnose(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: list[dict] | None = None,
-             passes: frozenset[str] = frozenset(), top: int = 3) -> Diagnosis:
+             passes: frozenset[str] = frozenset(), top: int = 3, gemm: Peaks | None = None) -> Diagnosis:
     """The roofline of `run` against `peaks`, its findings, and the recommendations that act on them (estimates
-    scaled by `pairs`; rules may name `passes`)."""
+    scaled by `pairs`; rules may name `passes`; precision estimates from `gemm`, the model's own GEMM rates, when
+    given)."""
     roof = rl.roofline(run, peaks)
     return Diagnosis(roofline=roof, findings=fd.find(run, roof, top),
-                     recommendations=rc.recommend(run, peaks, sweep, pairs, passes, roof=roof), sweep=sweep)
+                     recommendations=rc.recommend(run, peaks, sweep, pairs, passes, roof=roof, gemm=gemm),
+                     sweep=sweep)

@@ -250,6 +250,14 @@ def _cmd_explore(a) -> int:
     return 0
 
 
+def _accuracy_cell(rec) -> str:
+    acc = rec.measured_accuracy
+    if not acc:
+        return "-"
+    cosine = f"cosine {acc['cosine']:.4f}" if acc.get("cosine") is not None else ""
+    return f"{'passed' if acc.get('passed', True) else 'FAILED'} {cosine}".strip()
+
+
 def _cmd_recommend(a) -> int:
     from optimizers import recommend as advice  # the CLI may reach the optimizers: apply runs their passes
     from profiler.analysis import recommend as rec_mod
@@ -265,6 +273,7 @@ def _cmd_recommend(a) -> int:
                     advice.apply(r, run, a.runs_dir, a.warmup, a.repeats, progress=progress)
         finally:
             close()
+        recs = rec_mod.rank_measured(recs)  # measured, accurate and fastest first
     if a.json:
         print(json.dumps([rec_mod.as_row(r) for r in recs], indent=1))
         return 0
@@ -277,9 +286,10 @@ def _cmd_recommend(a) -> int:
     if not recs:
         print("no rule fired: nothing stands out on the roofline")
     rows = [[str(i), r.title, "+".join(r.passes) or "-", f"{r.estimated_speedup:.2f}x",
-             "-" if r.measured_speedup is None else f"{r.measured_speedup:.2f}x"] for i, r in enumerate(recs, 1)]
+             "-" if r.measured_speedup is None else f"{r.measured_speedup:.2f}x", _accuracy_cell(r)]
+            for i, r in enumerate(recs, 1)]
     if rows:
-        print(format_table(rows, ["#", "recommendation", "passes", "estimated", "measured"], left=(1, 2)))
+        print(format_table(rows, ["#", "recommendation", "passes", "estimated", "measured", "accuracy"], left=(1, 2)))
     for i, r in enumerate(recs, 1):
         print(f"{i}. evidence: {r.evidence}")
     return 0

@@ -24,15 +24,19 @@ from typing import Callable
 import torch
 
 from profiler import devices, store
+from profiler.measure.load import LoadMeter
 from profiler.measure.lock import measurement_lock
 from profiler.schema import Peaks, ProfileRun
 
 GEMM_N = {"fp32": 2048, "bf16": 2048, "fp16": 1024, "int8": 2048}  # a CPU: a second or less each
+# a precision this CPU emulates runs ~500x slower (Zen 3: bf16 0.28 GFLOP/s, one 2048^3 GEMM a minute): a GEMM this
+# size still shows how slow it is, in a tenth of a second
+EMULATED_N = 256
 _GEMM_N_GPU = 8192  # an H200 reached only half its bf16 peak at 2048 (383 of ~790 TFLOP/s): the launch dominates
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _BW_BYTES = 256 * 2**20
 _TURNS = ("fp32", "bf16", "int8")  # measured taking turns (fp16 on a CPU takes seconds a call: measured alone)
-METHOD = "turns-v2"  # part of the cache key: peaks cached by an older method are measured again
+METHOD = "turns-v3"  # part of the cache key: peaks cached by an older method are measured again
 
 
 def cache_path() -> Path:
@@ -73,7 +77,8 @@ def _best_seconds(fn: Callable[[], None], sync: Callable[[], None], min_time_s: 
 
 def gemm(kind: str, device: torch.device) -> tuple[Callable[[], None], int]:
     """(a call of the `kind` GEMM, its FLOPs or int8 ops): N x N x N."""
-    n = _GEMM_N_GPU if device.type == "cuda" else GEMM_N[kind]
+    n = (_GEMM_N_GPU if device.type == "cuda" else EMULATED_N if kind in devices.emulated_precisions()
+         else GEMM_N[kind])
     g = torch.Generator(device="cpu").manual_seed(0)
     if kind == "int8" and device.type == "cpu":
         # what dynamic-int8 / accuracy-int8 Linears call: the x86 engine's int8 kernel, activations quantized per call
@@ -139,6 +144,7 @@ def measure(device: torch.device | str = "cpu", progress: Callable[[str, float],
     peaks = Peaks(device=str(device), name=name, source="measured", threads=torch.get_num_threads(),
                   torch=torch.__version__, measured_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     with measurement_lock(lambda s: say(f"waiting for another measurement ({s:.0f} s)", 0.0)), torch.inference_mode():
+        meter = LoadMeter()
         say("GEMM " + ", ".join(_TURNS) + " (taking turns)", 0.0)
         rates = gemm_rates(_TURNS, device, sync, peaks)
         say("GEMM fp16", 3 / 6)
@@ -151,6 +157,11 @@ def measure(device: torch.device | str = "cpu", progress: Callable[[str, float],
             say("host<->device copies", 5 / 6)
             for k, v in _transfer(device, sync).items():
                 setattr(peaks, k, v)
+        peaks.load = meter.result()
+    if device.type == "cpu":
+        for kind in devices.emulated_precisions():
+            peaks.notes.append(f"{kind} is emulated on this CPU (no {kind} instructions): measured on a "
+                               f"{EMULATED_N}x{EMULATED_N} GEMM, and passes in {kind} are expected to be slower")
     say("done", 1.0)
     return peaks
 
@@ -161,33 +172,130 @@ def get(device: torch.device | str = "cpu", refresh: bool = False,
     device = devices.resolve_device(str(device))
     key = cache_key(device)
     path = cache_path()
-    try:
-        cache = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        cache = {}  # a damaged cache is only a cache: measure again
+    cache = _read_json(path)
     if not refresh and key in cache:
         return Peaks.from_dict(cache[key])
     peaks = measure(device, progress)
+    if peaks.load is not None and peaks.load.busy:  # not this machine's truth: used once, measured again next time
+        peaks.notes.append(f"not cached: {peaks.load.text}")
+        return peaks
     cache[key] = peaks.to_dict()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
-    except OSError as exc:
-        peaks.notes.append(f"not cached ({exc.strerror or exc})")
+    if why := _write_json(path, cache):
+        peaks.notes.append(f"not cached ({why})")
     return peaks
 
 
 def cached(device: torch.device | str = "cpu") -> Peaks | None:
     """This machine's cached peaks for `device`, or None when they were never measured (reads, never measures)."""
     device = devices.resolve_device(str(device))
-    try:
-        cache = json.loads(cache_path().read_text()) if cache_path().is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return None
-    data = cache.get(cache_key(device))
+    data = _read_json(cache_path()).get(cache_key(device))
     return Peaks.from_dict(data) if data else None
+
+
+# ---------------------------------------------------------------- the model's own GEMMs
+
+MAX_SHAPES = 6  # BERT has 3 distinct Linear shapes, a CNN's classifier 1-2: a few seconds of timing
+_LINEAR_OPS = ("aten::linear", "aten::addmm", "aten::mm")
+
+
+def _dims(text: str) -> list[list[int]]:
+    try:
+        return [list(map(int, d)) for d in json.loads(text)]
+    except (ValueError, TypeError):
+        return []
+
+
+def gemm_shapes(run: ProfileRun) -> list[tuple[int, int, int]]:
+    """The distinct (M, K, N) of the run's Linear GEMMs (aten::linear, addmm, mm shapes the untimed pass recorded),
+    largest work first."""
+    shapes = set()
+    for op in run.ops:
+        if op.name not in _LINEAR_OPS:
+            continue
+        for text in op.input_shapes:
+            d = _dims(text)
+            if op.name == "aten::linear" and len(d) >= 2 and len(d[0]) >= 2 and len(d[1]) == 2:
+                m = 1
+                for x in d[0][:-1]:
+                    m *= x
+                shapes.add((m, d[0][-1], d[1][0]))
+            elif op.name == "aten::addmm" and len(d) >= 3 and len(d[1]) == 2 and len(d[2]) == 2:
+                shapes.add((d[1][0], d[1][1], d[2][1]))
+            elif op.name == "aten::mm" and len(d) >= 2 and len(d[0]) == 2 and len(d[1]) == 2:
+                shapes.add((d[0][0], d[0][1], d[1][1]))
+    return sorted((s for s in shapes if min(s) > 0), key=lambda s: -s[0] * s[1] * s[2])[:MAX_SHAPES]
+
+
+def _shape_gemm(kind: str, m: int, k: int, n: int) -> Callable[[], None]:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    if kind == "int8":  # what the int8 passes run: a dynamically quantized Linear
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(w, w.abs().amax(1) / 127 + 1e-8, torch.zeros(n, dtype=torch.long), 0,
+                                           torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(q, None)
+        return lambda: torch.ops.quantized.linear_dynamic(x, packed, True)
+    x, w = x.to(_DTYPES[kind]), w.to(_DTYPES[kind])
+    return lambda: torch.nn.functional.linear(x, w)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}  # a damaged cache is only a cache: measure again
+
+
+def _write_json(path: Path, data: dict) -> str:
+    """Write a cache file atomically; the reason when it could not be written, else ""."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return ""
+
+
+def model_gemm_rates(run: ProfileRun, peaks: Peaks, measure_missing: bool = True) -> Peaks | None:
+    """This machine's GEMM rates on the run's own Linear shapes: fp32, int8 and (where this CPU has instructions for
+    it) bf16, the shapes and kinds taking turns as the peaks do. A copy of `peaks` with those rates, or None for a
+    run without Linear shapes or not on this CPU (or not cached, without `measure_missing`). Emulated precisions keep
+    the machine's figure (seconds a call). Cached per machine and shapes unless measured while busy."""
+    shapes = gemm_shapes(run)
+    if not shapes or run.device.kind != "cpu" or run.device.name != devices.cpu_name():
+        return None
+    path = store.cache_root() / "gemm_rates.json"
+    key = f"{cache_key(torch.device('cpu'))}|{shapes}"
+    cache = _read_json(path)
+    if key in cache:
+        return Peaks.from_dict(cache[key])
+    if not measure_missing:
+        return None
+    kinds = [k for k in ("fp32", "int8", "bf16") if k not in devices.emulated_precisions()]
+    fns = {(kind, s): _shape_gemm(kind, *s) for kind in kinds for s in shapes}
+    with measurement_lock(), torch.inference_mode():
+        meter = LoadMeter()
+        for fn in fns.values():
+            fn()  # warm-up (packing, oneDNN primitive creation)
+        best = best_seconds_each(fns, lambda: None, min_time_s=0.1)
+        load = meter.result()
+    out = Peaks.from_dict(peaks.to_dict())
+    out.source, out.load = "model GEMM shapes", load
+    work = sum(2 * m * k * n for m, k, n in shapes)
+    for kind in kinds:
+        rate = work / sum(best[(kind, s)] for s in shapes) / 1e9
+        setattr(out, "int8_gops" if kind == "int8" else f"{kind}_gflops", rate)
+    out.notes = [f"GEMM rates on this model's Linear shapes (M x K x N): "
+                 f"{', '.join('x'.join(map(str, s)) for s in shapes)}"]
+    if load is not None and load.busy:
+        out.notes.append(f"not cached: {load.text}")
+    else:
+        cache[key] = out.to_dict()
+        _write_json(path, cache)
+    return out
 
 
 def for_run(run: ProfileRun, measure_missing: bool = True) -> Peaks | None:

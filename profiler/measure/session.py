@@ -26,6 +26,7 @@ from profiler.measure import checks
 from profiler.measure import flops as flops_mod
 from profiler.measure import graph as graph_mod
 from profiler.measure import ops as ops_mod
+from profiler.measure.load import LoadMeter
 from profiler.measure.lock import measurement_lock
 from profiler.measure.memory import memory_tracker
 from profiler.measure.timing import measure
@@ -33,6 +34,7 @@ from profiler.models.loaded import LoadedModel
 from profiler.schema import (
     Graph,
     LatencyStats,
+    MachineLoad,
     MemoryStats,
     ModelRunError,
     OpLensError,
@@ -132,6 +134,7 @@ class Measured:
     graph: Graph
     warnings: list[str]
     notes: list[str]
+    load: MachineLoad | None = None
 
 
 class Session:
@@ -188,6 +191,7 @@ class Session:
                 warnings = checks.input_warnings(*self.host) + checks.output_warnings(first)
                 del first
             with measurement_lock(self._waiting), torch.inference_mode():
+                meter = LoadMeter()  # what other processes take while we time
                 with memory_tracker(self.device) as memory:
                     latency = measure(self._timed, config.warmup, config.repeats, config.min_time_s,
                                       config.max_time_s,
@@ -195,6 +199,7 @@ class Session:
                 say("recording operators", 0.5)
                 recorded = record_ops(self.inference, self.stopwatch, config.profile_iters, self.device,
                                       self.check_cancel)
+                load = meter.result()
                 say("counting FLOPs", 0.65)
                 # untimed: one more inference under FlopCounterMode, counting bytes moved per op too (roofline)
                 dispatched, moved = flops_mod.dispatch_counts_and_bytes(self.inference)
@@ -205,7 +210,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
             raise _friendly(exc, self.device, self.loaded) from None
         return Measured(latency=latency, memory=memory, recorded=recorded, dispatched_flops=dispatched,
-                        moved_bytes=moved, graph=graph, warnings=warnings, notes=notes)
+                        moved_bytes=moved, graph=graph, warnings=warnings, notes=notes, load=load)
 
 
 def record_ops(inference: Callable[[], Any], stopwatch: devices.Stopwatch, pairs: int, device: torch.device,
@@ -271,6 +276,8 @@ def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m
     totals = ops_mod.totals(figs.ops, profiled.mean_ms, on_cuda, flops_mod.coverage(figs.ops))
     if msg := noise_message(m.latency):
         notes.append(msg)
+    if m.load is not None and m.load.busy:
+        notes.append(m.load.text)
     config_out = copy.copy(config)
     config_out.batch_size, config_out.seq_len = loaded.batch_size, loaded.seq_len
     config_out.device = str(device)
@@ -280,7 +287,7 @@ def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m
         totals=totals, ops=figs.ops, transfers=transfers, graph=m.graph, memory=m.memory, profiled_latency=profiled,
         paired_latency=summarize(rec.plain_ms), overhead_ratio=_median_ratio(rec.profiled_ms, rec.plain_ms),
         trace_path=rec.trace_path, notes=notes, warnings=m.warnings, versions=devices.library_versions(),
-        kernels=figs.kernels, gpu=figs.gpu)
+        kernels=figs.kernels, gpu=figs.gpu, load=m.load)
 
 
 def _trace_figures(rec: Recorded, notes: list[str]) -> TraceFigures:

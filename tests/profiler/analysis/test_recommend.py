@@ -80,12 +80,47 @@ def test_bf16_does_not_fire(run, peaks):
 
 
 def test_int8_fires_on_measured_int8_speed_and_linear_heavy():
-    rec = rc.rule_int8(ctx(hand_run([big_mm()])))
-    assert rec is not None and rec.passes == ["dynamic-int8"] and rec.raw_estimate > 1.5
+    [rec] = rc.rule_int8(ctx(hand_run([big_mm()])))
+    assert rec.passes == ["dynamic-int8"] and rec.raw_estimate > 1.5
     # measured capability, not flags: an AVX2-only CPU whose int8 GEMM measured 3x fp32 gets the advice too
     assert rc.rule_int8(ctx(hand_run([big_mm()], features=("avx2", "fma")))) is not None
     with_accuracy = rc.Context(**{**ctx(hand_run([big_mm()])).__dict__, "passes": PASSES | {"accuracy-int8"}})
-    assert rc.rule_int8(with_accuracy).passes == ["accuracy-int8"]
+    assert [r.passes for r in rc.rule_int8(with_accuracy)] == [["accuracy-int8"]]
+    # where ONNX Runtime's int8 pass exists it is offered beside PyTorch's, at the same estimate: applying decides
+    with_ort = rc.Context(**{**ctx(hand_run([big_mm()])).__dict__, "passes": PASSES | {"onnxruntime-int8"}})
+    torch_rec, ort_rec = rc.rule_int8(with_ort)
+    assert ort_rec.passes == ["onnxruntime-int8"] and ort_rec.raw_estimate == torch_rec.raw_estimate
+
+
+def test_precision_rules_prefer_the_models_own_gemm_rates():
+    """A square peak GEMM can promise more than the model's shapes deliver: the rates timed on those shapes win."""
+    run = hand_run([big_mm()])
+    shapes = Peaks(device="cpu", name="test", source="model GEMM shapes", fp32_gflops=100.0, bf16_gflops=120.0,
+                   int8_gops=130.0)
+    assert rc.rule_bf16(ctx(run)) is not None and rc.rule_int8(ctx(run)) is not None
+    mine = rc.Context(**{**ctx(run).__dict__, "gemm": shapes})
+    assert rc.rule_bf16(mine) is None and rc.rule_int8(mine) is None
+    faster = Peaks(device="cpu", name="test", source="model GEMM shapes", fp32_gflops=100.0, int8_gops=200.0)
+    [rec] = rc.rule_int8(rc.Context(**{**ctx(run).__dict__, "gemm": faster}))
+    assert "model's own GEMM shapes" in rec.evidence
+    assert rec.raw_estimate < rc.rule_int8(ctx(run))[0].raw_estimate  # 2x on its shapes, not the peak's 3x
+
+
+def test_bf16_is_never_recommended_where_this_cpu_emulates_it():
+    run = hand_run([big_mm()], features=("avx2", "fma"))
+    run.device.emulated = ["bf16", "fp16"]
+    assert rc.rule_bf16(ctx(run)) is None  # even with a (mis)measured fast bf16 peak
+
+
+def test_after_applying_the_measured_accurate_winner_comes_first():
+    def rec(name, est, measured=None, ok=True):
+        r = Recommendation(rule=name, title=name, evidence="", passes=[name], raw_estimate=est,
+                           estimated_speedup=est)
+        r.measured_speedup = measured
+        r.measured_accuracy = None if measured is None else {"passed": ok, "cosine": 0.999}
+        return r
+    ranked = rc.rank_measured([rec("a", 3.0, 1.8, ok=False), rec("b", 2.0, 1.5), rec("c", 2.5), rec("d", 1.2, 1.7)])
+    assert [r.rule for r in ranked] == ["d", "b", "c", "a"]
 
 
 @pytest.mark.parametrize("run, peaks", [

@@ -9,6 +9,7 @@ import torch
 
 from profiler import devices
 from profiler.measure import peaks
+from profiler.schema import MachineLoad
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +25,38 @@ def test_measured_cpu_peaks_are_sane_and_cached(monkeypatch):
     assert p.fp32_gflops < 1e5 and p.mem_bw_gbs < 1e4  # a 2-core VM is not a supercomputer
     if "amx_bf16" in devices.cpu_features():
         assert p.bf16_gflops > p.fp32_gflops
+    assert p.load is not None and p.load.seconds > 0  # what other processes took while it measured
+    if p.load.busy:  # measured beside a neighbour: used, never cached as this machine's truth
+        assert any(n.startswith("not cached: busy machine") for n in p.notes)
+        return
     monkeypatch.setattr(peaks, "measure", lambda *a, **k: pytest.fail("measured again although cached"))
     assert peaks.get("cpu") == p
+
+
+def _fake(busy: bool):
+    load = MachineLoad(seconds=4.0, cores=2, other_cores=1.0 if busy else 0.0, busy=busy)
+    return lambda *a, **k: peaks.Peaks(device="cpu", name="x", source="measured", fp32_gflops=73.0, load=load)
+
+
+def test_peaks_measured_while_busy_are_not_cached(monkeypatch):
+    """Busy peaks (fp32 73 where quiet gives 136) would skew every later recommendation: used once, measured again."""
+    monkeypatch.setattr(peaks, "measure", _fake(busy=True))
+    assert peaks.get("cpu").fp32_gflops == 73.0
+    assert not peaks.cache_path().exists()
+    monkeypatch.setattr(peaks, "measure", _fake(busy=False))
+    assert peaks.get("cpu").fp32_gflops == 73.0 and peaks.cached("cpu") is not None
+
+
+@pytest.mark.skipif(not devices.emulated_precisions(), reason="this CPU has native bf16 and fp16")
+def test_emulated_precisions_are_measured_small_and_said_so():
+    """On a CPU without bf16 instructions a 2048^3 bf16 GEMM takes a minute; the peaks take seconds and say why."""
+    import time
+    t0 = time.perf_counter()
+    p = peaks.measure("cpu")
+    assert time.perf_counter() - t0 < 60
+    for kind in devices.emulated_precisions():
+        assert any(n.startswith(f"{kind} is emulated on this CPU") for n in p.notes), p.notes
+        assert 0 < getattr(p, f"{kind}_gflops") < p.fp32_gflops  # emulated: slower than fp32 (bf16 ~100x)
 
 
 def test_damaged_cache_measures_again(monkeypatch):
