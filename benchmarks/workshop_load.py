@@ -1,7 +1,7 @@
 """A workshop's load on one server, measured in one run: N participants at once in one headless Chromium (N browser
 contexts), each picking a name, profiling bert-tiny from Lesson 1, following the Next links to Lesson 3, applying
-bf16 there and reading the result, while a probe loads a page again and again to see how the server answers when
-it is busy.
+the first precision it offers (one this CPU runs natively) and reading the result, while a probe loads a page again
+and again to see how the server answers when it is busy.
 
 Prints completed jobs, failures with their reasons, the median and p95 wait (click to result on screen, so queueing
 for the measurement lock included), the page response time while jobs were running, and the server's peak RSS
@@ -30,6 +30,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from dashboard.lessons import precision_tries  # noqa: E402
+from profiler import devices  # noqa: E402
 from profiler.console import format_table  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -115,7 +117,8 @@ async def wait_for(page, pattern, seconds: float) -> None:
 
 
 async def participant(browser, url: str, i: int, deadline: float, waits: list, failures: list, busy: list) -> int:
-    """One person's workshop: name, profile, apply bf16, read the result. Returns the jobs it completed."""
+    """One person's workshop: name, profile, apply the first precision Lesson 3 offers (one this CPU runs natively),
+    read the result. Returns the jobs it completed."""
     # no animations: twenty browsers share the server's two cores here, and spinners repainting cost them
     context = await browser.new_context(viewport={"width": 1300, "height": 900}, reduced_motion="reduce")
     page = await context.new_page()
@@ -131,9 +134,10 @@ async def participant(browser, url: str, i: int, deadline: float, waits: list, f
         for lesson in ("2 · Compute", "3 · Precision"):  # the lessons' Next links, in the same browser session
             step = f"open {lesson}"
             await page.get_by_role("link", name=re.compile(f"Next: {lesson}")).click(timeout=120_000)
-        step = "click Try bf16"
-        await page.get_by_role("button", name=re.compile("Try bf16")).click(timeout=120_000)
-        start, step = time.monotonic(), "wait for bf16"
+        label = FIRST_TRY  # the precision this CPU runs natively (lessons.precision_tries puts it first)
+        step = f"click Try {label}"
+        await page.get_by_role("button", name=f"Try {label}", exact=True).click(timeout=120_000)
+        start, step = time.monotonic(), f"wait for {label}"
         await wait_for(page, DONE_APPLY, deadline - time.monotonic())
         waits.append(time.monotonic() - start)
         completed += 1
@@ -145,6 +149,7 @@ async def participant(browser, url: str, i: int, deadline: float, waits: list, f
     return completed
 
 
+FIRST_TRY = precision_tries(devices.emulated_precisions())[0][0]
 PAGE_LIMIT_S = 120  # a probe page load slower than this counts as not served
 
 

@@ -89,6 +89,19 @@ def results_with(comparisons: list[SavedComparison], model: str, passes: set[str
             and set(c.passes) <= passes]
 
 
+PRECISION_TRIES = {"bf16": ["bf16"], "dynamic int8": ["dynamic-int8"], "weight-only int8": ["weight-only-int8"]}
+EMULATED_TRY = " (emulated here)"  # appended to a Try button whose precision this CPU has no instructions for
+
+
+def precision_tries(emulated: list[str]) -> list[tuple[str, list[str]]]:
+    """Lesson 3's Try buttons, (label, passes), precisions this CPU runs natively first: twenty participants pressing
+    an emulated bf16 first would queue for minutes behind a 10x slower model (Zen 3: one bert-tiny bf16 apply 10.7 s,
+    0.51x). An emulated one stays, last and labelled, since seeing it lose is part of the lesson."""
+    tries = [(title + (EMULATED_TRY if passes[0] in emulated else ""), passes)
+             for title, passes in PRECISION_TRIES.items()]
+    return sorted(tries, key=lambda t: t[0].endswith(EMULATED_TRY))
+
+
 def precision_winner(comparisons: list[SavedComparison], model: str, precision_passes: set[str],
                      cpu_features: list[str] | None = None) -> Question:
     """Lesson 3: which precision ran fastest while its outputs stayed within the tolerance; fp32 when none beat it.

@@ -224,10 +224,13 @@ def pick_run(key: str = "pick_run", label: str = "Run") -> ProfileRun | None:
     st.session_state[RUN_KEY] = st.session_state[LINK_KEY] = chosen
     st.query_params["run"] = chosen  # the address is a link to this run
     try:
-        return load_run(chosen)
+        run = load_run(chosen)
     except RunStoreError as exc:
         st.error(str(exc))
         return None
+    if run.load is not None and run.load.busy:  # every page that shows this run's figures says so
+        st.warning(run.load.text[:1].upper() + run.load.text[1:], icon=":material/speed:")
+    return run
 
 
 def about(text: str) -> None:

@@ -22,9 +22,12 @@ if run is None:
 features = run.device.cpu_features
 st.caption(f"Your run: {run.model.name} on {run.device.kind}: {run.device.name}; CPU features: "
            f"{', '.join(features) or 'unknown'}.")
-tries = {"bf16": ["bf16"], "dynamic int8": ["dynamic-int8"], "weight-only int8": ["weight-only-int8"]}
+tries = lessons.precision_tries(run.device.emulated)
+if run.device.emulated:
+    st.caption(f"This CPU has no {' or '.join(run.device.emulated)} instructions: those run emulated, slower than "
+               "fp32, and take longest to measure. Try the others first.")
 cols = st.columns(len(tries))
-for col, (title, passes) in zip(cols, tries.items()):
+for col, (title, passes) in zip(cols, tries):
     if col.button(f"Try {title}", key=f"l3_try_{passes[0]}", help="Applied to a copy of your run's model, checked "
                   "and measured with your run's config (about a minute on a CPU, once it is your turn)"):
         lesson_view.optimize_run("l3_job", run, passes)

@@ -62,4 +62,5 @@ if run is not None:
     rows = tables.setup(run)
     st.table({"": list(rows), "value": list(rows.values())})
     for note in run.notes:
-        st.info(note)
+        if not (run.load is not None and note == run.load.text):  # shown once, as a warning, above
+            st.info(note)

@@ -109,13 +109,23 @@ def test_lesson_3_try_button_applies_a_pass_to_the_run(in_classroom, tmp_path, m
     base = runs[("ann", 1)]
     store.save(base, tmp_path)
     at = open_lesson("learn_precision")
-    at.button(key="l3_try_bf16").click().run()
+    label, passes = lessons.precision_tries(base.device.emulated)[0]  # what a participant sees first
+    assert [b.label for b in at.button if b.key and b.key.startswith("l3_try_")][0] == f"Try {label}"
+    at.button(key=f"l3_try_{passes[0]}").click().run()
     job = wait(at.session_state["l3_job"]["jobs"][0])
     assert job.status == "done", job.error
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     [saved] = store.list_comparisons(tmp_path)
-    assert saved.passes == ["bf16"] and saved.source_run_id == base.id and saved.accuracy is not None
+    assert saved.passes == passes and saved.source_run_id == base.id and saved.accuracy is not None
+
+
+def test_lesson_3_offers_the_precisions_this_cpu_runs_natively_first():
+    """Twenty participants pressing an emulated bf16 first queued for ten minutes on an AVX2-only CPU."""
+    native = lessons.precision_tries([])
+    assert [t[1] for t in native][0] == ["bf16"] and not any(t[0].endswith(lessons.EMULATED_TRY) for t in native)
+    emulated = lessons.precision_tries(["bf16", "fp16"])
+    assert emulated[0][1] == ["dynamic-int8"] and emulated[-1] == ("bf16" + lessons.EMULATED_TRY, ["bf16"])
 
 
 def test_lesson_4_compilation_and_fusion(in_classroom):
