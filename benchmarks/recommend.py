@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import profiler  # noqa: E402
-from profiler.analysis import recommend as rc  # noqa: E402
+from optimizers import recommend as advice  # noqa: E402
 from profiler.analysis import roofline as rl  # noqa: E402
 from profiler.console import format_table  # noqa: E402
 from profiler.measure import peaks as peaks_mod  # noqa: E402
@@ -38,12 +38,12 @@ def main() -> int:
         print(f"{spec}: median {run.latency.median_ms:.3g} ms, floor at peak {roof.floor_ms:.3g} ms, "
               f"verdict {roof.verdict} ({', '.join(f'{k} {v:.3g} ms' for k, v in roof.time_by_bound.items())})",
               flush=True)
-        recs = rc.for_run(run, runs)
+        recs = advice.why_slow(run, runs).recommendations
         applied = 0
         for i, rec in enumerate(recs, 1):
             if rec.passes and applied < a.top:
                 try:
-                    rc.apply(rec, run, runs, warmup=1, repeats=5)
+                    advice.apply(rec, run, runs, warmup=1, repeats=5)
                 except profiler.schema.OpLensError as exc:
                     rec.evidence += f" [apply failed: {exc}]"
                 applied += 1

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from profiler import devices, store
+from profiler import op_categories as oc
 from profiler.measure.load import LoadMeter
 from profiler.measure.lock import measurement_lock
 from profiler.schema import Peaks, ProfileRun
@@ -195,7 +196,6 @@ def cached(device: torch.device | str = "cpu") -> Peaks | None:
 # ---------------------------------------------------------------- the model's own GEMMs
 
 MAX_SHAPES = 6  # BERT has 3 distinct Linear shapes, a CNN's classifier 1-2: a few seconds of timing
-_LINEAR_OPS = ("aten::linear", "aten::addmm", "aten::mm")
 
 
 def _dims(text: str) -> list[list[int]]:
@@ -205,24 +205,28 @@ def _dims(text: str) -> list[list[int]]:
         return []
 
 
+def _mkn(d: list[list[int]]) -> tuple[int, int, int] | None:
+    """(M, K, N) of one recorded call, read from the shapes' form: linear (x[..., K], W[N, K], b), addmm (b, A[M, K],
+    B[K, N]) or mm (A[M, K], B[K, N])."""
+    if len(d) >= 3 and len(d[1]) == 2 and len(d[2]) == 2 and d[1][1] == d[2][0]:
+        return d[1][0], d[1][1], d[2][1]
+    if len(d) >= 2 and len(d[0]) >= 1 and len(d[1]) == 2 and d[0][-1] == d[1][1]:
+        m = 1
+        for x in d[0][:-1]:
+            m *= x
+        return m, d[0][-1], d[1][0]
+    if len(d) >= 2 and len(d[0]) == 2 and len(d[1]) == 2 and d[0][1] == d[1][0]:
+        return d[0][0], d[0][1], d[1][1]
+    return None
+
+
 def gemm_shapes(run: ProfileRun) -> list[tuple[int, int, int]]:
-    """The distinct (M, K, N) of the run's Linear GEMMs (aten::linear, addmm, mm shapes the untimed pass recorded),
+    """The distinct (M, K, N) of the run's Linear GEMMs (the aten Linear ops' shapes the untimed pass recorded),
     largest work first."""
     shapes = set()
     for op in run.ops:
-        if op.name not in _LINEAR_OPS:
-            continue
-        for text in op.input_shapes:
-            d = _dims(text)
-            if op.name == "aten::linear" and len(d) >= 2 and len(d[0]) >= 2 and len(d[1]) == 2:
-                m = 1
-                for x in d[0][:-1]:
-                    m *= x
-                shapes.add((m, d[0][-1], d[1][0]))
-            elif op.name == "aten::addmm" and len(d) >= 3 and len(d[1]) == 2 and len(d[2]) == 2:
-                shapes.add((d[1][0], d[1][1], d[2][1]))
-            elif op.name == "aten::mm" and len(d) >= 2 and len(d[0]) == 2 and len(d[1]) == 2:
-                shapes.add((d[0][0], d[0][1], d[1][1]))
+        if op.name.startswith("aten::") and oc.matches(op.name, oc.LINEAR):
+            shapes |= {s for text in op.input_shapes if (s := _mkn(_dims(text))) is not None}
     return sorted((s for s in shapes if min(s) > 0), key=lambda s: -s[0] * s[1] * s[2])[:MAX_SHAPES]
 
 

@@ -135,3 +135,22 @@ def test_cpu_int8_peak_is_the_dynamic_linear_the_passes_run():
     assert work == 2 * peaks.GEMM_N["int8"] ** 3
     out = fn()
     assert out.dtype == torch.float32 and out.shape == (peaks.GEMM_N["int8"],) * 2  # int8 inside, float out
+
+
+def test_model_gemm_rates_time_the_runs_own_linear_shapes(monkeypatch):
+    """Precision estimates from the model's own GEMMs: bert-tiny's Linears are 32x128 by 128/512, not 2048^3."""
+    import profiler
+    run = profiler.profile(profiler.load_model("bert-tiny"), profiler.ProfileConfig(
+        warmup=1, repeats=3, min_time_s=0.0, profile_iters=1, graph=False))
+    shapes = peaks.gemm_shapes(run)
+    assert (32, 128, 512) in shapes and (32, 512, 128) in shapes and (32, 128, 128) in shapes, shapes
+    machine = peaks.Peaks(device="cpu", name=devices.cpu_name(), source="measured", fp32_gflops=1.0, bf16_gflops=0.5,
+                          int8_gops=2.0)
+    rates = peaks.model_gemm_rates(run, machine)
+    assert rates.source == "model GEMM shapes" and "32x128x512" in rates.notes[0]
+    assert rates.fp32_gflops > 0 and rates.int8_gops > 0
+    if "bf16" in devices.emulated_precisions():
+        assert rates.bf16_gflops == 0.5  # not timed: the machine's (emulated) figure stands
+    if not (rates.load and rates.load.busy):  # cached for the next recommendation of this model here
+        monkeypatch.setattr(peaks, "best_seconds_each", lambda *a, **k: pytest.fail("timed again although cached"))
+        assert peaks.model_gemm_rates(run, machine, measure_missing=False) == rates
