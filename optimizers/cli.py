@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(se)
     se.add_argument("--budget-s", type=positive(float, 1), default=300)
     se.add_argument("--beam", type=positive(), default=2)
+    se.add_argument("--passes", help="comma-separated: search only these passes (default: every pass that applies)")
+    se.add_argument("--include-emulated", action="store_true",
+                    help="also try passes in a precision this CPU has no instructions for (bf16 on AVX2: slower)")
     ge = sub.add_parser("generate", help="optimize greedy generation of a decoder: TTFT, TPOT, tokens/s side by side")
     ge.add_argument("model", help="a causal LM: llama, qwen2, gpt2 (or -tiny), an HF directory, hf:<id>")
     how = ge.add_mutually_exclusive_group(required=True)
@@ -167,11 +170,15 @@ def _cmd_apply(a) -> int:
 
 
 def _cmd_search(a) -> int:
+    names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
+    for n in names:
+        get(n)  # unknown names: exit 2 before any work
     progress, close = progress_bar()
     try:
         loaded, config, arch, source = _model(a)
         result = search(loaded, config, budget_s=a.budget_s, beam=a.beam, min_cosine=a.min_cosine,
-                        min_top1=a.min_top1, progress=progress, save_runs=True, runs_dir=a.runs_dir)
+                        min_top1=a.min_top1, progress=progress, save_runs=True, runs_dir=a.runs_dir,
+                        passes=names or None, include_emulated=a.include_emulated)
     finally:
         close()
     saved = results.keep(results.from_search(result, loaded, config, arch, source), a.runs_dir)

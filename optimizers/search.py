@@ -349,9 +349,10 @@ def save_search_runs(result: SearchResult, base: ProfileRun, runs: dict[tuple[st
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
            min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
            progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
-           save_runs: bool = False, runs_dir: str | None = None) -> SearchResult:
-    """Beam search over pipelines of `passes` (default: all). With `save_runs`, the unoptimized model's run and the
-    best pipeline's run are saved in the store (`runs_dir`), so the result can name both."""
+           save_runs: bool = False, runs_dir: str | None = None, include_emulated: bool = False) -> SearchResult:
+    """Beam search over pipelines of `passes` (default: all but those this CPU emulates, unless `include_emulated`;
+    a pass named in `passes` is tried). With `save_runs`, the unoptimized model's run and the best pipeline's run
+    are saved in the store (`runs_dir`), so the result can name both."""
     config = quick_config(config or ProfileConfig())
     say = progress or (lambda stage, f: None)
     device = devices.resolve_device(config.device)
@@ -364,10 +365,10 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
                   cancel)
     chosen = list(passes or REGISTRY)
     tried = Tried()
-    if not passes:  # a pass this CPU emulates is tried only when asked for by name
+    if not passes and not include_emulated:  # a pass this CPU emulates is tried only when asked for
         for n in emulated_here(chosen, device):
             tried.candidates[(n,)] = Candidate(passes=[n], status="not-tried", reason=(
-                f"{REGISTRY[n].emulated(device)}; tried only when asked for (--passes {n})"))
+                f"{REGISTRY[n].emulated(device)}; tried only when asked for (--include-emulated)"))
         chosen = [n for n in chosen if (n,) not in tried.candidates]
     pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
     pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last

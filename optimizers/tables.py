@@ -13,6 +13,12 @@ def usable_passes(applicability: list[dict]) -> list[str]:
     return [row["pass"] for row in applicability if row["applies"]]
 
 
+def pass_label(applicability: list[dict]) -> dict[str, str]:
+    """Each pass's name as a picker shows it: marked when this CPU emulates its precision."""
+    return {row["pass"]: row["pass"] + (" (emulated here: expect a slowdown)" if row.get("emulated here") else "")
+            for row in applicability}
+
+
 def applicability_rows(applicability: list[dict]) -> list[dict]:
     """base.applicability's rows as a person reads them: "yes"/"no" instead of True/False."""
     return [{**row, "applies": "yes" if row["applies"] else "no"} for row in applicability]

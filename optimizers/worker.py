@@ -28,7 +28,8 @@ def check_job(payload: dict, say: Say, cancel: threading.Event) -> list[dict]:
 def search_job(payload: dict, say: Say, cancel: threading.Event) -> dict:
     config, loaded = load_job_model(payload, say, cancel)
     result = search(loaded, config, budget_s=float(payload.get("budget_s", 120)), beam=int(payload.get("beam", 2)),
-                    progress=say, cancel=cancel, save_runs=True, runs_dir=payload.get("runs_dir"))
+                    progress=say, cancel=cancel, save_runs=True, runs_dir=payload.get("runs_dir"),
+                    include_emulated=bool(payload.get("include_emulated", False)))
     saved = results.from_search(result, loaded, config, payload.get("arch"), payload.get("source_run_id", ""))
     return results.keep(saved, payload.get("runs_dir")).to_dict()
 

@@ -81,7 +81,8 @@ with tab_apply:
         st.caption("The passes that apply are offered here once the check is done.")
         chosen = []
     else:
-        chosen = st.multiselect("Passes, in the order they run", usable, key="opt_passes",
+        labels = tables.pass_label(table)
+        chosen = st.multiselect("Passes, in the order they run", usable, key="opt_passes", format_func=labels.get,
                                 help="Only passes that apply to this model on this device are offered")
     problems = optimizers.conflicts(chosen) if chosen else []
     for p in problems:
@@ -92,8 +93,12 @@ with tab_apply:
             st.session_state["opt_job"] = job.id
 with tab_search:
     budget = st.slider("Time budget (seconds)", 30, 1800, 120, step=30, key="search_budget")
+    emulated = [row["pass"] for row in table if row["applies"] and row.get("emulated here")]
+    with_emulated = st.checkbox(f"Also try {', '.join(emulated)} (emulated on this CPU: slower, and slow to time)",
+                                key="search_emulated") if emulated else False
     if st.button("Search", type="primary", key="search_go"):
-        job = job_view.submit(jobs, choice.spec, config, state.runs_dir(), kind="search", budget_s=budget, **job_args)
+        job = job_view.submit(jobs, choice.spec, config, state.runs_dir(), kind="search", budget_s=budget,
+                              include_emulated=with_emulated, **job_args)
         if job is not None:
             st.session_state["search_job"] = job.id
 
