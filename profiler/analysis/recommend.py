@@ -21,6 +21,9 @@ MATMUL_SHARE = 0.30  # precision rules fire when matmul-class ops hold at least 
 FAST_PRECISION = 1.5  # ... and the reduced-precision GEMM peak is at least this much above fp32's
 MIN_GAIN = 1.0  # a rule whose roofline estimate is a slowdown is dropped (Conv-BN folding, never one, always stays)
 BATCH_GAIN = 1.3  # larger-batch rule: a sweep point with at least this much more throughput
+# an estimate "held" when the measured speedup is within this factor of it either way; the kept pairs then scale
+# later estimates for those passes on this machine toward what was measured
+ESTIMATE_FACTOR = 1.5
 
 
 @dataclass
@@ -252,6 +255,13 @@ def recommend(run: ProfileRun, peaks: Peaks, sweep: Sweep | None = None, pairs: 
 def passed(rec: Recommendation) -> bool:
     """Applied, measured, and its outputs stayed within the tolerance."""
     return rec.measured_speedup is not None and bool((rec.measured_accuracy or {}).get("passed", True))
+
+
+def held(rec: Recommendation) -> bool | None:
+    """Whether the measured speedup came within ESTIMATE_FACTOR of the estimate; None before it is measured."""
+    if rec.measured_speedup is None or rec.estimated_speedup <= 0:
+        return None
+    return 1 / ESTIMATE_FACTOR <= rec.measured_speedup / rec.estimated_speedup <= ESTIMATE_FACTOR
 
 
 def rank_measured(recs: list[Recommendation]) -> list[Recommendation]:

@@ -292,6 +292,10 @@ def _cmd_recommend(a) -> int:
         print(format_table(rows, ["#", "recommendation", "passes", "estimated", "measured", "accuracy"], left=(1, 2)))
     for i, r in enumerate(recs, 1):
         print(f"{i}. evidence: {r.evidence}")
+    missed = [f"{i}" for i, r in enumerate(recs, 1) if rec_mod.held(r) is False]
+    if missed:
+        print(f"estimate off by more than {rec_mod.ESTIMATE_FACTOR:g}x for #{', #'.join(missed)}: later estimates "
+              "for those passes on this machine are scaled by what was measured")
     return 0
 
 

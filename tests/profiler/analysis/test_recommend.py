@@ -293,3 +293,12 @@ def test_rules_estimating_no_gain_are_dropped():
     gemv = OpStat("aten::addmm", calls=4, exec_ms=2.5, trans_ms=0.0, flops=1e8, bytes=5.5e7)
     assert "bf16" not in rules(hand_run([gemv]), peaks=Peaks(device="cpu", name="t", source="measured",
                                                               fp32_gflops=100.0, bf16_gflops=400.0, mem_bw_gbs=10.0))
+
+
+def test_an_estimate_held_when_the_measurement_lands_within_the_stated_factor():
+    rec = Recommendation(rule="int8", title="t", evidence="", passes=["dynamic-int8"], estimated_speedup=2.0)
+    assert rc.held(rec) is None
+    rec.measured_speedup = 2.0 / rc.ESTIMATE_FACTOR + 0.01
+    assert rc.held(rec) is True
+    rec.measured_speedup = 0.9  # the bf16-on-AVX2 kind of miss: promised 2x, measured a slowdown
+    assert rc.held(rec) is False
