@@ -87,7 +87,7 @@ def test_the_check_job_gives_the_in_process_table(tmp_path):
     assert job.status == "done", job.error
     here = applicability(profiler.load_model("bert-tiny", batch_size=2, seq_len=16), resolve_device("cpu"))
     assert job.result == here
-    assert {"pass", "family", "applies", "why not", "description"} == set(here[0])
+    assert {"pass", "family", "applies", "why not", "emulated here", "description"} == set(here[0])
 
 
 def test_a_saved_runs_model_is_found_again_or_refused_in_one_line(tiny_bert_run):

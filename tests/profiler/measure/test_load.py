@@ -39,16 +39,6 @@ def test_the_meter_sees_another_process_and_not_our_own_work(hog):
     assert load.text.startswith("busy machine while timing: other processes kept")
 
 
-def test_a_quiet_stretch_is_not_busy():
-    meter = LoadMeter()
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        pass
-    load = meter.result()
-    # the suite itself runs alone; a neighbour's short burst may still register, but not as a full core
-    assert load.other_cores < 1.0 and load.seconds >= 1.0
-
-
 @pytest.mark.parametrize("speedup, low, high, verdict", [(1.4, 1.1, 1.8, "faster"), (0.7, 0.5, 0.9, "slower"),
                                                          (1.3, 0.8, 2.4, "inconclusive"),
                                                          (7.62, 0.09, 2.43, "inconclusive")])
