@@ -91,7 +91,7 @@ def test_under_a_cpu_hog_runs_comparisons_and_searches_say_so(hog, tmp_path):
     assert ProfileRun.from_dict(base.to_dict()).load == base.load  # saved with the run
     comp = frames.compare(base, new)
     assert comp.load.busy and _consistent(comp.speedup, comp.speedup_low, comp.speedup_high, comp.verdict), comp
-    result = optimizers.search(loaded, QUICK, budget_s=40, passes=["threads", "dynamic-int8", "sdpa"])
+    result = optimizers.search(loaded, QUICK, budget_s=20, passes=["threads", "dynamic-int8", "sdpa"])
     assert result.load is not None and result.load.busy
     assert result.verdict in ("confirmed", "inconclusive") and "busy machine while timing" in result.verdict_text
     best = result.best
