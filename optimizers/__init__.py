@@ -6,7 +6,7 @@ best pipeline, `optimizers.REGISTRY` / `optimizers.passes()` list the passes, `o
 slow engine's answer for a run with this registry's passes.
 """
 # registering order is listing order: the issue's families, in its order
-from . import compile, fuse, precision, quantize, accuracy_int8, prune, lowrank, layout, runtime  # noqa: F401,I001  # isort: skip
+from . import compile, fuse, precision, quantize, accuracy_int8, prune, lowrank, layout, runtime, onnx_runtimes  # noqa: F401,I001,E501  # isort: skip
 from .base import (
                    REGISTRY,
                    Pass,

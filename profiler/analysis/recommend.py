@@ -226,9 +226,13 @@ def scale(pairs: list[dict], machine: str, passes: list[str], model: str | None 
     return statistics.median(ratios) if ratios else None
 
 
+# a run executed by another runtime (ONNX Runtime, OpenVINO): PyTorch passes do not act on what it measured
+OTHER_RUNTIME_RULES = (rule_transfers, rule_batch)
+
+
 def _fired(ctx: Context) -> list[Recommendation]:
     out = []
-    for rule in RULES:
+    for rule in OTHER_RUNTIME_RULES if ctx.run.versions.get("runtime") else RULES:
         got = rule(ctx)
         out += [got] if isinstance(got, Recommendation) else list(got or [])
     return [rec for rec in out if rec.raw_estimate >= MIN_GAIN]

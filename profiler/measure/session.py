@@ -30,7 +30,7 @@ from profiler.measure.load import LoadMeter
 from profiler.measure.lock import measurement_lock
 from profiler.measure.memory import memory_tracker
 from profiler.measure.timing import measure
-from profiler.models.loaded import LoadedModel
+from profiler.models.loaded import LoadedModel, RuntimeOps, runtime_of
 from profiler.schema import (
     Graph,
     LatencyStats,
@@ -135,6 +135,7 @@ class Measured:
     warnings: list[str]
     notes: list[str]
     load: MachineLoad | None = None
+    runtime: RuntimeOps | None = None  # the module's own runtime profiler's figures (models.loaded.runtime_of)
 
 
 class Session:
@@ -203,14 +204,25 @@ class Session:
                 say("counting FLOPs", 0.65)
                 # untimed: one more inference under FlopCounterMode, counting bytes moved per op too (roofline)
                 dispatched, moved = flops_mod.dispatch_counts_and_bytes(self.inference)
-                say("timing graph nodes", 0.7)
-                graph = _graph(self.loaded, self.module, self.resident, config, self.device, notes, self.check_cancel)
+                runtime, runtime_ops = runtime_of(self.module), None
+                if runtime is not None:  # it runs outside torch: its ops and graph come from its own profiler
+                    say("profiling the runtime's operators", 0.7)
+                    runtime_ops = runtime.profile_ops(*self.host, max(1, config.profile_iters))
+                    notes += runtime_ops.notes
+                    graph = runtime_ops.graph if runtime_ops.graph is not None and config.graph else Graph(
+                        method="none", note="graph capture switched off" if runtime_ops.graph else
+                        "the runtime did not say which graph it ran")
+                else:
+                    say("timing graph nodes", 0.7)
+                    graph = _graph(self.loaded, self.module, self.resident, config, self.device, notes,
+                                   self.check_cancel)
         except OpLensError:
             raise
         except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in words
             raise _friendly(exc, self.device, self.loaded) from None
         return Measured(latency=latency, memory=memory, recorded=recorded, dispatched_flops=dispatched,
-                        moved_bytes=moved, graph=graph, warnings=warnings, notes=notes, load=load)
+                        moved_bytes=moved, graph=graph, warnings=warnings, notes=notes, load=load,
+                        runtime=runtime_ops)
 
 
 def record_ops(inference: Callable[[], Any], stopwatch: devices.Stopwatch, pairs: int, device: torch.device,
@@ -267,13 +279,18 @@ def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m
     """The ProfileRun from one session's measurements: per-op, transfer, kernel and GPU figures read from the
     session's own trace (the analysis an imported trace gets), plus what only a live run knows."""
     on_cuda, rec, notes = device.type == "cuda", m.recorded, list(m.notes)
-    figs = _trace_figures(rec, notes)
-    op_flops = flops_mod.count_events(rec.detail, m.dispatched_flops, is_op=ops_mod.is_op_event)
-    ops_mod.add_detail(figs.ops, rec.detail, on_cuda, op_flops, m.moved_bytes)
+    if m.runtime is not None:  # the torch trace saw one opaque call: the runtime's own ops replace it
+        figs = TraceFigures(m.runtime.ops, [], [], None)
+    else:
+        figs = _trace_figures(rec, notes)
+        op_flops = flops_mod.count_events(rec.detail, m.dispatched_flops, is_op=ops_mod.is_op_event)
+        ops_mod.add_detail(figs.ops, rec.detail, on_cuda, op_flops, m.moved_bytes)
     transfers = figs.transfers if on_cuda else ops_mod.host_transfers(figs.ops, rec.detail)
     profiled = summarize(rec.profiled_ms)
-    # op sums are means over the recorded iterations: reconcile with their mean wall time
-    totals = ops_mod.totals(figs.ops, profiled.mean_ms, on_cuda, flops_mod.coverage(figs.ops))
+    # op sums are means over the recorded iterations: reconcile with their mean wall time (a runtime's own profiled
+    # inferences, when its profiler gave the ops)
+    wall_ms = m.runtime.wall_ms if m.runtime is not None and m.runtime.wall_ms else profiled.mean_ms
+    totals = ops_mod.totals(figs.ops, wall_ms, on_cuda, flops_mod.coverage(figs.ops))
     if msg := noise_message(m.latency):
         notes.append(msg)
     if m.load is not None and m.load.busy:
@@ -281,13 +298,16 @@ def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m
     config_out = copy.copy(config)
     config_out.batch_size, config_out.seq_len = loaded.batch_size, loaded.seq_len
     config_out.device = str(device)
-    return ProfileRun(
+    run = ProfileRun(
         id=new_run_id(loaded.info.name), created=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         model=copy.copy(loaded.info), device=devices.device_info(device), config=config_out, latency=m.latency,
         totals=totals, ops=figs.ops, transfers=transfers, graph=m.graph, memory=m.memory, profiled_latency=profiled,
         paired_latency=summarize(rec.plain_ms), overhead_ratio=_median_ratio(rec.profiled_ms, rec.plain_ms),
         trace_path=rec.trace_path, notes=notes, warnings=m.warnings, versions=devices.library_versions(),
         kernels=figs.kernels, gpu=figs.gpu, load=m.load)
+    if m.runtime is not None and m.runtime.runtime:  # the run's figures are that runtime's, not PyTorch's
+        run.versions["runtime"] = m.runtime.runtime
+    return run
 
 
 def _trace_figures(rec: Recorded, notes: list[str]) -> TraceFigures:

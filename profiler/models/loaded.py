@@ -5,11 +5,11 @@ of attributes hung on the module."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from torch import nn
 
-from profiler.schema import ModelInfo
+from profiler.schema import Graph, ModelInfo, OpStat
 
 INT8_KINDS = ("dynamic", "static", "weight-only")
 
@@ -31,6 +31,36 @@ class ModelTraits:
     def __post_init__(self):
         if self.int8 and self.int8 not in INT8_KINDS:
             raise ValueError(f"int8 trait '{self.int8}' is not one of {', '.join(INT8_KINDS)}")
+
+
+class RuntimeOps(NamedTuple):
+    """What a runtime's own profiler measured over some inferences, per inference."""
+
+    ops: list[OpStat]  # per op type: calls, times (ms) and FLOPs per inference
+    graph: Graph | None  # the graph the runtime executed, with per-node times; None when it cannot say
+    notes: list[str]  # for the run: how the figures were taken
+    # wall time of one profiled inference (its profiler on), which the ops' times add up against; 0: not known,
+    # and the run's own profiled iterations stand in
+    wall_ms: float = 0.0
+    runtime: str = ""  # which runtime ran the model ("onnxruntime", "openvino"): recorded in the run's versions
+
+
+@runtime_checkable
+class RuntimeProfiler(Protocol):
+    """A module that runs outside PyTorch (an ONNX Runtime session, an OpenVINO compiled model) offers one of these
+    as its `oplens_runtime` attribute. torch.profiler sees such a model as one opaque call, so the profiler takes the
+    run's per-op figures and graph from the runtime's own profiler instead."""
+
+    def profile_ops(self, args: tuple, kwargs: dict, iterations: int) -> RuntimeOps:
+        """Run the model on these inputs under the runtime's profiler, at least `iterations` times after a warm-up;
+        what it measured, per inference."""
+        ...
+
+
+def runtime_of(module: nn.Module) -> RuntimeProfiler | None:
+    """The module's own runtime profiler (its `oplens_runtime`), or None for a model PyTorch runs."""
+    runtime = getattr(module, "oplens_runtime", None)
+    return runtime if isinstance(runtime, RuntimeProfiler) else None
 
 
 @dataclass(frozen=True)

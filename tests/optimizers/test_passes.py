@@ -205,7 +205,8 @@ def test_what_the_registry_says_about_devices_and_order():
     reg = optimizers.REGISTRY
     gpu_only = {n for n, p in reg.items() if p.devices == ("cuda",)}
     assert gpu_only == {"fp16", "pinned-memory", "resident-inputs", "cuda-graphs", "sparsity-2to4"}  # the README
-    assert {n for n, p in reg.items() if p.terminal} == {"torch-compile", "torchscript-freeze", "cuda-graphs"}
+    assert {n for n, p in reg.items() if p.terminal} == {"torch-compile", "torchscript-freeze", "cuda-graphs",
+                                                         "onnxruntime", "onnxruntime-int8", "openvino"}
     assert reg["static-int8"].pays_off_with == ("torch-compile",)
     assert {n for n, p in reg.items() if p.family == "quantization"} == {"dynamic-int8", "static-int8",
                                                                          "weight-only-int8", "accuracy-int8"}

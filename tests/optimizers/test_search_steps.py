@@ -48,7 +48,8 @@ def test_every_pass_is_in_the_stage_its_description_gives():
         expected = [a.name, b.name] if a.position <= b.position else [b.name, a.name]
         assert grown == expected, (a.name, b.name)
     compiling = [p for p in passes if p.terminal]
-    assert {p.name for p in compiling} == {"torch-compile", "torchscript-freeze", "cuda-graphs"}
+    assert {p.name for p in compiling} == {"torch-compile", "torchscript-freeze", "cuda-graphs", "onnxruntime",
+                                           "onnxruntime-int8", "openvino"}
     assert all(c.position > p.position for c in compiling for p in passes if not p.terminal)
     # a check that says "apply bf16-attention before quantizing" needs the description to put it there
     assert all(optimizers.get("bf16-attention").position < p.position for p in passes if p.family == "quantization")

@@ -302,3 +302,10 @@ def test_an_estimate_held_when_the_measurement_lands_within_the_stated_factor():
     assert rc.held(rec) is True
     rec.measured_speedup = 0.9  # the bf16-on-AVX2 kind of miss: promised 2x, measured a slowdown
     assert rc.held(rec) is False
+
+
+def test_a_run_executed_by_another_runtime_gets_no_pytorch_pass_advice():
+    run = hand_run([big_mm()])
+    assert {"bf16", "int8"} <= rules(run)
+    run.versions["runtime"] = "onnxruntime"  # its ops are ONNX Runtime's: bf16 or torch int8 would not act on them
+    assert not rules(run) & {"bf16", "int8", "int8-runtime", "overhead", "sdpa"}
