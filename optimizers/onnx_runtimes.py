@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import re
 import statistics
 import time
 from pathlib import Path
@@ -304,16 +305,32 @@ def _weight_matmuls(graph) -> int:
     return sum(n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights for n in graph.node)
 
 
-def _quantized(exported: Exported, bits: int, threads: int) -> tuple[OrtModel, int]:
-    """The export with its MatMuls (and Gemms) dynamically quantized to int8 weights of `bits` bits per output
-    channel, in an OrtModel; and how many became int8 MatMuls."""
+def matmul_roles(graph) -> dict[str, list[str]]:
+    """The weight MatMuls grouped by their role in a repeated block: the node name with its layer index taken out
+    (`/bert/encoder/layer.3/intermediate/dense/MatMul` -> `.../layer.*/intermediate/dense/MatMul`). A role is what
+    tends to be sensitive to int8 in every layer alike (the FFN down-projection reads GELU's outlier channels)."""
+    weights = {i.name for i in graph.initializer}
+    roles: dict[str, list[str]] = {}
+    for n in graph.node:
+        if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights and n.name:
+            roles.setdefault(re.sub(r"(layers?|blocks?|h)([._/])\d+", r"\1\2*", n.name), []).append(n.name)
+    return roles
+
+
+MAX_ROLES = 6  # float roles tried, one at a time, when every MatMul in int8 misses the tolerance
+
+
+def _quantized(exported: Exported, bits: int, threads: int, exclude: tuple[str, ...] = (),
+               tag: str = "") -> tuple[OrtModel, int]:
+    """The export with its MatMuls (and Gemms, but those in `exclude`) dynamically quantized to int8 weights of
+    `bits` bits per output channel, in an OrtModel; and how many became int8 MatMuls."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = exported.path.with_name(f"int8-{bits}bit.onnx")
+    path = exported.path.with_name(f"int8-{bits}bit{tag}.onnx")
     with quiet():
         quantize_dynamic(str(exported.path), str(path), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                         per_channel=True, reduce_range=bits == 7)
+                         per_channel=True, reduce_range=bits == 7, nodes_to_exclude=list(exclude))
     graph = onnx.load(str(path), load_external_data=False).graph
     count = sum(oc.matches(n.op_type, oc.ONNX_INT8_LINEAR) for n in graph.node)
     return OrtModel(dataclasses.replace(exported, path=path, nodes=len(graph.node)), threads), count
@@ -340,16 +357,37 @@ def _ort_int8_apply(loaded, device, tolerance: Tolerance):
         if tried[bits][0] >= tolerance.min_cosine:
             break
     bits = max(tried, key=lambda b: tried[b][0])
-    _, model, quantized = tried[bits]
+    kept_float = ""
+    if tried[bits][0] < tolerance.min_cosine:  # keep one role of MatMuls float, the one that restores the most
+        roles = sorted(matmul_roles(graph).items(), key=lambda kv: -len(kv[1]))[:MAX_ROLES]
+        by_role: dict[str, tuple[float, OrtModel, int]] = {}
+        for i, (role, names) in enumerate(roles):
+            if len(names) < 2:
+                continue  # a single MatMul (a classifier head) is not a repeated role
+            model, count = _quantized(exported, bits, threads, tuple(names), f"-float{i}")
+            candidate = dataclasses.replace(loaded, module=model)
+            by_role[role] = (compare_outputs(reference, outputs_on(candidate, sets.calibration),
+                                             loaded.info.task).cosine, model, count)
+        if by_role:
+            best_role = max(by_role, key=lambda r: by_role[r][0])
+            if by_role[best_role][0] > tried[bits][0]:
+                kept_float = best_role
+                tried[-1] = by_role.pop(best_role)  # the chosen float role, as a candidate of its own
+            for _, other, _ in by_role.values():
+                other.exported.path.unlink()
+    chosen = -1 if kept_float else bits
+    _, model, quantized = tried[chosen]
     for b, (_, other, _) in tried.items():  # only the chosen file stays
-        if b != bits:
+        if b != chosen:
             other.exported.path.unlink()
     exported.path.unlink()
     details = {**model.exported.details(), "runtime": _version("onnxruntime"), "threads": threads,
                "graph_optimization": "ORT_ENABLE_ALL", "matmuls_quantized": f"{quantized} of {candidates}",
                "weights": f"int8, per output channel, {bits}-bit" + (" (reduce_range)" if bits == 7 else ""),
                "activations": "uint8, quantized per tensor at run time",
-               "calibration_cosine": {f"{b}-bit": round(c, 6) for b, (c, _, _) in tried.items()}}
+               "calibration_cosine": {(f"{bits}-bit, {kept_float} float" if b == -1 else f"{b}-bit"): round(c, 6)
+                                      for b, (c, _, _) in tried.items()},
+               **({"kept_float": kept_float} if kept_float else {})}
     convs = sum(n.op_type == "Conv" for n in graph.node)
     return outcome(loaded, model, details, traits={"compiled": "onnxruntime"},
                    warning=f"{convs} convolution(s) stay float32: ONNX Runtime's dynamic int8 quantizes MatMul and "

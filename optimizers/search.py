@@ -311,7 +311,7 @@ def verdict(best: Candidate, board: list[Candidate], final: HeadToHead | None,
     busy = f" {load.text}." if load is not None and load.busy else ""
     name = " + ".join(best.passes)
     if not best.passes:
-        return "confirmed", f"no pipeline beat the unoptimized model beyond its noise.{busy}"
+        return "confirmed", f"no pipeline beat the unoptimized model.{busy}"
     if best.speedup_low <= 1.0:
         return "inconclusive", (f"inconclusive: {name}'s range {best.speedup_low:.2f}-{best.speedup_high:.2f}x spans "
                                 f"1.0, so no gain is shown; search again with more repeats or on a quieter "

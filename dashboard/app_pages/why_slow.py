@@ -3,6 +3,7 @@ import streamlit as st
 
 from dashboard import charts, job_view, state
 from optimizers import recommend as advice
+from profiler import stats
 from profiler.analysis import recommend as rc
 from profiler.schema import Recommendation
 
@@ -140,9 +141,13 @@ def measured(rec: Recommendation, key: str, job) -> None:
         advice.measured(rec, job.result, run, state.runs_dir())
         kept.add(key)
     speed, acc = job.result.get("speedup", 1.0), job.result.get("accuracy") or {}
-    st.markdown(f"**Measured {speed:.2f}x** (range {job.result.get('speedup_low', speed):.2f}-"
-                f"{job.result.get('speedup_high', speed):.2f}x) vs estimated {rec.estimated_speedup:.2f}x"
+    low, high = job.result.get("speedup_low", speed), job.result.get("speedup_high", speed)
+    st.markdown(f"**Measured {speed:.2f}x** (range {low:.2f}-{high:.2f}x) vs estimated {rec.estimated_speedup:.2f}x"
                 + (f"; output cosine {acc['cosine']:.5f}" if acc.get("cosine") is not None else ""))
+    if acc and not acc.get("passed", True):
+        st.error("Accuracy FAILED on held-out inputs: this pass cannot be the answer at the default tolerance.")
+    if line := stats.verdict_line(speed, low, high):
+        st.warning(line[:1].upper() + line[1:])
 
 
 for i, rec in enumerate(recs, 1):

@@ -15,6 +15,7 @@ pytest.importorskip("openvino")
 import optimizers  # noqa: E402
 import profiler  # noqa: E402
 from optimizers import apply_pipeline, conflicts  # noqa: E402
+from optimizers.base import Tolerance  # noqa: E402
 from optimizers.calibration import held_out_accuracy, input_sets, outputs_on  # noqa: E402
 from optimizers.optimize import size_bytes  # noqa: E402
 from profiler import store  # noqa: E402
@@ -252,8 +253,18 @@ class TestRealMiniLM:
             assert acc.kind == "sentence-embedding" and acc.cosine > 0.99999, acc
 
     def test_ort_int8_worst_sentence(self, minilm):
-        new, result = applied(minilm, "onnxruntime-int8")
+        new, [result] = apply_pipeline(minilm, ["onnxruntime-int8"], CPU, tolerance=Tolerance(min_cosine=0.98))
         acc = held_out(minilm, new)
-        # measured 0.988-0.990 (b8 s64): better than PyTorch's dynamic int8 here (0.969), short of 0.999
+        # every MatMul int8: measured 0.988-0.990 (b8 s64), better than PyTorch's dynamic int8 here (0.969 on AVX2)
         assert acc.cosine > 0.98, (acc, result.details)
         assert result.details["matmuls_quantized"] == "36 of 36"
+
+    def test_ort_int8_keeps_a_sensitive_role_float_to_reach_0_99(self, minilm):
+        """Asked for 0.99, the pass keeps the one role of MatMuls float whose int8 costs the most (measured: the FFN
+        down-projections, which read GELU's outlier channels) and holds it on held-out sentences."""
+        new, [result] = apply_pipeline(minilm, ["onnxruntime-int8"], CPU, tolerance=Tolerance(min_cosine=0.99))
+        assert result.applied, result.reason
+        acc = held_out(minilm, new)
+        assert acc.cosine >= 0.99, (acc, result.details)
+        assert result.details["kept_float"].endswith("output/dense/MatMul"), result.details
+        assert result.details["matmuls_quantized"] == "30 of 36"
