@@ -68,8 +68,11 @@ def per_pass(loaded, config, names: list[str], runs: str, include_emulated: bool
             continue
         note = "; ".join(x for x in (p.emulated(device) and "emulated here", "FAILS accuracy" if not acc.passed
                                      else "", "busy" if c.load and c.load.busy else "", c.verdict) if x)
-        if res.details.get("kept_float"):
-            note += "; float: " + "/".join(res.details["kept_float"].split("/")[-3:])
+        kept = res.details.get("kept_float")  # onnxruntime-int8: a role; accuracy-int8: a list of layers
+        if isinstance(kept, str):
+            note += "; float: " + "/".join(kept.split("/")[-3:])
+        elif kept:
+            note += f"; {len(kept)} Linears float"
         label = f"{name} @{min_cosine:g}" if min_cosine else name
         rows.append([label, f"{c.speedup:.2f} ({c.speedup_low:.2f}-{c.speedup_high:.2f})", f"{acc.cosine:.5f}",
                      "pass" if acc.passed else "FAIL", note])
