@@ -64,6 +64,15 @@ def _until(seconds: float, cancel: CancelToken | None):
         timer.cancel()
 
 
+def first_round_order(name: str) -> tuple[bool, bool]:
+    """Where a pass goes in the first round, which a budget may cut short: passes that keep the model's function
+    (precision, quantization, layout, fusion) first, cheap ones before compiling or runtime ones; passes that change
+    the function (pruning, low rank: without fine-tuning they rarely keep a pretrained model within the tolerance)
+    last. BERT-base on 2 cores spent 420 s on prunes and low rank before reaching onnxruntime-int8 (1.74x)."""
+    p = REGISTRY[name]
+    return p.family == "structure", p.terminal
+
+
 def emulated_here(names: list[str], device: torch.device) -> list[str]:
     """The passes among `names` whose precision this CPU has no instructions for."""
     return [n for n in names if REGISTRY[n].emulated(device)]
@@ -371,7 +380,7 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
                 f"{REGISTRY[n].emulated(device)}; tried only when asked for (--include-emulated)"))
         chosen = [n for n in chosen if (n,) not in tried.candidates]
     pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
-    pool.sort(key=lambda n: REGISTRY[n].terminal)  # cheap passes first, compiling ones last
+    pool.sort(key=first_round_order)
     frontier: Frontier = [([], None)]
     rounds, stopped = 0, ""
     while frontier and not stopped:

@@ -187,3 +187,15 @@ def test_bench_counts_down_its_budget():
     b = dataclasses.replace(bench(budget_s=5.0), start=0.0)
     assert b.left() < 0  # started long ago (monotonic clock zero)
     assert 4.0 < bench(budget_s=5.0).left() <= 5.0
+
+
+def test_the_first_round_tries_function_changing_passes_last():
+    """A budget cut short in round 1 must not have been spent on prunes while onnxruntime-int8 waited."""
+    from optimizers.base import REGISTRY
+    from optimizers.search import first_round_order
+    order = sorted(REGISTRY, key=first_round_order)
+    structure = [i for i, n in enumerate(order) if REGISTRY[n].family == "structure"]
+    keeps = [i for i, n in enumerate(order) if REGISTRY[n].family != "structure"]
+    assert max(keeps) < min(structure) and order.index("onnxruntime-int8") < order.index("magnitude-prune")
+    cheap = [i for i in keeps if not REGISTRY[order[i]].terminal]
+    assert max(cheap) < min(i for i in keeps if REGISTRY[order[i]].terminal)
