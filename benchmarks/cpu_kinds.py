@@ -25,6 +25,7 @@ import optimizers  # noqa: E402
 import profiler  # noqa: E402
 from optimizers import recommend as advice  # noqa: E402
 from optimizers.search import search  # noqa: E402
+from optimizers.tables import leaderboard_text  # noqa: E402
 from profiler import devices, store  # noqa: E402
 from profiler.analysis import recommend as rc  # noqa: E402
 from profiler.console import format_table  # noqa: E402
@@ -109,6 +110,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--include-emulated", action="store_true", help="also measure passes this CPU emulates (slow)")
     ap.add_argument("--int8-at", type=float, default=0.99, help="also prove the int8 passes at this cosine (0: skip)")
+    ap.add_argument("--parts", default="passes,search,recommend", help="which parts to run (comma-separated)")
     a = ap.parse_args()
     t0 = time.time()
     cpu = devices.device_info(devices.resolve_device("cpu"))
@@ -119,32 +121,41 @@ def main() -> int:
         loaded = profiler.load_model(spec, batch_size=batch, seq_len=seq)
         config = profiler.ProfileConfig(device="cpu", warmup=2, repeats=a.repeats, min_time_s=2.0, profile_iters=1,
                                         graph=False)
-        say(f"{spec}: each pass alone")
-        rows, accurate = per_pass(loaded, config, a.passes.split(","), runs, a.include_emulated)
-        if a.int8_at:  # the int8 passes again at a looser tolerance (the MiniLM target: cosine >= 0.99)
+        parts = a.parts.split(",")
+        rows, accurate = [], {}
+        if "passes" in parts:
+            say(f"{spec}: each pass alone")
+            rows, accurate = per_pass(loaded, config, a.passes.split(","), runs, a.include_emulated)
+        if a.int8_at and "passes" in parts:  # the int8 passes again at a looser tolerance (the MiniLM target: cosine >= 0.99)
             more, _ = per_pass(loaded, config, [n for n in a.passes.split(",") if "int8" in n], runs,
                                a.include_emulated, a.int8_at)
             rows += more
-        print(f"\n{spec}, batch {batch}, seq {seq}: each pass alone, against its own fp32 base")
-        print(format_table(rows, ["pass", "speedup (range)", "cosine", "accuracy", "notes"], left=(0, 4)))
+        if rows:
+            print(f"\n{spec}, batch {batch}, seq {seq}: each pass alone, against its own fp32 base")
+            print(format_table(rows, ["pass", "speedup (range)", "cosine", "accuracy", "notes"], left=(0, 4)))
         best_single = max(accurate.items(), key=lambda kv: kv[1]) if accurate else ("none", 1.0)
         line = [spec, f"{best_single[0]} {best_single[1]:.2f}x"]
-        if a.budget_s > 0:
+        if a.budget_s > 0 and "search" in parts:
             say(f"{spec}: search ({a.budget_s:.0f} s)")
             result = search(loaded, config, budget_s=a.budget_s, progress=lambda s, f: say(f"  {s}"),
                             include_emulated=a.include_emulated)
             b = result.best
             line.append(f"{'+'.join(b.passes) or 'none'} {b.speedup:.2f}x ({b.speedup_low:.2f}-{b.speedup_high:.2f}),"
                         f" {result.verdict}")
-            print(f"search: {result.verdict_text} (stopped: {result.stopped})")
+            print(f"\n{spec} search, {a.budget_s:.0f} s: {result.verdict_text} (stopped: {result.stopped})")
+            print("\n".join(leaderboard_text(result).splitlines()[:12]))
         else:
             line.append("-")
+        if "recommend" not in parts:
+            summary.append(line + ["-", "-"])
+            continue
         say(f"{spec}: recommend --apply")
         first, measured, estimate, ok = recommended(spec, batch, seq, runs)
         within = (f"{measured / best_single[1]:.0%} of the best single pass" if measured and best_single[1] else "-")
         line += [f"{first}: {'-' if measured is None else f'{measured:.2f}x'} (est. {estimate:.2f}x, "
                  f"{'accurate' if ok else 'NOT accurate'})", within]
         summary.append(line)
+        print(" | ".join(line), flush=True)  # kept even if a later model is interrupted
     print(f"\nCPU: {cpu.name}, {cpu.threads} threads, torch {cpu.torch}; {devices.capability_line(cpu)}")
     print(format_table(summary, ["model", "best single pass (accurate)", "search", "recommend --apply, first",
                                  "first vs best single"], left=(0, 1, 2, 3)))
