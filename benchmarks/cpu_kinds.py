@@ -126,7 +126,7 @@ def main() -> int:
         if "passes" in parts:
             say(f"{spec}: each pass alone")
             rows, accurate = per_pass(loaded, config, a.passes.split(","), runs, a.include_emulated)
-        if a.int8_at and "passes" in parts:  # the int8 passes again at a looser tolerance (the MiniLM target: cosine >= 0.99)
+        if a.int8_at and "passes" in parts:  # the int8 passes again at a looser tolerance (MiniLM's target: 0.99)
             more, _ = per_pass(loaded, config, [n for n in a.passes.split(",") if "int8" in n], runs,
                                a.include_emulated, a.int8_at)
             rows += more
