@@ -119,9 +119,13 @@ def test_each_runtime_runs_bert_tiny_with_its_outputs_on_held_out_inputs(bert, n
     d = result.details
     assert d["exporter"] == "torch.onnx (TorchScript)" and d["opset"] >= 17 and d["onnx_nodes"] > 100
     assert d["dynamic_axes"] == "batch, seq" and d["threads"] == torch.get_num_threads()
-    if name == "onnxruntime-int8":  # all 12 encoder Linears and the pooler and classifier Gemms
-        assert d["matmuls_quantized"] == "14 of 14" and d["weights"].startswith("int8, per output channel")
-        assert set(d["calibration_cosine"]) <= {"8-bit", "7-bit"}
+    if name == "onnxruntime-int8":  # all 12 encoder Linears and the pooler and classifier Gemms ...
+        assert d["weights"].startswith("int8, per output channel")
+        assert {"8-bit", "7-bit"} & set(d["calibration_cosine"])
+        if "kept_float" in d:  # ... or, when neither width held 0.999 on the calibration inputs, all but one role
+            assert d["matmuls_quantized"] == "12 of 14" and d["kept_float"].count("layer.*") == 1, d
+        else:
+            assert d["matmuls_quantized"] == "14 of 14", d
 
 
 def test_other_batch_and_sequence_sizes_run_without_exporting_again(bert):
@@ -185,7 +189,9 @@ def test_a_user_cnn_with_its_own_input_sizes(user_file):
         x = torch.randn(5, 3, 40, 40)  # another batch size
         with torch.inference_mode():
             assert torch.allclose(new.module(x), loaded.module(x), atol=1e-4)
-        ops, graph, _, wall_ms = runtime_of(new.module).profile_ops(new.args, new.kwargs, 2)
+        got = runtime_of(new.module).profile_ops(new.args, new.kwargs, 2)
+        ops, graph, wall_ms = got.ops, got.graph, got.wall_ms
+        assert got.runtime == name
         assert op & {o.name for o in ops} and graph.nodes and wall_ms > 0
     new, result = applied(loaded, "onnxruntime-int8")
     assert result.details["matmuls_quantized"] == "1 of 1" and "convolution(s) stay float32" in result.warnings[0]
