@@ -244,8 +244,7 @@ def test_the_wrapper_copies_pickles_and_weighs_its_onnx_file(bert):
     assert size_bytes(model) == pytest.approx(onnx_bytes.numel(), rel=0.01)
 
 
-@pytest.mark.slow
-class TestRealMiniLM:
+class TestRealMiniLM:  # real weights: kept in the default run (25 s)
     """Real all-MiniLM-L6-v2 weights and real held-out sentences (worst sentence's cosine); 25 s on 2 cores."""
 
     @pytest.fixture(scope="class")

@@ -171,7 +171,6 @@ def test_the_search_tries_accuracy_int8():
     assert tried[("dynamic-int8",)].status == "inaccurate"  # the default tolerance, 0.999, on held-out draws
 
 
-@pytest.mark.slow
 class TestRealMiniLM:
     """The point-4 target on the real all-MiniLM-L6-v2: worst held-out sentence cosine >= 0.99 against fp32."""
 
