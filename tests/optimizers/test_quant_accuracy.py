@@ -1,6 +1,5 @@
 """Accuracy-aware int8 and the calibration / held-out split: a layer made sensitive on purpose stays float, the
 tolerance holds on inputs the calibration never saw, and static int8 calibrates on a set the proof does not use."""
-import pytest
 import torch
 from testdata import int8_needs_vnni
 from torch import nn
