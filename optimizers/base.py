@@ -101,7 +101,8 @@ class Pass:
 
     def emulated(self, device: torch.device) -> str | None:
         """Why this pass will likely be slower here (its precision has no instructions on this CPU); None when not."""
-        if device.type != "cpu" or self.precision not in devices.emulated_precisions():
+        if (device.type != "cpu" or device.type not in self.devices
+                or self.precision not in devices.emulated_precisions()):
             return None
         return f"this CPU has no {self.precision} instructions; expect a slowdown"
 
