@@ -14,15 +14,21 @@ EXEC, TRANS, OTHER = "#3b6fd4", "#e8842c", "#b8bec9"
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
 
 
-def breakdown_bar(parts: dict[str, float]) -> go.Figure:
-    """One horizontal stacked bar: T_exec, T_trans and unexplained against wall time."""
+def breakdown_bar(parts: dict[str, float], trace: bool = False) -> go.Figure:
+    """One horizontal stacked bar: T_exec, T_trans and unexplained, adding up to `wall` (profiler.analysis.basis:
+    the median of a live run, the wall time of an imported trace), each part labelled with its ms and share."""
     fig = go.Figure()
+    wall = parts.get("wall", 0.0) or 1.0
     for name, color in (("T_exec", EXEC), ("T_trans", TRANS), ("unexplained", OTHER)):
         v = parts.get(name, 0.0)
-        fig.add_bar(y=["per inference"], x=[v], name=f"{name} {v:.3g} ms", orientation="h", marker_color=color,
+        fig.add_bar(y=["trace" if trace else "median"], x=[v], name=f"{name} {v:.3g} ms ({v / wall:.0%})",
+                    orientation="h", marker_color=color, text=[f"{name} {v / wall:.0%}" if v / wall >= 0.08 else ""],
+                    textposition="inside", insidetextanchor="middle",
                     hovertemplate=f"{name}: %{{x:.4g}} ms<extra></extra>")
-    fig.update_layout(barmode="stack", height=150, xaxis_title="ms", legend=dict(orientation="h", y=-0.5),
-                      title=f"Where the {parts.get('wall', 0):.3g} ms of a profiled inference went", **_LAYOUT)
+    title = (f"Where the {parts.get('wall', 0):.3g} ms of the trace went" if trace else
+             f"Where the {parts.get('wall', 0):.3g} ms median inference went")
+    fig.update_layout(barmode="stack", height=160, xaxis_title="ms", legend=dict(orientation="h", y=-0.5),
+                      title=title, **_LAYOUT)
     return fig
 
 

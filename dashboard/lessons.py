@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from profiler.analysis.frames import ops_frame
+from profiler.devices import NATIVE_FLAGS, VNNI_FLAGS
 from profiler.schema import ProfileRun, SavedComparison, SweepPoint
 
 LESSON_MODEL = "bert-tiny"  # what the lessons profile, small enough for twenty people on one CPU
 PRECISION_FAMILIES = ("precision", "quantization")  # optimizers' pass families lesson 3 compares
 FUSION_FAMILIES = ("compilation & fusion",)  # and lesson 4
-BF16_FLAGS = {"amx_bf16", "avx512_bf16"}  # CPU flags (profiler.devices) for native bf16 maths
-INT8_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}  # and for int8 dot products
 AS_IS = "fp32, as it is"
 # the lesson-2 buckets: share of the explained time (T_exec + T_trans) that is data movement
 MOVEMENT_BUCKETS = ((0.01, "under 1%"), (0.10, "1% to 10%"), (0.50, "10% to 50%"), (float("inf"), "over 50%"))
@@ -122,7 +121,7 @@ def precision_winner(comparisons: list[SavedComparison], model: str, precision_p
                      f"accuracy {'passed' if ok else 'FAILED, so it cannot win'}")
     winner = max(speed, key=speed.get)
     features = set(cpu_features or [])
-    bf16, int8 = sorted(features & BF16_FLAGS), sorted(features & INT8_FLAGS)
+    bf16, int8 = sorted(features & NATIVE_FLAGS["bf16"]), sorted(features & VNNI_FLAGS)
     hardware = (f"this CPU has native bf16 maths ({', '.join(bf16)})" if bf16 else
                 "this CPU has no native bf16 maths, so bf16 is converted to fp32 and back around each operation")
     hardware += (f" and int8 dot products ({', '.join(int8)})" if int8 else

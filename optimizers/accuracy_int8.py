@@ -126,4 +126,4 @@ def _apply(loaded, device, tolerance: Tolerance):
 register(Pass("accuracy-int8", "quantization", "Accuracy-aware dynamic int8: measures each Linear's sensitivity "
               "on a calibration set, quantizes from least to most sensitive while the outputs stay within the "
               "tolerance, keeps the rest in float and lists them with their numbers.", ("cpu",), _apply, _check,
-              group="quantization", tuned=True))
+              group="quantization", tuned=True, per_layer=True))

@@ -79,6 +79,7 @@ class Pass:
     # tries that pair even when this pass alone is slower
     pays_off_with: tuple[str, ...] = ()
     tuned: bool = False  # apply_fn takes the Tolerance the result will be judged by
+    per_layer: bool = False  # tunes itself with forward passes per layer: minutes on a large model
     # the low precision ("bf16", "fp16") its CPU kernels compute in: a CPU without instructions for it emulates
     # them (converting to fp32 and back around each op), and the pass is then marked, warned and left out of searches
     precision: str = ""

@@ -48,6 +48,7 @@ def graph_diff(base: ProfileRun, new: ProfileRun) -> dict[str, list[int]]:
     return {op: [a.get(op, 0), b.get(op, 0)] for op in sorted(set(a) | set(b)) if a.get(op, 0) != b.get(op, 0)}
 
 
+@store.temporary_traces()  # runs profiled here and not saved leave no trace folder
 def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | None = None,
              progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
              runs_dir: str | None = None, base_run: ProfileRun | None = None, min_cosine: float = MIN_COSINE,
@@ -83,6 +84,7 @@ def optimize(loaded: LoadedModel, passes: list[str], config: ProfileConfig | Non
                           optimized_size_bytes=size_bytes(optimized.module), graph_diff=graph_diff(base_run, new_run))
 
 
+@store.temporary_traces()  # runs profiled here and not saved leave no trace folder
 def waterfall(loaded: LoadedModel, applied: list[str], config: ProfileConfig, result: OptimizeResult,
               progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None) -> list[dict]:
     """Median latency after each prefix of the pipeline: [{step, median_ms}], from the base to the full pipeline.

@@ -21,6 +21,7 @@ from profiler.schema import (
     Candidate,
     HeadToHead,
     MachineLoad,
+    OpLensError,
     ProfileCancelled,
     ProfileConfig,
     ProfileRun,
@@ -31,6 +32,9 @@ from profiler.schema import (
 from .base import REGISTRY, Tolerance, apply_pipeline, conflicts
 from .calibration import InputSets, held_out_accuracy, input_sets, outputs_on
 from .validate import MIN_COSINE, MIN_TOP1
+
+
+RECOMMEND_MEASURE_BUDGET_S = 120.0
 
 
 def quick_config(config: ProfileConfig) -> ProfileConfig:
@@ -64,13 +68,40 @@ def _until(seconds: float, cancel: CancelToken | None):
         timer.cancel()
 
 
-def first_round_order(name: str) -> tuple[bool, bool]:
+def first_round_order(name: str) -> tuple[bool, bool, bool]:
     """Where a pass goes in the first round, which a budget may cut short: passes that keep the model's function
-    (precision, quantization, layout, fusion) first, cheap ones before compiling or runtime ones; passes that change
-    the function (pruning, low rank: without fine-tuning they rarely keep a pretrained model within the tolerance)
-    last. BERT-base on 2 cores spent 420 s on prunes and low rank before reaching onnxruntime-int8 (1.74x)."""
+    (precision, quantization, layout, fusion) first, cheap ones before compiling or runtime ones; passes that pay off
+    only once another follows them (static int8 before a compiler: 0.73x alone on BERT-base) after those; passes that
+    change the function (pruning, low rank: without fine-tuning they rarely keep a pretrained model within the
+    tolerance) last. BERT-base on 2 cores spent 420 s on prunes and low rank before reaching onnxruntime-int8 (1.74x)."""
     p = REGISTRY[name]
-    return p.family == "structure", p.terminal
+    return p.family == "structure", bool(p.pays_off_with), p.terminal
+
+
+def recommended_passes(base: ProfileRun, runs_dir: str | None = None, measure: bool = True) -> list[str]:
+    """The passes the Why slow engine recommends for the unoptimized run, best estimate first: the search tries
+    them before the rest, so a budget cut short still reaches the likeliest winners (BERT-base on 2 cores spent
+    184 s of 420 in one calibration before reaching onnxruntime-int8). Peaks and the model's GEMM rates are measured
+    when missing and `measure` (seconds; cached per machine). Empty when no rule fires or nothing is measured."""
+    from .recommend import why_slow  # recommend imports optimize, which the search does not need otherwise
+    try:
+        diagnosis = why_slow(base, runs_dir, measure_peaks=measure)
+    except OpLensError:
+        return []
+    best: dict[str, float] = {}
+    for rec in diagnosis.recommendations if diagnosis else []:
+        for n in rec.passes:
+            best[n] = max(best.get(n, 0.0), rec.estimated_speedup)
+    # equal estimates: a pass that tunes itself layer by layer (accuracy-int8) after one that does not, so one slow
+    # apply cannot hold up an equally promising quick one
+    return sorted(best, key=lambda n: (-round(best[n], 2), n in REGISTRY and REGISTRY[n].per_layer))
+
+
+def pool_order(pool: list[str], recommended: list[str]) -> list[str]:
+    """The first round's order: recommended passes first (in the recommendation's order), then the rest by
+    first_round_order."""
+    first = [n for n in recommended if n in pool]
+    return first + sorted((n for n in pool if n not in first), key=first_round_order)
 
 
 def emulated_here(names: list[str], device: torch.device) -> list[str]:
@@ -355,6 +386,7 @@ def save_search_runs(result: SearchResult, base: ProfileRun, runs: dict[tuple[st
         result.best_run_id = winner_run.id
 
 
+@store.temporary_traces()  # runs profiled here and not saved leave no trace folder
 def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: float = 300, beam: int = 2,
            min_cosine: float = MIN_COSINE, min_top1: float = MIN_TOP1, passes: list[str] | None = None,
            progress: Callable[[str, float], None] | None = None, cancel: CancelToken | None = None,
@@ -380,7 +412,9 @@ def search(loaded: LoadedModel, config: ProfileConfig | None = None, budget_s: f
                 f"{REGISTRY[n].emulated(device)}; tried only when asked for (--include-emulated)"))
         chosen = [n for n in chosen if (n,) not in tried.candidates]
     pool = [n for n in chosen if REGISTRY[n].check(loaded, device) is None]
-    pool.sort(key=first_round_order)
+    say("reading the recommendations for the unoptimized run", 0.0)
+    # measuring missing peaks takes seconds: worth it in a real search, not in a short one
+    pool = pool_order(pool, recommended_passes(base, runs_dir, measure=budget_s >= RECOMMEND_MEASURE_BUDGET_S))
     frontier: Frontier = [([], None)]
     rounds, stopped = 0, ""
     while frontier and not stopped:

@@ -37,10 +37,9 @@ def leaderboard_rows(result: SearchResult) -> list[dict]:
 _TEXT = {"median ms": "{:.4g}", "speedup": "{:.2f}", "cosine": "{:.5f}", "apply s": "{:.1f}"}
 
 
-def leaderboard_text(result: SearchResult, reason_width: int = 60) -> str:
-    """The leaderboard as an aligned text table, for terminals."""
+def leaderboard_text(result: SearchResult) -> str:
+    """The leaderboard as an aligned text table, for terminals. The last column, why not, is never cut: a reason
+    cut mid-sentence ("...expect a slowdown; tried") says less than a wrapped line."""
     rows = [[("" if row[k] is None else _TEXT[k].format(row[k])) if k in _TEXT else str(row[k])
              for k in LEADERBOARD_COLUMNS] for row in leaderboard_rows(result)]
-    for r in rows:
-        r[-1] = r[-1][:reason_width]
     return format_table(rows, list(LEADERBOARD_COLUMNS), left=(0, 1, 7))

@@ -123,22 +123,18 @@ def kernel_isas(features: list[str] | None = None) -> tuple[str, str]:
         torch_isa = torch.backends.cpu.get_cpu_capability()
     except Exception:  # noqa: BLE001 - very old builds
         torch_isa = ""
+    width = "AVX-512" if "avx512f" in have else "AVX2" if "avx2" in have else ""
+    vnni = ("avx512_vnni" if width == "AVX-512" else "avx_vnni") in have
     if "amx_tile" in have:
         onednn = "AVX-512 + AMX tiles"
     elif "avx512_bf16" in have:
         onednn = "AVX-512 + BF16"
-    elif "avx512f" in have:
-        onednn = "AVX-512" + (" + VNNI" if "avx512_vnni" in have else "")
-    elif "avx2" in have:
-        onednn = "AVX2" + (" + VNNI" if "avx_vnni" in have else "")
     else:
-        onednn = "SSE4"
-    if "avx512f" in have:
-        fbgemm = "AVX-512" + (" VNNI" if "avx512_vnni" in have else "")
-    elif "avx2" in have:
-        fbgemm = "AVX2" + (" VNNI" if "avx_vnni" in have else " (7-bit activations, no VNNI)")
-    else:
+        onednn = width + (" + VNNI" if vnni else "") if width else "SSE4"
+    if not width:
         fbgemm = "reference"
+    else:  # without VNNI fbgemm's AVX2 int8 kernels keep activations to 7 bits (vpmaddubsw saturates)
+        fbgemm = width + (" VNNI" if vnni else " (7-bit activations, no VNNI)" if width == "AVX2" else "")
     return torch_isa, f"oneDNN {onednn}; int8 fbgemm {fbgemm}"
 
 

@@ -40,6 +40,34 @@ def saving_as(participant: str = "", on_saved: Callable[[str, str], None] | None
         _saving.reset(token)
 
 
+TRACE_PREFIX = "oplens-trace-"  # a run's trace waits in such a temporary folder until the run is saved
+_temp_traces: ContextVar[list[str] | None] = ContextVar("oplens_temp_traces", default=None)
+
+
+def temp_trace_dir() -> str:
+    """A new temporary folder for a run's trace: saving the run moves the trace into the run's folder and removes
+    it; inside `temporary_traces()` it is removed on exit when the run was never saved."""
+    d = tempfile.mkdtemp(prefix=TRACE_PREFIX)
+    scope = _temp_traces.get()
+    if scope is not None:
+        scope.append(d)
+    return d
+
+
+@contextmanager
+def temporary_traces() -> Iterator[None]:
+    """Within the block, the trace folders of runs that were not saved are removed when it exits, however it exits:
+    a search profiles dozens of candidates and keeps two runs."""
+    scope: list[str] = []
+    token = _temp_traces.set(scope)
+    try:
+        yield
+    finally:
+        _temp_traces.reset(token)
+        for d in scope:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _tag(record) -> None:
     current = _saving.get()
     if current and current[0] and hasattr(record, "participant") and not record.participant:
@@ -139,7 +167,7 @@ def _save(run: ProfileRun, d: Path, final: Path) -> None:
     src = Path(run.trace_path) if run.trace_path else None
     if src is not None and src.is_file() and src.parent.resolve() != final.resolve():
         target = d / src.name
-        if src.parent.name.startswith("oplens-trace-"):
+        if src.parent.name.startswith(TRACE_PREFIX):
             shutil.move(src, target)
             shutil.rmtree(src.parent, ignore_errors=True)
             run.trace_path = str(final.resolve() / src.name)

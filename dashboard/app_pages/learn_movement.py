@@ -2,7 +2,7 @@ import streamlit as st
 
 from dashboard import charts, lesson_view, lessons, state
 from profiler import OpLensError
-from profiler.analysis import frames as analysis
+from profiler.analysis import basis
 
 st.title("Lesson 2 · Compute vs data movement")
 st.markdown("""
@@ -15,11 +15,13 @@ lesson_view.next_lesson(2)
 run = lesson_view.my_run("l2")
 if run is None:
     st.stop()
-st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
-st.caption(f"T_trans here is {run.totals.trans_label or 'data movement'}.")
+st.plotly_chart(charts.breakdown_bar(basis.breakdown(run)), width="stretch")
+b = basis.basis(run)
+st.caption(f"T_trans here is {run.totals.trans_label or 'data movement'}. {b.per_inference_line()}")
 if run.transfers:
     st.dataframe([{"direction": x.direction, "what": x.label, "calls": x.calls, "bytes": x.bytes,
-                   "ms per inference": x.time_ms} for x in run.transfers], hide_index=True, width="stretch")
+                   "ms per inference (scaled to the median)" if b.scaled else "ms per inference": b.ops(x.time_ms)}
+                  for x in run.transfers], hide_index=True, width="stretch")
 lesson_view.ask(lessons.compute_vs_movement(run), "l2")
 
 st.subheader("The same on a GPU")
@@ -35,7 +37,7 @@ like any trace. Compare its data-movement share with yours.
     except OpLensError as exc:
         st.error(f"The GPU example could not be read: {exc}")
     else:
-        st.plotly_chart(charts.breakdown_bar(analysis.breakdown(gpu)), width="stretch")
+        st.plotly_chart(charts.breakdown_bar(basis.breakdown(gpu), trace=True), width="stretch")
         st.metric("Data movement share on the GPU", f"{lessons.movement_share(gpu):.1%}",
                   f"yours: {lessons.movement_share(run):.1%}", delta_color="off", delta_arrow="off")
         st.caption(f"{gpu.device.name}; T_trans is {gpu.totals.trans_label or 'host-device copies'}.")

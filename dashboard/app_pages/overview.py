@@ -3,23 +3,27 @@ import streamlit as st
 from dashboard import charts, state
 from profiler import devices
 from profiler.analysis import frames as analysis
-from profiler.analysis import tables
+from profiler.analysis import basis, tables
 from profiler.stats import noise_message, significant
 
 st.title("Overview")
 state.about("""
 **Median latency** is the middle of the timed iterations; the ± is the interquartile range (IQR), the spread of the
-middle half. **Coverage** is how much of a profiled inference the operators explain: T = ΣT_exec + ΣT_trans. The
-rest ("unexplained") is Python and framework overhead between operators, or an idle GPU. **T_trans** is data
-movement: host↔device copies on a GPU; on a CPU-only machine, host-side copies and layout changes.
+middle half. It is the run's per-inference time: every other time on every page adds up to it or says what it
+measures. **Coverage** is how much of an inference the operators explain: T = ΣT_exec + ΣT_trans. The rest
+("unexplained") is Python and framework overhead between operators, or an idle GPU. Operator times are measured in
+profiled inferences, which the profiler slows down; they are shown scaled to the median, keeping their shares.
+**T_trans** is data movement: host↔device copies on a GPU; on a CPU-only machine, host-side copies and layout changes.
 """)
 run = state.pick_run()
 if run is not None:
-    lat, t = run.latency, run.totals
+    lat, t, b = run.latency, run.totals, basis.basis(run)
+    parts = basis.breakdown(run)
     for warning in run.warnings:
         st.warning(f"Suspect measurement: {warning}", icon=":material/warning:")
-    if msg := noise_message(lat):
-        st.warning(msg)
+    noise = noise_message(lat)
+    if noise:
+        st.warning(noise)
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Median latency", f"{significant(lat.median_ms, lat.iqr_ms)} ms", f"± {lat.iqr_ms:.2g} ms IQR",
               delta_color="off", delta_arrow="off")
@@ -28,7 +32,7 @@ if run is not None:
     c3.metric(
         "Coverage",
         f"{100 * t.coverage:.1f}%",
-        f"{t.unexplained_ms:.3g} ms unexplained",
+        f"{parts['unexplained']:.3g} ms unexplained",
         delta_color="off",
         delta_arrow="off",
     )
@@ -48,7 +52,7 @@ if run is not None:
     c5.caption(rate.coverage_text())
     if line := devices.capability_line(run.device):
         st.caption(f"CPU: {run.device.name}, {line}")
-    st.plotly_chart(charts.breakdown_bar(analysis.breakdown(run)), width="stretch")
+    st.plotly_chart(charts.breakdown_bar(basis.breakdown(run)), width="stretch")
     st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "
                f"(profiled vs unprofiled iterations, interleaved).")
     left, right = st.columns(2)
@@ -61,6 +65,7 @@ if run is not None:
     st.subheader("Setup")
     rows = tables.setup(run)
     st.table({"": list(rows), "value": list(rows.values())})
+    shown = {noise, run.load.text if run.load is not None else None}  # each shown once, as a warning, above
     for note in run.notes:
-        if not (run.load is not None and note == run.load.text):  # shown once, as a warning, above
+        if note not in shown:
             st.info(note)

@@ -109,13 +109,6 @@ def filter_ops(frame: pd.DataFrame, name: str = "", shape: str = "", category: s
     return out
 
 
-def breakdown(run: ProfileRun) -> dict[str, float]:
-    """The seeds' T = ΣT_exec + ΣT_trans against wall time; unexplained is clipped at zero for display."""
-    t = run.totals
-    return {"T_exec": t.exec_ms, "T_trans": t.trans_ms, "unexplained": max(0.0, t.wall_ms - t.exec_ms - t.trans_ms),
-            "wall": t.wall_ms}
-
-
 def module_times(run: ProfileRun) -> pd.DataFrame:
     """Time by module hierarchy, for a treemap: one row per module path prefix with its own (self) time.
 

@@ -132,7 +132,7 @@ def setup(run: ProfileRun) -> dict[str, str]:
         "device": f"{d.kind}: {d.name}",
         "threads": NOT_IN_TRACE if trace and not d.threads else str(d.threads),
         "CPU features": ", ".join(d.cpu_features) or "-",
-        **({"CPU kernels": devices.capability_line(d)} if devices.capability_line(d) else {}),
+        **({"CPU kernels": line} if (line := devices.capability_line(d)) else {}),
         "dtype": NOT_IN_TRACE if trace else cfg.dtype,
         "batch × seq/image": f"{NOT_IN_TRACE} (one sample = one recorded step)" if trace
         else f"{cfg.batch_size} × {cfg.seq_len}" if cfg.seq_len else str(cfg.batch_size),

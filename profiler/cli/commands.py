@@ -4,7 +4,9 @@ Bad input exits 2 with one `error:` line on stderr and no traceback; Ctrl-C canc
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 from typing import Callable
 
@@ -210,18 +212,36 @@ def _cmd_report(a) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (a service manager, a workshop script) stops a viewer command the way Ctrl-C does: the server it
+    started in a session of its own is stopped with it, its port freed, its files removed."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _cmd_tensorboard(a) -> int:
     from profiler.viewers import tensorboard
 
-    tb = tensorboard.start(a.runs_dir, a.port)
-    print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)")
-    try:
-        code = tb.process.wait()
-    except KeyboardInterrupt:  # the way a person stops it: not an error, and nothing was being saved
-        print("TensorBoard stopped")
-        return 0
-    finally:
-        tb.stop()
+    with _sigterm_as_ctrl_c():
+        try:
+            tb = tensorboard.start(a.runs_dir, a.port)
+        except KeyboardInterrupt:
+            return 0
+        print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)", flush=True)
+        try:
+            code = tb.process.wait()
+        except KeyboardInterrupt:  # the way a person stops it: not an error, and nothing was being saved
+            print("TensorBoard stopped")
+            return 0
+        finally:
+            tb.stop()
     if code:
         print(f"error: TensorBoard exited with code {code}", file=err())
         return 1
@@ -238,15 +258,22 @@ def _cmd_explore(a) -> int:
         print(f"wrote {files.graph} and {len(files.overlays)} node-data overlays "
               f"({', '.join(p.name for p in files.overlays)}) to {a.export}")
         return 0
-    viewer = graph_viewer.serve_run(run, peaks_mod.for_run(run), port=a.port)
-    print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}; "
-          "Ctrl-C stops it)")
-    try:
-        viewer.process.wait()
-    except KeyboardInterrupt:
-        print("Model Explorer stopped")
-    finally:
-        viewer.stop()
+    peaks = peaks_mod.for_run(run, measure_missing=False)  # opening a viewer never waits on a measurement
+    with _sigterm_as_ctrl_c():
+        try:
+            viewer = graph_viewer.serve_run(run, peaks, port=a.port)
+        except KeyboardInterrupt:
+            return 0
+        print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}; "
+              "Ctrl-C stops it)", flush=True)
+        if peaks is None:
+            print("no roofline overlay: this machine's peaks are not measured yet (python -m profiler peaks)")
+        try:
+            viewer.process.wait()
+        except KeyboardInterrupt:
+            print("Model Explorer stopped")
+        finally:
+            viewer.stop()
     return 0
 
 

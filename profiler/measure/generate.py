@@ -13,7 +13,6 @@ import datetime as _dt
 import inspect
 import os
 import statistics
-import tempfile
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
@@ -28,7 +27,7 @@ from torch.profiler import (
     profile as torch_profile,
 )
 
-from profiler import devices
+from profiler import devices, store
 from profiler.measure import flops as flops_mod
 from profiler.measure import ops as ops_mod
 from profiler.measure.lock import measurement_lock
@@ -140,7 +139,7 @@ def generate(
             kv_bytes, kv_dtype = cache_bytes(last["cache"]), _cache_dtype(last["cache"], dtype)
             say("recording operators per phase", 0.6)
             check_cancel()
-            trace_dir = tempfile.mkdtemp(prefix="oplens-trace-")
+            trace_dir = store.temp_trace_dir()
             detail, phase_wall = _record(run, stopwatch, device, trace_dir)
             say("counting FLOPs per phase", 0.85)
             flops = _count_flops(run)

@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, record_function, schedule
 from torch.profiler import profile as torch_profile
 
-from profiler import devices
+from profiler import devices, store
 from profiler.measure import checks
 from profiler.measure import flops as flops_mod
 from profiler.measure import graph as graph_mod
@@ -265,7 +265,7 @@ def record_ops(inference: Callable[[], Any], stopwatch: devices.Stopwatch, pairs
         trace = None
         if sessions:
             worker = f"{os.uname().nodename}_{os.getpid()}"
-            out = os.path.join(tempfile.mkdtemp(prefix="oplens-trace-"), traces_mod.trace_file_name(worker))
+            out = os.path.join(store.temp_trace_dir(), traces_mod.trace_file_name(worker))
             trace = str(traces_mod.merge_sessions(sessions, out))
     finally:
         shutil.rmtree(sessions_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,6 +149,7 @@ class Viewer:
     url: str
     port: int
     files: ExplorerFiles | None = None
+    owned_dir: Path | None = None  # a temporary folder of its files, removed when it stops
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -157,10 +159,12 @@ class Viewer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
 
 
 def start(files: ExplorerFiles, host: str = "127.0.0.1", port: int | None = None, log: str | os.PathLike | None = None,
-          timeout_s: float = 60.0) -> Viewer:
+          timeout_s: float = 60.0, owned_dir: Path | None = None) -> Viewer:
     """Serve the files with Model Explorer in a child process; returns once it answers (ViewerError if it does
     not within `timeout_s`). Its own output goes to `log` (default: our stderr)."""
     if not available():
@@ -178,20 +182,24 @@ def start(files: ExplorerFiles, host: str = "127.0.0.1", port: int | None = None
     finally:
         if log:
             sink.close()
-    viewer = Viewer(process=proc, url=url(files, host, port), port=port, files=files)
+    viewer = Viewer(process=proc, url=url(files, host, port), port=port, files=files, owned_dir=owned_dir)
     atexit.register(viewer.stop)  # its own session outlives us otherwise (a dashboard server that exits)
     deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise ViewerError(f"Model Explorer exited with code {proc.returncode} before serving"
-                              + (f"; see {log}" if log else ""))
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}/check_health", timeout=2) as r:
-                if r.read().decode() == HEALTH:
-                    return viewer
-        except OSError:
-            pass
-        time.sleep(0.3)
+    try:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise ViewerError(f"Model Explorer exited with code {proc.returncode} before serving"
+                                  + (f"; see {log}" if log else ""))
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/check_health", timeout=2) as r:
+                    if r.read().decode() == HEALTH:
+                        return viewer
+            except OSError:
+                pass
+            time.sleep(0.3)
+    except BaseException:  # a Ctrl-C or SIGTERM while it starts stops it too
+        viewer.stop()
+        raise
     viewer.stop()
     raise ViewerError(f"Model Explorer did not answer on {host}:{port} within {timeout_s:.0f} s")
 
@@ -202,8 +210,13 @@ def serve_run(run: ProfileRun, peaks: Peaks | None = None, port: int | None = No
     serve them: what `python -m profiler explore` and the Graph page's button do."""
     import tempfile
 
-    files = export(run, tempfile.mkdtemp(prefix="oplens-explorer-"), peaks)
-    return start(files, port=port, log=log)
+    folder = Path(tempfile.mkdtemp(prefix="oplens-explorer-"))
+    try:
+        files = export(run, folder, peaks)
+        return start(files, port=port, log=log, owned_dir=folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _serve(args: dict) -> None:

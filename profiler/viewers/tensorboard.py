@@ -35,6 +35,7 @@ class TensorBoard:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
 
 def available() -> str:
@@ -73,13 +74,17 @@ def start(root: str | os.PathLike | None = None, port: int = DEFAULT_PORT, wait_
     proc = subprocess.Popen(command(logdir, port), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     tb = TensorBoard(process=proc, url=f"http://{HOST}:{port}/", logdir=logdir)
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise OpLensError(f"tensorboard exited with code {proc.returncode} (is port {port} in use? try --port)")
-        try:
-            with urllib.request.urlopen(tb.url + "data/plugins_listing", timeout=2):
-                return tb
-        except OSError:
-            time.sleep(0.5)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise OpLensError(f"tensorboard exited with code {proc.returncode} (is port {port} in use? try --port)")
+            try:
+                with urllib.request.urlopen(tb.url + "data/plugins_listing", timeout=2):
+                    return tb
+            except OSError:
+                time.sleep(0.5)
+    except BaseException:  # a Ctrl-C or SIGTERM while it starts stops it too
+        tb.stop()
+        raise
     tb.stop()
     raise OpLensError(f"tensorboard did not answer on {tb.url} within {wait_s:.0f} s")

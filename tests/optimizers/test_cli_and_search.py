@@ -179,3 +179,22 @@ def test_a_pass_that_fails_alone_is_left_out_of_longer_pipelines(monkeypatch):
     assert board[("half",)].status == "ok" and board[("magnitude-prune",)].status == "inaccurate"
     assert all(len(c.passes) == 1 for c in result.leaderboard), list(board)
     assert result.stopped == "every compatible pipeline was tried"
+
+
+def test_a_search_leaves_no_trace_folders_behind_and_keeps_the_saved_runs_traces(monkeypatch, tmp_path):
+    """Each candidate's profile writes its trace to a temporary oplens-trace-* folder; only the two saved runs
+    (base and winner) keep theirs, in the store. One search used to leave 22 such folders."""
+    import tempfile
+
+    from profiler import store
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setitem(base.REGISTRY, "slower", base.Pass(
+        "slower", "runtime", "stand-in: the model plus a 5 ms sleep, same outputs", ("cpu",),
+        lambda lm, d: base.outcome(lm, Sleepy(lm.module, 5))))
+    result = search(profiler.load_model("mlp-tiny"), profiler.ProfileConfig(warmup=1, repeats=3, min_time_s=0),
+                    budget_s=30, passes=["slower", "magnitude-prune"], save_runs=True, runs_dir=str(tmp_path / "runs"))
+    assert len(result.leaderboard) >= 2
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith(store.TRACE_PREFIX)] == []
+    saved = store.load(result.base_run_id, tmp_path / "runs")
+    assert saved.trace_path and (tmp_path / "runs") in __import__("pathlib").Path(saved.trace_path).parents

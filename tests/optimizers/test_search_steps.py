@@ -197,5 +197,45 @@ def test_the_first_round_tries_function_changing_passes_last():
     structure = [i for i, n in enumerate(order) if REGISTRY[n].family == "structure"]
     keeps = [i for i, n in enumerate(order) if REGISTRY[n].family != "structure"]
     assert max(keeps) < min(structure) and order.index("onnxruntime-int8") < order.index("magnitude-prune")
-    cheap = [i for i in keeps if not REGISTRY[order[i]].terminal]
+    cheap = [i for i in keeps if not REGISTRY[order[i]].terminal and not REGISTRY[order[i]].pays_off_with]
     assert max(cheap) < min(i for i in keeps if REGISTRY[order[i]].terminal)
+    assert order.index("openvino") < order.index("static-int8")  # 0.73x alone: it pays off only before a compiler
+
+
+def test_the_first_round_starts_with_the_recommended_passes():
+    from optimizers.search import first_round_order, pool_order
+    pool = sorted(["magnitude-prune", "torch-compile", "dynamic-int8", "onnxruntime-int8"], key=first_round_order)
+    assert pool_order(pool, ["onnxruntime-int8", "accuracy-int8"]) == [
+        "onnxruntime-int8", "dynamic-int8", "torch-compile", "magnitude-prune"]  # accuracy-int8: not in the pool
+    assert pool_order(pool, []) == pool
+
+
+def test_recommended_passes_read_the_why_slow_engine_for_the_unoptimized_run(tiny_bert_run, cached_peaks):
+    """With cached peaks the engine's recommendations for bert-tiny (overhead-bound: compile) lead the search, in
+    its order; without cached peaks and without leave to measure, nothing is recommended and the default order
+    holds."""
+    from optimizers.recommend import why_slow
+    from optimizers.search import recommended_passes
+    from profiler.measure import peaks as peaks_mod
+    run, root = tiny_bert_run
+    names = recommended_passes(run, root, measure=False)
+    recs = why_slow(run, root, measure_peaks=False).recommendations
+    assert names and set(names) == {n for r in recs for n in r.passes} and "torch-compile" in names
+    estimate = {n: max(r.estimated_speedup for r in recs if n in r.passes) for n in names}
+    assert [round(estimate[n], 2) for n in names] == sorted((round(e, 2) for e in estimate.values()), reverse=True)
+    peaks_mod.cache_path().unlink()  # the fixture's cache (OPLENS_CACHE_DIR is the test's own)
+    assert recommended_passes(run, root, measure=False) == []
+
+
+def test_equally_promising_passes_are_tried_cheapest_first(monkeypatch):
+    """accuracy-int8 (tunes itself per layer: 184 s on BERT-base) after onnxruntime-int8 at the same estimate."""
+    from types import SimpleNamespace
+
+    from optimizers.search import recommended_passes
+    from profiler.schema import Recommendation
+    recs = [Recommendation(rule="int8", title="", evidence="", passes=["accuracy-int8"], estimated_speedup=1.8),
+            Recommendation(rule="int8", title="", evidence="", passes=["onnxruntime-int8"], estimated_speedup=1.8),
+            Recommendation(rule="overhead", title="", evidence="", passes=["torch-compile"], estimated_speedup=1.2)]
+    monkeypatch.setattr(importlib.import_module("optimizers.recommend"), "why_slow",
+                        lambda *a, **k: SimpleNamespace(recommendations=recs))
+    assert recommended_passes(None) == ["onnxruntime-int8", "accuracy-int8", "torch-compile"]
