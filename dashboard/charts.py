@@ -62,11 +62,18 @@ def top_ops_bar(frame: pd.DataFrame, k: int = 15) -> go.Figure:
 
 
 def module_treemap(frame: pd.DataFrame) -> go.Figure:
+    """Modules as nested boxes sized by their own time, coloured by it, each labelled with its ms and share of the
+    whole (readable without hovering)."""
     fig = go.Figure(go.Treemap(ids=frame["id"], parents=frame["parent"], labels=frame["label"], values=frame["own_ms"],
                                branchvalues="remainder", customdata=frame[["exec_ms", "trans_ms"]],
-                               hovertemplate="<b>%{id}</b><br>own: %{value:.4g} ms<br>exec %{customdata[0]:.4g} ms, "
-                                             "trans %{customdata[1]:.4g} ms<extra></extra>"))
-    fig.update_layout(title="Time by module (own time; a box contains its children)", height=480, **_LAYOUT)
+                               marker=dict(colors=frame["own_ms"], colorscale="Blues", showscale=True,
+                                           colorbar=dict(title="own ms")),
+                               texttemplate="<b>%{label}</b><br>%{value:.3g} ms<br>%{percentRoot:.1%}",
+                               hovertemplate="<b>%{id}</b><br>own: %{value:.4g} ms (%{percentRoot:.1%})<br>"
+                                             "exec %{customdata[0]:.4g} ms, trans %{customdata[1]:.4g} ms"
+                                             "<extra></extra>"))
+    fig.update_layout(title="Time by module (own time, scaled to the median; a box contains its children)",
+                      height=480, **_LAYOUT)
     return fig
 
 
@@ -74,8 +81,16 @@ def _size(ms: float, biggest: float) -> float:
     return 8 + 32 * math.sqrt(ms / biggest) if biggest > 0 else 10
 
 
+GRAPH_LABELS = 8  # the slowest nodes named on the graph itself
+
+
+def _short(node_id: str, width: int = 28) -> str:
+    return node_id if len(node_id) <= width else "…" + node_id[-(width - 1):]
+
+
 def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
-    """Nodes sized and coloured by T_exec, edges coloured and thickened by T_trans; hover for the details."""
+    """Nodes sized and coloured by T_exec, edges coloured and thickened by T_trans; the slowest nodes (and the
+    selected one) named with their time on the figure; hover for the details."""
     pos = {n["id"]: (n["x"], n["y"]) for n in view.nodes}
     max_trans = max((e["trans_ms"] for e in view.edges), default=0.0)
     fig = go.Figure()
@@ -98,15 +113,21 @@ def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
         f"FLOPs {n['flops']:.3g}"
         for n in view.nodes
     ]
+    named = {n["id"] for n in sorted(view.nodes, key=lambda n: -(n["exec_ms"] + n["trans_ms"]))[:GRAPH_LABELS]
+             if n["exec_ms"] + n["trans_ms"] > 0} | {selected}
+    labels = [f"{_short(n['id'])} {n['exec_ms'] + n['trans_ms']:.2g} ms" if n["id"] in named else ""
+              for n in view.nodes]
     fig.add_scatter(
-        x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers", name="nodes",
+        x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers+text", name="nodes",
+        text=labels, textposition="top center", textfont=dict(size=11),
         customdata=[n["id"] for n in view.nodes], hovertext=hover, hoverinfo="text", showlegend=False,
         marker=dict(size=[_size(n["exec_ms"], biggest) for n in view.nodes], color=[n["exec_ms"] for n in view.nodes],
                     colorscale="Blues", cmin=0, showscale=True, colorbar=dict(title="T_exec ms"),
                     line=dict(width=[3 if n["id"] == selected else 0.5 for n in view.nodes],
                               color=["#d62728" if n["id"] == selected else "#555" for n in view.nodes])))
     fig.update_layout(height=560, dragmode="pan", xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      title="Computation graph: left to right in execution depth", **_LAYOUT)
+                      title=f"Computation graph, left to right in execution depth; the {GRAPH_LABELS} slowest nodes "
+                      "named (ms scaled to the median)", **_LAYOUT)
     return fig
 
 

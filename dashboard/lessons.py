@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiler.analysis.frames import ops_frame
+from profiler.analysis import basis
 from profiler.devices import NATIVE_FLAGS, VNNI_FLAGS
 from profiler.schema import ProfileRun, SavedComparison, SweepPoint
 
@@ -40,7 +40,7 @@ def _ask(prompt: str, options: list[str], correct: str, explanation: str, notes:
 def top_op_share(run: ProfileRun) -> tuple[str, float]:
     """The operator with the most own time per inference and its share of T_exec + T_trans (as the Operators page
     shows it)."""
-    frame = ops_frame(run)
+    frame = basis.ops_frame(run)
     if frame.empty:
         raise ValueError(f"run {run.id} recorded no operators")
     top = frame.sort_values("time_ms", ascending=False).iloc[0]
@@ -49,7 +49,7 @@ def top_op_share(run: ProfileRun) -> tuple[str, float]:
 
 def where_time_goes(run: ProfileRun) -> Question:
     """Lesson 1: which operator takes the largest share of the time."""
-    frame = ops_frame(run).sort_values("time_ms", ascending=False)
+    frame = basis.ops_frame(run).sort_values("time_ms", ascending=False)
     if frame.empty:
         raise ValueError(f"run {run.id} recorded no operators")
     name, share = top_op_share(run)
@@ -57,7 +57,7 @@ def where_time_goes(run: ProfileRun) -> Question:
     runner_up = (f" The next is {top.iloc[1]['name']} at {top.iloc[1]['share']:.0%}." if len(top) > 1 else "")
     return _ask("Which operator takes the largest share of the operator time in your run?", list(top["name"]), name,
                 f"{name} takes {share:.0%} of T_exec + T_trans ({frame.iloc[0]['time_ms']:.3g} of "
-                f"{run.totals.exec_ms + run.totals.trans_ms:.3g} ms per inference).{runner_up}")
+                f"{frame['time_ms'].sum():.3g} ms of the {run.latency.median_ms:.3g} ms median).{runner_up}")
 
 
 def movement_share(run: ProfileRun) -> float:

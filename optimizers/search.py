@@ -73,7 +73,8 @@ def first_round_order(name: str) -> tuple[bool, bool, bool]:
     (precision, quantization, layout, fusion) first, cheap ones before compiling or runtime ones; passes that pay off
     only once another follows them (static int8 before a compiler: 0.73x alone on BERT-base) after those; passes that
     change the function (pruning, low rank: without fine-tuning they rarely keep a pretrained model within the
-    tolerance) last. BERT-base on 2 cores spent 420 s on prunes and low rank before reaching onnxruntime-int8 (1.74x)."""
+    tolerance) last. BERT-base on 2 cores spent 420 s on prunes and low rank before reaching onnxruntime-int8
+    (1.74x)."""
     p = REGISTRY[name]
     return p.family == "structure", bool(p.pays_off_with), p.terminal
 

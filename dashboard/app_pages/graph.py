@@ -2,6 +2,7 @@ import streamlit as st
 
 from dashboard import charts, state
 from profiler import OpLensError
+from profiler.analysis import basis
 from profiler.analysis import frames as analysis
 from profiler.viewers import model_explorer as graph_viewer
 
@@ -18,8 +19,9 @@ if run is not None:
     if not g.nodes:
         st.info(f"This run has no graph ({g.note or g.method}).")
     else:
-        st.caption(f"Captured with **{g.method}**: {len(g.nodes)} nodes, {g.timed_nodes} with measured time; "
-                   f"Σ node time {g.exec_ms + g.trans_ms:.4g} ms." + (f" Note: {g.note}" if g.note else ""))
+        b = basis.basis(run)
+        st.caption(f"Captured with **{g.method}**: {len(g.nodes)} nodes, {g.timed_nodes} with measured time. "
+                   + b.graph_line() + (f" Note: {g.note}" if g.note else ""))
         explorer = state.model_explorer(run)
         if not graph_viewer.available():
             st.caption("For a layered viewer made for model graphs: `pip install ai-edge-model-explorer`.")
@@ -39,7 +41,7 @@ if run is not None:
         options = ["every node"] + [f"modules, depth {d}" for d in range(1, levels + 1)]
         choice = st.select_slider("Detail", options, value=options[analysis.default_depth(run) or 0], key="graph_depth")
         depth = None if choice == "every node" else int(choice.rsplit(" ", 1)[-1])
-        view = analysis.collapse(run, depth)
+        view = basis.collapse(run, depth)
         selected = st.session_state.get("graph_node")
         event = st.plotly_chart(charts.graph_figure(view, selected), width="stretch", on_select="rerun",
                                 selection_mode="points", key="graph_chart")
@@ -60,8 +62,8 @@ if run is not None:
         st.session_state["graph_node"] = pick
         node = next(n for n in view.nodes if n["id"] == pick)
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric("T_exec", f"{node['exec_ms']:.4g} ms")
-        c2.metric("T_trans", f"{node['trans_ms']:.4g} ms")
+        c1.metric("T_exec", f"{node['exec_ms']:.3g} ms", help="scaled to the median, as every time on this page")
+        c2.metric("T_trans", f"{node['trans_ms']:.3g} ms", help="scaled to the median, as every time on this page")
         c3.metric("FLOPs", f"{node['flops']:.3g}")
         c4.metric("Nodes inside", node["count"])
         preds = [e["source"] for e in view.edges if e["target"] == pick]

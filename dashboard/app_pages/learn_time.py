@@ -1,7 +1,7 @@
 import streamlit as st
 
 from dashboard import charts, lesson_view, lessons
-from profiler.analysis import frames as analysis
+from profiler.analysis import basis
 
 st.title("Lesson 1 · Where does the time go?")
 st.markdown("""
@@ -16,19 +16,23 @@ run = lesson_view.my_run("l1")
 if run is None:
     st.stop()
 st.subheader("The headline: Overview")
-lat, t = run.latency, run.totals
+lat, t, parts = run.latency, run.totals, basis.breakdown(run)
 c1, c2, c3 = st.columns(3)
 c1.metric("Median latency", f"{lat.median_ms:.3g} ms", f"batch {run.config.batch_size}", delta_color="off",
           delta_arrow="off")
-c2.metric("Operator time (T_exec + T_trans)", f"{t.exec_ms + t.trans_ms:.3g} ms", delta_color="off")
-c3.metric("Coverage", f"{100 * t.coverage:.0f}%", "of the wall time the operators explain", delta_color="off",
-          delta_arrow="off")
+c2.metric("Operator time (T_exec + T_trans)", f"{parts['T_exec'] + parts['T_trans']:.3g} ms",
+          "of the median", delta_color="off", delta_arrow="off")
+c3.metric("Coverage", f"{100 * t.coverage:.0f}%", "of a profiled inference the operators explain",
+          delta_color="off", delta_arrow="off")
 st.markdown("""
-The **median** is the typical inference. **Coverage** says how much of it the operators explain; the rest is Python
-and framework overhead between them, which matters most for tiny models like this one.
+The **median** is the typical inference, and every time in this lesson is a part of it. **Coverage** is the share of
+an inference the operators explain (measured in profiled inferences, where the profiler slows every operator down, so
+their times are scaled to the median and the share kept); the rest is Python and framework overhead between them,
+which matters most for tiny models like this one.
 """)
+st.caption(basis.basis(run).per_inference_line())
 st.subheader("The detail: Operators")
-frame = analysis.ops_frame(run)
+frame = basis.ops_frame(run)
 st.plotly_chart(charts.top_ops_bar(frame, k=8), width="stretch")
 st.markdown("""
 Each bar is one operator's own time per inference (children excluded). In a transformer, the `addmm`/`mm`/`bmm`

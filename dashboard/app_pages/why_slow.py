@@ -4,6 +4,7 @@ import streamlit as st
 from dashboard import charts, job_view, state
 from optimizers import recommend as advice
 from profiler import stats
+from profiler.analysis import basis
 from profiler.analysis import recommend as rc
 from profiler.schema import Recommendation
 
@@ -64,10 +65,11 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
 c2.metric("Floor at peak", f"{roof.floor_ms:.3g} ms", help="every operator at its roof, one after another")
 c3.metric("Headroom", f"{roof.headroom_ms:.3g} ms", help="sum over operators of time above their roof")
-c4.metric("Mostly", f"{roof.verdict}-bound" if roof.verdict else "-")
+c4.metric("Mostly bound by", roof.verdict or "-", help="compute, memory or overhead: where most of the time goes")
 st.caption(
     f"Ceilings ({roof.dtype}, {roof.peaks_source}): {roof.peak_gflops:,.0f} GFLOP/s, {roof.mem_bw_gbs:,.1f} GB/s; "
-    + "; ".join(f"{k} {v:.3g} ms" for k, v in roof.time_by_bound.items())
+    "time by bound: " + "; ".join(f"{k} {v:.3g} ms" for k, v in roof.time_by_bound.items()) + ". "
+    + basis.basis(run).per_inference_line()
 )
 for note in roof.notes:
     st.caption(note)

@@ -57,10 +57,13 @@ def kernel_diff(base: ProfileRun, new: ProfileRun) -> list[KernelDiff]:
 
 def transfer_diff(base: ProfileRun, new: ProfileRun) -> list[TransferDiff]:
     """Copy time and bytes by direction in both runs, largest time change first."""
+    from profiler.analysis.basis import basis
+
     def totals(run: ProfileRun) -> dict[str, list[float]]:
         out: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        scale = basis(run).op_scale  # each run's profiled times on its own median's basis
         for t in run.transfers:
-            out[t.direction][0] += t.time_ms
+            out[t.direction][0] += t.time_ms * scale
             out[t.direction][1] += t.bytes
         return out
 
@@ -79,13 +82,16 @@ def gpu_diff(base: ProfileRun, new: ProfileRun) -> list[MetricDiff]:
 
 
 def module_diff(base: ProfileRun, new: ProfileRun) -> list[MetricDiff]:
-    """Own (exec + transfer) time per module path from the graph's nodes, largest change first; empty when
-    neither run knows its modules (imported traces)."""
+    """Own (exec + transfer) time per module path from the graph's nodes, each run's node times scaled to its median
+    (profiler.analysis.basis), largest change first; empty when neither run knows its modules (imported traces)."""
+    from profiler.analysis.basis import basis
+
     def totals(run: ProfileRun) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
+        scale = basis(run).graph_scale
         for n in run.graph.nodes:
             if n.module:
-                out[n.module] += n.exec_ms + n.trans_ms
+                out[n.module] += (n.exec_ms + n.trans_ms) * scale
         return out
 
     a, b = totals(base), totals(new)

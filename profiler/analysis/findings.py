@@ -15,7 +15,8 @@ import pandas as pd
 
 from profiler import op_categories as oc
 from profiler.analysis import roofline as rl
-from profiler.analysis.frames import flop_rate, ops_frame
+from profiler.analysis import basis as basis_mod
+from profiler.analysis.frames import flop_rate
 from profiler.schema import ProfileRun, Roofline
 
 
@@ -41,7 +42,7 @@ class Evidence:
 
     @classmethod
     def of(cls, run: ProfileRun, roof: Roofline, top: int = 3) -> "Evidence":
-        return cls(run=run, frame=ops_frame(run), roof=roof,
+        return cls(run=run, frame=basis_mod.ops_frame(run), roof=roof,
                    accounted_ms=(run.totals.exec_ms + run.totals.trans_ms) or 1.0, top=top)
 
 
@@ -126,15 +127,15 @@ def slowest_ops(ev: Evidence) -> list[Finding]:
 
 def slowest_nodes(ev: Evidence) -> list[Finding]:
     """The five slowest graph nodes and their share of graph time (ranked at half weight: they overlap the ops)."""
-    g = ev.run.graph
+    g, scale = ev.run.graph, basis_mod.basis(ev.run).graph_scale
     nodes = sorted(g.nodes, key=lambda n: n.exec_ms + n.trans_ms, reverse=True)[:5]
     if not nodes or nodes[0].exec_ms + nodes[0].trans_ms <= 0:
         return []
     share = sum(n.exec_ms + n.trans_ms for n in nodes) / (g.exec_ms + g.trans_ms or 1.0)
     return [Finding(
         title=f"The 5 slowest graph nodes hold {100 * share:.0f}% of graph time", share=share * 0.5, kind="node",
-        evidence="; ".join(f"{n.id} ({n.op} in {n.module or 'top level'}) {n.exec_ms + n.trans_ms:.3g} ms"
-                           for n in nodes),
+        evidence="; ".join(f"{n.id} ({n.op} in {n.module or 'top level'}) {(n.exec_ms + n.trans_ms) * scale:.3g} ms"
+                           for n in nodes) + " (scaled to the median)",
         fix="Start with the module these nodes live in; the Graph page shows them in context.",
         details=[n.id for n in nodes])]
 
@@ -150,9 +151,12 @@ def data_movement(ev: Evidence) -> list[Finding]:
                "device, and avoid .cpu()/.item() inside forward.")
     else:
         fix = FIXES["transfer"] + " Use channels_last for conv nets and keep one dtype end to end."
-    moved = ", ".join(f"{t.direction} {t.bytes / 1e6:.2f} MB in {t.time_ms:.3g} ms" for t in run.transfers)
+    b = basis_mod.basis(run)
+    moved = ", ".join(f"{t.direction} {t.bytes / 1e6:.2f} MB in {b.ops(t.time_ms):.3g} ms" for t in run.transfers)
+    whole = basis_mod.breakdown(run)["wall"]
     return [Finding(title=f"Data movement is {100 * share:.0f}% of the time per inference", share=share,
-                    kind="transfer", evidence=f"{movement_ms(run):.3g} ms of {run.totals.wall_ms:.3g} ms profiled; "
+                    kind="transfer", evidence=f"{b.ops(movement_ms(run)):.3g} ms of {whole:.3g} ms "
+                                              f"{'in the trace' if b.trace else 'per inference (the median)'}; "
                                               f"{run.totals.trans_label}: {moved or 'no transfers listed'}", fix=fix)]
 
 
@@ -168,7 +172,7 @@ def overhead(ev: Evidence) -> list[Finding]:
     return [Finding(
         title=f"Overhead-bound: {100 * share:.0f}% of the time is launch, dispatch and Python",
         share=share, kind="overhead",
-        evidence=f"{calls:.0f} op calls per inference; {100 * unexplained:.0f}% of the profiled wall time is outside "
+        evidence=f"{calls:.0f} op calls per inference; {100 * unexplained:.0f}% of the time is outside "
                  f"any operator; floor at peak {ev.roof.floor_ms:.3g} ms vs measured {ev.roof.measured_ms:.3g} ms",
         fix="Cut per-op overhead: " + ("CUDA graphs, " if on_gpu else "") + "torch.compile, TorchScript trace + "
             "freeze, or a larger batch.")]

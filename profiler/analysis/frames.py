@@ -200,14 +200,20 @@ def collapse(run: ProfileRun, depth: int | None) -> GraphView:
 
 
 def layout(view: GraphView) -> None:
-    """Layered layout in place: x is the longest path from an input, y spreads each layer around zero."""
+    """Layered layout in place: x is the longest path from an input, y spreads each layer around zero. An input with
+    no inputs of its own (a weight, an example input) sits one layer before its first consumer, not at x = 0: a
+    model's hundreds of weights otherwise pile up on the left with edges across the whole graph."""
     order = [n["id"] for n in view.nodes]  # graph order is a topological order
-    preds = defaultdict(list)
+    preds, succs = defaultdict(list), defaultdict(list)
     for e in view.edges:
         preds[e["target"]].append(e["source"])
+        succs[e["source"]].append(e["target"])
     layer: dict[str, int] = {}
     for nid in order:
         layer[nid] = 1 + max((layer.get(p, 0) for p in preds[nid]), default=-1)
+    for nid in order:
+        if not preds[nid] and succs[nid]:
+            layer[nid] = max(0, min(layer[s] for s in succs[nid]) - 1)
     rows: dict[int, int] = defaultdict(int)
     for n in view.nodes:
         x = layer[n["id"]]
@@ -258,10 +264,15 @@ def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
     """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow), a per-op diff, and
     below it (profiler.analysis.diff) per-kernel, transfer, GPU-timeline and module deltas, each largest change
     first."""
+    from profiler.analysis.basis import basis  # basis builds on this module's frames
+
     b, n = base.latency, new.latency
     ratio, low, high = speedup(b, n)
-    base_ops = {o.name: o.exec_ms + o.trans_ms for o in base.ops}
-    new_ops = {o.name: o.exec_ms + o.trans_ms for o in new.ops}
+    # each side on its own median's basis: the two runs' profiler overheads differ (a fused model has fewer, larger
+    # ops), and the diff must agree with the ratio of medians above it
+    sb, sn = basis(base).op_scale, basis(new).op_scale
+    base_ops = {o.name: (o.exec_ms + o.trans_ms) * sb for o in base.ops}
+    new_ops = {o.name: (o.exec_ms + o.trans_ms) * sn for o in new.ops}
     diffs = []
     for name in sorted(set(base_ops) | set(new_ops)):
         a, c = base_ops.get(name), new_ops.get(name)

@@ -14,6 +14,7 @@ import math
 import re
 
 from profiler import op_categories as oc
+from profiler.analysis import basis as basis_mod
 from profiler.schema import GraphNode, OpStat, Peaks, ProfileRun, Roofline, RooflinePoint
 from profiler.traces import work
 
@@ -135,8 +136,10 @@ def merged_ops(ops: list[OpStat]) -> list[OpStat]:
 
 
 def op_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[RooflinePoint]:
-    """A point per compute operator (families merged), most time first."""
+    """A point per compute operator (families merged), most time first; times on the median's basis (profiled times
+    scaled by profiler.analysis.basis, so achieved rates are those of an unprofiled inference)."""
     dtype = dtype or run_dtype(run)
+    scale = basis_mod.basis(run).op_scale
     peak, bw, eb = peak_gflops(peaks, dtype), peaks.mem_bw_gbs, _element_bytes(run)
     counted = any(o.bytes > 0 for o in run.ops)  # a live run counted bytes at the dispatcher; an import did not
     any_flops = any(o.flops > 0 for o in run.ops)  # a trace recorded without FLOPs: count them from shapes
@@ -151,7 +154,7 @@ def op_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[R
             nbytes = bytes_from_shapes(o, eb)
             source = "shapes" if nbytes > 0 else "none"
         op_peak = peak_gflops(peaks, "int8") if oc.is_int8(o.name) else peak
-        out.append(point(o.name, o.flops, nbytes, o.exec_ms, op_peak, bw, o.calls, source))
+        out.append(point(o.name, o.flops, nbytes, o.exec_ms * scale, op_peak, bw, o.calls, source))
     return sorted(out, key=lambda p: -p.time_ms)
 
 
@@ -168,12 +171,13 @@ def node_bytes(node: GraphNode, by_id: dict[str, GraphNode]) -> float:
 
 
 def node_point_map(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> dict[str, RooflinePoint]:
-    """A point per timed graph node, by node id."""
+    """A point per timed graph node, by node id; times scaled to the median (profiler.analysis.basis)."""
     dtype = dtype or run_dtype(run)
     peak, bw = peak_gflops(peaks, dtype), peaks.mem_bw_gbs
     by_id = {n.id: n for n in run.graph.nodes}
-    return {n.id: point(n.id if not n.module else f"{n.module} ({n.op})", n.flops, node_bytes(n, by_id), n.exec_ms,
-                        peak, bw, 1.0, "counted" if n.bytes > 0 else "shapes", "node")
+    scale = basis_mod.basis(run).graph_scale
+    return {n.id: point(n.id if not n.module else f"{n.module} ({n.op})", n.flops, node_bytes(n, by_id),
+                        n.exec_ms * scale, peak, bw, 1.0, "counted" if n.bytes > 0 else "shapes", "node")
             for n in run.graph.nodes if n.exec_ms > 0 and n.kind not in ("placeholder", "output")}
 
 
@@ -190,8 +194,8 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
     by_bound = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
     for p in points:
         by_bound[p.bound] += p.time_ms
-    # wall time no op accounts for (Python between ops, the framework) is overhead too
-    by_bound["overhead"] += max(0.0, run.totals.unexplained_ms)
+    # time no op accounts for (Python between ops, the framework) is overhead too: all on the median's basis
+    by_bound["overhead"] += basis_mod.breakdown(run)["unexplained"]
     floor = sum(p.roof_ms for p in points)
     measured = run.latency.median_ms
     notes = []

@@ -39,6 +39,7 @@ MODULE_COLUMNS = {
     "exec_ms": Column("exec (ms)"),
     "trans_ms": Column("transfer (ms)"),
     "own_ms": Column("own time (ms)"),
+    "share": Column("share of time", kind="share"),
 }
 DIFF_COLUMNS = {
     "name": Column("operator", kind="text"),
