@@ -52,9 +52,8 @@ if run is not None:
     c5.caption(rate.coverage_text())
     if line := devices.capability_line(run.device):
         st.caption(f"CPU: {run.device.name}, {line}")
-    st.plotly_chart(charts.breakdown_bar(basis.breakdown(run)), width="stretch")
-    st.caption(f"T_trans here is {t.trans_label}. Profiling overhead: {run.overhead_ratio:.3f}x "
-               f"(profiled vs unprofiled iterations, interleaved).")
+    st.plotly_chart(charts.breakdown_bar(parts, trace=b.trace), width="stretch")
+    st.caption(f"{b.per_inference_line()} T_trans here is {t.trans_label}.")
     left, right = st.columns(2)
     left.plotly_chart(charts.latency_histogram(lat), width="stretch")
     with right:

@@ -1,6 +1,7 @@
 """Plain-text renderings of a run for the command line: a profile, a generation, an imported trace."""
 from __future__ import annotations
 
+from profiler.analysis import basis
 from profiler.analysis import frames as analysis
 from profiler.analysis import tables
 from profiler.console import format_table
@@ -21,15 +22,18 @@ def _bytes(n: float) -> str:
 
 
 def render_run(run: ProfileRun, top: int = 15) -> str:
-    t, lat = run.totals, run.latency
+    """The profile summary; every time on the median's basis (profiler.analysis.basis), as the dashboard shows it."""
+    t, lat, b = run.totals, run.latency, basis.basis(run)
+    parts = basis.breakdown(run)
     total = t.exec_ms + t.trans_ms or 1.0
     rows = []
     for o in run.ops[:top]:
         own = o.exec_ms + o.trans_ms
-        gflops = analysis.op_gflops_per_s(o)
-        rows.append([o.name, f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms), f"{100 * own / total:.1f}",
+        gflops = analysis.op_gflops_per_s(o) / (b.op_scale or 1.0)
+        rows.append([o.name, f"{o.calls:g}", _ms(b.ops(o.exec_ms)), _ms(b.ops(o.trans_ms)), f"{100 * own / total:.1f}",
                      f"{gflops:.1f}" if gflops else "", (o.input_shapes[0] if o.input_shapes else "")[:48]])
-    scope = "totals over the trace" if run.model.source == "trace" else "per inference"
+    scope = "totals over the trace" if b.trace else "per inference, scaled to the median" if b.scaled else \
+        "per inference"
     out = [
         f"Top operators of {run.model.name} ({scope}, self time on {run.device.kind})",
         format_table(rows, ["operator", "calls", "exec ms", "trans ms", "%", "GFLOP/s", "input shapes"], left=(0, 6)),
@@ -43,9 +47,11 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     out.append(f"device     {s['device']}, threads {s['threads']}, torch {s['torch']}")
     out.append(f"latency    median {med} ms (IQR {lat.iqr_ms:.2g}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
                f"n={len(lat.samples_ms)}), throughput {analysis.throughput_per_s(run):.1f} samples/s")
-    out.append(f"breakdown  T_exec {_ms(t.exec_ms)} ms + T_trans {_ms(t.trans_ms)} ms = {100 * t.coverage:.1f}% of "
-               f"{_ms(t.wall_ms)} ms profiled wall time; unexplained {_ms(t.unexplained_ms)} ms")
+    out.append(f"breakdown  T_exec {_ms(parts['T_exec'])} ms + T_trans {_ms(parts['T_trans'])} ms = "
+               f"{100 * t.coverage:.1f}% of {_ms(parts['wall'])} ms {'(the trace)' if b.trace else '(the median)'}; "
+               f"unexplained {_ms(parts['unexplained'])} ms")
     out.append(f"           T_trans here is {t.trans_label}")
+    out.append(f"           {b.per_inference_line()}")
     rate = analysis.flop_rate(run)
     if rate.flops:
         out.append(f"work       {rate.flops / 1e9:.4g} GFLOP per inference, {rate.gflops_per_s:.1f} GFLOP/s achieved; "
@@ -53,15 +59,11 @@ def render_run(run: ProfileRun, top: int = 15) -> str:
     if run.memory:
         out.append(f"memory     peak {_bytes(run.memory.peak_bytes)} ({run.memory.kind}), "
                    f"+{_bytes(run.memory.peak_bytes - run.memory.baseline_bytes)} during inference")
-    if run.profiled_latency or run.paired_latency:  # an imported trace has no unprofiled iterations to compare
-        out.append(f"overhead   profiled {_ms(run.profiled_latency.median_ms if run.profiled_latency else 0)} ms vs "
-                   f"unprofiled {_ms(run.paired_latency.median_ms if run.paired_latency else 0)} ms: "
-                   f"{run.overhead_ratio:.3f}x")
     g = run.graph
     out.append(f"graph      {g.method}: {len(g.nodes)} nodes, {g.timed_nodes} with measured time"
                + (f" ({g.note})" if g.note else ""))
     for tr in run.transfers:
-        out.append(f"transfer   {tr.direction}: {tr.calls:g} copies, {_bytes(tr.bytes)}, {_ms(tr.time_ms)} ms")
+        out.append(f"transfer   {tr.direction}: {tr.calls:g} copies, {_bytes(tr.bytes)}, {_ms(b.ops(tr.time_ms))} ms")
     if run.trace_path:
         out.append(f"trace      {run.trace_path}")
     for note in run.notes:
