@@ -41,7 +41,8 @@ state.follow_deep_link()
 pages["Learn"] = [st.Page(path, title=title, icon=":material/school:")
                   for path, title in zip(lesson_view.LESSONS, lesson_view.TITLES)]
 pages["Learn"].append(st.Page("app_pages/class_board.py", title="Class leaderboard", icon=":material/leaderboard:"))
-st.navigation(pages).run()
+# expanded: a participant sees every page, System and the five lessons included, without a "View more" fold
+st.navigation(pages, expanded=True).run()
 
 
 @st.cache_resource(show_spinner=False)

@@ -27,7 +27,7 @@ def breakdown_bar(parts: dict[str, float], trace: bool = False) -> go.Figure:
                     hovertemplate=f"{name}: %{{x:.4g}} ms<extra></extra>")
     title = (f"Where the {parts.get('wall', 0):.3g} ms of the trace went" if trace else
              f"Where the {parts.get('wall', 0):.3g} ms median inference went")
-    fig.update_layout(barmode="stack", height=160, xaxis_title="ms", legend=dict(orientation="h", y=-0.5),
+    fig.update_layout(barmode="stack", height=190, xaxis_title="ms", legend=dict(orientation="h", y=-0.9),
                       title=title, **_LAYOUT)
     return fig
 
@@ -40,14 +40,15 @@ def latency_histogram(stats: LatencyStats, title: str = "Latency distribution") 
     hidden = len(stats.samples_ms) - len(shown)
     fig = go.Figure(go.Histogram(x=shown, nbinsx=min(40, max(5, len(shown) // 2)), marker_color=EXEC,
                                  hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
-    for x, name, dash, where in (
-        (stats.median_ms, "median", "solid", "top left"),
-        (stats.p90_ms, "p90", "dash", "top right"),
-    ):
-        fig.add_vline(x=x, line_dash=dash, annotation_text=f"{name} {x:.3g}", annotation_position=where)
+    for x, name, dash, anchor in ((stats.median_ms, "median", "solid", "right"), (stats.p90_ms, "p90", "dash", "left")):
+        fig.add_vline(x=x, line_dash=dash)
+        # labels above the plot area, not over the bars they name
+        fig.add_annotation(x=x, y=1.0, yref="paper", yanchor="bottom", xanchor=anchor, showarrow=False,
+                           text=f"{name} {x:.3g} ms")
     axis = "ms per inference" + (f" · {hidden} outlier{'s' if hidden > 1 else ''} above {cut:.3g} ms not shown"
                                  if hidden else "")
     fig.update_layout(title=title, xaxis_title=axis, yaxis_title="iterations", height=300, **_LAYOUT)
+    fig.update_layout(margin_t=64)  # room for the median/p90 labels between the title and the bars
     return fig
 
 
@@ -119,7 +120,9 @@ def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
               for n in view.nodes]
     fig.add_scatter(
         x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers+text", name="nodes",
-        text=labels, textposition="top center", textfont=dict(size=11),
+        text=labels, textfont=dict(size=11),
+        # alternate above and below, so neighbours on the main path do not print over each other
+        textposition=[("top center", "bottom center")[sum(1 for x in labels[:i] if x) % 2] for i in range(len(labels))],
         customdata=[n["id"] for n in view.nodes], hovertext=hover, hoverinfo="text", showlegend=False,
         marker=dict(size=[_size(n["exec_ms"], biggest) for n in view.nodes], color=[n["exec_ms"] for n in view.nodes],
                     colorscale="Blues", cmin=0, showscale=True, colorbar=dict(title="T_exec ms"),

@@ -111,6 +111,19 @@ def fix_for(op: str) -> str:
 
 # ---------------------------------------------------------------- the rules
 
+SHAPES_SHOWN = 2  # input-shape lists quoted whole in a finding; the rest counted
+
+
+def _shapes(joined: str) -> str:
+    """The first SHAPES_SHOWN input-shape lists of an operator, whole (a list cut mid-way reads as a wrong shape),
+    and how many more there are."""
+    shapes = [x for x in joined.split(" | ") if x]
+    if not shapes:
+        return "n/a"
+    more = len(shapes) - SHAPES_SHOWN
+    return " | ".join(shapes[:SHAPES_SHOWN]) + (f" (and {more} more)" if more > 0 else "")
+
+
 def slowest_ops(ev: Evidence) -> list[Finding]:
     """Each of the `top` slowest compute ops that holds at least TOP_OP_SHARE of operator time."""
     out = []
@@ -121,7 +134,7 @@ def slowest_ops(ev: Evidence) -> list[Finding]:
         out.append(Finding(
             title=f"{o['name']} takes {100 * o['share']:.0f}% of operator time", share=o["share"], kind="op",
             evidence=f"{o['time_ms']:.3g} ms per inference over {o['calls']:g} calls{rate}; most common shapes "
-                     f"{o['input_shapes'][:120] or 'n/a'}", fix=fix_for(o["name"])))
+                     f"{_shapes(o['input_shapes'])}", fix=fix_for(o["name"])))
     return out
 
 

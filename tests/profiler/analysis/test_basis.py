@@ -2,7 +2,7 @@
 68.3 ms per profiled inference, 65.08 ms of operator time, Σ node time 193 ms in the per-node timing), every time the
 pages show either adds up to the median or is a stated share of it."""
 import pytest
-from test_frames import GRAPH, hand_run, op
+from tests.profiler.analysis.test_frames import GRAPH, hand_run, op
 
 from profiler.analysis import basis, frames, roofline
 from profiler.schema import Graph, Peaks

@@ -121,3 +121,11 @@ def test_findings_and_recommendations_cannot_disagree():
     share = fd.overhead_share(d.roofline)
     assert ("overhead" in kinds) == (share >= fd.OVERHEAD_SHARE) == ("overhead" in rules)
     assert rc.rule_overhead(rc.Context(run=gpu, roof=d.roofline, peaks=PEAKS)) is not None
+
+
+def test_a_findings_shapes_are_quoted_whole():
+    """Issue 21: the evidence was cut at 120 characters, mid-way through a shape list."""
+    shapes = [f"[[{i}28], [32, 128], [128, 128]]" for i in range(1, 6)]
+    ops = [op("aten::addmm", 6.0, calls=2, flops=6e9, shapes=shapes), op("aten::gelu", 2.0, calls=4)]
+    [mm, *_] = fd.slowest_ops(ev(ops=ops))
+    assert mm.evidence.endswith(f"most common shapes {shapes[0]} | {shapes[1]} (and 3 more)")
