@@ -123,9 +123,9 @@ def show_generate(c: SavedComparison) -> None:
 def show_generation(found: list) -> None:
     """Optimized generations, best first: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, what
     the best one and the base wrote, and each of its passes with why it did not apply."""
-    from optimizers.generation import result_table
+    from optimizers.generation import result_rows
 
-    st.code(result_table(found), language=None)
+    st.dataframe(pd.DataFrame(result_rows(found)), hide_index=True, width="stretch")
     if found:
         show_texts(found[0])
         st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),

@@ -6,7 +6,7 @@ from typing import Callable
 
 import streamlit as st
 
-from profiler.jobs import Job, JobManager
+from profiler.jobs import DuplicateJob, Job, JobManager
 from profiler.schema import OpLensError
 
 from . import state
@@ -15,14 +15,26 @@ OWN = "own_job_ids"
 
 
 def submit(jobs: JobManager, *args, **kwargs) -> Job | None:
-    """jobs.submit for this session's participant; a refusal (queue full, no such executor) shown as one line."""
+    """jobs.submit for this session's participant; a refusal (queue full, no such executor) shown as one line. The
+    same job already queued or running is not started twice: that one is returned, and said so."""
     try:
-        job = jobs.submit(*args, participant=state.participant(), **kwargs)
+        job = jobs.submit(*args, participant=state.participant(), owner=state.participant() or _session(), **kwargs)
+    except DuplicateJob as exc:
+        st.info(str(exc))
+        return exc.job
     except OpLensError as exc:
         st.error(str(exc))
         return None
     st.session_state.setdefault(OWN, []).append(job.id)
     return job
+
+
+def _session() -> str:
+    """This browser session, for a participant without a name: two unnamed people are two owners."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return f"session:{ctx.session_id}" if ctx is not None else "session:"
 
 
 def own_ids() -> list[str]:

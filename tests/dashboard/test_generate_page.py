@@ -54,7 +54,51 @@ def test_generate_page_shows_the_saved_generation(gen_run, monkeypatch):
     assert metrics["tokens/s"] == f"{g.tokens_per_s:.4g}"
     assert len(at.get("plotly_chart")) >= 2
     assert list(at.dataframe[0].value["phase"]) == ["prefill", "decode"]
-    assert [b.label for b in at.button] == ["Optimize"]  # the form's submit button
+    assert [b.label for b in at.button] == ["Profile the generation", "Optimize"]  # the two forms' submit buttons
+    assert at.text_input(key="gen_opt_model").value == "llama-tiny"  # the selected generation's model
+
+
+def test_the_forms_start_from_what_works_here(tiny_bert_run, monkeypatch, cached_peaks):
+    """Issue 21: with a bert-tiny run selected, the Optimize form offered "bert-tiny" (not a causal LM: its default
+    action failed after 12 s) and bf16 (emulated on an AVX2-only CPU: slower)."""
+    import torch
+
+    from optimizers.generation import default_model, default_passes, generation_pass
+
+    run, root = tiny_bert_run
+    at = open_generate(monkeypatch, root, run.id)
+    assert any("not a generation" in str(i.value) for i in at.info)
+    assert at.text_input(key="gen_opt_model").value == default_model()
+    assert at.text_input(key="gen_profile_model").value == default_model()
+    chosen = at.multiselect(key="gen_opt_passes").value
+    assert chosen == default_passes(torch.device("cpu"))
+    assert all(generation_pass(n).emulated(torch.device("cpu")) is None for n in chosen)
+
+
+def test_the_page_profiles_a_generation_once(tmp_path, monkeypatch):
+    """The page creates a generation run (it was CLI only), one job however often it is asked, and shows it."""
+    import time
+
+    from profiler import store
+
+    monkeypatch.setenv("OPLENS_LOCK_FILE", str(tmp_path / "lock"))
+    at = open_generate(monkeypatch, tmp_path)
+    at.text_input(key="gen_profile_model").set_value("llama-tiny")
+    at.number_input(key="gen_profile_prompt").set_value(8)
+    at.number_input(key="gen_profile_new").set_value(4)
+    at.button[0].click().run()
+    at.button[0].click().run()  # asked twice while the first is queued or running: one job
+    assert any("already" in str(i.value) for i in at.info), [i.value for i in at.info]
+    deadline = time.time() + 240
+    while time.time() < deadline and not store.scan_runs(tmp_path).runs:
+        time.sleep(1)
+    time.sleep(1)
+    [saved] = store.scan_runs(tmp_path).runs
+    loaded = store.load(saved.id, tmp_path)
+    assert loaded.generation is not None and loaded.generation.config.new_tokens == 4
+    at.run()
+    assert not at.exception
+    assert {m.label for m in at.metric} >= {"TTFT", "TPOT"}
 
 
 def test_generate_page_on_an_empty_store(tmp_path, monkeypatch):

@@ -39,8 +39,8 @@ def test_a_bad_payload_fails_in_one_message():
     not_json = "bad job payload: not a JSON object"
     for argv, reason in ((["not json"], not_json), ([], not_json),
                          ([json.dumps({"kind": "teleport"})],
-                          "bad job payload: unknown job kind 'teleport'; known: profile, sweep, import, peaks, "
-                          "check, optimize, search, generate")):
+                          "bad job payload: unknown job kind 'teleport'; known: profile, sweep, profile-generation, "
+                          "import, peaks, check, optimize, search, generate")):
         out = io.StringIO()
         assert serve(argv, out) == 2
         assert decode(out.getvalue()) == Failed(reason)
@@ -158,6 +158,28 @@ def test_each_participant_may_queue_only_so_many(script, tmp_path, monkeypatch):
     assert JobManager(tmp_path / "other").max_queued == 1
     for gate in ("a1", "a2", "b1"):
         script.gate(gate).set()
+
+
+def test_the_same_job_twice_is_one_job(script, tmp_path):
+    """Issue 21: Enter in the model field and then the button started two identical jobs, both saved. The same
+    intent from the same owner while the first is queued or running is refused, naming the first; another owner, or
+    other settings, or the same once the first has ended, is a new job."""
+    from profiler.jobs import DuplicateJob
+
+    jobs = JobManager(tmp_path)
+    first = jobs.submit("m", ProfileConfig(batch_size=2), participant="ann", passes=["bf16"])
+    with pytest.raises(DuplicateJob, match=rf"^the same profile of m is already (queued|running) \(job {first.id}\)") \
+            as refused:
+        jobs.submit("m", ProfileConfig(batch_size=2), participant="ann", passes=["bf16"])
+    assert refused.value.job is first and len(jobs.jobs("ann")) == 1
+    other = [jobs.submit("m", ProfileConfig(batch_size=4), participant="ann", passes=["bf16"]),
+             jobs.submit("m", ProfileConfig(batch_size=2), participant="bob", passes=["bf16"]),
+             jobs.submit("m", ProfileConfig(batch_size=2), owner="session:2", passes=["bf16"]),
+             jobs.submit("m", ProfileConfig(batch_size=2), owner="session:3", passes=["bf16"])]
+    assert len({j.id for j in [first, *other]}) == 5  # two unnamed browser sessions are two owners
+    script.gate("m").set()
+    until(lambda: not any(j.active for j in [first, *other]))
+    assert jobs.submit("m", ProfileConfig(batch_size=2), participant="ann", passes=["bf16"]).id != first.id
 
 
 def test_place_and_estimated_wait_come_from_recent_jobs_of_the_kind(script, tmp_path):
