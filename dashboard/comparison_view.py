@@ -18,9 +18,11 @@ from . import charts, state
 
 def _headline(c: SavedComparison) -> str:
     what = " + ".join(c.passes) or "no pass"
+    # a generation comparison times both models side by side and saves no run of either: say that, not "- → -"
+    runs = (f", runs `{c.base_run_id}` → `{c.optimized_run_id}`" if c.base_run_id and c.optimized_run_id else
+            ", from generations timed side by side (no runs saved)" if c.kind == "generate" else "")
     return (f"{c.kind.capitalize()} on {c.model}: {what} — {c.speedup:.2f}x "
-            f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), accuracy {verdict(c)}. Saved as `{c.id}`, "
-            f"runs `{c.base_run_id or '-'}` → `{c.optimized_run_id or '-'}`.")
+            f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), accuracy {verdict(c)}. Saved as `{c.id}`{runs}.")
 
 
 def _latency_bars(c: SavedComparison):

@@ -51,6 +51,8 @@ def op_diff_frame(comp: Comparison, statuses: list[str] | None = None) -> pd.Dat
                                                                    "ratio"])
     if statuses is not None:
         frame = frame[frame["status"].isin(statuses)]
+    # an operator that is new or gone has no before/after ratio: blank, not 0.000
+    frame.loc[frame["status"].isin(["new", "removed"]), "ratio"] = float("nan")
     return frame.reindex(frame["delta_ms"].abs().sort_values(ascending=False).index)
 
 
