@@ -40,11 +40,23 @@ def _sample(key: Callable[[str], str]) -> ModelChoice:
     return ModelChoice(spec=name, kind=m.input_kind, default_batch=m.batch_size, default_seq=m.seq_len)
 
 
+def accepts_line() -> str:
+    """What this server loads, said on the form before anything is submitted (a refusal after it wastes a try)."""
+    if policy.allow_code():
+        return ("This server runs code (started with OPLENS_ALLOW_CODE=1): a `.py` file is run to build the model "
+                "from its factory, as the person who started the server.")
+    return ("This server loads TorchScript (.pt/.ts), torch.export (.pt2), a state dict with its architecture, and "
+            "Hugging Face model folders. It does not run Python files (`file.py:factory`) or unpickle: an "
+            "instructor enables them by starting it with `OPLENS_ALLOW_CODE=1 streamlit run dashboard/app.py`.")
+
+
 def _upload(key: Callable[[str], str]) -> ModelChoice:
     code = policy.allow_code()  # .py files (and pickles) only when the server was started with OPLENS_ALLOW_CODE=1
     kinds = "TorchScript .pt, torch.export .pt2, a state dict" + (", or .py with a factory (runs code)" if code else "")
+    st.caption(accepts_line())
     up = st.file_uploader(f"Model file: {kinds}", key=key("upload"),
-                          type=["pt", "pth", "pt2", "ts"] + (["py", "pkl", "pickle"] if code else []))
+                          type=["pt", "pth", "pt2", "ts"] + (["py", "pkl", "pickle"] if code else []),
+                          max_upload_size=policy.max_file_bytes() // 2**20)  # the server's own limit, shown
     factory = st.text_input("Factory function (for .py files)", "build_model", key=key("factory")) if code else ""
     arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(), key=key("arch")) or None
     spec = ""
@@ -58,8 +70,11 @@ def _upload(key: Callable[[str], str]) -> ModelChoice:
 
 
 def _path(key: Callable[[str], str]) -> ModelChoice:
-    spec = st.text_input("Path: file.py:factory, a Hugging Face model directory, TorchScript, .pt2",
-                         placeholder="models/my_model.py:build", key=key("path")).strip()
+    code = policy.allow_code()
+    st.caption(accepts_line())
+    spec = st.text_input("Path: " + ("file.py:factory, " if code else "") + "a Hugging Face model directory, "
+                         "TorchScript, .pt2", placeholder="models/my_model.py:build" if code else "models/my_model.pt2",
+                         key=key("path")).strip()
     arch = st.selectbox("Architecture (for a state dict)", [""] + sources.catalogue_names(),
                         key=key("arch_path")) or None
     return ModelChoice(spec=spec, arch=arch, default_batch=0, default_seq=0)

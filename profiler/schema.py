@@ -114,6 +114,7 @@ class ModelInfo(_Dict):
     task: str = ""
     dtype: str = "float32"
     size_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # what loading did not do as asked (a size the factory ignores)
 
 
 @dataclass

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, job_view, state
-from profiler import TraceFormatError
+from profiler import TraceFormatError, policy
 from profiler.traces.read import default_categories, steps, summary, window
 
 st.title("Timeline")
@@ -71,7 +71,8 @@ if source == "A saved run":
             trace_path, title = run.trace_path, f"{run.model.name}: one profiled inference"
 else:
     ups = st.file_uploader("PyTorch profiler trace (several files = the ranks of one job)", type=["json", "gz"],
-                           key="tl_upload", accept_multiple_files=True)
+                           key="tl_upload", accept_multiple_files=True,
+                           max_upload_size=policy.max_file_bytes() // 2**20)  # the server's own limit, shown
     if ups:
         paths = [str(state.save_upload(u)) for u in ups]
         # the file added last is drawn (the one the person just chose); all of them import together as ranks

@@ -278,7 +278,7 @@ def record_ops(inference: Callable[[], Any], stopwatch: devices.Stopwatch, pairs
 def assemble(loaded: LoadedModel, config: ProfileConfig, device: torch.device, m: Measured) -> ProfileRun:
     """The ProfileRun from one session's measurements: per-op, transfer, kernel and GPU figures read from the
     session's own trace (the analysis an imported trace gets), plus what only a live run knows."""
-    on_cuda, rec, notes = device.type == "cuda", m.recorded, list(m.notes)
+    on_cuda, rec, notes = device.type == "cuda", m.recorded, list(loaded.info.notes) + list(m.notes)
     if m.runtime is not None:  # the torch trace saw one opaque call: the runtime's own ops replace it
         figs = TraceFigures(m.runtime.ops, [], [], None)
     else:

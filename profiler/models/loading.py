@@ -190,6 +190,9 @@ def call_factory(factory: Callable[[], Any], what: str, batch: int | None) -> An
         raise ModelLoadError(f"{what} raised {type(exc).__name__}: {_short(exc)}") from None
 
 
+SIZE_WORDS = {"batch_size": "batch size (--batch-size)", "seq_len": "sequence length / image size (--seq-len)"}
+
+
 def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> LoadedModel:
     path, _, factory_name = spec.partition(".py:")
     path = path + ".py" if not path.endswith(".py") else path
@@ -219,7 +222,10 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
         raise ModelLoadError(f"{path}:{candidates[0]} is not callable")
     params = inspect.signature(factory).parameters
     # only the sizes the user gave: otherwise the factory's own defaults stand
-    call_kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if k in params and v is not None}
+    asked = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if v is not None}
+    call_kwargs = {k: v for k, v in asked.items() if k in params}
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    ignored = [] if takes_all else [k for k in asked if k not in params]
     result = call_factory(lambda: factory(**call_kwargs), f"{path}:{candidates[0]}()", batch)
     inputs = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
@@ -227,7 +233,16 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     if not isinstance(result, nn.Module):
         raise ModelLoadError(f"{path}:{candidates[0]}() returned {type(result).__name__}, not a torch.nn.Module "
                              "(or a (module, example_inputs) pair)")
-    return _with_inputs(result, inputs, Path(path).stem, "file", spec, batch, seq_len)
+    # file and factory: three factories of one file are three models in every run picker
+    loaded = _with_inputs(result, inputs, f"{Path(path).stem}:{candidates[0]}", "file", spec, batch, seq_len)
+    if ignored and inputs is not None:  # inputs inferred by OpLens take the sizes; the factory's own do not
+        takes = ", ".join(n for n in params if not n.startswith("_")) or "no arguments"
+        loaded.info.notes.append(
+            f"{Path(path).name}:{candidates[0]}() takes {takes}, so "
+            + " and ".join(f"{SIZE_WORDS[k]} {asked[k]}" for k in ignored)
+            + f" could not be applied: measured at its own inputs (batch {loaded.batch_size}"
+            + (f", sequence/image {loaded.seq_len}" if loaded.seq_len else "") + ")")
+    return loaded
 
 
 def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int | None,

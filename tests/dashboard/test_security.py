@@ -79,15 +79,23 @@ def test_streamlit_run_with_no_flags_is_strict():
 
 
 def test_upload_offers_python_files_only_when_the_server_allows_code(monkeypatch):
-    def offered() -> tuple[list[str], str]:
+    def offered(source="Upload a file") -> tuple[list[str], str, str]:
         at = AppTest.from_file(APP, default_timeout=30).run()
-        at.radio(key="source").set_value("Upload a file").run()
+        at.radio(key="source").set_value(source).run()
+        captions = " ".join(c.value for c in at.caption)
+        if source != "Upload a file":
+            return [], at.text_input(key="path").label, captions
         [uploader] = at.get("file_uploader")
-        return list(uploader.proto.type), uploader.proto.label
+        assert uploader.proto.max_upload_size_mb == 512  # the widget says the server's limit (it said 1 GB)
+        return list(uploader.proto.type), uploader.proto.label, captions
 
     monkeypatch.delenv("OPLENS_ALLOW_CODE", raising=False)
-    types, label = offered()
+    types, label, said = offered()
     assert types == [".pt", ".pth", ".pt2", ".ts"] and ".py" not in label
+    assert "OPLENS_ALLOW_CODE=1" in said  # how an instructor enables code, said before anyone submits
+    _, label, said = offered("Path on this server")
+    assert "file.py:factory" not in label and "does not run Python files" in said
     monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")
-    types, label = offered()
+    types, label, said = offered()
     assert {".py", ".pkl", ".pickle"} <= set(types) and ".py with a factory (runs code)" in label
+    assert "file.py:factory" in offered("Path on this server")[1]

@@ -61,6 +61,29 @@ def test_python_file_with_factory_and_inputs(tmp_path):
     assert _run(loaded).shape == (5, 3)
 
 
+def test_three_factories_of_one_file_are_three_models_and_an_ignored_size_is_said(tmp_path):
+    """Issue 21: every factory of mine.py was "mine" in every run picker, and --seq-len on a factory with
+    image_size was dropped without a word."""
+    f = tmp_path / "mine.py"
+    f.write_text(textwrap.dedent("""
+        import torch
+        def cnn(image_size=8):
+            return torch.nn.Conv2d(3, 4, 3), torch.randn(2, 3, image_size, image_size)
+        def mlp(batch_size=4):
+            return torch.nn.Linear(6, 3), torch.randn(batch_size, 6)
+        def anything(**options):
+            return torch.nn.Linear(6, 3), torch.randn(options.get("batch_size", 1), 6)
+    """))
+    cnn = load_model(f"{f}:cnn", seq_len=128)
+    mlp = load_model(f"{f}:mlp", batch_size=3, seq_len=128)
+    assert (cnn.info.name, mlp.info.name) == ("mine:cnn", "mine:mlp")
+    [note] = cnn.info.notes
+    assert note == ("mine.py:cnn() takes image_size, so sequence length / image size (--seq-len) 128 could not be "
+                    "applied: measured at its own inputs (batch 2, sequence/image 8)")
+    assert mlp.args[0].shape == (3, 6) and "--seq-len" in mlp.info.notes[0] and "--batch-size" not in mlp.info.notes[0]
+    assert load_model(f"{f}:anything", batch_size=5).info.notes == []  # **options takes every size
+
+
 def test_python_file_module_only_gets_inferred_inputs(tmp_path):
     f = tmp_path / "plain.py"
     f.write_text(
