@@ -37,12 +37,21 @@ def token_matches(entered: str, expected: str | None) -> bool:
 
 def _accept_name() -> None:
     entered = st.session_state.get("name_input", "")
+    if not entered.strip():  # cleared: no name any more, which is allowed, not an error that follows every page
+        st.session_state.pop("name_problem", None)
+        st.session_state.pop(NAME_KEY, None)
+        st.query_params.pop("name", None)
+        return
     if problem := name_problem(entered):
         st.session_state["name_problem"] = problem
         return
     st.session_state.pop("name_problem", None)
     st.session_state[NAME_KEY] = entered.strip()
     st.query_params["name"] = entered.strip()
+
+
+def instructor_token_set() -> bool:
+    return bool(os.environ.get(TOKEN_ENV))
 
 
 def _check_token() -> None:
@@ -74,7 +83,7 @@ def sidebar() -> None:
             st.caption("Instructor: you see everyone's runs and the class leaderboard.")
         else:
             st.toggle("Show everyone's runs", key=state.EVERYONE_KEY, disabled=not state.participant())
-            if os.environ.get(TOKEN_ENV):
+            if instructor_token_set():
                 st.text_input("Instructor token", key="token_input", type="password", on_change=_check_token)
                 if problem := st.session_state.get("token_problem"):
                     st.error(problem)

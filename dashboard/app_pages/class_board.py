@@ -1,12 +1,17 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import lessons, state
+from dashboard import lessons, participants, state
 from optimizers.results import class_leaderboard
 
 st.title("Class leaderboard")
 if not state.instructor():
-    st.info("For the instructor: enter the instructor's token in the sidebar to see the class's results.")
+    if participants.instructor_token_set():
+        st.info("For the instructor: enter the instructor's token in the sidebar to see the class's results.")
+    else:  # no token box is shown: asking for one would send the instructor looking for it
+        st.info(f"For the instructor: this server has no instructor token. Start it with "
+                f"`{participants.TOKEN_ENV}=<a secret> streamlit run dashboard/app.py`, then enter the secret in the "
+                "sidebar to see the class's results.")
     st.stop()
 state.about("""
 Each participant's best **verified** speedup on the model: only applies and searches whose outputs passed the
