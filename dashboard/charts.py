@@ -141,6 +141,11 @@ _TIMELINE_COLORS = {"cpu_op": EXEC, "kernel": "#2ca02c", "gpu_memcpy": TRANS, "g
 _DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation")
 
 
+def _bar_name(name: str) -> str:
+    """A trace event's name short enough for a bar: no aten:: prefix, no argument list."""
+    return name.removeprefix("aten::").split("(", 1)[0][:40]
+
+
 def timeline_figure(events: list[TraceEvent], title: str = "One inference") -> go.Figure:
     """Gantt-style timeline: one row per (process, thread/stream), bars at their start with their duration."""
     if not events:
@@ -155,9 +160,12 @@ def timeline_figure(events: list[TraceEvent], title: str = "One inference") -> g
         fig.add_bar(y=[label(e) for e in evs], x=[max(e.dur_us, 0.01) / 1e3 for e in evs],
                     base=[(e.ts_us - t0) / 1e3 for e in evs], orientation="h", name=cat,
                     marker_color=_TIMELINE_COLORS.get(cat, OTHER), customdata=[e.name for e in evs],
+                    # each bar named inside it where the name fits (uniformtext hides the rest): readable unhovered
+                    text=[_bar_name(e.name) for e in evs], textposition="inside", insidetextanchor="start",
+                    textfont=dict(color="white"),
                     hovertemplate="%{customdata}<br>start %{base:.4g} ms · %{x:.4g} ms<extra>" + cat + "</extra>")
     fig.update_layout(barmode="overlay", title=title, xaxis_title="ms from the start of the window",
-                      height=max(260, 60 * len(rows) + 120),
+                      height=max(260, 60 * len(rows) + 120), uniformtext=dict(minsize=9, mode="hide"),
                       yaxis=dict(categoryorder="array", categoryarray=rows[::-1], autorange=True),
                       **_LAYOUT)
     return fig
