@@ -77,12 +77,20 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         run = json.loads((run_dir / "run.json").read_text())
         assert run["model"]["name"] == "bert-tiny"
 
+        # the sidebar shows every page, the lessons included, with nothing folded away
+        assert page.get_by_role("link", name="1 · Where does the time go?").is_visible()
+        assert page.get_by_text("View", exact=False).filter(has_text="more").count() == 0
+
         page.get_by_role("link", name="Open Overview").click()
         page.get_by_test_id("stMetricLabel").filter(has_text="Median latency").wait_for(timeout=30_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
         coverage = f"{100 * run['totals']['coverage']:.1f}%"
         assert page.get_by_text(coverage, exact=True).count() >= 1
         assert page.get_by_text("bert-tiny (registry)").count() >= 1
+        # one story: the breakdown is of the median, and the line says what operator times are
+        median = f"{run['latency']['median_ms']:.3g} ms"
+        assert page.locator(".js-plotly-plot text", has_text=f"Where the {median} median inference went").count() == 1
+        assert page.get_by_text(f"{median} median", exact=False).count() >= 1
         no_exception_box(page)
         shot(page, tmp_path, "3-overview")
 
@@ -90,6 +98,7 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         page.get_by_text("Filter by name", exact=True).wait_for(timeout=30_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
         assert page.get_by_text(f"of {len(run['ops'])} operators").count() == 1
+        assert page.get_by_text(f"of the {median} median", exact=False).count() >= 1
         assert page.locator(".js-plotly-plot text", has_text="aten::addmm").count() >= 1  # the top-k bar chart
         no_exception_box(page)
         shot(page, tmp_path, "4-operators")
@@ -101,6 +110,25 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 5  # node markers are drawn
         no_exception_box(page)
         shot(page, tmp_path, "5-graph")
+
+        page.get_by_role("link", name="Why slow?").click()
+        measure = page.get_by_role("button", name="Measure this machine's peaks")
+        headroom = page.get_by_test_id("stMetricLabel").filter(has_text="Headroom")
+        measure.or_(headroom).first.wait_for(timeout=60_000)
+        if measure.count():  # a fresh machine: the peaks are measured once, as a job
+            measure.click()
+        headroom.wait_for(timeout=180_000)
+        value = page.get_by_test_id("stMetricValue").nth(2).inner_text()
+        assert float(value.split()[0]) <= run["latency"]["median_ms"]  # a part of the median, never more
+        assert page.get_by_text("Mostly bound by").count() == 1
+        no_exception_box(page)
+        shot(page, tmp_path, "5b-why-slow")
+
+        page.get_by_role("link", name="1 · Where does the time go?").click()
+        page.get_by_text("The headline: Overview").wait_for(timeout=30_000)
+        assert page.get_by_text("of the median", exact=False).count() >= 1
+        no_exception_box(page)
+        shot(page, tmp_path, "5c-lesson-1")
 
         # an engineer's trace recorded elsewhere: a truncated one is named, a real one is drawn
         data = ROOT / "tests" / "data"
@@ -130,4 +158,15 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         page.locator(".js-plotly-plot").nth(1).wait_for(timeout=30_000)
         no_exception_box(page)
         shot(page, tmp_path, "7-optimize")
+
+        # a generation, profiled from the page (it was CLI only), with a decoder that works here by default
+        page.get_by_role("link", name="Generate").click()
+        page.get_by_text("Profile a generation").first.wait_for(timeout=30_000)
+        page.get_by_label("Decoder (a causal LM", exact=False).fill("llama-tiny")
+        page.get_by_label("New tokens").first.fill("4")
+        page.get_by_role("button", name="Profile the generation").click()
+        page.get_by_test_id("stMetricLabel").filter(has_text="TPOT").wait_for(timeout=240_000)
+        assert page.locator(".js-plotly-plot .xtitle", has_text="decode step").count() >= 1  # axes with units
+        no_exception_box(page)
+        shot(page, tmp_path, "8-generate")
         browser.close()
