@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from optimizers.generation import optimize_generation, result_table, search_generation  # noqa: E402
+from optimizers.generation import optimize_generation, search_generation  # noqa: E402
+from optimizers.tables import generation_text  # noqa: E402
 from profiler.models.loading import load_model  # noqa: E402
 from profiler.schema import GenerateConfig  # noqa: E402
 
@@ -47,13 +48,13 @@ def main() -> None:
         results = []
         for p in pipelines:
             results.append(optimize_generation(loaded, p, config, a.rounds))
-            print(result_table(results[-1:]), flush=True)
+            print(generation_text(results[-1:]), flush=True)
     print(
         f"\n{a.model}, batch 1, prompt {a.prompt_len}, {a.new_tokens} new tokens; cpu, "
         f"{torch.get_num_threads()} threads, "
         f"torch {torch.__version__}; {time.time() - t0:.0f} s"
     )
-    print(result_table(results))
+    print(generation_text(results))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import streamlit as st
 
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
-from optimizers.tables import LEADERBOARD_COLUMNS, leaderboard_rows
+from optimizers.tables import LEADERBOARD_COLUMNS, generation_rows, leaderboard_rows
 from profiler import RunStoreError, stats
 from profiler.analysis import explain, tables
 from profiler.analysis import frames as analysis
@@ -125,9 +125,7 @@ def show_generate(c: SavedComparison) -> None:
 def show_generation(found: list) -> None:
     """Optimized generations, best first: TTFT / TPOT / tokens-per-s speedups with ranges and token agreement, what
     the best one and the base wrote, and each of its passes with why it did not apply."""
-    from optimizers.generation import result_rows
-
-    st.dataframe(pd.DataFrame(result_rows(found)), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(generation_rows(found)), hide_index=True, width="stretch")
     if found:
         show_texts(found[0])
         st.dataframe(pd.DataFrame([{"pass": p.name, "applied": p.applied, "apply s": round(p.apply_s, 2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiler.analysis import basis
+from profiler.analysis.frames import ops_frame_scaled
 from profiler.devices import NATIVE_FLAGS, VNNI_FLAGS
 from profiler.schema import ProfileRun, SavedComparison, SweepPoint
 
@@ -40,7 +40,7 @@ def _ask(prompt: str, options: list[str], correct: str, explanation: str, notes:
 def top_op_share(run: ProfileRun) -> tuple[str, float]:
     """The operator with the most own time per inference and its share of T_exec + T_trans (as the Operators page
     shows it)."""
-    frame = basis.ops_frame(run)
+    frame = ops_frame_scaled(run)
     if frame.empty:
         raise ValueError(f"run {run.id} recorded no operators")
     top = frame.sort_values("time_ms", ascending=False).iloc[0]
@@ -49,7 +49,7 @@ def top_op_share(run: ProfileRun) -> tuple[str, float]:
 
 def where_time_goes(run: ProfileRun) -> Question:
     """Lesson 1: which operator takes the largest share of the time."""
-    frame = basis.ops_frame(run).sort_values("time_ms", ascending=False)
+    frame = ops_frame_scaled(run).sort_values("time_ms", ascending=False)
     if frame.empty:
         raise ValueError(f"run {run.id} recorded no operators")
     name, share = top_op_share(run)

@@ -213,7 +213,8 @@ def _cmd_search(a) -> int:
 def _cmd_generate(a) -> int:
     from profiler.schema import GenerateConfig
 
-    from .generation import PASSES, load_reference, optimize_or_search, result_table, text_lines
+    from .generation import PASSES, load_reference, optimize_or_search, text_lines
+    from .tables import generation_text
 
     names = [n.strip() for n in (a.passes or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in PASSES]
@@ -233,7 +234,7 @@ def _cmd_generate(a) -> int:
         print(json.dumps({"objective": a.objective, "best": found[0].to_dict() if found else None,
                           "tried": [r.to_dict() for r in found], "saved": saved.id}, indent=1))
         return 0
-    print(result_table(found))
+    print(generation_text(found))
     for r in found[:1]:
         for p in r.passes:
             print(

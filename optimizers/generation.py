@@ -421,46 +421,6 @@ def optimize_or_search(loaded: LoadedModel, config: GenerateConfig, passes: list
     return found, kept.keep(kept.from_generation(found, loaded, config, objective), runs_dir)
 
 
-RESULT_COLUMNS = ("pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
-                  "agree free / forced", "cosine", "apply s", "verdict")
-
-
-def result_rows(results: list[GenerationResult]) -> list[dict]:
-    """One row per pipeline: TTFT, TPOT, decode tokens/s with speedups and ranges, accuracy, apply time (and
-    perplexity when measured). What the CLI prints as text and the Generate page as a table."""
-    rows = []
-    with_ppl = any(r.perplexity_base for r in results)
-    rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
-    for r in results:
-        applied = [p.name for p in r.passes if p.applied]
-        row = dict(zip(RESULT_COLUMNS, [
-            "+".join(applied) or "(none applied)",
-            f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}",
-            rng(r.ttft_speedup),
-            f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}",
-            rng(r.tpot_speedup),
-            f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
-            f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}",
-            f"{r.prefill_cosine:.5f}",
-            f"{sum(p.apply_s for p in r.passes):.1f}",
-            "ok" if r.accurate else "inaccurate",
-        ]))
-        if with_ppl:
-            row["perplexity"] = (f"{r.perplexity_base:.4g} -> {r.perplexity_optimized:.4g}" if r.perplexity_base
-                                 else "-")
-        rows.append(row)
-    return rows
-
-
-def result_table(results: list[GenerationResult]) -> str:
-    """result_rows as an aligned text table, for terminals."""
-    from profiler.console import format_table
-
-    rows = result_rows(results)
-    header = list(rows[0]) if rows else list(RESULT_COLUMNS)
-    return format_table([list(r.values()) for r in rows], header)
-
-
 def default_passes(device: torch.device) -> list[str]:
     """What the Generate page offers first: the first of PASSES this CPU does not emulate (on an AVX2-only CPU bf16
     slows generation down, so it is not the default there)."""

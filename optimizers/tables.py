@@ -3,7 +3,7 @@ from one definition each, so the dashboard, the CLI and the benchmarks show the 
 from __future__ import annotations
 
 from profiler.console import format_table
-from profiler.schema import SearchResult
+from profiler.schema import GenerationResult, SearchResult
 
 LEADERBOARD_COLUMNS = ("pipeline", "status", "median ms", "speedup", "range", "cosine", "apply s", "why not")
 
@@ -43,3 +43,41 @@ def leaderboard_text(result: SearchResult) -> str:
     rows = [[("" if row[k] is None else _TEXT[k].format(row[k])) if k in _TEXT else str(row[k])
              for k in LEADERBOARD_COLUMNS] for row in leaderboard_rows(result)]
     return format_table(rows, list(LEADERBOARD_COLUMNS), left=(0, 1, 7))
+
+
+GENERATION_COLUMNS = ("pipeline", "TTFT ms", "TTFT x (range)", "TPOT ms", "TPOT x (range)", "decode tok/s",
+                  "agree free / forced", "cosine", "apply s", "verdict")
+
+
+def generation_rows(results: list[GenerationResult]) -> list[dict]:
+    """One row per pipeline: TTFT, TPOT, decode tokens/s with speedups and ranges, accuracy, apply time (and
+    perplexity when measured). What the CLI prints as text and the Generate page as a table."""
+    rows = []
+    with_ppl = any(r.perplexity_base for r in results)
+    rng = lambda x: f"{x.median:.2f} ({x.p10:.2f}-{x.p90:.2f})"
+    for r in results:
+        applied = [p.name for p in r.passes if p.applied]
+        row = dict(zip(GENERATION_COLUMNS, [
+            "+".join(applied) or "(none applied)",
+            f"{r.base.ttft_ms.median:.1f} -> {r.optimized.ttft_ms.median:.1f}",
+            rng(r.ttft_speedup),
+            f"{r.base.tpot_ms.median:.2f} -> {r.optimized.tpot_ms.median:.2f}",
+            rng(r.tpot_speedup),
+            f"{r.base.decode_tokens_per_s:.1f} -> {r.optimized.decode_tokens_per_s:.1f}",
+            f"{r.token_agreement:.3f} / {r.forced_agreement:.3f}",
+            f"{r.prefill_cosine:.5f}",
+            f"{sum(p.apply_s for p in r.passes):.1f}",
+            "ok" if r.accurate else "inaccurate",
+        ]))
+        if with_ppl:
+            row["perplexity"] = (f"{r.perplexity_base:.4g} -> {r.perplexity_optimized:.4g}" if r.perplexity_base
+                                 else "-")
+        rows.append(row)
+    return rows
+
+
+def generation_text(results: list[GenerationResult]) -> str:
+    """result_rows as an aligned text table, for terminals."""
+    rows = generation_rows(results)
+    header = list(rows[0]) if rows else list(GENERATION_COLUMNS)
+    return format_table([list(r.values()) for r in rows], header)

@@ -1,7 +1,5 @@
-"""The run store: runs/<run_id>/run.json plus the raw Kineto trace, so the runs dir is also a TensorBoard logdir
-(torch-tb-profiler treats each run directory as a run and finds `<worker>.<timestamp>.pt.trace.json.gz` in it).
-Saved comparisons (an optimizer's apply or search) and sweeps live beside them in runs/comparisons/<id>.json and
-runs/sweeps/<id>.json: those folders have no run.json and no trace, so run listings and TensorBoard pass over them."""
+"""The run store: runs/<run_id>/run.json plus the raw Kineto trace (the runs dir is a TensorBoard logdir: one run per
+folder), and saved comparisons and sweeps beside them in runs/comparisons/ and runs/sweeps/, which have no run.json."""
 from __future__ import annotations
 
 import errno
@@ -45,21 +43,18 @@ _temp_traces: ContextVar[list[str] | None] = ContextVar("oplens_temp_traces", de
 
 
 def temp_trace_dir() -> str:
-    """A new temporary folder for a run's trace: saving the run moves the trace into the run's folder and removes
-    it; inside `temporary_traces()` it is removed on exit when the run was never saved."""
+    """A temporary folder for a run's trace, which saving the run moves into the run's folder (removing this one)."""
     d = tempfile.mkdtemp(prefix=TRACE_PREFIX)
-    scope = _temp_traces.get()
-    if scope is not None:
+    if (scope := _temp_traces.get()) is not None:
         scope.append(d)
     return d
 
 
 @contextmanager
 def temporary_traces() -> Iterator[None]:
-    """Within the block, the trace folders of runs that were not saved are removed when it exits, however it exits:
-    a search profiles dozens of candidates and keeps two runs."""
-    scope: list[str] = []
-    token = _temp_traces.set(scope)
+    """Within it, the trace folders of runs never saved are removed on exit, however it exits: a search profiles
+    dozens of candidates and keeps two runs."""
+    token = _temp_traces.set(scope := [])
     try:
         yield
     finally:

@@ -41,7 +41,7 @@ if run is not None:
         options = ["every node"] + [f"modules, depth {d}" for d in range(1, levels + 1)]
         choice = st.select_slider("Detail", options, value=options[analysis.default_depth(run) or 0], key="graph_depth")
         depth = None if choice == "every node" else int(choice.rsplit(" ", 1)[-1])
-        view = basis.collapse(run, depth)
+        view = analysis.collapse_scaled(run, depth)
         selected = st.session_state.get("graph_node")
         event = st.plotly_chart(charts.graph_figure(view, selected), width="stretch", on_select="rerun",
                                 selection_mode="points", key="graph_chart")

@@ -2,6 +2,7 @@ import streamlit as st
 
 from dashboard import charts, lesson_view, lessons
 from profiler.analysis import basis
+from profiler.analysis import frames as analysis
 
 st.title("Lesson 1 · Where does the time go?")
 st.markdown("""
@@ -32,7 +33,7 @@ which matters most for tiny models like this one.
 """)
 st.caption(basis.basis(run).per_inference_line())
 st.subheader("The detail: Operators")
-frame = basis.ops_frame(run)
+frame = analysis.ops_frame_scaled(run)
 st.plotly_chart(charts.top_ops_bar(frame, k=8), width="stretch")
 st.markdown("""
 Each bar is one operator's own time per inference (children excluded). In a transformer, the `addmm`/`mm`/`bmm`

@@ -17,7 +17,7 @@ input shape; the treemap shows the same time by the model's own modules.
 run = state.pick_run()
 if run is not None:
     b = basis.basis(run)
-    frame = basis.ops_frame(run)
+    frame = analysis.ops_frame_scaled(run)
     c1, c2, c3 = st.columns([2, 2, 1])
     name = c1.text_input("Filter by name", placeholder="addmm", key="op_name")
     shape = c2.text_input("Filter by input shape", placeholder="128, 768", key="op_shape")
@@ -33,7 +33,7 @@ if run is not None:
                        file_name=f"{run.id}-operators.csv", mime="text/csv", icon=":material/download:")
     k = st.slider("Operators in the chart", 5, 40, 15, key="op_k")
     st.plotly_chart(charts.top_ops_bar(shown, k), width="stretch")
-    modules = basis.module_times(run)
+    modules = analysis.module_times_scaled(run)
     if run.graph.nodes and modules["own_ms"].sum() > 0:
         st.plotly_chart(charts.module_treemap(modules), width="stretch")
         st.caption(b.graph_line())

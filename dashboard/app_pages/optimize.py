@@ -72,7 +72,13 @@ if check.active:
 else:
     table = check.result
     with st.expander("All passes, and why any does not apply to this model here", expanded=False):
-        st.dataframe(pd.DataFrame(tables.applicability_rows(table)), hide_index=True, width="stretch")
+        rows = tables.applicability_rows(table)
+        order = ["pass", "applies", "why not", "emulated here", "family", "description"]
+        frame = pd.DataFrame(rows)
+        st.dataframe(frame[[c for c in order if c in frame.columns]], hide_index=True, width="stretch",
+                     column_config={"why not": st.column_config.TextColumn(width="large")})
+        # the reasons in full, as text: a table cell cuts them at its width
+        st.markdown("\n".join(f"- **{r['pass']}**: {r['why not']}" for r in rows if r["applies"] == "no"))
 
 tab_apply, tab_search = st.tabs(["Apply passes", "Search"])
 with tab_apply:

@@ -9,12 +9,12 @@ A live run measures times three ways, each honest about something different:
 Operator and node times are shown *scaled to the median*: multiplied by one factor per source, so their shares are
 kept and the parts add up to the median (operators plus what they leave unexplained; nodes to the operators' share).
 An imported trace has no unprofiled inferences: its times are totals over the trace and are shown as they are.
+The frames on this basis (operators, modules, the graph) are profiler.analysis.frames' `*_scaled` functions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiler.analysis import frames
 from profiler.schema import ProfileRun
 
 MIN_RATIO_SHOWN = 1.05  # below this the profiled and unprofiled times agree: no scaling line is worth reading
@@ -93,37 +93,3 @@ def breakdown(run: ProfileRun) -> dict[str, float]:
     wall = t.wall_ms if b.trace else b.median_ms
     exec_ms, trans_ms = b.ops(t.exec_ms), b.ops(t.trans_ms)
     return {"T_exec": exec_ms, "T_trans": trans_ms, "unexplained": max(0.0, wall - exec_ms - trans_ms), "wall": wall}
-
-
-OP_TIME_COLUMNS = ("exec_ms", "trans_ms", "time_ms", "host_ms", "device_ms")
-
-
-def ops_frame(run: ProfileRun):
-    """frames.ops_frame on the median's basis: time columns × op_scale (shares unchanged), GFLOP/s over the scaled
-    times."""
-    frame, s = frames.ops_frame(run), basis(run).op_scale
-    for col in OP_TIME_COLUMNS:
-        frame[col] = frame[col] * s
-    if s > 0:
-        frame["gflops_per_s"] = frame["gflops_per_s"] / s
-    return frame
-
-
-def module_times(run: ProfileRun):
-    """frames.module_times with node times scaled to the median (Basis.graph_scale), plus each module's share."""
-    frame, s = frames.module_times(run), basis(run).graph_scale
-    for col in ("exec_ms", "trans_ms", "own_ms"):
-        frame[col] = frame[col] * s
-    total = frame["own_ms"].sum()
-    frame["share"] = frame["own_ms"] / total if total > 0 else 0.0
-    return frame
-
-
-def collapse(run: ProfileRun, depth: int | None) -> frames.GraphView:
-    """frames.collapse with node and edge times scaled to the median (Basis.graph_scale)."""
-    view, s = frames.collapse(run, depth), basis(run).graph_scale
-    for n in view.nodes:
-        n["exec_ms"], n["trans_ms"] = n["exec_ms"] * s, n["trans_ms"] * s
-    for e in view.edges:
-        e["trans_ms"] *= s
-    return view

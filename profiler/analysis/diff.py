@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from profiler.analysis.basis import basis
 from profiler.schema import KernelDiff, MetricDiff, ProfileRun, TransferDiff
 
 SAME_BAND = 0.05  # within +-5% counts as "same" (as analysis.SAME_BAND)
@@ -57,8 +58,6 @@ def kernel_diff(base: ProfileRun, new: ProfileRun) -> list[KernelDiff]:
 
 def transfer_diff(base: ProfileRun, new: ProfileRun) -> list[TransferDiff]:
     """Copy time and bytes by direction in both runs, largest time change first."""
-    from profiler.analysis.basis import basis
-
     def totals(run: ProfileRun) -> dict[str, list[float]]:
         out: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         scale = basis(run).op_scale  # each run's profiled times on its own median's basis
@@ -84,8 +83,6 @@ def gpu_diff(base: ProfileRun, new: ProfileRun) -> list[MetricDiff]:
 def module_diff(base: ProfileRun, new: ProfileRun) -> list[MetricDiff]:
     """Own (exec + transfer) time per module path from the graph's nodes, each run's node times scaled to its median
     (profiler.analysis.basis), largest change first; empty when neither run knows its modules (imported traces)."""
-    from profiler.analysis.basis import basis
-
     def totals(run: ProfileRun) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
         scale = basis(run).graph_scale

@@ -16,7 +16,7 @@ import pandas as pd
 from profiler import op_categories as oc
 from profiler.analysis import roofline as rl
 from profiler.analysis import basis as basis_mod
-from profiler.analysis.frames import flop_rate
+from profiler.analysis.frames import flop_rate, ops_frame_scaled
 from profiler.schema import ProfileRun, Roofline
 
 
@@ -42,7 +42,7 @@ class Evidence:
 
     @classmethod
     def of(cls, run: ProfileRun, roof: Roofline, top: int = 3) -> "Evidence":
-        return cls(run=run, frame=basis_mod.ops_frame(run), roof=roof,
+        return cls(run=run, frame=ops_frame_scaled(run), roof=roof,
                    accounted_ms=(run.totals.exec_ms + run.totals.trans_ms) or 1.0, top=top)
 
 

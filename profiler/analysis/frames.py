@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from profiler import stats
+from profiler.analysis import basis as basis_mod
 from profiler.analysis import diff
 from profiler.schema import Comparison, GraphNode, LatencyStats, OpDiff, OpStat, ProfileRun
 
@@ -266,13 +267,11 @@ def compare(base: ProfileRun, new: ProfileRun) -> Comparison:
     """Speedup of `new` over `base` (ratio of medians, with the range their 95% intervals allow), a per-op diff, and
     below it (profiler.analysis.diff) per-kernel, transfer, GPU-timeline and module deltas, each largest change
     first."""
-    from profiler.analysis.basis import basis  # basis builds on this module's frames
-
     b, n = base.latency, new.latency
     ratio, low, high = speedup(b, n)
     # each side on its own median's basis: the two runs' profiler overheads differ (a fused model has fewer, larger
     # ops), and the diff must agree with the ratio of medians above it
-    sb, sn = basis(base).op_scale, basis(new).op_scale
+    sb, sn = basis_mod.basis(base).op_scale, basis_mod.basis(new).op_scale
     base_ops = {o.name: (o.exec_ms + o.trans_ms) * sb for o in base.ops}
     new_ops = {o.name: (o.exec_ms + o.trans_ms) * sn for o in new.ops}
     diffs = []
@@ -303,3 +302,39 @@ def kernel_diff_frame(comp: Comparison) -> pd.DataFrame:
                   "delta_ms": k.delta_ms, "base_calls": k.base_calls, "new_calls": k.new_calls} for k in ks]
     return pd.DataFrame(rows, columns=["op", "name", "status", "base_ms", "new_ms", "delta_ms", "base_calls",
                                        "new_calls"])
+
+
+# ---------------------------------------------------------------- the same frames on the median's basis
+
+OP_TIME_COLUMNS = ("exec_ms", "trans_ms", "time_ms", "host_ms", "device_ms")
+
+
+def ops_frame_scaled(run: ProfileRun) -> pd.DataFrame:
+    """ops_frame on the median's basis (profiler.analysis.basis): time columns x op_scale (shares unchanged),
+    GFLOP/s over the scaled times."""
+    frame, s = ops_frame(run), basis_mod.basis(run).op_scale
+    for col in OP_TIME_COLUMNS:
+        frame[col] = frame[col] * s
+    if s > 0:
+        frame["gflops_per_s"] = frame["gflops_per_s"] / s
+    return frame
+
+
+def module_times_scaled(run: ProfileRun) -> pd.DataFrame:
+    """module_times with node times scaled to the median (Basis.graph_scale), plus each module's share."""
+    frame, s = module_times(run), basis_mod.basis(run).graph_scale
+    for col in ("exec_ms", "trans_ms", "own_ms"):
+        frame[col] = frame[col] * s
+    total = frame["own_ms"].sum()
+    frame["share"] = frame["own_ms"] / total if total > 0 else 0.0
+    return frame
+
+
+def collapse_scaled(run: ProfileRun, depth: int | None) -> GraphView:
+    """collapse with node and edge times scaled to the median (Basis.graph_scale)."""
+    view, s = collapse(run, depth), basis_mod.basis(run).graph_scale
+    for n in view.nodes:
+        n["exec_ms"], n["trans_ms"] = n["exec_ms"] * s, n["trans_ms"] * s
+    for e in view.edges:
+        e["trans_ms"] *= s
+    return view

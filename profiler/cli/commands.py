@@ -234,8 +234,8 @@ def _cmd_tensorboard(a) -> int:
             tb = tensorboard.start(a.runs_dir, a.port)
         except KeyboardInterrupt:
             return 0
-        print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)", flush=True)
-        try:
+        try:  # from here on every way out stops the server
+            print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)", flush=True)
             code = tb.process.wait()
         except KeyboardInterrupt:  # the way a person stops it: not an error, and nothing was being saved
             print("TensorBoard stopped")
@@ -264,11 +264,11 @@ def _cmd_explore(a) -> int:
             viewer = graph_viewer.serve_run(run, peaks, port=a.port)
         except KeyboardInterrupt:
             return 0
-        print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}; "
-              "Ctrl-C stops it)", flush=True)
-        if peaks is None:
-            print("no roofline overlay: this machine's peaks are not measured yet (python -m profiler peaks)")
-        try:
+        try:  # from here on every way out stops the server and removes its files
+            if peaks is None:
+                print("no roofline overlay: this machine's peaks are not measured yet (python -m profiler peaks)")
+            print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}"
+                  "; Ctrl-C stops it)", flush=True)
             viewer.process.wait()
         except KeyboardInterrupt:
             print("Model Explorer stopped")

@@ -159,7 +159,7 @@ def test_bad_input_as_typed(case_id, saved_runs, hostile, files, template_store,
 
 def _nan_is_a_warning_on_the_saved_run(r, root):
     assert "WARNING    output holds 4 NaN of 4 values" in r.stdout
-    [new] = [s for s in store.list_runs(root) if s.model == "models"]
+    [new] = [s for s in store.list_runs(root) if s.model == "models:nan"]  # named file:factory
     assert any("NaN" in w for w in store.load(new.id, root).warnings)
 
 

@@ -117,8 +117,7 @@ def test_optimize_page_refuses_a_path_outside(server):
 def test_generate_page_refuses_code_in_the_server_process(server, no_marker):
     """The Generate page loads its model in the server itself: a .py there would run inside the server."""
     at = open_page("generate")
-    [model] = [t for t in at.text_input if t.label == "Model"]
-    model.input(f"{server.models_py}:nan")
+    at.text_input(key="gen_opt_model").input(f"{server.models_py}:nan")
     [go] = [b for b in at.button if b.label == "Optimize"]
     go.click().run()  # a form: the typed value and the submit go in the same run
     [mine] = [e for e in on_screen(at) if "models.py" in e]  # beside the page's note that mlp-tiny cannot generate

@@ -7,10 +7,19 @@ from streamlit.testing.v1 import AppTest
 from tests.dashboard.test_pages import APP
 
 
-def test_graph_page_starts_model_explorer_and_links_it(tiny_bert_run, monkeypatch):
+def test_graph_page_starts_model_explorer_and_links_it(tiny_bert_run, monkeypatch, tmp_path):
+    """On a machine whose peaks were never measured (issue 21: the button spun ~5 minutes measuring them inside the
+    server), opening the viewer measures nothing; stopping it removes its files."""
     pytest.importorskip("model_explorer")
     from dashboard import state
+    from profiler.measure import peaks as peaks_mod
 
+    def never(*args, **kwargs):
+        raise AssertionError("opening a viewer measured the machine")
+
+    monkeypatch.setattr(peaks_mod, "measure", never)
+    monkeypatch.setattr(peaks_mod, "_shape_gemm", never)
+    monkeypatch.setenv("OPLENS_CACHE_DIR", str(tmp_path / "empty-cache"))
     run, root = tiny_bert_run
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
     at = AppTest.from_file(APP, default_timeout=90)
@@ -33,3 +42,4 @@ def test_graph_page_starts_model_explorer_and_links_it(tiny_bert_run, monkeypatc
         viewer = state.model_explorer(run)
         if viewer is not None:
             viewer.stop()
+    assert viewer.owned_dir is not None and not viewer.owned_dir.exists()  # its export folder went with it

@@ -169,4 +169,17 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         assert page.locator(".js-plotly-plot .xtitle", has_text="decode step").count() >= 1  # axes with units
         no_exception_box(page)
         shot(page, tmp_path, "8-generate")
+
+        # every other page opens from the sidebar and draws without an exception
+        for link, heading in (("Runs", "Runs"), ("Queue", "Queue"), ("System", "System"),
+                              ("2 · Compute vs data movement", "Lesson 2 · Compute vs data movement"),
+                              ("3 · Precision", "Lesson 3 · Precision: fp32, bf16 or int8?"),
+                              ("4 · Compilation and fusion", "Lesson 4 · Compilation and fusion"),
+                              ("5 · Batch size", "Lesson 5 · Batch size, throughput and latency"),
+                              ("Class leaderboard", "Class leaderboard")):
+            page.get_by_role("link", name=link, exact=True).click()
+            page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            no_exception_box(page)
+            shot(page, tmp_path, f"9-{link.split(' · ')[-1].lower().replace(' ', '-')}")
         browser.close()

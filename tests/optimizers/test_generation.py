@@ -9,6 +9,7 @@ import torch
 
 import profiler
 from optimizers import generation as gen
+from optimizers.tables import generation_text
 from profiler.schema import GenerateConfig, GenerationResult
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -174,7 +175,7 @@ def test_reference_text_as_token_ids_gives_the_perplexity_change(tmp_path):
     r = gen.optimize_generation(loaded, ["bf16"], QUICK, rounds=1, reference_ids=t)
     assert r.perplexity_base == pytest.approx(by_hand, rel=1e-4)
     assert r.perplexity_optimized == pytest.approx(by_hand, rel=0.05) and r.perplexity_optimized != r.perplexity_base
-    assert "perplexity" in gen.result_table([r])
+    assert "perplexity" in generation_text([r])
 
 
 @pytest.mark.parametrize("text, says", [("plain words here", "has no tokenizer here"),

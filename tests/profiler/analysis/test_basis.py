@@ -32,13 +32,13 @@ def test_every_time_adds_up_to_the_median():
     assert parts["T_exec"] + parts["T_trans"] + parts["unexplained"] == pytest.approx(16.0)
     explained = 65.08 * 16 / 68.3
     assert parts["T_exec"] + parts["T_trans"] == pytest.approx(explained)
-    ops = basis.ops_frame(run)  # Operators table and the lesson
+    ops = frames.ops_frame_scaled(run)  # Operators table and the lesson
     assert ops["time_ms"].sum() == pytest.approx(explained)
     assert list(ops["share"]) == list(frames.ops_frame(run)["share"])  # shares as measured
     assert ops.loc[ops["name"] == "aten::addmm", "gflops_per_s"].item() == pytest.approx(6e9 / (40 * 16 / 68.3) / 1e6)
     # Graph page and the treemap: the nodes (Σ 193 ms) become their shares of what the operators explain
-    assert basis.module_times(run)["own_ms"].sum() == pytest.approx(explained)
-    view = basis.collapse(run, None)
+    assert frames.module_times_scaled(run)["own_ms"].sum() == pytest.approx(explained)
+    view = frames.collapse_scaled(run, None)
     assert sum(n["exec_ms"] + n["trans_ms"] for n in view.nodes) == pytest.approx(explained)
     # Why slow: the headroom and time by bound are parts of the median, never more
     roof = roofline.roofline(run, PEAKS)  # compute operators and what no operator explains; copies are T_trans
