@@ -92,6 +92,7 @@ def show_apply(c: SavedComparison) -> None:
     if len(diffs):
         table, formats = tables.readable(diffs, None, tables.DIFF_COLUMNS)
         st.dataframe(table, hide_index=True, width="stretch", column_config=state.number_columns(formats))
+        st.caption(analysis.change_line(comp))
     if res.graph_diff:
         st.caption("Graph nodes by op (base → optimized): " + ", ".join(
             f"{op} {a}→{b}" for op, (a, b) in list(res.graph_diff.items())[:12]))
@@ -161,7 +162,8 @@ def show_why(c: SavedComparison) -> None:
         return
     st.dataframe(pd.DataFrame([{"effect (ms)": round(x.delta_ms, 4), "cause": x.text, "kind": x.kind}
                                for x in causes]), hide_index=True, width="stretch")
-    st.caption("Per profiled inference; + slower, - faster. Each operator is counted in one cause only.")
+    st.caption("Per inference, on each run's median (operator times scaled as on every page); + slower, - faster. "
+               "Each operator is counted in one cause only.")
 
 
 def show(c: SavedComparison) -> None:

@@ -15,4 +15,4 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python -m ruff check .  # the lint configuration in pyproject.toml: line length 120, pycodestyle + pyflakes
-exec python -m pytest "$@"
+exec python -m pytest --durations=15 "$@"  # the slowest tests listed: keep the default run under 15 minutes

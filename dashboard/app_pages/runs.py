@@ -98,6 +98,7 @@ else:
             st.warning("These runs differ in setup, so the ratio mixes causes: " + "; ".join(comp.setup_differences))
         st.plotly_chart(charts.speedup_figure(comp, "base", "new"), width="stretch")
         st.plotly_chart(charts.op_diff_bar(comp), width="stretch")
+        st.caption(analysis.change_line(comp))
         status = st.multiselect("Show", ["faster", "slower", "new", "removed", "same"],
                                 default=["faster", "slower", "new", "removed"], key="cmp_status")
         table, formats = tables.readable(analysis.op_diff_frame(comp, status), base, tables.DIFF_COLUMNS)

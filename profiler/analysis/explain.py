@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 
 from profiler import op_categories as oc
+from profiler.analysis import basis as basis_mod
 from profiler.analysis import diff
 from profiler.schema import Cause, ProfileRun, SavedComparison
 
@@ -25,11 +26,12 @@ NOISE_RATIO = 1.5  # profiled iterations this far from the median (either way): 
 
 
 def _per_op(run: ProfileRun) -> dict[str, tuple[float, float]]:
-    """name -> (ms per inference, calls per inference)."""
+    """name -> (ms per inference on the run's median basis, calls per inference)."""
     out: dict[str, tuple[float, float]] = {}
+    scale = basis_mod.basis(run).op_scale
     for o in run.ops:
         ms, calls = out.get(o.name, (0.0, 0.0))
-        out[o.name] = (ms + o.exec_ms + o.trans_ms, calls + o.calls)
+        out[o.name] = (ms + (o.exec_ms + o.trans_ms) * scale, calls + o.calls)
     return out
 
 
@@ -135,8 +137,8 @@ def explain(base: ProfileRun, new: ProfileRun) -> list[Cause]:
     conv, used_conv = _conversions(a, b, names - used)
     rest = names - used - used_conv
     causes += conv + _replaced(a, b, rest) + _same_ops(a, b, rest, floor_ms)
-    # what the ops leave of the profiled iterations' wall time (not of the median: ops are timed in those)
-    outside_a, outside_b = max(0.0, base.totals.unexplained_ms), max(0.0, new.totals.unexplained_ms)
+    # what the ops leave of each median (profiler.analysis.basis): the causes add up to the change in the median
+    outside_a, outside_b = (basis_mod.breakdown(r)["unexplained"] for r in (base, new))
     causes.append(Cause(kind="outside-ops", delta_ms=outside_b - outside_a,
                         text=f"time outside the operators: Python, dispatch and framework between ops "
                              f"{_ms(outside_a)} -> {_ms(outside_b)} per inference ({_signed(outside_b - outside_a)})"))

@@ -75,6 +75,7 @@ def test_the_forms_start_from_what_works_here(tiny_bert_run, monkeypatch, cached
     assert all(generation_pass(n).emulated(torch.device("cpu")) is None for n in chosen)
 
 
+@pytest.mark.slow  # a real generation profile (~10 s): the browser test profiles one from this page in the default run
 def test_the_page_profiles_a_generation_once(tmp_path, monkeypatch):
     """The page creates a generation run (it was CLI only), one job however often it is asked, and shows it."""
     import time

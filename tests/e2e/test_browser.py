@@ -179,7 +179,7 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
                               ("Class leaderboard", "Class leaderboard")):
             page.get_by_role("link", name=link, exact=True).click()
             page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)
+            page.wait_for_timeout(400)
             no_exception_box(page)
             shot(page, tmp_path, f"9-{link.split(' · ')[-1].lower().replace(' ', '-')}")
         browser.close()

@@ -85,6 +85,7 @@ def test_smollm2_has_real_weights_and_its_own_tokenizer():
     assert p.shape == (2, 40) and tok.decode(p[0]).startswith("The river") and not torch.equal(p[0], p[1])
 
 
+@pytest.mark.slow  # the real 135M decoder optimized and generated twice (~25 s)
 @needs_smollm2
 def test_int8_weights_keep_what_smollm2_generates(tmp_path):
     """The claim behind the benchmark, at a test's size: on SmolLM2's real weights the int8-weight pass keeps the
