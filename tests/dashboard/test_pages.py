@@ -423,6 +423,11 @@ def test_optimize_page_offers_every_source_and_checks_passes_in_a_worker(monkeyp
     labels = tables.pass_label(job.result)
     assert offered == [labels[row["pass"]] for row in job.result if row["applies"]]
     assert ("bf16 (emulated here: expect a slowdown)" if "bf16" in devices.emulated_precisions() else "bf16") in offered
+    # every pass that does not apply, with its reason in full (a table cell cut "why not" at its width)
+    listed = "\n".join(m.value for m in at.markdown)
+    for row in job.result:
+        if not row["applies"]:
+            assert f"- **{row['pass']}**: {row['why not']}" in listed
 
 
 def test_optimize_page_takes_a_saved_runs_model_and_config(saved):
@@ -502,3 +507,33 @@ def test_runs_page_shows_a_saved_generation_again(own_store):
     assert "the river rises in the hills" in shown and "the river rises in the north" in shown
     assert any(c.value == "Optimized (bf16) wrote" for c in at.caption)
     assert any(saved.id in c.value for c in at.caption)
+
+
+def test_a_noise_warning_shows_once_on_overview(saved, tmp_path, monkeypatch):
+    """Issue 21: the same warning was shown twice on Overview (as a warning and again as the run's note)."""
+    import copy
+
+    from profiler import store
+    from profiler.stats import noise_message
+
+    noisy = copy.deepcopy(saved)
+    noisy.id, noisy.latency.noise, noisy.latency.iqr_ms = "noisy-run", "noisy", 0.2 * noisy.latency.median_ms
+    message = noise_message(noisy.latency)
+    assert message
+    noisy.notes = [message, "another note"]
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path / "noisy"))
+    store.save(noisy, tmp_path / "noisy")
+    at = open_page("overview", noisy.id)
+    shown = [w.value for w in at.warning] + [i.value for i in at.info]
+    assert shown.count(message) == 1 and "another note" in shown
+
+
+def test_a_generation_comparison_does_not_show_empty_run_ids():
+    """Issue 21: the headline read "runs `-` → `-`" for an optimized generation, which saves no runs."""
+    from dashboard.comparison_view import _headline
+    from profiler.schema import ProfileConfig, SavedComparison
+
+    line = _headline(SavedComparison(id="c1", created="", kind="generate", model="llama-tiny", spec="llama-tiny",
+                                     config=ProfileConfig(), passes=["sdpa"], speedup=1.1, speedup_low=1.0,
+                                     speedup_high=1.2))
+    assert "`-`" not in line and "no runs saved" in line
