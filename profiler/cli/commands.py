@@ -226,22 +226,32 @@ def _sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _serve_until_stopped(start: Callable, announce: Callable, name: str) -> int | None:
+    """Start a viewer server (`start()`), `announce(viewer)` it, and wait on it until it exits (its exit code) or Ctrl-C
+    or SIGTERM stops it (None: not an error, and nothing was being saved). Every way out after the start stops the
+    server, which runs in a session of its own, and removes what it wrote."""
+    with _sigterm_as_ctrl_c():
+        try:
+            viewer = start()
+        except KeyboardInterrupt:
+            return None
+        try:
+            announce(viewer)
+            return viewer.process.wait()
+        except KeyboardInterrupt:
+            print(f"{name} stopped")
+            return None
+        finally:
+            viewer.stop()
+
+
 def _cmd_tensorboard(a) -> int:
     from profiler.viewers import tensorboard
 
-    with _sigterm_as_ctrl_c():
-        try:
-            tb = tensorboard.start(a.runs_dir, a.port)
-        except KeyboardInterrupt:
-            return 0
-        try:  # from here on every way out stops the server
-            print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)", flush=True)
-            code = tb.process.wait()
-        except KeyboardInterrupt:  # the way a person stops it: not an error, and nothing was being saved
-            print("TensorBoard stopped")
-            return 0
-        finally:
-            tb.stop()
+    code = _serve_until_stopped(
+        lambda: tensorboard.start(a.runs_dir, a.port),
+        lambda tb: print(f"TensorBoard on {tb.logdir}: open {tb.url}#pytorch_profiler (Ctrl-C stops it)", flush=True),
+        "TensorBoard")
     if code:
         print(f"error: TensorBoard exited with code {code}", file=err())
         return 1
@@ -259,21 +269,14 @@ def _cmd_explore(a) -> int:
               f"({', '.join(p.name for p in files.overlays)}) to {a.export}")
         return 0
     peaks = peaks_mod.for_run(run, measure_missing=False)  # opening a viewer never waits on a measurement
-    with _sigterm_as_ctrl_c():
-        try:
-            viewer = graph_viewer.serve_run(run, peaks, port=a.port)
-        except KeyboardInterrupt:
-            return 0
-        try:  # from here on every way out stops the server and removes its files
-            if peaks is None:
-                print("no roofline overlay: this machine's peaks are not measured yet (python -m profiler peaks)")
-            print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}"
-                  "; Ctrl-C stops it)", flush=True)
-            viewer.process.wait()
-        except KeyboardInterrupt:
-            print("Model Explorer stopped")
-        finally:
-            viewer.stop()
+
+    def announce(viewer) -> None:
+        if peaks is None:
+            print("no roofline overlay: this machine's peaks are not measured yet (python -m profiler peaks)")
+        print(f"Model Explorer: open {viewer.url}\n(overlays: {', '.join(p.stem for p in viewer.files.overlays)}"
+              "; Ctrl-C stops it)", flush=True)
+
+    _serve_until_stopped(lambda: graph_viewer.serve_run(run, peaks, port=a.port), announce, "Model Explorer")
     return 0
 
 
