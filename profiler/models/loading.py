@@ -223,9 +223,9 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     params = inspect.signature(factory).parameters
     # only the sizes the user gave: otherwise the factory's own defaults stand
     asked = {k: v for k, v in (("batch_size", batch), ("seq_len", seq_len)) if v is not None}
-    call_kwargs = {k: v for k, v in asked.items() if k in params}
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    ignored = [] if takes_all else [k for k in asked if k not in params]
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())  # def f(**options)
+    call_kwargs = {k: v for k, v in asked.items() if takes_all or k in params}
+    ignored = [k for k in asked if k not in call_kwargs]
     result = call_factory(lambda: factory(**call_kwargs), f"{path}:{candidates[0]}()", batch)
     inputs = None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):

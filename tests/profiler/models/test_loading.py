@@ -81,7 +81,8 @@ def test_three_factories_of_one_file_are_three_models_and_an_ignored_size_is_sai
     assert note == ("mine.py:cnn() takes image_size, so sequence length / image size (--seq-len) 128 could not be "
                     "applied: measured at its own inputs (batch 2, sequence/image 8)")
     assert mlp.args[0].shape == (3, 6) and "--seq-len" in mlp.info.notes[0] and "--batch-size" not in mlp.info.notes[0]
-    assert load_model(f"{f}:anything", batch_size=5).info.notes == []  # **options takes every size
+    anything = load_model(f"{f}:anything", batch_size=5)
+    assert anything.info.notes == [] and anything.args[0].shape == (5, 6)  # **options is given every size
 
 
 def test_python_file_module_only_gets_inferred_inputs(tmp_path):
