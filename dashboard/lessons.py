@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from profiler.analysis.basis import breakdown
 from profiler.analysis.frames import ops_frame_scaled
 from profiler.devices import NATIVE_FLAGS, VNNI_FLAGS
 from profiler.schema import ProfileRun, SavedComparison, SweepPoint
@@ -70,11 +71,12 @@ def compute_vs_movement(run: ProfileRun) -> Question:
     """Lesson 2: how much of the explained time is data movement rather than compute."""
     share = movement_share(run)
     bucket = next(label for limit, label in MOVEMENT_BUCKETS if share < limit)
-    t = run.totals
-    what = t.trans_label or "data movement"
+    what = run.totals.trans_label or "data movement"
+    parts = breakdown(run)  # as the lesson's bar shows them: parts of the median
     return _ask("What share of the time the operators explain (T_exec + T_trans) is data movement (T_trans)?",
                 [label for _, label in MOVEMENT_BUCKETS], bucket,
-                f"T_trans is {t.trans_ms:.3g} ms and T_exec {t.exec_ms:.3g} ms per inference, so data movement is "
+                f"T_trans is {parts['T_trans']:.3g} ms and T_exec {parts['T_exec']:.3g} ms per inference, so data "
+                f"movement is "
                 f"{share:.1%} ({what}) on {run.device.kind}: {run.device.name}.")
 
 

@@ -38,7 +38,11 @@ def test_compute_vs_movement_of_a_real_run(tiny_bert_run):
     run = tiny_bert_run[0]
     share = run.totals.trans_ms / (run.totals.exec_ms + run.totals.trans_ms)
     assert lessons.movement_share(run) == pytest.approx(share)
-    chosen = lessons.compute_vs_movement(run).correct
+    q = lessons.compute_vs_movement(run)
+    chosen = q.correct
+    from profiler.analysis.basis import breakdown  # the ms the lesson's bar shows: parts of the median
+    parts = breakdown(run)
+    assert f"T_trans is {parts['T_trans']:.3g} ms and T_exec {parts['T_exec']:.3g} ms" in q.explanation
     limits = [limit for limit, label in lessons.MOVEMENT_BUCKETS]
     i = [label for _, label in lessons.MOVEMENT_BUCKETS].index(chosen)
     assert share < limits[i] and (i == 0 or share >= limits[i - 1])
