@@ -89,6 +89,15 @@ def _short(node_id: str, width: int = 28) -> str:
     return node_id if len(node_id) <= width else "…" + node_id[-(width - 1):]
 
 
+def _alternating(labels: list[str]) -> list[str]:
+    """Above, below, above, ... for the labelled nodes in order (one pass: a graph has a thousand nodes)."""
+    out, shown = [], 0
+    for text in labels:
+        out.append(("top center", "bottom center")[shown % 2])
+        shown += bool(text)
+    return out
+
+
 def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
     """Nodes sized and coloured by T_exec, edges coloured and thickened by T_trans; the slowest nodes (and the
     selected one) named with their time on the figure; hover for the details."""
@@ -122,7 +131,7 @@ def graph_figure(view: GraphView, selected: str | None = None) -> go.Figure:
         x=[n["x"] for n in view.nodes], y=[n["y"] for n in view.nodes], mode="markers+text", name="nodes",
         text=labels, textfont=dict(size=11),
         # alternate above and below, so neighbours on the main path do not print over each other
-        textposition=[("top center", "bottom center")[sum(1 for x in labels[:i] if x) % 2] for i in range(len(labels))],
+        textposition=_alternating(labels),
         customdata=[n["id"] for n in view.nodes], hovertext=hover, hoverinfo="text", showlegend=False,
         marker=dict(size=[_size(n["exec_ms"], biggest) for n in view.nodes], color=[n["exec_ms"] for n in view.nodes],
                     colorscale="Blues", cmin=0, showscale=True, colorbar=dict(title="T_exec ms"),
