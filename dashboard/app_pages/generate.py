@@ -100,12 +100,14 @@ with st.form("genopt", enter_to_submit=False):
 
     from optimizers.generation import PASSES, default_model, default_passes, generation_pass
 
+    from optimizers.tables import pass_label
+
     cpu = torch.device("cpu")
-    emulated = {n for n in PASSES if generation_pass(n).emulated(cpu)}
+    labels = pass_label([{"pass": n, "emulated here": generation_pass(n).emulated(cpu)} for n in PASSES])
     model = st.text_input("Decoder", value=(gen_run.model.spec or gen_run.model.name) if gen_run else default_model(),
                           key="gen_opt_model")
     passes = st.multiselect("Passes (in order)", list(PASSES), default=default_passes(cpu), key="gen_opt_passes",
-                            format_func=lambda n: n + (" (emulated here: expect a slowdown)" if n in emulated else ""))
+                            format_func=labels.get)  # marked as the Optimize page marks an emulated pass
     search = st.checkbox("Search instead (singles, then the best pairs)")
     objective = st.radio("Objective", ["tpot", "ttft"], horizontal=True)
     cols = st.columns(3)
