@@ -35,7 +35,7 @@ from profiler.traces import work
 
 
 def _dispatch_linear(x, *args, out_shape=None, **kwargs) -> int:
-    return work.linear(x, out_shape[-1])
+    return 2 * work.numel(x) * int(out_shape[-1])  # numel(x) = M*K, times N outputs
 
 
 def _dispatch_qconv(x, packed, *args, out_shape=None, **kwargs) -> int:
@@ -44,7 +44,9 @@ def _dispatch_qconv(x, packed, *args, out_shape=None, **kwargs) -> int:
 
 
 def _dispatch_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    return work.sdpa(q, k, v)
+    """q @ k^T and weights @ v (grouped-query shapes too: torch's sdpa_flop_count asserts equal head counts)."""
+    *lead, s_q, d = q
+    return 2 * work.numel(lead) * s_q * k[-2] * (d + v[-1])
 
 
 def _custom_mapping() -> dict:
@@ -161,32 +163,44 @@ def _zero_work(name: str) -> bool:
     return name.startswith(oc.ZERO_WORK)
 
 
-def _counted_ancestor(evt) -> bool:
-    parent = evt.cpu_parent
-    while parent is not None:
-        if parent.name in work.EVENT_FORMULAS:
-            return True
-        parent = parent.cpu_parent
-    return False
+# ops whose weights hide in packed parameters: their recorded shapes hold the activation only, so their FLOPs are the
+# dispatcher's; and the dispatcher name a convolution kernel's count is filed under
+DISPATCHED_ONLY = frozenset(oc.QUANTIZED_PACKED)
+_DISPATCH_NAME = {name: "aten::convolution" for name in oc.CONVOLUTION_KERNELS}
+
+
+def _wrappers(events: list) -> set[int]:
+    """ids of the events with a formula that enclose another event with one: their work is the inner op's, where
+    the kernel time sits (aten::convolution -> aten::mkldnn_convolution: the mkldnn row holds the FLOPs)."""
+    out: set[int] = set()
+    for evt in events:
+        parent = evt.cpu_parent
+        while parent is not None and id(parent) not in out:
+            if parent.name in work.EVENT_FORMULAS or parent.name in DISPATCHED_ONLY:
+                out.add(id(parent))
+            parent = parent.cpu_parent
+    return out
 
 
 def count_events(events: Iterable, dispatched: dict[str, float] | None = None, iterations: int = 1,
                  is_op: Callable[[object], bool] = lambda e: True) -> OpFlops:
-    """FLOPs per op name per inference from detail events (shapes recorded); ops the shapes cannot count take
-    their count from `dispatched` (dispatch_counts of one inference)."""
+    """FLOPs per op name per inference from detail events (shapes and concrete arguments recorded), on the innermost
+    counted op of each call stack; ops the recorded arguments cannot count take their count from `dispatched`
+    (dispatch_counts of one inference)."""
     dispatched = dispatched or {}
     flops: dict[str, float] = defaultdict(float)
     unresolved: set[str] = set()
     covered: dict[str, bool] = {}
-    for evt in events:
-        if not is_op(evt):
-            continue
+    ops = [evt for evt in events if is_op(evt)]
+    counted = [evt for evt in ops if evt.name in work.EVENT_FORMULAS or evt.name in DISPATCHED_ONLY]
+    wrappers = _wrappers(counted)
+    for evt in ops:
         name = evt.name
-        inside = _counted_ancestor(evt)
+        ok = _zero_work(name) or id(evt) in wrappers
         formula = work.EVENT_FORMULAS.get(name)
-        ok = inside or _zero_work(name)
-        if formula is not None and not inside:  # the outermost counted op holds the work: no double count
-            value = formula([list(s) for s in (evt.input_shapes or [])])
+        if (formula is not None or name in DISPATCHED_ONLY) and id(evt) not in wrappers:
+            value = formula([list(s) for s in (evt.input_shapes or [])], getattr(evt, "concrete_inputs", None)) \
+                if formula is not None else None
             if value is None:
                 unresolved.add(name)
             else:
@@ -195,9 +209,10 @@ def count_events(events: Iterable, dispatched: dict[str, float] | None = None, i
         covered[name] = covered.get(name, True) and ok
     n = max(1, iterations)
     out = OpFlops({k: v / n for k, v in flops.items()})
-    for name in unresolved:  # shapes could not say: take the dispatcher's count of one inference, if it saw the op
-        if name in dispatched:
-            out.flops[name] = dispatched[name]
+    for name in unresolved:  # the arguments could not say: the dispatcher's count of one inference, if it saw the op
+        key = name if name in dispatched else _DISPATCH_NAME.get(name, name)
+        if key in dispatched:
+            out.flops[name] = out.flops.get(name, 0.0) + dispatched[key]
         else:
             covered[name] = False
     out.known = {name for name, ok in covered.items() if ok}

@@ -1,74 +1,153 @@
-"""The work of one operator call from its recorded input shapes (a trace's `Input Dims`, a live run's record_shapes):
-FLOPs by the convention of torch.utils.flop_counter and fvcore (matmuls, convolutions and attention, 2 per
-multiply-accumulate; int8 kernels the same). Pure functions over shapes, with no torch: imported traces and live
-runs (measure/flops.py) count with the same table.
+"""The work of one operator call, from what was recorded of it: FLOPs and bytes moved per op name (formulas.py holds
+the formulas and their conventions). One table for imported traces (Input Dims, Input type, Concrete Inputs) and live
+runs (record_shapes): live FLOP counting (measure/flops.py) reads the matmul-class rows of the same table.
+
+Which row holds the work: the innermost counted op of a call stack (aten::linear -> aten::addmm: addmm;
+aten::convolution -> aten::cudnn_convolution: the cuDNN op), because that is where the kernel time sits.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-from profiler import op_categories as oc
+from profiler.traces import formulas as f
+from profiler.traces.formulas import Call, Work, numel  # noqa: F401 - re-exported for callers
+
+Formula = Callable[[Call], "Work | None"]
 
 Shapes = list  # recorded input shapes of one event, one list per argument ([] for non-tensors)
 
 
-def numel(shape) -> int:
-    return math.prod(int(d) for d in shape) if shape else 0
-
-
-def linear(x, n_out: int) -> int:
-    return 2 * numel(x) * int(n_out)  # numel(x) = M*K, times N outputs
-
-
-def packed_n(x, w) -> int:
-    """Output features of a prepacked int8 weight, stored [K, N] by oneDNN (or [N, K])."""
-    return w[1] if w[0] == x[-1] and len(w) > 1 else w[0]
-
-
-def shaped(fn: Callable[..., int | None], *need: int) -> Callable[[Shapes], int | None]:
-    """A formula that returns None (uncountable from shapes) when an argument it reads has no recorded shape."""
-    def formula(s: Shapes) -> int | None:
-        return fn(s) if len(s) > max(need) and all(s[i] for i in need) else None
+def _bshd(causal_at: int, backward: bool = False, q: int = 0, mask_type: bool = False) -> Formula:
+    def formula(c: Call) -> Work | None:
+        causal = (c.ints(causal_at) or [0])[0] in (1, 2) if mask_type else c.flag(causal_at)
+        return f.attention(c, "bshd", causal, q, q + 1, q + 2, backward)
     return formula
 
 
-# profiler event name -> FLOPs from the event's recorded input shapes; None means the shapes do not say (the
-# dispatcher count is used instead). Wrappers (aten::linear, aten::matmul) are not here: their work shows in the
-# kernels they call.
-EVENT_FORMULAS: dict[str, Callable[[Shapes], int | None]] = {
-    "aten::mm": shaped(lambda s: mm(s[0], s[1]), 0, 1),
-    "aten::addmm": shaped(lambda s: mm(s[1], s[2]), 1, 2),
-    "aten::bmm": shaped(lambda s: bmm(s[0], s[1]), 0, 1),
-    "aten::baddbmm": shaped(lambda s: bmm(s[1], s[2]), 1, 2),
-    "aten::_int_mm": shaped(lambda s: mm(s[0], s[1]), 0, 1),
-    "aten::_weight_int8pack_mm": shaped(lambda s: linear(s[0], s[1][0]), 0, 1),  # weight [N, K]
-    "aten::mkldnn_linear": shaped(lambda s: linear(s[0], s[1][0]), 0, 1),
-    "mkldnn::_linear_pointwise": shaped(lambda s: linear(s[0], s[1][0]), 0, 1),
-    "mkl::_mkl_linear": shaped(lambda s: linear(s[0], s[2][0]), 0, 2),  # (x, packed, original weight [N, K], ...)
-    "onednn::qlinear_pointwise": shaped(lambda s: linear(s[0], packed_n(s[0], s[3])), 0, 3),
-    # attention: q, k, v come first in every variant (CPU flash, CUDA flash / efficient / cuDNN)
-    **{name: shaped(lambda s: sdpa(s[0], s[1], s[2]), 0, 1, 2) for name in oc.SDPA_KERNELS},
-    # convolutions need their output size (stride, padding): counted at the dispatcher, which sees the output
-    **{name: lambda s: None for name in oc.CONVOLUTION_KERNELS},
-    # packed int8 weights: the recorded shapes hold the activation only
-    **{name: lambda s: None for name in oc.QUANTIZED_PACKED},
+def _bhsd(causal_at: int | None, backward: bool = False, q: int = 0) -> Formula:
+    return lambda c: f.attention(c, "bhsd", causal_at is not None and c.flag(causal_at), q, q + 1, q + 2, backward)
+
+
+GEMM: dict[str, Formula] = {
+    "aten::mm": lambda c: f.mm(c),
+    "aten::addmm": lambda c: f.mm(c, 1, 2, bias=True),
+    "aten::bmm": lambda c: f.bmm(c),
+    "aten::baddbmm": lambda c: f.bmm(c, 1, 2, bias=True),
+    "aten::matmul": f.matmul,
+    "aten::linear": f.linear,
+    "aten::_int_mm": lambda c: f.mm(c),
+    "aten::_scaled_mm": f.scaled_mm,
+    "aten::_weight_int8pack_mm": lambda c: f.linear(c),  # weight [N, K]
+    "aten::mkldnn_linear": f.linear,
+    "mkldnn::_linear_pointwise": f.linear,
+    "mkl::_mkl_linear": lambda c: f.linear(Call([c.dims[0], c.dims[2]], c.types[:1])) if len(c.dims) > 2 else None,
+    "onednn::qlinear_pointwise": lambda c: _packed_linear(c),
 }
+CONV: dict[str, Formula] = {
+    # (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    "aten::convolution": lambda c: f.conv(c, 3, 4, 5, 8, 2, 6, 7),
+    "aten::_convolution": lambda c: f.conv(c, 3, 4, 5, 8, 2, 6, 7),
+    "aten::conv1d": lambda c: f.conv(c, 3, 4, 5, 6),
+    "aten::conv2d": lambda c: f.conv(c, 3, 4, 5, 6),
+    "aten::conv3d": lambda c: f.conv(c, 3, 4, 5, 6),
+    # (self, weight, padding, stride, dilation, groups, ...): no bias argument
+    "aten::cudnn_convolution": lambda c: f.conv(c, 3, 2, 4, 5, None),
+    # (self, weight, bias, padding, stride, dilation, groups, ...)
+    "aten::miopen_convolution": lambda c: f.conv(c, 4, 3, 5, 6),
+    "aten::mkldnn_convolution": lambda c: f.conv(c, 4, 3, 5, 6),
+    # (self, weight, kernel_size, bias, stride, padding)
+    "aten::_slow_conv2d_forward": lambda c: f.conv(c, 4, 5, None, None, 3),
+    "aten::thnn_conv2d": lambda c: f.conv(c, 4, 5, None, None, 3),
+    "aten::convolution_backward": f.conv_backward,
+}
+ATTENTION: dict[str, Formula] = {
+    "aten::scaled_dot_product_attention": _bhsd(5),
+    "aten::_scaled_dot_product_flash_attention": _bhsd(4),
+    "aten::_scaled_dot_product_flash_attention_for_cpu": _bhsd(4),
+    "aten::_scaled_dot_product_efficient_attention": _bhsd(6),
+    "aten::_scaled_dot_product_cudnn_attention": _bhsd(6),
+    "aten::_scaled_dot_product_fused_attention_overrideable": _bhsd(5),
+    "aten::_flash_attention_forward": _bshd(8),
+    "aten::_efficient_attention_forward": _bshd(9, mask_type=True),
+    "aten::_scaled_dot_product_flash_attention_backward": _bhsd(11, backward=True, q=1),
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward": _bhsd(7, backward=True, q=1),
+    "aten::_scaled_dot_product_efficient_attention_backward": _bhsd(11, backward=True, q=1),
+    "aten::_scaled_dot_product_cudnn_attention_backward": _bhsd(14, backward=True, q=1),
+    "aten::_flash_attention_backward": _bshd(11, backward=True, q=1),
+    "aten::_efficient_attention_backward": _bshd(14, backward=True, q=1, mask_type=True),
+}
+_UNARY = ("gelu", "relu", "relu_", "silu", "silu_", "sigmoid", "tanh", "exp", "neg", "abs", "sqrt", "rsqrt", "log",
+          "erf", "sin", "cos", "reciprocal", "hardtanh", "hardswish", "leaky_relu", "elu", "clamp", "clamp_", "pow",
+          "gelu_backward", "threshold_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "dropout",
+          "native_dropout", "masked_fill", "masked_fill_", "where", "bitwise_not", "logical_not", "_to_copy_never")
+_BINARY = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", "eq", "ne", "lt", "le",
+           "gt", "ge", "rsub", "addcmul_", "addcdiv_", "lerp_", "bitwise_and", "logical_and", "remainder", "fmod")
+_REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any", "prod", "norm",
+           "linalg_vector_norm", "std", "var", "cumsum", "logsumexp", "topk", "sort")
+MEMORY: dict[str, Formula] = {
+    **{f"aten::{n}": f.elementwise for n in _UNARY + _BINARY},
+    **{f"aten::{n}": f.reduction for n in _REDUCE},
+    "aten::_softmax": f.softmax, "aten::softmax": f.softmax, "aten::_log_softmax": f.softmax,
+    "aten::log_softmax": f.softmax, "aten::_softmax_backward_data": f.softmax,
+    "aten::native_layer_norm": lambda c: f.norm(c, affine=(2, 3)),
+    "aten::layer_norm": lambda c: f.norm(c, affine=(2, 3)),
+    "aten::native_layer_norm_backward": lambda c: f.norm(c, affine=(5, 6), extra_inputs=(1,)),
+    "aten::_fused_rms_norm": lambda c: f.norm(c, affine=(2,), per_element=4.0),
+    "aten::rms_norm": lambda c: f.norm(c, affine=(2,), per_element=4.0),
+    "aten::native_batch_norm": lambda c: f.norm(c, affine=(1, 2, 3, 4)),
+    "aten::cudnn_batch_norm": lambda c: f.norm(c, affine=(1, 2, 3, 4)),
+    "aten::_native_batch_norm_legit_no_training": lambda c: f.norm(c, affine=(1, 2, 3, 4)),
+    "aten::native_group_norm": lambda c: f.norm(c, affine=(1, 2)),
+    # vLLM / SGLang fused kernels' parent ops (x, residual, weight): the residual is read and written too
+    "_C::rms_norm": lambda c: f.norm(Call(c.dims[1:], c.types[1:]), affine=(1,), per_element=4.0),
+    "_C::fused_add_rms_norm": lambda c: f.norm(c, affine=(2,), per_element=5.0, extra_inputs=(1,)),
+    "_C::silu_and_mul": lambda c: _silu_and_mul(c),
+    "aten::copy_": f.copy, "aten::_to_copy": lambda c: f.copy(c, src=0, dst=0), "aten::clone": lambda c: f.copy(c, 0),
+    "aten::contiguous": lambda c: f.copy(c, 0), "aten::fill_": f.write, "aten::zero_": f.write,
+    "aten::embedding": lambda c: f.gather(c, 0, 1), "aten::index_select": lambda c: f.gather(c, 0, 2),
+    "aten::cat": f.concat,
+}
+TABLE: dict[str, Formula] = {**GEMM, **CONV, **ATTENTION, **MEMORY}
+MATMUL_CLASS = {**GEMM, **CONV, **ATTENTION}  # the ops live FLOP counting reads (element-wise FLOPs are not counted)
 
 
-def mm(a, b) -> int:
-    """[M, K] @ [K, N]."""
-    return 2 * int(a[0]) * int(a[1]) * int(b[1])
+def _packed_linear(c: Call) -> Work | None:
+    """onednn::qlinear_pointwise(x, scale, zp, packed weight [K, N] or [N, K], ...)."""
+    x, w = c.shape(0), c.shape(3)
+    if not x or not w or len(w) != 2:
+        return None
+    n = w[1] if w[0] == x[-1] else w[0]
+    return f.gemm(numel(x) // x[-1], n, x[-1], False, c.bpe(0))
 
 
-def bmm(a, b) -> int:
-    """[B, M, K] @ [B, K, N]."""
-    return 2 * int(a[0]) * int(a[1]) * int(a[2]) * int(b[2])
+def _silu_and_mul(c: Call) -> Work | None:
+    """_C::silu_and_mul(out [T, d], x [T, 2d]): 2 FLOPs-ish per output element; read x, write out."""
+    out, x = c.shape(0), c.shape(1)
+    if not out or not x:
+        return None
+    bpe = c.bpe(1)
+    return Work(2.0 * numel(out), None if bpe is None else (numel(x) + numel(out)) * bpe, "elementwise",
+                f"out={out}")
 
 
-def sdpa(q, k, v) -> int:
-    """q @ k^T and weights @ v, each 2 per multiply-accumulate. torch's sdpa_flop_count asserts that k and v have
-    q's head count, which grouped-query attention (Llama, Qwen2: fewer key/value heads) breaks."""
-    *lead, s_q, d = q
-    s_k, d_v = k[-2], v[-1]
-    return 2 * numel(lead) * s_q * s_k * (d + d_v)
+def of_call(name: str, call: Call) -> Work | None:
+    """The work of one call of `name`, or None when no formula knows it or its recorded arguments do not say."""
+    formula = TABLE.get(name)
+    if formula is None:
+        return None
+    try:
+        return formula(call)
+    except (IndexError, ValueError, TypeError, ZeroDivisionError):  # a recorded argument of an unexpected form
+        return None
+
+
+def _flops_only(name: str) -> Callable[[Shapes, list | None], int | None]:
+    def formula(shapes: Shapes, concrete: list | None = None) -> int | None:
+        w = of_call(name, Call(dims=shapes, concrete=list(concrete or [])))
+        return None if w is None else int(w.flops)
+    return formula
+
+
+# profiler event name -> FLOPs from the event's recorded input shapes (and concrete arguments, when recorded); None
+# means the recorded arguments do not say (the dispatcher's count is used instead)
+EVENT_FORMULAS: dict[str, Callable[..., int | None]] = {name: _flops_only(name) for name in MATMUL_CLASS}
