@@ -178,6 +178,26 @@ class OpStat(_Dict):
     )
     input_shapes: list[str] = field(default_factory=list)  # distinct shapes, most frequent first
     category: str = "compute"  # "compute" or "transfer"
+    dtype: str = ""  # imported traces: the dtype most of its counted time ran in (bf16, fp32, ...): its roof
+
+
+@dataclass
+class ShapeStat(_Dict):
+    """One operator at one recorded signature (input dims, dtypes, concrete arguments): its work per call from the
+    formulas (profiler.traces.formulas), the kernel time of its calls, and the rates it reached. Imported traces."""
+    op: str
+    shape: str  # input dims as recorded
+    dtype: str = ""  # the first input's short dtype: bf16, fp32, fp8 ...
+    family: str = ""  # gemm, conv, attention, norm, softmax, elementwise, reduction, copy; "" when no formula knows it
+    params: str = ""  # what the formula read: "M=141 N=512 K=512 bias"
+    calls: float = 0.0  # over the trace
+    time_ms: float = 0.0  # kernel time over the trace (inclusive: kernels of the op and of its children)
+    median_us: float = 0.0  # kernel time of the median call
+    flops: float = 0.0  # per call
+    bytes: float = 0.0  # per call (0: not known)
+    known: bool = False  # a formula counted it
+    tflops: float = 0.0  # achieved at the median call
+    tbs: float = 0.0
 
 
 @dataclass
@@ -431,6 +451,7 @@ class ProfileRun(_Dict):
     phases: list[ServingPhase] = field(default_factory=list)  # imported serving traces: prefill / decode steps
     validation: TraceValidation | None = None  # imported traces: what was read and skipped
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
+    shapes: list[ShapeStat] = field(default_factory=list)  # imported traces: work per op and signature, most time first
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
     participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     load: MachineLoad | None = None  # what other processes took while it was timed (live runs)

@@ -131,8 +131,10 @@ def _op_label(d: TraceData, a: Attribution, names: list[str]) -> list[str]:
             for o, r in zip(a.dev_op.tolist(), a.dev_rt.tolist())]
 
 
-def operator_stats(d: TraceData, a: Attribution, on_gpu: bool, only: np.ndarray | None = None) -> list[OpStat]:
-    """Per operator name, totals over the trace: calls, self host time, self/inclusive device time, copies.
+def operator_stats(d: TraceData, a: Attribution, on_gpu: bool, only: np.ndarray | None = None,
+                   work: dict[str, tuple[float, float, bool, str]] | None = None) -> list[OpStat]:
+    """Per operator name, totals over the trace: calls, self host time, self/inclusive device time, copies; with
+    `work` (profiler.traces.calls.per_name), FLOPs, bytes, whether they are known, and the dtype.
 
     `only` (a mask over op events) keeps the ops of one part of the trace, e.g. under one annotation; device work
     without an operator is then left out.
@@ -160,9 +162,12 @@ def operator_stats(d: TraceData, a: Attribution, on_gpu: bool, only: np.ndarray 
             exec_ms, trans_ms = float(device[j]), float(trans[j])
         else:  # host time is the timing device; copies on the host are data movement, as for a live CPU run
             exec_ms, trans_ms = (0.0, float(host[j])) if name in TRANSFER_OPS else (float(host[j]), 0.0)
-        out.append(OpStat(name=name, calls=float(calls[j]), exec_ms=exec_ms, trans_ms=trans_ms, host_ms=float(host[j]),
-                          device_ms=float(device[j]), total_ms=float(total[j]), flops=float(flops[j]),
-                          input_shapes=shapes, category="transfer" if trans_ms > exec_ms else "compute"))
+        stat = OpStat(name=name, calls=float(calls[j]), exec_ms=exec_ms, trans_ms=trans_ms, host_ms=float(host[j]),
+                      device_ms=float(device[j]), total_ms=float(total[j]), flops=float(flops[j]),
+                      input_shapes=shapes, category="transfer" if trans_ms > exec_ms else "compute")
+        if work is not None and name in work:
+            stat.flops, stat.bytes, stat.flops_known, stat.dtype = work[name]
+        out.append(stat)
     # device work with no operator to carry it: its own rows, so the sums still reconcile
     orphan: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     labels = _op_label(d, a, names) if only is None else []

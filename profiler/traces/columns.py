@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from profiler.traces import work
 from profiler.traces.read import STEP_PREFIX, TraceStream
 
 # raw category (lower-cased) -> what OpLens does with it; both Kineto conventions (2021 and current)
@@ -38,6 +39,9 @@ PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations 
 HOST_COMM_PREFIXES = ("gloo:", "mpi:", "ucc:")
 LIVE_TAG = "oplens."  # OpLens's own annotations in a live run's trace (oplens.prefill, oplens.decode, ...)
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
+# distinct call signatures (dims, dtypes, concrete arguments) kept per operator name; calls beyond it have their work
+# computed on the spot and are pooled as "(other shapes)": memory stays bounded by distinct ops, not events
+SIGNATURES_PER_OP = 2048
 
 
 @dataclass
@@ -61,6 +65,9 @@ class TraceData:
     gpu_steps: dict[str, np.ndarray]
     gpu_syncs: dict[str, np.ndarray]  # ts, dur: GPU-side waits (cuda_sync)
     shapes: dict[int, Counter] = field(default_factory=dict)  # op name id -> input shapes seen
+    # distinct recorded calls: (op name id, Call); ops["call"] indexes it (-1: nothing recorded, -2: past the cap)
+    calls: list = field(default_factory=list)
+    overflow: dict[int, object] = field(default_factory=dict)  # op event index -> Work, for calls past the cap
     read: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, Skipped] = field(default_factory=dict)
     events: int = 0
@@ -79,7 +86,7 @@ def load(path: str | Path) -> TraceData:
     stream = TraceStream(path)
     names: dict[str, int] = {}
     threads: dict[tuple, int] = {}
-    ops = _cols("name:i ts:d dur:d thread:i flops:d")
+    ops = _cols("name:i ts:d dur:d thread:i flops:d call:i")
     modules = _cols("name:i ts:d dur:d thread:i")
     runtime = _cols("name:i ts:d dur:d thread:i corr:q")
     device = _cols("kind:b name:i ts:d dur:d device:i stream:q corr:q bytes:d")
@@ -108,6 +115,7 @@ def load(path: str | Path) -> TraceData:
     rt_cols = [c.append for c in runtime.values()]
     dev_cols = [c.append for c in device.values()]
     shape_count: Counter = Counter()
+    recorder = _CallRecorder()
 
     def thread_of(pid, tid) -> int:
         key = (pid, str(tid))  # the 2021 convention writes a thread id as "25738" in one place and 25738 in another
@@ -159,8 +167,9 @@ def load(path: str | Path) -> TraceData:
             op_cols[2](dur)
             op_cols[3](thread)
             op_cols[4](float(args.get("flops") or 0))
+            dims = args.get("Input Dims") or args.get("Input dims")
+            op_cols[5](recorder.add(nid, name, dims, args, len(ops["name"]) - 1) if dims is not None else -1)
             if shape_count[nid] < SHAPES_PER_OP:
-                dims = args.get("Input Dims") or args.get("Input dims")
                 if dims:
                     shape_count[nid] += 1
                     shapes[nid][str([d for d in dims if d])] += 1
@@ -203,7 +212,40 @@ def load(path: str | Path) -> TraceData:
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),
         gpu_steps=_np(gpu_steps), gpu_syncs=_np(syncs), shapes=dict(shapes),
         read={k: v for k, v in read.items() if v}, skipped=skipped, events=n,
-        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags))
+        phase_marks=_np(marks), host_comm=_np(host_comm), live_tags=_np(tags), calls=recorder.calls,
+        overflow=recorder.overflow)
+
+
+class _CallRecorder:
+    """Distinct recorded calls per op name (SIGNATURES_PER_OP each): the key is the recorded text, so two calls with
+    the same dims, dtypes and (for ops a formula reads them for) concrete arguments share one entry."""
+
+    def __init__(self):
+        self.ids: dict[tuple, int] = {}
+        self.calls: list = []
+        self.per_op: Counter = Counter()
+        self.overflow: dict[int, object] = {}
+        self.reads_concrete: dict[int, bool] = {}
+
+    def add(self, nid: int, name: str, dims, args: dict, index: int) -> int:
+        concrete = self.reads_concrete.get(nid)
+        if concrete is None:
+            concrete = self.reads_concrete[nid] = name in work.CONV or name in work.ATTENTION
+        types = args.get("Input type")
+        # strides too: a transposed operand is another kernel (TraceLens keeps them apart as well)
+        key = (nid, str(dims), str(types), str(args.get("Concrete Inputs")) if concrete else "",
+               str(args.get("Input Strides")))
+        cid = self.ids.get(key)
+        if cid is not None:
+            return cid
+        call = work.Call(dims=dims, types=types or [], concrete=(args.get("Concrete Inputs") or []) if concrete else [])
+        if self.per_op[nid] >= SIGNATURES_PER_OP:
+            self.overflow[index] = work.of_call(name, call)
+            return -2
+        self.per_op[nid] += 1
+        cid = self.ids[key] = len(self.calls)
+        self.calls.append((nid, call))
+        return cid
 
 
 def _rare_python(name: str, ts: float, dur: float, e: dict, modules, thread_of, intern) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from profiler.schema import GpuTimeline, KernelStat, OpStat, TransferStat
+from profiler.schema import GpuTimeline, KernelStat, OpStat, ShapeStat, TransferStat
+from profiler.traces import calls as calls_mod
 from profiler.traces.attribution import (
     STEP_TRANSFER_LABEL,
     Attribution,
@@ -31,6 +32,8 @@ class TraceFigures:
     gpu: GpuTimeline | None
     # per OpLens annotation in a live run's trace (oplens.prefill -> "prefill"): the operators inside it
     tagged: dict[str, list[OpStat]] = field(default_factory=dict)
+    shapes: list[ShapeStat] = field(default_factory=list)  # work per op and recorded signature, most time first
+    flop_coverage: float | None = None  # explained share of the compute time (profiler.traces.calls.coverage)
 
     def per_step(self, steps: int) -> TraceFigures:
         """The totals divided by `steps` (a live run's recorded inferences); the timeline is per step already."""
@@ -41,21 +44,28 @@ class TraceFigures:
                             device_ms=o.device_ms / n, total_ms=o.total_ms / n, flops=o.flops / n) for o in stats]
 
         return TraceFigures(
-            ops=ops(self.ops),
+            ops=[replace(o, bytes=o.bytes / n) for o in ops(self.ops)],
             transfers=[replace(t, calls=t.calls / n, bytes=t.bytes / n, time_ms=t.time_ms / n,
                                op_ms={k: v / n for k, v in t.op_ms.items()}, label=STEP_TRANSFER_LABEL)
                        for t in self.transfers],
             kernels=[replace(k, calls=k.calls / n, time_ms=k.time_ms / n) for k in self.kernels],
-            gpu=self.gpu, tagged={tag: ops(stats) for tag, stats in self.tagged.items()})
+            gpu=self.gpu, tagged={tag: ops(stats) for tag, stats in self.tagged.items()}, shapes=self.shapes,
+            flop_coverage=self.flop_coverage)
 
 
 def figures(d: TraceData, a: Attribution) -> TraceFigures:
     """The one place per-op, kernel, transfer and GPU-timeline figures come from, for imported traces and live runs
     alike (a live run reads its own trace here); device figures only when the trace has device events."""
     on_gpu = bool(len(d.device["ts"]))
-    return TraceFigures(ops=operator_stats(d, a, on_gpu), transfers=transfer_stats(d, a) if on_gpu else [],
+    cw = calls_mod.call_work(d, a)
+    recorded = bool(len(d.calls)) or bool((d.ops["flops"] > 0).any())
+    per_name = calls_mod.per_name(d, a, cw, on_gpu) if recorded else None
+    return TraceFigures(ops=operator_stats(d, a, on_gpu, work=per_name),
+                        transfers=transfer_stats(d, a) if on_gpu else [],
                         kernels=kernel_stats(d, a) if on_gpu else [], gpu=gpu_timeline(d, a) if on_gpu else None,
-                        tagged=_tagged_operator_stats(d, a, on_gpu))
+                        tagged=_tagged_operator_stats(d, a, on_gpu),
+                        shapes=calls_mod.shape_stats(d, a, cw, on_gpu) if recorded else [],
+                        flop_coverage=calls_mod.coverage(d, a, cw, on_gpu)[0] if recorded else None)
 
 
 def _tagged_operator_stats(d: TraceData, a: Attribution, on_gpu: bool) -> dict[str, list[OpStat]]:

@@ -4,7 +4,8 @@
 Conventions (TraceLens's TreePerf, so that figures can be checked against its tables):
 - GEMM: 2*M*N*K; bytes A + B + output (+ a bias of N), at the inputs' element size. TraceLens adds M*N FLOPs for a
   bias (1/(2K) more); the count here keeps torch.utils.flop_counter's convention, which graph nodes use too.
-- convolution: 2 * output elements * (C_in / groups) * kernel size; bytes input + weight + output (+ bias). Backward: the input and weight gradients each cost the forward's FLOPs.
+- convolution: 2 * output elements * (C_in / groups) * kernel size; bytes input + weight + output (+ bias).
+  Backward: the input and weight gradients each cost the forward's FLOPs.
 - attention: q @ k^T and p @ v, 2 per multiply-accumulate, halved when causal with equal lengths; bytes q + k + v +
   output (grouped-query k and v at their own head count). Backward: 2.5x the forward for flash kernels (recomputed
   q @ k^T plus four products), bytes q, k, v, output gradient read and three gradients written.

@@ -185,6 +185,7 @@ def import_trace(path: str | Path | list) -> ProfileRun:
             coverage=(exec_ms + trans_ms) / wall_ms if wall_ms > 0 else 0.0,
             unexplained_ms=max(0.0, wall_ms - exec_ms - trans_ms),
             trans_label=TRANSFER_LABEL if on_gpu else "host data movement (copies; no device in the trace)",
+            flop_coverage=figs.flop_coverage,
         ),
         ops=ops,
         transfers=figs.transfers,
@@ -199,4 +200,5 @@ def import_trace(path: str | Path | list) -> ProfileRun:
         validation=validation,
         ranks=rank_stats(datas, timelines) if len(datas) > 1 else [],
         phases=serving_phases(d, a),
+        shapes=figs.shapes,
     )

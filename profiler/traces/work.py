@@ -98,6 +98,9 @@ MEMORY: dict[str, Formula] = {
     "aten::cudnn_batch_norm": lambda c: f.norm(c, affine=(1, 2, 3, 4)),
     "aten::_native_batch_norm_legit_no_training": lambda c: f.norm(c, affine=(1, 2, 3, 4)),
     "aten::native_group_norm": lambda c: f.norm(c, affine=(1, 2)),
+    # (input, grad_output, weight, ...): read input and gradient, write the input gradient
+    "aten::native_batch_norm_backward": lambda c: f.norm(c, affine=(2,), extra_inputs=(1,)),
+    "aten::cudnn_batch_norm_backward": lambda c: f.norm(c, affine=(2,), extra_inputs=(1,)),
     # vLLM / SGLang fused kernels' parent ops (x, residual, weight): the residual is read and written too
     "_C::rms_norm": lambda c: f.norm(Call(c.dims[1:], c.types[1:]), affine=(1,), per_element=4.0),
     "_C::fused_add_rms_norm": lambda c: f.norm(c, affine=(2,), per_element=5.0, extra_inputs=(1,)),

@@ -1,6 +1,7 @@
 # Fallback for traces without 'ac2g' flow events: TraceLens cannot link kernels to CPU ops,
 # so the CLI aborts. Compute only the GPU timeline with include_unlinked_kernels=True.
-import sys, os
+import sys
+import os
 from TraceLens import TreePerfAnalyzer
 src, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)

@@ -1,0 +1,83 @@
+"""The work formulas against torch's own FLOP counter and output shapes, for the argument forms traces record."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from profiler.traces import work
+from profiler.traces.formulas import Call
+
+
+def counted(fn) -> int:
+    with FlopCounterMode(display=False) as mode:
+        fn()
+    return mode.get_total_flops()
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 0, 1, 1), (2, 1, 1, 1), (2, 3, 2, 1), (1, 1, 1, 4)])
+def test_convolution_matches_torch(stride, padding, dilation, groups):
+    x, w = torch.randn(2, 8, 17, 23), torch.randn(16, 8 // groups, 3, 5)
+    out = F.conv2d(x, w, None, stride, padding, dilation, groups)
+    call = Call(dims=[list(x.shape), list(w.shape), [], [], [], [], [], [], []],
+                types=["float", "float"], concrete=["", "", "", f"[{stride}, {stride}]", f"[{padding}, {padding}]",
+                                                     f"[{dilation}, {dilation}]", "False", "[0, 0]", str(groups)])
+    got = work.of_call("aten::convolution", call)
+    assert got.flops == counted(lambda: F.conv2d(x, w, None, stride, padding, dilation, groups))
+    assert got.bytes == 4 * (x.numel() + w.numel() + out.numel())
+    # cuDNN's entry point has padding before stride and no bias: the same answer from its own argument order
+    cudnn = Call(dims=[list(x.shape), list(w.shape)], types=["c10::BFloat16"] * 2,
+                 concrete=["", "", f"[{padding}, {padding}]", f"[{stride}, {stride}]", f"[{dilation}, {dilation}]",
+                           str(groups)])
+    assert work.of_call("aten::cudnn_convolution", cudnn).flops == got.flops
+
+
+def test_transposed_convolution_and_backward_match_torch():
+    x, w = torch.randn(2, 8, 9, 9), torch.randn(8, 4, 3, 3)
+    call = Call(dims=[list(x.shape), list(w.shape), [], [], [], [], [], [], []], types=["float"] * 2,
+                concrete=["", "", "", "[2, 2]", "[1, 1]", "[1, 1]", "True", "[1, 1]", "1"])
+    assert work.of_call("aten::convolution", call).flops == counted(
+        lambda: F.conv_transpose2d(x, w, None, 2, 1, 1))
+    xi = torch.randn(2, 8, 16, 16, requires_grad=True)
+    wi = torch.randn(16, 8, 3, 3, requires_grad=True)
+    out = F.conv2d(xi, wi, None, 1, 1)
+    back = Call(dims=[list(out.shape), list(xi.shape), list(wi.shape)], types=["float"] * 3,
+                concrete=["", "", "", "[16]", "[1, 1]", "[1, 1]", "[1, 1]", "False", "[0, 0]", "1",
+                          "[True, True, False]"])
+    fwd = counted(lambda: F.conv2d(xi, wi, None, 1, 1))
+    assert work.of_call("aten::convolution_backward", back).flops == 2 * fwd
+
+
+def test_a_2021_trace_without_concrete_arguments_is_unknown_not_zero():
+    call = Call(dims=[[32, 3, 224, 224], [64, 3, 7, 7], [], [], [], [], [], [], []])
+    assert work.of_call("aten::convolution", call) is None
+
+
+def test_gemms_and_attention_match_torch():
+    a, b, bias = torch.randn(13, 40), torch.randn(40, 7), torch.randn(7)
+    assert work.of_call("aten::addmm", Call([[7], [13, 40], [40, 7]], ["float"] * 3)).flops == counted(
+        lambda: torch.addmm(bias, a, b))
+    x, wt = torch.randn(2, 5, 40), torch.randn(7, 40)
+    lin = work.of_call("aten::linear", Call([[2, 5, 40], [7, 40], [7]], ["c10::BFloat16"] * 3))
+    assert lin.flops == counted(lambda: F.linear(x, wt)) and lin.bytes == 2 * (10 * 40 + 40 * 7 + 10 * 7 + 7)
+    q, k = torch.randn(2, 8, 33, 16), torch.randn(2, 8, 47, 16)
+    sdpa = work.of_call("aten::_scaled_dot_product_flash_attention",
+                        Call([list(q.shape), list(k.shape), list(k.shape)], ["c10::Half"] * 3,
+                             ["", "", "", "0.", "False"]))
+    assert sdpa.flops == 2 * 2 * 8 * 33 * 47 * (16 + 16)  # torch's counter skips CPU attention: its formula by hand
+    causal = work.of_call("aten::_flash_attention_forward",  # [batch, seq, heads, dim]
+                          Call([[2, 64, 8, 16], [2, 64, 2, 16], [2, 64, 2, 16]], ["c10::BFloat16"] * 3,
+                               ["", "", "", "", "", "", "", "0.", "True"]))
+    assert causal.flops == 2 * 8 * 2 * 64 * 64 * 32 / 2  # halved by the mask; 2 key/value heads do not change it
+    assert causal.bytes == 2 * 2 * 64 * (8 * 16 + 2 * 16 + 2 * 16 + 8 * 16)  # grouped k, v at their own heads
+
+
+def test_memory_bound_families():
+    add = work.of_call("aten::add", Call([[4, 1, 8], [3, 8], []], ["c10::BFloat16", "c10::BFloat16", "Scalar"]))
+    assert add.flops == 4 * 3 * 8 and add.bytes == 2 * (32 + 24 + 96)  # broadcast output
+    cast = work.of_call("aten::copy_", Call([[10, 10], [10, 10]], ["c10::BFloat16", "float"]))
+    assert cast.flops == 0 and cast.bytes == 100 * 2 + 100 * 4
+    emb = work.of_call("aten::index_select", Call([[30522, 512], [], [141]], ["c10::BFloat16", "Scalar", "long int"]))
+    assert emb.bytes == 2 * 141 * 512 * 2 + 141 * 8
+    assert work.of_call("aten::not_an_op", Call([[1]], ["float"])) is None
