@@ -260,7 +260,7 @@ def pareto_scatter(candidates: list[dict], base_ms: float) -> go.Figure:
     return fig
 
 
-_BOUND_COLOURS = {"compute": EXEC, "memory": TRANS, "overhead": "#c0392b"}
+_BOUND_COLOURS = {"compute": EXEC, "memory": TRANS, "overhead": "#c0392b"}  # "unknown" (no work recorded): not drawn
 
 
 def roofline_figure(roof, k: int = 40) -> go.Figure:

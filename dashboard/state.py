@@ -43,6 +43,13 @@ def save_upload(upload) -> Path:
     return target
 
 
+def peaks_from_upload(upload, gpu_name: str):
+    """Measured peaks from an uploaded JSON (profiler.devices.peaks_file's formats); OpLensError in one line."""
+    from profiler import devices
+
+    return devices.peaks_file(save_upload(upload), gpu_name)
+
+
 def unsafe_server() -> str:
     """Why this server is not strict, or '': started outside the OpLens folder, .streamlit/config.toml (127.0.0.1,
     XSRF protection) was not read and Streamlit would listen on every interface. A flag given on purpose counts."""

@@ -14,7 +14,7 @@ from profiler.analysis import recommend as rc
 from profiler.analysis.why_slow import Diagnosis, diagnose
 from profiler.measure import peaks as peaks_mod
 from profiler.models.loading import load_model
-from profiler.schema import OpLensError, ProfileConfig, ProfileRun, Recommendation, Sweep
+from profiler.schema import OpLensError, Peaks, ProfileConfig, ProfileRun, Recommendation, Sweep
 
 from . import results
 from .base import REGISTRY
@@ -29,14 +29,16 @@ def latest_sweep(run: ProfileRun, runs_dir: str | os.PathLike | None = None) -> 
 
 
 def why_slow(run: ProfileRun, runs_dir: str | os.PathLike | None = None,
-             measure_peaks: bool = True) -> Diagnosis | None:
+             measure_peaks: bool = True, peaks: Peaks | None = None) -> Diagnosis | None:
     """diagnose() with the run's ceilings (peaks.for_run: measured now when missing and `measure_peaks`, else None
     is returned: a page never measures), the GEMM rates on the model's own shapes (timed now when missing and
-    `measure_peaks`, else only when cached), its model's latest sweep, this store's pairs and the registered passes."""
-    peaks = peaks_mod.for_run(run, measure_missing=measure_peaks)
+    `measure_peaks`, else only when cached), its model's latest sweep, this store's pairs and the registered passes.
+    `peaks` given (a measured peaks file: devices.peaks_file) replace the ceilings for_run would pick."""
+    peaks = peaks or peaks_mod.for_run(run, measure_missing=measure_peaks)
     if peaks is None:
         return None
-    gemm = peaks_mod.model_gemm_rates(run, peaks, measure_missing=measure_peaks) if peaks.source == "measured" else None
+    gemm = peaks_mod.model_gemm_rates(run, peaks, measure_missing=measure_peaks) \
+        if peaks.source == "measured" and run.model.source != "trace" else None
     return diagnose(run, peaks, latest_sweep(run, runs_dir), store.recommendation_pairs(runs_dir),
                     frozenset(REGISTRY), gemm=gemm)
 

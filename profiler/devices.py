@@ -244,19 +244,63 @@ def oom_message(exc: BaseException, what: str, lower: str = "the batch size or s
 
 SPECS_FILE = Path(__file__).parent / "data" / "gpu_specs.json"
 
-def gpu_specs() -> dict[str, dict[str, float]]:
+def gpu_specs() -> dict[str, dict]:
     return {k: v for k, v in json.loads(SPECS_FILE.read_text()).items() if not k.startswith("_")}
+
+
+def _spec_key(gpu_name: str) -> str | None:
+    words = gpu_name.upper().replace("-", " ").split()
+    matches = [k for k in gpu_specs() if all(w in words for w in k.upper().split())]
+    return max(matches, key=len) if matches else None
 
 
 def spec_peaks(gpu_name: str) -> Peaks | None:
     """Published peaks for a GPU named in a trace (longest matching table key wins), or None when unknown."""
-    words = gpu_name.upper().replace("-", " ").split()
-    matches = [k for k in gpu_specs() if all(w in words for w in k.upper().split())]
-    if not matches:
+    key = _spec_key(gpu_name)
+    if key is None:
         return None
-    key = max(matches, key=len)
     s = gpu_specs()[key]
     return Peaks(device="cuda", name=gpu_name, source="spec", fp32_gflops=1e3 * s.get("fp32_tflops", 0),
                  bf16_gflops=1e3 * s.get("bf16_tflops", 0), fp16_gflops=1e3 * s.get("fp16_tflops", 0),
-                 int8_gops=1e3 * s.get("int8_tops", 0), mem_bw_gbs=s.get("mem_bw_gbs", 0.0),
-                 notes=[f"spec, not measured: published figures for '{key}' from {SPECS_FILE.name}"])
+                 int8_gops=1e3 * s.get("int8_tops", 0), tf32_gflops=1e3 * s.get("tf32_tflops", 0),
+                 fp8_gflops=1e3 * s.get("fp8_tflops", 0), mem_bw_gbs=s.get("mem_bw_gbs", 0.0),
+                 notes=[f"spec, not measured: published dense figures for '{key}' ({SPECS_FILE.name}); source: "
+                        f"{s.get('source', 'not given')}"])
+
+
+# TraceLens's arch files (max_achievable_tflops) key -> Peaks field
+_TRACELENS_KEYS = {"matrix_fp32": "fp32_gflops", "matrix_tf32": "tf32_gflops", "matrix_bf16": "bf16_gflops",
+                   "matrix_fp16": "fp16_gflops", "matrix_fp8": "fp8_gflops", "matrix_int8": "int8_gops"}
+
+
+def peaks_file(path: str | Path, name: str = "") -> Peaks:
+    """Measured peaks from a JSON file: OpLens's own (`profiler peaks --json`) or a TraceLens arch file
+    ({"mem_bw_gbps": ..., "max_achievable_tflops": {"matrix_bf16": ...}}, as its microbenchmarks write).
+    ModelRunError naming the file and the problem otherwise."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as exc:
+        raise ModelRunError(f"cannot read peaks file {p}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ModelRunError(f"peaks file {p.name} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelRunError(f"peaks file {p.name}: want a JSON object")
+    if "max_achievable_tflops" in data:
+        rates = data.get("max_achievable_tflops") or {}
+        peaks = Peaks(device="cuda", name=str(data.get("name") or name or p.stem), source="measured",
+                      mem_bw_gbs=float(data.get("mem_bw_gbps") or 0.0),
+                      notes=[f"measured peaks from {p.name} (TraceLens arch format: max achievable)"])
+        for key, fld in _TRACELENS_KEYS.items():
+            if key in rates:
+                setattr(peaks, fld, 1e3 * float(rates[key]))
+    else:
+        try:
+            peaks = Peaks.from_dict({"device": "cuda", "name": name or p.stem, "source": "measured", **data})
+        except TypeError as exc:
+            raise ModelRunError(f"peaks file {p.name}: {exc}") from None
+        peaks.notes = list(peaks.notes) + [f"peaks from {p.name}"]
+    if not (peaks.fp32_gflops or peaks.bf16_gflops or peaks.fp16_gflops) or not peaks.mem_bw_gbs:
+        raise ModelRunError(f"peaks file {p.name}: needs a GEMM rate (fp32_gflops, bf16_gflops or fp16_gflops; "
+                            "or max_achievable_tflops) and a memory bandwidth (mem_bw_gbs or mem_bw_gbps)")
+    return peaks

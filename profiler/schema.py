@@ -295,6 +295,10 @@ class GpuTimeline(_Dict):
     idle_host_ms: float = 0.0  # the host had not launched the next work yet
     idle_sync_ms: float = 0.0  # the host was blocked in a synchronize / blocking copy
     idle_other_ms: float = 0.0
+    idle_short_ms: float = 0.0  # gaps under timeline.SHORT_GAP_US between queued kernels (HTA's kernel wait)
+    exposed_memcpy_ms: float = 0.0  # memcpy overlapped by neither computation nor communication
+    kernels_shorter_than_launch: float = 0.0  # per step: kernels shorter than the runtime call that launched them
+    launch_cpu_ms: float = 0.0  # per step: host time in the launch calls of the step's device work
     launch_overhead_ms: float = 0.0  # median of kernel start - its runtime call's start
     short_kernels: float = 0.0  # kernels under gpu_timeline.SHORT_KERNEL_US, per step
     window_source: str = ""  # "gpu-annotation", "cpu-step" or "gpu-span"
@@ -472,6 +476,8 @@ class Peaks(_Dict):
     bf16_gflops: float = 0.0
     fp16_gflops: float = 0.0
     int8_gops: float = 0.0  # int8 multiply-adds count as 2 operations, as FLOPs do
+    tf32_gflops: float = 0.0  # GPUs: fp32 GEMMs with TF32 tensor cores allowed
+    fp8_gflops: float = 0.0
     mem_bw_gbs: float = 0.0  # triad (a = b + s*c): the bandwidth a streaming kernel attains
     copy_bw_gbs: float = 0.0
     h2d_pinned_gbs: float = 0.0
@@ -719,9 +725,11 @@ class RooflinePoint(_Dict):
     memory_ms: float = 0.0  # bytes at the memory bandwidth
     roof_ms: float = 0.0  # max(compute_ms, memory_ms): its time if it ran at its roof
     headroom_ms: float = 0.0  # time_ms - roof_ms, never below 0
-    bound: str = "overhead"  # "compute", "memory" or "overhead" (launch, dispatch, Python)
+    bound: str = "overhead"  # "compute", "memory", "overhead" (launch, dispatch, Python), "unknown" (work not recorded)
     bytes_source: str = "counted"  # "counted" (dispatcher), "shapes" (recorded input shapes) or "none"
     kind: str = "op"  # "op" or "node"
+    percent_of_roof: float = 0.0  # roof_ms / time_ms x 100: how close it ran to its limit
+    dtype: str = ""  # the ceiling's dtype for this point (imported traces: the op's own)
 
 
 @dataclass

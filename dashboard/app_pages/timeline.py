@@ -40,16 +40,22 @@ if source == "A saved run":
         cols[0].metric("Window", f"{g.window_ms:.3g} ms")
         cols[1].metric("Busy", f"{g.busy_ms:.3g} ms", f"{100 * g.busy_ms / g.window_ms:.0f}%" if g.window_ms else "",
                        delta_color="off", delta_arrow="off")
-        cols[2].metric("Idle", f"{g.idle_ms:.3g} ms", f"host {g.idle_host_ms:.2g} · sync {g.idle_sync_ms:.2g} · "
-                       f"other {g.idle_other_ms:.2g}", delta_color="off", delta_arrow="off")
-        cols[3].metric("Communication", f"{g.comm_ms:.3g} ms", f"exposed {g.exposed_comm_ms:.2g} ms",
-                       delta_color="off", delta_arrow="off")
+        cols[2].metric("Idle", f"{g.idle_ms:.3g} ms", f"host wait {g.idle_host_ms:.2g} · sync {g.idle_sync_ms:.2g} · "
+                       f"gaps < 30 us {g.idle_short_ms:.2g} · other {g.idle_other_ms:.2g}", delta_color="off",
+                       delta_arrow="off",
+                       help="host wait: the CPU had not launched the next kernel; sync: the CPU was blocked in a "
+                            "synchronize; gaps under 30 us between kernels already queued; other")
+        cols[3].metric("Communication", f"{g.comm_ms:.3g} ms", f"exposed {g.exposed_comm_ms:.2g} ms; memcpy "
+                       f"{g.memcpy_ms:.2g}, exposed {g.exposed_memcpy_ms:.2g}", delta_color="off", delta_arrow="off",
+                       help="exposed: not overlapped by computation (memcpy: by computation or communication)")
         cols[4].metric(
             "Launch to start",
             f"{1e3 * g.launch_overhead_ms:.3g} us",
-            f"{g.short_kernels:g} kernels < 10 us",
+            f"{g.short_kernels:g} kernels < 10 us, {g.kernels_shorter_than_launch:g} shorter than their launch",
             delta_color="off",
             delta_arrow="off",
+            help=f"median from a launch call's start to its kernel's; the step spent {g.launch_cpu_ms:.3g} ms of "
+                 "host time in launch calls",
         )
         st.dataframe(pd.DataFrame({"step": range(len(g.step_window_ms)), "window ms": g.step_window_ms,
                                    "busy ms": g.step_busy_ms}), hide_index=True)

@@ -6,7 +6,7 @@ from optimizers import recommend as advice
 from profiler import stats
 from profiler.analysis import basis
 from profiler.analysis import recommend as rc
-from profiler.schema import Recommendation
+from profiler.schema import OpLensError, Recommendation
 
 st.title("Why slow?")
 state.about("""
@@ -31,7 +31,19 @@ run = state.pick_run()
 if run is None:
     st.stop()
 jobs = state.job_manager()
-diagnosis = advice.why_slow(run, state.runs_dir(), measure_peaks=False)  # a page never measures: a job does
+gpu_trace = run.model.source == "trace" and run.device.kind != "cpu"
+peaks_upload = None
+if gpu_trace:
+    peaks_upload = st.file_uploader("Measured peaks (JSON: `profiler peaks --json` or a TraceLens arch file)",
+                                    type=["json"], key="why_peaks_file",
+                                    help="replaces the GPU's published spec as the roofline's ceilings")
+measured = None
+if peaks_upload is not None:
+    try:
+        measured = state.peaks_from_upload(peaks_upload, run.device.name)
+    except OpLensError as exc:
+        st.error(str(exc))
+diagnosis = advice.why_slow(run, state.runs_dir(), measure_peaks=False, peaks=measured)  # a page never measures
 
 
 def peaks_measured(job) -> None:
@@ -54,6 +66,10 @@ def measure_peaks() -> None:
         job_view.show(jobs, job, "Measuring the peaks", peaks_measured, "Measuring this machine's peaks")
 
 
+if diagnosis is None and gpu_trace:
+    st.info(f"No published peaks for '{run.device.name}' in OpLens's table: upload measured ones above (TraceLens's "
+            "microbenchmarks write such a file) to place this trace on its roofline.")
+    st.stop()
 if diagnosis is None:
     st.info("The roofline needs this machine's peaks (GEMM GFLOP/s per dtype and memory bandwidth), measured once "
             "in about 15 s and then kept for every run (`python -m profiler peaks` does the same).")
@@ -83,10 +99,19 @@ for i, f in enumerate(diagnosis.findings, 1):
         st.markdown(f"*Evidence:* {f.evidence}")
         st.markdown(f"*Usually fixed by:* {f.fix}")
 
-tab_ops, tab_nodes, tab_sweep = st.tabs(["Roofline", "Graph nodes", "Sweep"])
+tab_ops, tab_shapes, tab_nodes, tab_sweep = st.tabs(["Roofline", "Work per shape", "Graph nodes", "Sweep"])
 with tab_ops:
     st.plotly_chart(charts.roofline_figure(roof), use_container_width=True)
     st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, use_container_width=True)
+with tab_shapes:
+    if run.shapes:
+        cov = run.totals.flop_coverage
+        st.caption(f"FLOPs and bytes from the trace's recorded shapes explain {cov:.0%} of the compute kernel time. "
+                   "One row per operator and recorded signature, the median call's rates; rows without a formula "
+                   "list their time so nothing is silently zero." if cov is not None else "")
+        st.dataframe(pd.DataFrame(rc.shape_rows(run.shapes)), hide_index=True, use_container_width=True)
+    else:
+        st.info("Per-shape work is computed for imported traces recorded with record_shapes=True.")
 with tab_nodes:
     if roof.nodes:
         st.dataframe(pd.DataFrame(rc.points_rows(roof.nodes)).rename(columns={"operator": "node"}), hide_index=True,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from profiler import op_categories as oc
-from profiler.analysis import findings
+from profiler.analysis import findings, gpu_rules
 from profiler.analysis import roofline as rl
 from profiler.schema import Peaks, ProfileRun, Recommendation, Roofline, Sweep
 
@@ -122,7 +122,7 @@ def rule_int8(ctx: Context) -> list[Recommendation] | None:
 def rule_overhead(ctx: Context) -> Recommendation | None:
     """Many tiny ops and overhead-bound -> compile / fusion (CUDA graphs on a GPU)."""
     share = findings.overhead_share(ctx.roof)  # the overhead finding's definition and threshold
-    if share < findings.OVERHEAD_SHARE:
+    if share < findings.OVERHEAD_SHARE or ctx.run.gpu is not None:  # a GPU timeline: gpu_rules.rule_host_wait
         return None
     on_gpu = ctx.run.device.kind == "cuda"
     passes = ["cuda-graphs"] if on_gpu else ["torch-compile"]
@@ -208,7 +208,8 @@ def rule_batch(ctx: Context) -> Recommendation | None:
 
 
 Rule = Callable[[Context], "Recommendation | list[Recommendation] | None"]
-RULES: list[Rule] = [rule_bf16, rule_int8, rule_overhead, rule_transfers, rule_conv_bn, rule_sdpa, rule_batch]
+RULES: list[Rule] = [rule_bf16, rule_int8, rule_overhead, rule_transfers, rule_conv_bn, rule_sdpa, rule_batch,
+                     *gpu_rules.GPU_RULES]
 
 
 # ---------------------------------------------------------------- which estimates held on this machine
@@ -291,5 +292,14 @@ def as_row(rec: Recommendation) -> dict:
 def points_rows(points: list, k: int = 25) -> list[dict]:
     """The roofline's top points as table rows, units in the headers."""
     return [{"operator": p.name, "bound": p.bound, "time (ms)": p.time_ms, "roof (ms)": p.roof_ms,
-             "headroom (ms)": p.headroom_ms, "GFLOP/s": p.achieved_gflops, "GB/s": p.achieved_gbs,
-             "FLOP/byte": p.intensity, "calls": p.calls} for p in points[:k]]
+             "% of roof": p.percent_of_roof, "headroom (ms)": p.headroom_ms, "GFLOP/s": p.achieved_gflops,
+             "GB/s": p.achieved_gbs, "FLOP/byte": p.intensity, "dtype": p.dtype, "calls": p.calls}
+            for p in points[:k]]
+
+
+def shape_rows(shapes: list, k: int = 100) -> list[dict]:
+    """An imported trace's work per op and recorded signature as table rows, units in the headers."""
+    return [{"operator": s.op, "shape": s.params or s.shape, "family": s.family or "(no formula)", "dtype": s.dtype,
+             "calls": s.calls, "kernel ms": s.time_ms, "us per call (median)": s.median_us, "GFLOP per call":
+             s.flops / 1e9 if s.known else None, "MiB per call": s.bytes / 2**20 if s.known else None,
+             "TFLOP/s": s.tflops if s.known else None, "TB/s": s.tbs if s.known else None} for s in shapes[:k]]

@@ -22,18 +22,26 @@ OVERHEAD_FRACTION = 0.10  # roof under 10% of the measured time ...
 TINY_CALL_US = 20.0  # ... and under 20 us of work per call: a dispatch/launch costs ~5-20 us on a CPU
 _ELEMENT_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "int8": 1, "qint8": 1, "quint8": 1,
                   "int64": 8, "long": 8, "int32": 4, "int": 4, "bool": 1, "float64": 8, "double": 8}
-_PEAK_FIELD = {"fp32": "fp32_gflops", "bf16": "bf16_gflops", "fp16": "fp16_gflops", "int8": "int8_gops"}
+_PEAK_FIELD = {"fp32": "fp32_gflops", "bf16": "bf16_gflops", "fp16": "fp16_gflops", "int8": "int8_gops",
+               "tf32": "tf32_gflops", "fp8": "fp8_gflops"}
 _DTYPE_KIND = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8"}
 # ops whose FLOPs the counter puts on the outer call while the time sits in an inner kernel: one point each
 FAMILIES = {"convolution": oc.CONVOLUTION, "batch_norm": oc.BATCH_NORM}
 
 
 def run_dtype(run: ProfileRun) -> str:
-    """The ceiling's dtype: the config's dtype, int8 when the run's time is mostly in int8 kernels."""
+    """The ceiling's dtype: the config's dtype, int8 when the run's time is mostly in int8 kernels; for an imported
+    trace, the dtype most of its counted matmul-class time ran in (its ops' recorded input types)."""
     int8_ms = sum(o.exec_ms for o in run.ops if oc.is_int8(o.name))
     mm_ms = sum(o.exec_ms for o in run.ops if o.flops > 0)
     if mm_ms > 0 and int8_ms > 0.5 * mm_ms:
         return "int8"
+    by_dtype: dict[str, float] = {}
+    for o in run.ops:
+        if o.dtype in _PEAK_FIELD and o.flops > 0:
+            by_dtype[o.dtype] = by_dtype.get(o.dtype, 0.0) + o.exec_ms
+    if by_dtype:
+        return max(by_dtype, key=by_dtype.get)
     return _DTYPE_KIND.get(run.config.dtype, "fp32")
 
 
@@ -86,8 +94,11 @@ def flops_from_shapes(op: OpStat) -> float:
     return sum(values) / len(values) * op.calls if values else 0.0
 
 
-def classify(time_ms: float, compute_ms: float, memory_ms: float, calls: float = 1.0) -> str:
-    """compute, memory or overhead (see the module docstring)."""
+def classify(time_ms: float, compute_ms: float, memory_ms: float, calls: float = 1.0, known: bool = True) -> str:
+    """compute, memory or overhead (see the module docstring); "unknown" for an op whose work nothing recorded (a
+    custom op in a trace: its time is real, its bound cannot be told)."""
+    if not known:
+        return "unknown"
     roof = max(compute_ms, memory_ms)
     per_call_us = roof / max(calls, 1e-9) * 1e3
     if time_ms > 0 and roof < OVERHEAD_FRACTION * time_ms and per_call_us < TINY_CALL_US:
@@ -96,7 +107,7 @@ def classify(time_ms: float, compute_ms: float, memory_ms: float, calls: float =
 
 
 def point(name: str, flops: float, nbytes: float, time_ms: float, peak: float, bw: float, calls: float = 1.0,
-          bytes_source: str = "counted", kind: str = "op") -> RooflinePoint:
+          bytes_source: str = "counted", kind: str = "op", known: bool = True, dtype: str = "") -> RooflinePoint:
     """One roofline point from work, time and the ceilings (GFLOP/s, GB/s)."""
     compute_ms = flops / (peak * 1e9) * 1e3 if peak > 0 else 0.0
     memory_ms = nbytes / (bw * 1e9) * 1e3 if bw > 0 else 0.0
@@ -105,8 +116,9 @@ def point(name: str, flops: float, nbytes: float, time_ms: float, peak: float, b
     return RooflinePoint(name=name, flops=flops, bytes=nbytes, intensity=flops / nbytes if nbytes > 0 else 0.0,
                          time_ms=time_ms, calls=calls, achieved_gflops=flops / sec / 1e9 if sec > 0 else 0.0,
                          achieved_gbs=nbytes / sec / 1e9 if sec > 0 else 0.0, compute_ms=compute_ms,
-                         memory_ms=memory_ms, roof_ms=roof, headroom_ms=max(0.0, time_ms - roof),
-                         bound=classify(time_ms, compute_ms, memory_ms, calls), bytes_source=bytes_source, kind=kind)
+                         memory_ms=memory_ms, roof_ms=roof, headroom_ms=max(0.0, time_ms - roof) if known else 0.0,
+                         bound=classify(time_ms, compute_ms, memory_ms, calls, known), bytes_source=bytes_source,
+                         kind=kind, percent_of_roof=100 * roof / time_ms if time_ms > 0 else 0.0, dtype=dtype)
 
 
 def _element_bytes(run: ProfileRun) -> int:
@@ -141,20 +153,26 @@ def op_points(run: ProfileRun, peaks: Peaks, dtype: str | None = None) -> list[R
     dtype = dtype or run_dtype(run)
     scale = basis_mod.basis(run).op_scale
     peak, bw, eb = peak_gflops(peaks, dtype), peaks.mem_bw_gbs, _element_bytes(run)
-    counted = any(o.bytes > 0 for o in run.ops)  # a live run counted bytes at the dispatcher; an import did not
-    any_flops = any(o.flops > 0 for o in run.ops)  # a trace recorded without FLOPs: count them from shapes
+    trace = run.model.source == "trace"
+    counted = any(o.bytes > 0 for o in run.ops)  # a live run counted bytes at the dispatcher; an import, from shapes
+    any_flops = any(o.flops > 0 for o in run.ops)  # a run saved before imports counted work: count FLOPs here
+    # an imported trace knows which ops' work its shapes told; a live run counts every op it times
+    judged = trace and run.totals.flop_coverage is not None
     out = []
     for o in merged_ops(run.ops):
         if o.category != "compute" or o.exec_ms <= 0:
             continue
         if not any_flops:
             o = OpStat.from_dict({**o.to_dict(), "flops": flops_from_shapes(o)})
-        nbytes, source = o.bytes, "counted"
+        nbytes, source = o.bytes, "shapes" if trace else "counted"
         if not counted:
             nbytes = bytes_from_shapes(o, eb)
             source = "shapes" if nbytes > 0 else "none"
-        op_peak = peak_gflops(peaks, "int8") if oc.is_int8(o.name) else peak
-        out.append(point(o.name, o.flops, nbytes, o.exec_ms * scale, op_peak, bw, o.calls, source))
+        op_dtype = "int8" if oc.is_int8(o.name) else o.dtype if o.dtype in _PEAK_FIELD else dtype
+        op_peak = peak_gflops(peaks, op_dtype) if op_dtype != dtype else peak
+        known = not judged or o.flops_known or o.flops > 0 or nbytes > 0
+        out.append(point(o.name, o.flops, nbytes, o.exec_ms * scale, op_peak, bw, o.calls, source, known=known,
+                         dtype=op_dtype))
     return sorted(out, key=lambda p: -p.time_ms)
 
 
@@ -193,7 +211,7 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
     points = op_points(run, peaks, dtype)
     by_bound = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
     for p in points:
-        by_bound[p.bound] += p.time_ms
+        by_bound[p.bound] = by_bound.get(p.bound, 0.0) + p.time_ms
     # time no op accounts for (Python between ops, the framework) is overhead too: all on the median's basis
     by_bound["overhead"] += basis_mod.breakdown(run)["unexplained"]
     floor = sum(p.roof_ms for p in points)
@@ -205,6 +223,11 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
         notes.append("bytes estimated from recorded input shapes for some operators (not counted at the dispatcher)")
     if peaks.source == "spec":
         notes.append("ceilings are the GPU's published spec, not measured")
+    if by_bound.get("unknown"):
+        notes.append(f"{by_bound['unknown']:.3g} ms in operators whose work the trace does not record (custom ops "
+                     "without weight shapes, graph replays): bound unknown")
+    if any(p.dtype and p.dtype != dtype for p in points):
+        notes.append(f"each operator is placed against the ceiling of its own dtype; the chart's line is {dtype}'s")
     return Roofline(run_id=run.id, dtype=dtype, peak_gflops=peak, mem_bw_gbs=bw,
                     ridge_intensity=peak / bw if bw > 0 else 0.0, peaks_source=peaks.source, points=points,
                     nodes=node_points(run, peaks, dtype), measured_ms=measured, floor_ms=floor,

@@ -12,6 +12,7 @@ from typing import Callable
 
 from profiler import store
 from profiler.cli.parser import build_parser
+from profiler.cli import render
 from profiler.cli.render import _bytes, _ms, render_generation, render_import, render_run
 from profiler.console import err, fail_unexpected, format_table, progress_bar, strip_verbose
 from profiler.measure.session import profile
@@ -292,8 +293,18 @@ def _cmd_recommend(a) -> int:
     from optimizers import recommend as advice  # the CLI may reach the optimizers: apply runs their passes
     from profiler.analysis import recommend as rec_mod
 
+    from profiler import devices
+
     run = store.load(a.run_id, a.runs_dir)
-    diagnosis = advice.why_slow(run, a.runs_dir)
+    trace = run.model.source == "trace"
+    if a.apply and trace:
+        raise OpLensError("an imported trace has no model to apply passes to: profile the model with "
+                          "`python -m profiler profile`, then recommend --apply on that run")
+    peaks = devices.peaks_file(a.peaks, run.device.name) if a.peaks else None
+    diagnosis = advice.why_slow(run, a.runs_dir, peaks=peaks)
+    if diagnosis is None:
+        raise OpLensError(f"no published peaks for '{run.device.name}' (known: {', '.join(devices.gpu_specs())}): "
+                          "give measured ones with --peaks FILE")
     recs = diagnosis.recommendations
     if a.apply:
         progress, close = progress_bar(False if a.json else None)
@@ -308,9 +319,14 @@ def _cmd_recommend(a) -> int:
         print(json.dumps([rec_mod.as_row(r) for r in recs], indent=1))
         return 0
     roof = diagnosis.roofline
-    print(f"why {run.model.name} is slow (run {run.id}, {run.device.name}, {run.config.dtype})")
+    dtype = roof.dtype if trace else run.config.dtype
+    print(f"why {run.model.name} is slow (run {run.id}, {run.device.name}, {dtype})")
     print(f"median {roof.measured_ms:.3g} ms; floor at peak {roof.floor_ms:.3g} ms; mostly {roof.verdict or '-'}-bound "
           f"({roof.dtype} ceilings, {roof.peaks_source})")
+    for note in roof.notes:
+        print(f"note    {note}")
+    if trace:
+        print(render.trace_work(run, roof))
     for i, f in enumerate(diagnosis.findings, 1):
         print(f"finding {i}. {f.title}: {f.evidence}")
     if not recs:

@@ -166,6 +166,8 @@ def _viewing(sub) -> None:
     rc.add_argument("--apply", action="store_true", help="apply each recommendation's passes with proof and measure")
     rc.add_argument("--warmup", type=positive(minimum=0), help="warm-up iterations when applying (default: the run's)")
     rc.add_argument("--repeats", type=positive(), help="timed iterations when applying (default: the run's)")
+    rc.add_argument("--peaks", metavar="FILE", help="measured ceilings instead of the published spec or this "
+                                                    "machine's: OpLens's `peaks --json` or a TraceLens arch JSON")
     rc.add_argument("--runs-dir")
     rc.add_argument("--json", action="store_true", help="print [{title, evidence, passes, estimated_speedup, "
                                                         "measured_speedup}]")

@@ -187,10 +187,17 @@ def render_import(run: ProfileRun, top: int = 15) -> str:
     if g is not None:
         out.append(f"gpu        per step ({g.steps} step{'s' if g.steps != 1 else ''}, window from {g.window_source}): "
                    f"window {_ms(g.window_ms)} ms, busy {_ms(g.busy_ms)}, idle {_ms(g.idle_ms)} "
-                   f"(host {_ms(g.idle_host_ms)}, sync {_ms(g.idle_sync_ms)}, other {_ms(g.idle_other_ms)})")
+                   f"(host wait {_ms(g.idle_host_ms)}, sync {_ms(g.idle_sync_ms)}, gaps under 30 us "
+                   f"{_ms(g.idle_short_ms)}, other {_ms(g.idle_other_ms)})")
         out.append(f"           computation {_ms(g.computation_ms)} ms, communication {_ms(g.comm_ms)} "
-                   f"(exposed {_ms(g.exposed_comm_ms)}), memcpy {_ms(g.memcpy_ms)}, memset {_ms(g.memset_ms)}; "
-                   f"launch-to-start median {_ms(g.launch_overhead_ms)} ms, {g.short_kernels:g} kernels under 10 us")
+                   f"(exposed {_ms(g.exposed_comm_ms)}), memcpy {_ms(g.memcpy_ms)} (exposed "
+                   f"{_ms(g.exposed_memcpy_ms)}), memset {_ms(g.memset_ms)}")
+        out.append(f"           launches {_ms(g.launch_cpu_ms)} ms of host time, launch-to-start median "
+                   f"{_ms(g.launch_overhead_ms)} ms; {g.short_kernels:g} kernels under 10 us, "
+                   f"{g.kernels_shorter_than_launch:g} shorter than their launch")
+    if run.totals.flop_coverage is not None and run.shapes:
+        out.append(f"work       FLOPs and bytes from recorded shapes explain {run.totals.flop_coverage:.0%} of the "
+                   "compute kernel time (`profiler recommend` places each op on the roofline)")
     for r in run.ranks:
         out.append(
             f"rank {r.rank:<5} step {_ms(r.step_ms)} ms, computation {_ms(r.computation_ms)}, comm "
@@ -201,4 +208,30 @@ def render_import(run: ProfileRun, top: int = 15) -> str:
         out.append("read       " + ", ".join(f"{n} {k}" for k, n in sorted(v.read.items(), key=lambda x: -x[1])))
         for s in v.skipped:
             out.append(f"skipped    {s.count} {s.what}: {s.why}")
+    return "\n".join(out)
+
+
+def trace_work(run: ProfileRun, roof, top: int = 12) -> str:
+    """An imported trace's work: each op on the roofline (bound, % of its roof) and the slowest signatures with the
+    rates they reached; what no formula knows is listed with its time."""
+    cov = run.totals.flop_coverage
+    out = [f"work    FLOPs and bytes from recorded shapes explain "
+           f"{'-' if cov is None else f'{cov:.0%}'} of the compute kernel time"]
+    rows = [[p.name[:44], p.bound, p.dtype or "-", _ms(p.time_ms), _ms(p.roof_ms), f"{p.percent_of_roof:.1f}",
+             f"{p.achieved_gflops / 1e3:,.2f}", f"{p.achieved_gbs / 1e3:,.3f}"] for p in roof.points[:top]]
+    if rows:
+        out += ["Operators on the roofline (totals over the trace)",
+                format_table(rows, ["operator", "bound", "dtype", "ms", "roof ms", "% of roof", "TFLOP/s", "TB/s"],
+                             left=(0, 1, 2))]
+    known = [s for s in run.shapes if s.known][:top]
+    if known:
+        rows = [[s.op[:36], (s.params or s.shape)[:40], s.dtype, f"{s.calls:g}", _ms(s.time_ms),
+                 f"{s.median_us:,.2f}", f"{s.flops / 1e9:,.4g}", f"{s.bytes / 2**20:,.4g}", f"{s.tflops:,.2f}",
+                 f"{s.tbs:,.3f}"] for s in known]
+        out += ["Slowest signatures (median call)", format_table(
+            rows, ["operator", "shape", "dtype", "calls", "ms", "us/call", "GFLOP", "MiB", "TFLOP/s", "TB/s"],
+            left=(0, 1, 2))]
+    unknown = [s for s in run.shapes if not s.known][:5]
+    if unknown:
+        out.append("no formula: " + "; ".join(f"{s.op} {_ms(s.time_ms)} ms" for s in unknown))
     return "\n".join(out)

@@ -307,7 +307,7 @@ def for_run(run: ProfileRun, measure_missing: bool = True) -> Peaks | None:
     peaks (cached; measured now when missing and `measure_missing`, else None)."""
     if run.model.source == "trace" or run.kernels:
         spec = devices.spec_peaks(run.device.name)
-        if spec is not None:
-            return spec
+        if spec is not None or (run.model.source == "trace" and run.device.kind != "cpu"):
+            return spec  # another machine's GPU: never this machine's peaks (None: give a peaks file)
     device = "cpu" if run.device.kind == "cpu" else run.config.device
     return get(device) if measure_missing else cached(device)

@@ -3,10 +3,15 @@ trace's arrays, and the per-step timeline of an attributed trace.
 
 window  the GPU-side ProfilerStep#N annotation, else the span of the GPU work the step launched, else of all GPU work
 busy    union of kernel, memcpy and memset intervals inside the window (several streams overlap: a union, not a sum)
-idle    window - busy, split by cause: the host had not yet launched the work that ended the gap ("host"), the host was
-        blocked in a synchronize or blocking copy during the gap ("sync"), or neither ("other")
+idle    window - busy, split by cause: the host was blocked in a synchronize or blocking copy during the gap ("sync"),
+        the host had not yet launched the work that ended the gap ("host", HTA's host wait), a gap shorter than
+        SHORT_GAP_US between work already queued ("short": the fixed cost from one kernel to the next, HTA's kernel
+        wait), or none of these ("other")
 computation / communication (NCCL/RCCL and symmetric-memory all-reduce kernels) / memcpy / memset: unions
-exposed communication: communication time not overlapped by computation
+exposed communication: communication time not overlapped by computation (TraceLens's definition)
+exposed memcpy: memcpy time overlapped by neither computation nor communication (TraceLens's definition)
+launch: the host time spent in launch calls per step; kernels shorter than their launch: a kernel whose duration is
+        under the runtime call that launched it (HTA's launch statistics): the host cannot keep such a GPU busy
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from profiler.traces.attribution import COMM_KERNEL, Attribution, _named, attrib
 from profiler.traces.columns import TraceData
 
 SHORT_KERNEL_US = 10.0  # kernels shorter than this are mostly launch overhead on current GPUs
+SHORT_GAP_US = 30.0  # idle gaps under this between queued kernels are the fixed kernel-to-kernel cost (HTA's default)
 SYNC_CALLS = ("Synchronize", "cudaMemcpy", "hipMemcpy", "cudaStreamWaitEvent", "hipStreamWaitEvent")
 ASYNC_SUFFIX = "Async"
 
@@ -68,6 +74,7 @@ class DeviceWork:
     launch_ts: np.ndarray
     sync_ts: np.ndarray  # host blocking calls and GPU-side waits, merged
     sync_end: np.ndarray
+    launch_dur: np.ndarray | None = None  # duration of the launching runtime call (NaN when not in the trace)
 
 
 def breakdown(w: DeviceWork, lo: float, hi: float) -> dict[str, float]:
@@ -82,15 +89,25 @@ def breakdown(w: DeviceWork, lo: float, hi: float) -> dict[str, float]:
     comp = length(s[comp_mask], e[comp_mask])
     comm_t = length(s[comm_mask], e[comm_mask])
     both = length(np.concatenate([s[comp_mask], s[comm_mask]]), np.concatenate([e[comp_mask], e[comm_mask]]))
+    copy = kind == 1
+    with_copies = length(np.concatenate([s[comp_mask | comm_mask], s[copy]]), np.concatenate([e[comp_mask | comm_mask],
+                                                                                               e[copy]]))
     out = {"window": hi - lo, "busy": busy, "idle": max(0.0, hi - lo - busy), "computation": comp, "comm": comm_t,
-           "exposed_comm": max(0.0, both - comp), "memcpy": length(s[kind == 1], e[kind == 1]),
-           "memset": length(s[kind == 2], e[kind == 2])}
+           "exposed_comm": max(0.0, both - comp), "memcpy": length(s[copy], e[copy]),
+           "exposed_memcpy": max(0.0, with_copies - both), "memset": length(s[kind == 2], e[kind == 2])}
     out.update(idle_causes(w, bs, be, lo, hi))
     raw_ts, launch = w.ts[inside][kernel], w.launch_ts[inside][kernel]
     known = ~np.isnan(launch)
     delays = raw_ts[known] - launch[known]
     out["launch_overhead"] = statistics.median(delays.tolist()) if len(delays) else 0.0  # np.median imports numpy.ma
-    out["short_kernels"] = float(((w.end[inside] - w.ts[inside])[kernel] < SHORT_KERNEL_US).sum())
+    durations = (w.end[inside] - w.ts[inside])[kernel]
+    out["short_kernels"] = float((durations < SHORT_KERNEL_US).sum())
+    if w.launch_dur is not None:
+        ld = w.launch_dur[inside]
+        out["shorter_than_launch"] = float((durations < ld[kernel]).sum())  # NaN launches compare False
+        out["launch_cpu"] = float(np.nansum(ld))
+    else:
+        out["shorter_than_launch"] = out["launch_cpu"] = 0.0
     return out
 
 
@@ -101,7 +118,7 @@ def idle_causes(w: DeviceWork, bs: np.ndarray, be: np.ndarray, lo: float, hi: fl
     keep = g1 > g0
     g0, g1 = g0[keep], g1[keep]
     if not len(g0):
-        return {"idle_host": 0.0, "idle_sync": 0.0, "idle_other": 0.0}
+        return {"idle_host": 0.0, "idle_sync": 0.0, "idle_short": 0.0, "idle_other": 0.0}
     gap = g1 - g0
     # sync: a blocking host call or GPU-side wait overlaps the gap (merged intervals: the last one starting before it)
     sync = np.zeros(len(g0), dtype=bool)
@@ -117,9 +134,10 @@ def idle_causes(w: DeviceWork, bs: np.ndarray, be: np.ndarray, lo: float, hi: fl
     launch = np.full(len(g0), np.nan)
     launch[has_next] = w.launch_ts[order][k[has_next]]
     host = ~sync & (launch > g0)
-    other = ~sync & ~host
+    short = ~sync & ~host & (gap < SHORT_GAP_US)
+    other = ~sync & ~host & ~short
     return {"idle_host": float(gap[host].sum()), "idle_sync": float(gap[sync].sum()),
-            "idle_other": float(gap[other].sum())}
+            "idle_short": float(gap[short].sum()), "idle_other": float(gap[other].sum())}
 
 
 
@@ -135,8 +153,11 @@ def _device_work(d: TraceData, a: Attribution) -> DeviceWork:
     ss = np.concatenate([rt["ts"][is_sync], d.gpu_syncs["ts"]])
     se = np.concatenate([rt["ts"][is_sync] + rt["dur"][is_sync], d.gpu_syncs["ts"] + d.gpu_syncs["dur"]])
     ss, se = union(ss, se)
+    launch_dur = np.full(len(a.dev_rt), np.nan)
+    known = a.dev_rt >= 0
+    launch_dur[known] = rt["dur"][a.dev_rt[known]]
     return DeviceWork(ts=dev["ts"], end=dev["ts"] + dev["dur"], kind=dev["kind"], comm=comm,
-                         launch_ts=a.dev_launch_ts, sync_ts=ss, sync_end=se)
+                      launch_ts=a.dev_launch_ts, sync_ts=ss, sync_end=se, launch_dur=launch_dur)
 
 
 def step_windows(d: TraceData, a: Attribution) -> tuple[list[tuple[float, float]], str]:
@@ -182,6 +203,10 @@ def gpu_timeline(d: TraceData, a: Attribution) -> GpuTimeline | None:
         idle_host_ms=ms("idle_host"),
         idle_sync_ms=ms("idle_sync"),
         idle_other_ms=ms("idle_other"),
+        idle_short_ms=ms("idle_short"),
+        exposed_memcpy_ms=ms("exposed_memcpy"),
+        kernels_shorter_than_launch=mean["shorter_than_launch"],
+        launch_cpu_ms=ms("launch_cpu"),
         launch_overhead_ms=statistics.median(p["launch_overhead"] for p in per) / 1e3,
         short_kernels=mean["short_kernels"],
         window_source=source,

@@ -92,3 +92,33 @@ def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
     with pytest.raises(PolicyError, match="this server reads traces only from"):
         import_job({"paths": [str(elsewhere)]}, say, threading.Event())
     assert import_trace(elsewhere).gpu.steps == 1  # from Python, a user's own file is read as handed
+
+
+def test_why_slow_on_a_gpu_trace_shows_its_work_per_shape_and_gpu_rules(imported, monkeypatch):
+    runs, root = imported
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = runs["h100_bert_small"].id
+    at.run()
+    at.switch_page("app_pages/why_slow.py")
+    at.run()
+    assert not at.exception and not at.error
+    shapes = next(d.value for d in at.dataframe if "us per call (median)" in d.value.columns)
+    top = shapes.iloc[0]
+    assert top["operator"] == "aten::addmm" and top["shape"] == "M=141 N=512 K=512 bias" and top["calls"] == 17
+    assert any("explain 100% of the compute kernel time" in c.value for c in at.caption)
+    assert "The GPU waits for the host" in texts(at)
+
+
+def test_why_slow_on_a_trace_of_an_unknown_gpu_asks_for_measured_peaks(tmp_path, monkeypatch):
+    run = import_trace(DATA / "sampled_rank0_gpu.pt.trace.json.gz")  # no deviceProperties: the GPU is unnamed
+    store.save(run, tmp_path)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = run.id
+    at.run()
+    at.switch_page("app_pages/why_slow.py")
+    at.run()
+    assert not at.exception and not at.error
+    assert any("No published peaks" in i.value for i in at.info)
+    assert not any(b.label == "Measure this machine's peaks" for b in at.button)  # this machine is not that GPU

@@ -53,7 +53,8 @@ def test_figures_match_the_readme(name, ops, count, us):
     g = run.gpu
     assert g.steps >= 1 and 0 < g.busy_ms <= g.window_ms + 1e-9
     assert g.idle_ms == pytest.approx(g.window_ms - g.busy_ms)
-    assert g.idle_host_ms + g.idle_sync_ms + g.idle_other_ms == pytest.approx(g.idle_ms, rel=1e-6, abs=1e-6)
+    assert g.idle_host_ms + g.idle_sync_ms + g.idle_short_ms + g.idle_other_ms == pytest.approx(g.idle_ms, rel=1e-6,
+                                                                                                abs=1e-6)
     assert g.computation_ms <= g.busy_ms + 1e-9 and g.exposed_comm_ms <= g.comm_ms + 1e-9
 
 
@@ -167,14 +168,15 @@ def test_idle_time_by_cause(tmp_path):
               X("kernel", "a", 10, 10, pid=0, tid=7, stream=7, correlation=1, device=0),
               X("cuda_runtime", "cudaLaunchKernel", 50, 5, correlation=2),  # launched after the GPU idled: host
               X("kernel", "b", 60, 10, pid=0, tid=7, stream=7, correlation=2, device=0),
-              X("cuda_runtime", "cudaLaunchKernel", 61, 5, correlation=3),  # enqueued in time; the gap is other
+              X("cuda_runtime", "cudaLaunchKernel", 61, 5, correlation=3),  # enqueued in time: a 5 us short gap
               X("kernel", "c", 75, 10, pid=0, tid=7, stream=7, correlation=3, device=0),
               X("cuda_runtime", "cudaStreamSynchronize", 86, 100, correlation=4),  # host blocked: sync
               X("cuda_runtime", "cudaLaunchKernel", 190, 5, correlation=5),
               X("kernel", "d", 200, 10, pid=0, tid=7, stream=7, correlation=5, device=0)]
     g = import_trace(write(tmp_path, events)).gpu
     assert g.idle_ms == pytest.approx(0.160)  # 10..210 minus 40 busy
-    assert g.idle_host_ms == pytest.approx(0.040) and g.idle_other_ms == pytest.approx(0.005)
+    assert g.idle_host_ms == pytest.approx(0.040) and g.idle_short_ms == pytest.approx(0.005)
+    assert g.idle_other_ms == 0
     assert g.idle_sync_ms == pytest.approx(0.115)
     assert g.launch_overhead_ms == pytest.approx(0.010) and g.short_kernels == 0
 
