@@ -339,6 +339,9 @@ class RankStat(_Dict):
     overlap: float  # share of communication overlapped by computation (0..1)
     straggler: bool = False
     note: str = ""
+    collectives: int = 0  # collectives matched across ranks (the i-th of each rank is one collective)
+    comm_transfer_ms: float = 0.0  # per step: the fastest rank's duration of each collective, summed
+    comm_sync_ms: float = 0.0  # per step: the rest of this rank's collective time, waiting for the other ranks
 
 
 @dataclass

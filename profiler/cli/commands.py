@@ -72,7 +72,11 @@ def _cmd_import(a) -> int:
     from profiler.traces.importer import import_trace
 
     store.check_writable(a.runs_dir)
-    run = import_trace(a.traces)  # the command line reads any file its user names
+    progress, close = progress_bar(False if a.json else None)
+    try:
+        run = import_trace(a.traces, progress=progress)  # the command line reads any file its user names
+    finally:
+        close()
     saved = store.save(run, a.runs_dir)
     if a.json:
         print(json.dumps(run.to_dict(), indent=1))

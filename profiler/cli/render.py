@@ -201,7 +201,8 @@ def render_import(run: ProfileRun, top: int = 15) -> str:
     for r in run.ranks:
         out.append(
             f"rank {r.rank:<5} step {_ms(r.step_ms)} ms, computation {_ms(r.computation_ms)}, comm "
-            f"{_ms(r.comm_ms)} ({100 * r.overlap:.0f}% overlapped){'  STRAGGLER: ' + r.note if r.straggler else ''}"
+            f"{_ms(r.comm_ms)} ({100 * r.overlap:.0f}% overlapped; collectives: transfer {_ms(r.comm_transfer_ms)}, "
+            f"waiting for other ranks {_ms(r.comm_sync_ms)}){'  STRAGGLER: ' + r.note if r.straggler else ''}"
         )
     v = run.validation
     if v is not None:

@@ -142,6 +142,12 @@ def import_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     for path in paths:  # the server reads only its data directories, within the size limit
         policy.check_size(policy.confine(path, "trace"), "trace")
     say("reading the trace", 0.0)
-    run = import_trace(paths)
+
+    def progress(stage: str, fraction: float) -> None:
+        if cancel.is_set():  # a cancelled import stops at its next chunk; nothing is saved
+            raise ProfileCancelled("import cancelled")
+        say(stage, fraction)
+
+    run = import_trace(paths, progress=progress)
     store.save(run, payload.get("runs_dir"))
     return run.id

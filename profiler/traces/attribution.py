@@ -43,6 +43,7 @@ class Attribution:
     op_order: list[int]  # ops, parents before children
     module_paths: list[str]
     module_class: list[str]
+    overlaps: int = 0  # ops that end after the op enclosing their start (broken nesting): clipped to it
 
 
 def attribute(d: TraceData) -> Attribution:
@@ -81,6 +82,7 @@ def attribute(d: TraceData) -> Attribution:
     idx = np.concatenate([np.arange(n_mod), np.arange(n_ops), np.arange(n_rt)])
     order = np.lexsort((-dur, kind, ts, thread))
     cur = None
+    overlaps = 0
     op_stack: list[tuple[float, int]] = []
     mod_stack: list[tuple[float, int]] = []
     mod_names = mods["name"].tolist()
@@ -94,9 +96,13 @@ def attribute(d: TraceData) -> Attribution:
             mod_stack.pop()
         if k == 1:
             if op_stack:
-                p = op_stack[-1][1]
+                end, p = op_stack[-1]
                 parent[i] = p
-                child_time[p] += du
+                if s + du > end:  # a slice overlapping its parent's end: only the part inside it is the parent's
+                    overlaps += 1
+                    child_time[p] += end - s
+                else:
+                    child_time[p] += du
             if mod_stack:
                 op_module[i] = mod_stack[-1][1]
             op_stack.append((s + du, i))
@@ -120,7 +126,8 @@ def attribute(d: TraceData) -> Attribution:
     dev_op[found] = op_of_rt[rt_idx[found]]
     self_host = np.maximum(ops["dur"] - child_time, 0.0)
     return Attribution(dev_op=dev_op, dev_rt=rt_idx, dev_launch_ts=launch_ts, op_parent=parent, op_self_host=self_host,
-                       op_module=op_module, op_order=op_order, module_paths=module_paths, module_class=module_class)
+                       op_module=op_module, op_order=op_order, module_paths=module_paths, module_class=module_class,
+                       overlaps=overlaps)
 
 
 

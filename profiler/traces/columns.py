@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,9 +82,10 @@ def _cols(spec: str) -> dict[str, array]:
     return {k: array(t) for k, t in (c.split(":") for c in spec.split())}
 
 
-def load(path: str | Path) -> TraceData:
-    """Stream `path` once into a TraceData; TraceFormatError (from the reader) when it is not a readable trace."""
-    stream = TraceStream(path)
+def load(path: str | Path, progress: Callable[[float], None] | None = None) -> TraceData:
+    """Stream `path` once into a TraceData; TraceFormatError (from the reader) when it is not a readable trace.
+    `progress(share)` is called as the file is read (share of its bytes)."""
+    stream = TraceStream(path, progress)
     names: dict[str, int] = {}
     threads: dict[tuple, int] = {}
     ops = _cols("name:i ts:d dur:d thread:i flops:d call:i")
@@ -101,6 +103,7 @@ def load(path: str | Path) -> TraceData:
     unknown: Counter = Counter()
     python_other = 0
     no_time = 0
+    negative = 0
     kinds: dict = {}
     n = 0
 
@@ -148,6 +151,9 @@ def load(path: str | Path) -> TraceData:
         except (KeyError, TypeError, ValueError):
             no_time += 1
             continue
+        if dur < 0:  # a broken clock or writer: counted, and the event kept as an instant so nothing sums it
+            negative += 1
+            dur = 0.0
         name = e.get("name", "")
         args = e.get("args") or {}
         read[kind] += 1
@@ -207,6 +213,9 @@ def load(path: str | Path) -> TraceData:
             _rare(kind, name, ts, dur, e, cpu_steps, gpu_steps, marks, host_comm, tags, syncs, thread_of, intern)
 
     skipped = _skipped(skipped_ph, unknown, read, python_other, no_time)
+    if negative:
+        skipped["negative durations"] = Skipped(negative, "events with dur < 0: kept with duration 0, so no figure "
+                                                          "sums a negative time")
     return TraceData(
         path=str(stream.path), metadata=stream.metadata, names=list(names),
         ops=_np(ops), modules=_np(modules), runtime=_np(runtime), device=_np(device), cpu_steps=_np(cpu_steps),

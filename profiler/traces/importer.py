@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from profiler.schema import (
@@ -89,6 +90,11 @@ def _validation(datas: list[TraceData], attrs: list[Attribution]) -> TraceValida
             r = skipped.setdefault("device events without their launch", [0, "the launch (same correlation id) is "
                                    "not in the trace, e.g. queued before recording started: reported as unattributed"])
             r[0] += missing
+        if a.overlaps:
+            r = skipped.setdefault("overlapping slices", [0, "operators ending after the operator enclosing their "
+                                   "start (broken nesting on one thread): only the part inside it is taken from its "
+                                   "self time, never counted twice"])
+            r[0] += a.overlaps
         outside = int((a.dev_op == -1).sum())
         if outside:
             r = skipped.setdefault("launches outside any operator", [0, "no cpu_op encloses the runtime call (e.g. "
@@ -127,14 +133,31 @@ def _notes(d: TraceData, datas: list[TraceData], on_gpu: bool, platform: str, la
     return notes
 
 
-def import_trace(path: str | Path | list) -> ProfileRun:
+READ_SHARE = 0.9  # of the progress bar: reading is most of an import's time; attribution and figures the rest
+
+
+def _read_all(files: list[Path], progress: Callable[[str, float], None] | None) -> list[TraceData]:
+    sizes = [f.stat().st_size if f.is_file() else 0 for f in files]
+    total, done, out = max(1, sum(sizes)), 0, []
+    for f, size in zip(files, sizes):
+        def step(share: float, before: int = done, size: int = size, name: str = f.name) -> None:
+            progress(f"reading {name}", READ_SHARE * (before + share * size) / total)
+        out.append(load(f, step if progress else None))
+        done += size
+    if progress:
+        progress("matching kernels to operators", READ_SHARE)
+    return out
+
+
+def import_trace(path: str | Path | list, progress: Callable[[str, float], None] | None = None) -> ProfileRun:
     """Turn one trace file (or several: the ranks of one job) into a ProfileRun with model.source "trace";
     TraceFormatError for anything that is not a readable trace. It reads what it is handed, as the CLI does: the
-    server's data-directory and size policy applies at the server's boundary (the import job), not here."""
+    server's data-directory and size policy applies at the server's boundary (the import job), not here.
+    `progress(stage, fraction)` follows the reading (by bytes, over all files) and the analysis."""
     files = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
     if not files:
         raise TraceFormatError("no trace file given")
-    datas = [load(f) for f in files]
+    datas = _read_all(files, progress)
     for d in datas:
         if not d.read or not (len(d.ops["ts"]) or len(d.device["ts"])):
             raise TraceFormatError(f"{Path(d.path).name}: the trace holds no operator or device events "

@@ -11,6 +11,7 @@ import numpy as np
 
 from profiler.schema import GpuTimeline, RankStat
 from profiler.traces import timeline as tl
+from profiler.traces.attribution import COMM_KERNEL
 from profiler.traces.columns import TraceData
 
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
@@ -67,14 +68,43 @@ def host_steps(d: TraceData) -> HostSteps | None:
                      computation_ms=comp / n / 1e3, comm_ms=comm / n / 1e3, exposed_comm_ms=exposed / n / 1e3)
 
 
+def _collective_durations(d: TraceData) -> np.ndarray:
+    """Durations (us) of a rank's collectives in launch order: communication kernels on a GPU, else gloo's host
+    annotations."""
+    dev = d.device
+    if len(dev["ts"]):
+        comm = np.array([bool(COMM_KERNEL.search(d.names[n])) for n in dev["name"].tolist()], dtype=bool)
+        comm &= dev["kind"] == 0
+        order = np.argsort(dev["ts"][comm], kind="stable")
+        return dev["dur"][comm][order]
+    hc = d.host_comm
+    if not len(hc.get("ts", ())):
+        return np.zeros(0)
+    return hc["dur"][np.argsort(hc["ts"], kind="stable")]
+
+
+def collective_split(datas: list[TraceData]) -> list[tuple[float, float, int]]:
+    """Per rank: (transfer us, synchronization us, collectives matched). The i-th collective of every rank is one
+    collective; its transfer time is the fastest rank's duration, the rest of each rank's duration is waiting for
+    the others (TensorBoard's profiler plugin's split)."""
+    durs = [_collective_durations(d) for d in datas]
+    n = min((len(x) for x in durs), default=0)
+    if n == 0 or len(datas) < 2:
+        return [(float(x.sum()), 0.0, 0) for x in durs]
+    matched = np.stack([x[:n] for x in durs])
+    transfer = matched.min(axis=0)
+    return [(float(transfer.sum()), float((row - transfer).sum()), n) for row in matched]
+
+
 def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> list[RankStat]:
     """Per-rank step time, communication and its overlap; stragglers by computation time against the median rank.
     Ranks without device activity (CPU-only jobs, gloo) get the same figures from the host (host_steps)."""
     figures = [g if g is not None else host_steps(d) for d, g in zip(datas, timelines)]
     comps = [f.computation_ms for f in figures if f is not None]
     median = statistics.median(comps) if comps else 0.0
+    split = collective_split(datas)
     out = []
-    for i, (d, f) in enumerate(zip(datas, figures)):
+    for i, (d, f, (transfer, sync, matched)) in enumerate(zip(datas, figures, split)):
         if f is None:
             out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=0, step_ms=0.0, busy_ms=0.0,
                                 computation_ms=0.0, comm_ms=0.0, exposed_comm_ms=0.0, overlap=0.0,
@@ -88,5 +118,6 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
                             busy_ms=f.busy_ms, computation_ms=f.computation_ms,
                             comm_ms=f.comm_ms, exposed_comm_ms=f.exposed_comm_ms,
                             overlap=(1 - f.exposed_comm_ms / f.comm_ms) if f.comm_ms > 0 else 0.0, straggler=slow,
-                            note="; ".join(notes)))
+                            note="; ".join(notes), collectives=matched, comm_transfer_ms=transfer / f.steps / 1e3,
+                            comm_sync_ms=sync / f.steps / 1e3))
     return sorted(out, key=lambda r: r.rank)

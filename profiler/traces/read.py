@@ -6,6 +6,7 @@ Operator / Kernel / Memcpy / Runtime. Both map to the newer names.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import time
@@ -13,7 +14,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from profiler.schema import TraceFormatError
 
@@ -70,9 +71,10 @@ class TraceStream:
     put keys such as deviceProperties before or after the events. Bad input raises TraceFormatError naming the file.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, progress: Callable[[float], None] | None = None):
         self.path = Path(path)
         self.metadata: dict = {}
+        self.progress = progress  # called with the share of the file read so far (compressed bytes for .gz)
         if not self.path.is_file():
             raise TraceFormatError(f"trace file not found: {path}")
         if self.path.stat().st_size == 0:
@@ -81,8 +83,10 @@ class TraceStream:
     def __iter__(self) -> Iterator[dict]:
         name = self.path.name
         try:
-            with _open_text(self.path) as f:
-                yield from _Parser(f, name, self.metadata).events()
+            with open(self.path, "rb") as raw, _open_text(self.path, raw) as f:
+                size = max(1, self.path.stat().st_size)
+                report = (lambda: self.progress(min(1.0, raw.tell() / size))) if self.progress else None
+                yield from _Parser(f, name, self.metadata, report).events()
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise TraceFormatError(f"{name}: the gzip stream is truncated or corrupt ({exc})") from None
         except UnicodeDecodeError:
@@ -91,10 +95,11 @@ class TraceStream:
             raise TraceFormatError(f"{name}: not valid JSON, perhaps truncated ({exc})") from None
 
 
-def _open_text(p: Path):
-    with open(p, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(p, "rt", encoding="utf-8") if gz else open(p, encoding="utf-8")
+def _open_text(p: Path, raw):
+    """A text stream over `raw` (the file opened in binary), gunzipped when it is gzip; raw.tell() is the progress."""
+    gz = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    return io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, encoding="utf-8")
 
 
 class _Parser:
@@ -103,12 +108,14 @@ class _Parser:
     Each event is decoded by the json module's C scanner (raw_decode) from a text buffer that is refilled in chunks.
     """
 
-    def __init__(self, f, name: str, metadata: dict):
-        self.f, self.name, self.metadata = f, name, metadata
+    def __init__(self, f, name: str, metadata: dict, report: Callable[[], None] | None = None):
+        self.f, self.name, self.metadata, self.report = f, name, metadata, report
         self.buf, self.pos, self.eof = "", 0, False
 
     def _more(self) -> bool:
         chunk = self.f.read(CHUNK_CHARS)
+        if self.report is not None:
+            self.report()
         if not chunk:
             self.eof = True
             return False

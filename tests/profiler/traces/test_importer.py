@@ -375,3 +375,22 @@ def test_importing_a_live_runs_own_trace_gives_its_per_op_figures(tiny_bert_run)
     # what only the live run knows stays on it: shapes and FLOPs from its untimed pass
     addmm = next(o for o in run.ops if o.name == "aten::addmm")
     assert addmm.input_shapes and addmm.flops > 0 and not by["aten::addmm"].flops
+
+
+def test_overlapping_slices_and_negative_durations_are_clipped_and_reported(tmp_path):
+    events = [X("cpu_op", "aten::outer", 0, 100), X("cpu_op", "aten::inner", 50, 100),  # ends 50 us after its parent
+              X("cpu_op", "aten::broken", 300, -20)]
+    run = import_trace(write(tmp_path, events))
+    host = {o.name: o.host_ms for o in run.ops}
+    assert host["aten::outer"] == pytest.approx(0.050)  # only the 50 us inside it are its child's, not 100
+    assert host["aten::inner"] == pytest.approx(0.100) and host["aten::broken"] == 0
+    skipped = {s.what: s.count for s in run.validation.skipped}
+    assert skipped["overlapping slices"] == 1 and skipped["negative durations"] == 1
+
+
+def test_import_reports_progress_by_bytes(tmp_path):
+    seen = []
+    import_trace(DATA / "b200_rank0_of8.pt.trace.json.gz", progress=lambda stage, f: seen.append((stage, f)))
+    fractions = [f for _, f in seen]
+    assert seen[0][0].startswith("reading b200") and fractions == sorted(fractions) and fractions[-1] >= 0.9
+    assert len(seen) >= 3  # more than a start and an end: the bar moves while the file is read

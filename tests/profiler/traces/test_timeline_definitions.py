@@ -81,3 +81,22 @@ def test_kernels_shorter_than_their_launch_by_hand():
     assert by_hand > 0 and ours["shorter_than_launch"] == by_hand
     assert ours["idle_host"] + ours["idle_sync"] + ours["idle_short"] + ours["idle_other"] == pytest.approx(
         ours["idle"], abs=1e-6)
+
+
+def test_collectives_split_into_transfer_and_waiting_across_ranks():
+    """TensorBoard's plugin's split, on the two real gloo ranks (rank 1 has twice the batch): each collective's
+    transfer time is the fastest rank's duration, the rest is waiting; the straggler waits for no one."""
+    from profiler.traces.importer import import_trace
+
+    files = [DATA / "ddp_rank0.pt.trace.json.gz", DATA / "ddp_rank1.pt.trace.json.gz"]
+    run = import_trace([str(f) for f in files])
+    fast, slow = run.ranks
+    durs = [sorted((e["ts"], e["dur"]) for e in raw(f"ddp_rank{r}") if e.get("name", "").startswith("gloo:"))
+            for r in (0, 1)]
+    n = min(len(d) for d in durs)
+    transfer = sum(min(durs[0][i][1], durs[1][i][1]) for i in range(n))
+    assert fast.collectives == slow.collectives == n > 0
+    assert fast.comm_transfer_ms == slow.comm_transfer_ms == pytest.approx(transfer / 3 / 1e3)  # 3 steps
+    wait_fast = sum(durs[0][i][1] for i in range(n)) - transfer
+    assert fast.comm_sync_ms == pytest.approx(wait_fast / 3 / 1e3) and fast.comm_sync_ms > 0
+    assert slow.straggler and slow.comm_sync_ms < 0.1 * fast.comm_sync_ms
