@@ -89,6 +89,13 @@ FUSED = ("*fused*", "*pointwise*", "Torch-Compiled Region*", "CompiledFunction*"
 
 # ---------------------------------------------------------------- work no formula counts, or none at all
 
+# views and allocations: no work and (almost) no kernel time, never "unexplained" in a FLOP coverage
+VIEWS = frozenset({"aten::view", "aten::reshape", "aten::as_strided", "aten::empty", "aten::empty_strided",
+                   "aten::slice", "aten::transpose", "aten::permute", "aten::expand", "aten::t", "aten::unsqueeze",
+                   "aten::squeeze", "aten::select", "aten::detach", "aten::alias", "aten::_unsafe_view",
+                   "aten::resize_", "aten::lift_fresh", "aten::_reshape_alias", "aten::split", "aten::chunk",
+                   "aten::narrow", "aten::unbind", "aten::empty_like"})
+
 # ATen ops that do matmul-class work no FLOP formula counts (prefixes): their time makes a FLOP/s figure partial
 UNCOUNTED_MATMUL = (
     "aten::lstm",

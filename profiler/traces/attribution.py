@@ -81,8 +81,7 @@ def attribute(d: TraceData) -> Attribution:
     kind = np.concatenate([np.zeros(n_mod, np.int8), np.ones(n_ops, np.int8), np.full(n_rt, 2, np.int8)])
     idx = np.concatenate([np.arange(n_mod), np.arange(n_ops), np.arange(n_rt)])
     order = np.lexsort((-dur, kind, ts, thread))
-    cur = None
-    overlaps = 0
+    cur, overlaps = None, 0
     op_stack: list[tuple[float, int]] = []
     mod_stack: list[tuple[float, int]] = []
     mod_names = mods["name"].tolist()
@@ -98,11 +97,8 @@ def attribute(d: TraceData) -> Attribution:
             if op_stack:
                 end, p = op_stack[-1]
                 parent[i] = p
-                if s + du > end:  # a slice overlapping its parent's end: only the part inside it is the parent's
-                    overlaps += 1
-                    child_time[p] += end - s
-                else:
-                    child_time[p] += du
+                overlaps += s + du > end  # a slice past its parent's end: only the part inside is the parent's
+                child_time[p] += min(du, end - s)
             if mod_stack:
                 op_module[i] = mod_stack[-1][1]
             op_stack.append((s + du, i))

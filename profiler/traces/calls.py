@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from profiler import op_categories as oc
 from profiler.schema import ShapeStat
 from profiler.traces import formulas
 from profiler.traces import work as work_mod
@@ -100,15 +101,9 @@ def call_work(d: TraceData, a: Attribution) -> CallWork:
                     params=params, call_flops=cfl, call_bytes=cby)
 
 
-_VIEWS = ("aten::view", "aten::reshape", "aten::as_strided", "aten::empty", "aten::empty_strided", "aten::slice",
-          "aten::transpose", "aten::permute", "aten::expand", "aten::t", "aten::unsqueeze", "aten::squeeze",
-          "aten::select", "aten::detach", "aten::alias", "aten::_unsafe_view", "aten::resize_", "aten::lift_fresh",
-          "aten::_reshape_alias", "aten::split", "aten::chunk", "aten::narrow", "aten::unbind", "aten::empty_like")
-
-
 def _zero_work(d: TraceData) -> np.ndarray:
     """Views and allocations: no work and (almost) no kernel time, never unexplained."""
-    return _named(d, d.ops["name"], lambda nm: nm in _VIEWS)
+    return _named(d, d.ops["name"], lambda nm: nm in oc.VIEWS)
 
 
 def event_time_us(d: TraceData, a: Attribution, on_gpu: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
