@@ -30,7 +30,8 @@ pages = {
         st.Page("app_pages/why_slow.py", title="Why slow?", icon=":material/speed:"),
     ],
     "Improve": [st.Page("app_pages/optimize.py", title="Optimize", icon=":material/bolt:"),
-                st.Page("app_pages/generate.py", title="Generate", icon=":material/text_fields:")],
+                st.Page("app_pages/generate.py", title="Generate", icon=":material/text_fields:"),
+                st.Page("app_pages/train.py", title="Train", icon=":material/model_training:")],
     "Machine": [st.Page("app_pages/system.py", title="System", icon=":material/monitor_heart:")],
 }
 # workshop: who this session is, the lessons, the instructor's class view; `?run=` opens a run on any page

@@ -33,6 +33,7 @@ from profiler.schema import (
     RunStoreError,
     Sweep,
     TraceFormatError,
+    TrainConfig,
     TransferStat,
 )
 
@@ -42,6 +43,8 @@ _LAZY = {
     "LoadedModel": "profiler.models.loading:LoadedModel",
     "profile": "profiler.measure.session:profile",
     "generate": "profiler.measure.generate:generate",
+    "train": "profiler.measure.train:train",
+    "record_training": "profiler.measure.recorder:record_training",
     "import_trace": "profiler.traces.importer:import_trace",
     "peaks": "profiler.measure.peaks:get",
     "peaks_for": "profiler.measure.peaks:for_run",
@@ -58,7 +61,7 @@ _LAZY = {
 __all__ = sorted(_LAZY) + [
     "Comparison", "DeviceInfo", "GenerateConfig", "Generation", "Graph", "GraphNode", "LatencyStats", "ModelInfo",
     "ModelLoadError", "ModelRunError", "OpLensError", "OpStat", "Peaks", "ProfileCancelled", "ProfileConfig",
-    "ProfileRun", "Recommendation", "RunStoreError", "Sweep", "TraceFormatError", "TransferStat",
+    "ProfileRun", "Recommendation", "RunStoreError", "Sweep", "TraceFormatError", "TrainConfig", "TransferStat",
 ]
 
 

@@ -391,6 +391,63 @@ class PhaseStat(_Dict):
 
 
 @dataclass
+class TrainConfig(_Dict):
+    """How a training run was measured: `steps` timed steps after `warmup` untimed ones."""
+    batch_size: int = 0  # 0: the model's own (a sample's, or the factory's default)
+    seq_len: int = 0
+    steps: int = 5
+    warmup: int = 2
+    optimizer: str = "adamw"  # training.OPTIMIZERS: sgd, sgd-foreach, adamw, adamw-foreach, adamw-fused
+    lr: float = 1e-4
+    workers: int = 0  # DataLoader num_workers
+    pin_memory: bool = False
+    dtype: str = "float32"  # "bfloat16" / "float16": autocast around forward and loss
+    device: str = "auto"
+    seed: int = 0
+    memory: bool = True  # one more step under the memory profiler: the timeline by category
+
+
+@dataclass
+class TrainStep(_Dict):
+    """One timed step: its wall time, the phases (from OpLens's markers) and the categories (TensorBoard's profiler
+    plugin's, by priority: each instant of the step counts once, for the first category active then), both adding up
+    to wall_ms."""
+    wall_ms: float
+    phases: dict[str, float] = field(default_factory=dict)  # data, forward, backward, optimizer, other (ms)
+    categories: dict[str, float] = field(default_factory=dict)  # kernel ... DataLoader, CPU exec, other (ms)
+    loss: float | None = None
+
+
+@dataclass
+class MemoryTimeline(_Dict):
+    """Memory in use over one step by category (torch.profiler's memory categories), sampled to at most a few
+    hundred points; times in ms from the step's start."""
+    device: str
+    times_ms: list[float] = field(default_factory=list)
+    bytes: dict[str, list[float]] = field(default_factory=dict)  # category -> bytes in use at each time
+    peak_bytes: float = 0.0
+    peak_ms: float = 0.0
+    peak_phase: str = ""  # the phase (forward, backward, optimizer, data) running at the peak
+    peak_by_category: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Training(_Dict):
+    """A training run: per-step figures, the input-pipeline verdict and the memory timeline."""
+    config: TrainConfig
+    steps: list[TrainStep] = field(default_factory=list)
+    wall: Spread = field(default_factory=lambda: Spread())
+    phases: dict[str, float] = field(default_factory=dict)  # medians over the steps (ms)
+    categories: dict[str, float] = field(default_factory=dict)
+    data_share: float = 0.0  # median data wait / median step
+    input_bound: bool = False
+    verdict: str = ""
+    memory: MemoryTimeline | None = None
+    losses: list[float] = field(default_factory=list)  # every step's loss, warm-up included
+    source: str = ""  # "live", "recorder" or "trace"
+
+
+@dataclass
 class Generation(_Dict):
     """Greedy generation measured step by step. Definitions:
     ttft = the prefill step (prompt in, first token out); tpot = one decode step (one token per sequence);
@@ -460,6 +517,7 @@ class ProfileRun(_Dict):
     ranks: list[RankStat] = field(default_factory=list)  # multi-rank imports
     shapes: list[ShapeStat] = field(default_factory=list)  # imported traces: work per op and signature, most time first
     generation: Generation | None = None  # set by profiler.generate: the run measured a greedy generation
+    training: Training | None = None  # set by profiler.train and record_training
     participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     load: MachineLoad | None = None  # what other processes took while it was timed (live runs)
     schema_version: int = SCHEMA_VERSION

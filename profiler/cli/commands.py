@@ -87,6 +87,19 @@ def _cmd_import(a) -> int:
     return 0
 
 
+def _cmd_train(a) -> int:
+    from profiler.measure.train import train
+    from profiler.schema import TrainConfig
+
+    config = TrainConfig(batch_size=a.batch_size or 0, steps=a.steps, warmup=a.warmup, optimizer=a.optimizer,
+                         lr=a.lr, workers=a.workers, pin_memory=a.pin_memory, dtype=a.dtype, device=a.device,
+                         memory=not a.no_memory)
+    return _measure_and_save(
+        a, lambda: load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len),
+        lambda loaded, progress: train(loaded, config, progress=progress),
+        lambda run: render.render_training(run, a.top))
+
+
 def _cmd_generate(a) -> int:
     from profiler.measure.generate import generate
     from profiler.schema import GenerateConfig
@@ -352,7 +365,8 @@ def _cmd_recommend(a) -> int:
 COMMANDS = {"models": _cmd_models, "profile": _cmd_profile, "import": _cmd_import, "runs": _cmd_runs, "show": _cmd_show,
             "rename": _cmd_rename, "delete": _cmd_delete, "peaks": _cmd_peaks,
             "sweep": _cmd_sweep, "generate": _cmd_generate, "report": _cmd_report,
-            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend, "explore": _cmd_explore}
+            "tensorboard": _cmd_tensorboard, "recommend": _cmd_recommend, "explore": _cmd_explore,
+            "train": _cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,30 @@ def _measuring(sub) -> None:
 
     _sweep_and_peaks(sub)
     _import_and_generate(sub)
+    _train(sub)
+
+
+def _train(sub) -> None:
+    from profiler.measure.train import OPTIMIZERS  # noqa: PLC0415 - the optimizer names, one list
+
+    t = sub.add_parser("train", help="profile training steps: step time by phase and category, input pipeline, memory")
+    t.add_argument("model", help="sample model name (trained on its natural loss) or file.py:factory returning "
+                                 "(module, (inputs, target) or a Dataset, loss)")
+    t.add_argument("--steps", type=positive(), default=5, help="timed steps (default 5)")
+    t.add_argument("--warmup", type=positive(minimum=0), default=2, help="untimed steps first (default 2)")
+    t.add_argument("--batch-size", type=positive(), default=None)
+    t.add_argument("--seq-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=None)
+    t.add_argument("--optimizer", default="adamw", choices=list(OPTIMIZERS))
+    t.add_argument("--lr", type=positive(float, 0), default=1e-4)
+    t.add_argument("--workers", type=positive(minimum=0), default=0, help="DataLoader num_workers (default 0)")
+    t.add_argument("--pin-memory", action="store_true", help="DataLoader pin_memory=True")
+    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="autocast dtype for forward and loss")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--no-memory", action="store_true", help="skip the memory-profiled step")
+    t.add_argument("--runs-dir")
+    t.add_argument("--top", type=positive(), default=10)
+    t.add_argument("--json", action="store_true", help="print only the run, as JSON")
 
 
 def _saved_runs(sub) -> None:

@@ -236,3 +236,30 @@ def trace_work(run: ProfileRun, roof, top: int = 12) -> str:
     if unknown:
         out.append("no formula: " + "; ".join(f"{s.op} {_ms(s.time_ms)} ms" for s in unknown))
     return "\n".join(out)
+
+
+def render_training(run: ProfileRun, top: int = 10) -> str:
+    """A training run: step time and its spread, the phases and categories (each adding up to the step), the
+    input-pipeline verdict, memory by category at the peak, and the slowest operators."""
+    t = run.training
+    w = t.wall
+    out = [f"training {run.model.name} on {run.device.name}: {t.config.steps} steps after {t.config.warmup} warm-up, "
+           f"batch {t.config.batch_size}, optimizer {t.config.optimizer}, {t.config.dtype}",
+           f"step       median {_ms(w.median)} ms, p90 {_ms(w.p90)}, spread (IQR) {_ms(w.iqr)} over {w.n} steps",
+           "phases     " + ", ".join(f"{k} {_ms(v)}" for k, v in t.phases.items()) + " ms (medians; each step's add "
+           "up to its wall time)",
+           "categories " + ", ".join(f"{k} {_ms(v)}" for k, v in t.categories.items() if v > 0) + " ms",
+           f"input      {t.verdict}"]
+    m = t.memory
+    if m is not None and m.peak_bytes:
+        parts = ", ".join(f"{k} {_bytes(v)}" for k, v in sorted(m.peak_by_category.items(), key=lambda x: -x[1])
+                          if v > 0)
+        out.append(f"memory     peak {_bytes(m.peak_bytes)} during {m.peak_phase}, {m.peak_ms:.3g} ms into the step: "
+                   f"{parts}")
+    if t.losses:
+        out.append("loss       " + " ".join(f"{x:.4g}" for x in t.losses))
+    rows = [[o.name[:60], f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms)] for o in run.ops[:top]]
+    if rows:
+        out += ["Top operators per step", format_table(rows, ["operator", "calls", "exec ms", "trans ms"])]
+    out += [f"note       {n}" for n in run.notes]
+    return "\n".join(out)

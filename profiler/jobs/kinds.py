@@ -30,6 +30,7 @@ KINDS: dict[str, Kind] = {
     "profile": Kind("profiler.jobs.worker", 900, typical_s=30, saves=(("run", "run"),)),
     "sweep": Kind("profiler.jobs.worker", 1800, typical_s=120, saves=(("sweep", "sweep"),)),
     "profile-generation": Kind("profiler.jobs.worker", 1200, typical_s=60, saves=(("run", "run"),)),
+    "train": Kind("profiler.jobs.worker", 1200, typical_s=45, saves=(("run", "run"),)),
     "import": Kind("profiler.jobs.worker", 600, timed=False, typical_s=10, saves=(("run", "run"),),
                    loads_model=False),
     "peaks": Kind("profiler.jobs.worker", 300, typical_s=15, loads_model=False),

@@ -113,6 +113,19 @@ def generation_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     return run.id
 
 
+@job("train")
+def train_job(payload: dict, say: Say, cancel: threading.Event) -> str:
+    """Profile training steps (profiler.measure.train, as `python -m profiler train`) and save the run; its id."""
+    from profiler.measure.train import train
+    from profiler.schema import TrainConfig
+
+    config = TrainConfig.from_dict(payload.get("train") or {})
+    loaded = load_payload_model(payload, say, cancel, config.batch_size or None, None)
+    run = train(loaded, config, progress=say, cancel=cancel)
+    store.save(run, payload.get("runs_dir"))
+    return run.id
+
+
 @job("sweep")
 def sweep_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     """Measure the model across the payload's axes and save the sweep (sweep_and_save, as the CLI); returns its id."""

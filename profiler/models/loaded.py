@@ -84,6 +84,11 @@ class LoadedModel:
     seq_len: int = 0
     traits: ModelTraits = field(default_factory=ModelTraits)  # what loading and passes made of it
     run_options: RunOptions = field(default_factory=RunOptions)  # how the runner feeds it, set by passes
+    # a training factory's (module, batch, loss): loss(output, target); the target of the example batch, or a
+    # dataset of (inputs, target) items instead of one batch (profiler.measure.train)
+    loss: Any = None
+    target: Any = None
+    dataset: Any = None
 
     def __call__(self):
         return self.module(*self.args, **self.kwargs)

@@ -227,14 +227,21 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     call_kwargs = {k: v for k, v in asked.items() if takes_all or k in params}
     ignored = [k for k in asked if k not in call_kwargs]
     result = call_factory(lambda: factory(**call_kwargs), f"{path}:{candidates[0]}()", batch)
-    inputs = None
+    inputs, training = None, None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         result, inputs = result
+    elif isinstance(result, tuple) and len(result) == 3 and isinstance(result[0], nn.Module):
+        result, inputs, training = _training_factory(result, f"{path}:{candidates[0]}()")
     if not isinstance(result, nn.Module):
         raise ModelLoadError(f"{path}:{candidates[0]}() returned {type(result).__name__}, not a torch.nn.Module "
                              "(or a (module, example_inputs) pair)")
     # file and factory: three factories of one file are three models in every run picker
     loaded = _with_inputs(result, inputs, f"{Path(path).stem}:{candidates[0]}", "file", spec, batch, seq_len)
+    if training is not None:
+        loaded.loss, loaded.target, loaded.dataset = training
+        default = params["batch_size"].default if "batch_size" in params else None
+        if loaded.dataset is not None:  # a dataset has no batch: the factory's own batch_size says it
+            loaded.batch_size = batch or (default if isinstance(default, int) else 0)
     if ignored and inputs is not None:  # inputs inferred by OpLens take the sizes; the factory's own do not
         takes = ", ".join(n for n in params if not n.startswith("_")) or "no arguments"
         loaded.info.notes.append(
@@ -243,6 +250,27 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
             + f" could not be applied: measured at its own inputs (batch {loaded.batch_size}"
             + (f", sequence/image {loaded.seq_len}" if loaded.seq_len else "") + ")")
     return loaded
+
+
+def _training_factory(result: tuple, what: str) -> tuple[nn.Module, Any, tuple]:
+    """(module, batch, loss) with batch = (inputs, target), or (module, dataset, loss) with (inputs, target) items:
+    the module, example inputs, and (loss, target, dataset)."""
+    module, batch, loss = result
+    if isinstance(batch, torch.utils.data.Dataset):
+        if len(batch) == 0:  # type: ignore[arg-type]
+            raise ModelLoadError(f"{what} returned an empty dataset")
+        try:
+            item = batch[0]
+        except Exception as exc:  # noqa: BLE001 - user code can raise anything
+            raise ModelLoadError(f"{what}: its dataset's first item raised {type(exc).__name__}: {_short(exc)}") \
+                from None
+        inputs = item[0] if isinstance(item, (tuple, list)) else {k: v for k, v in item.items() if k != "target"}
+        inputs = inputs.unsqueeze(0) if isinstance(inputs, torch.Tensor) else inputs
+        return module, inputs, (loss, None, batch)
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ModelLoadError(f"{what} returned (module, {type(batch).__name__}, loss): the batch must be (inputs, "
+                             "target), or a torch Dataset of such pairs")
+    return module, batch[0], (loss, batch[1], None)
 
 
 def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int | None,

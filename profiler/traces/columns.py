@@ -39,6 +39,8 @@ PHASE_PREFIXES = ("step[", "execute_")  # serving engines' per-step annotations 
 # host-side collectives (gloo's own annotations on its worker threads): the communication of a CPU-only rank
 HOST_COMM_PREFIXES = ("gloo:", "mpi:", "ucc:")
 LIVE_TAG = "oplens."  # OpLens's own annotations in a live run's trace (oplens.prefill, oplens.decode, ...)
+# torch's annotations of a training loop's phases: the DataLoader's next batch, the optimizer's step and zero_grad
+TORCH_PHASES = ("enumerate(DataLoader)", "Optimizer.step#", "Optimizer.zero_grad#")
 SHAPES_PER_OP = 64  # input shapes sampled per operator name: enough for the most frequent few
 # distinct call signatures (dims, dtypes, concrete arguments) kept per operator name; calls beyond it have their work
 # computed on the spot and are pooled as "(other shapes)": memory stays bounded by distinct ops, not events
@@ -278,6 +280,9 @@ def _rare(kind: str, name: str, ts: float, dur: float, e: dict, cpu_steps, gpu_s
             _add(host_comm, (ts, dur))
         elif name.startswith(LIVE_TAG):
             _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+        elif name.startswith(TORCH_PHASES):  # torch's own marks in any training loop: the data wait, the optimizer
+            tag = LIVE_TAG + ("data" if name.startswith("enumerate(DataLoader)") else "optimizer")
+            _add(tags, (intern(tag), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
     elif kind == "gpu_annotation":
         if name.startswith(STEP_PREFIX):
             _add(gpu_steps, (intern(name), ts, dur))

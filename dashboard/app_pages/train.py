@@ -1,0 +1,99 @@
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import job_view, state
+
+st.title("Train")
+state.about("""
+Training steps measured as `python -m profiler train MODEL` measures them: warm-up steps first, then each timed step is
+a profiler step. **Phases** come from OpLens's markers (data wait, forward, backward, optimizer; "other" is the
+rest); **categories** are TensorBoard's profiler plugin's, by priority (kernel, memcpy, memset, communication,
+runtime, DataLoader, CPU exec, other): each instant of a step counts once, so both add up to the step. A step that
+waits 20% or more of its time for its next batch is **input-bound**. The **memory timeline** is one more step under
+the memory profiler, by torch's categories (parameters, gradients, optimizer state, activations, temporaries).
+In your own script: `with profiler.record_training(name="...") as rec:` around the loop and `rec.step(loss)` after
+each step.
+""")
+if pending := st.session_state.pop("train_to_show", None):  # a run just trained below: select it
+    st.session_state[state.RUN_KEY] = st.session_state["pick_train_run"] = pending
+run = state.pick_run(key="pick_train_run")
+train_run = run if run is not None and run.training is not None else None
+jobs = state.job_manager()
+
+
+def trained(job) -> None:
+    if job.run_id and st.session_state.get("train_shown") != job.id:
+        st.session_state["train_shown"] = job.id
+        st.session_state["train_to_show"] = job.run_id
+        st.rerun()
+
+
+with st.expander("Profile training steps", expanded=train_run is None, icon=":material/play_circle:"):
+    from profiler.measure.train import OPTIMIZERS
+
+    with st.form("trainprofile", enter_to_submit=False):
+        cols = st.columns([3, 1, 1, 1, 1])
+        spec = cols[0].text_input("Model (sample name or file.py:factory)", value="mlp", key="train_model")
+        batch = cols[1].number_input("Batch", 1, 512, 32, key="train_batch")
+        steps = cols[2].number_input("Steps", 1, 50, 5, key="train_steps")
+        optimizer = cols[3].selectbox("Optimizer", list(OPTIMIZERS), index=list(OPTIMIZERS).index("adamw"),
+                                      key="train_optimizer")
+        workers = cols[4].number_input("Loader workers", 0, 8, 0, key="train_workers")
+        go_train = st.form_submit_button("Profile training", type="primary")
+    if go_train:
+        job = job_view.submit(jobs, spec.strip(), kind="train", runs_dir=state.runs_dir(),
+                              train={"batch_size": int(batch), "steps": int(steps), "warmup": 2,
+                                     "optimizer": optimizer, "workers": int(workers)})
+        if job is not None:
+            st.session_state["train_job"] = job.id
+
+    @st.fragment(run_every=0.5)
+    def train_progress():
+        job_view.panel(jobs, "train_job", "train", "Training {spec} ...", "Profiling training", trained)
+
+    train_progress()
+
+if run is not None and train_run is None:
+    st.info("The selected run is not a training run: profile one above, or pick a run made by "
+            "`python -m profiler train MODEL` or `profiler.record_training`.")
+elif train_run is not None:
+    t = train_run.training
+    c = st.columns(4)
+    c[0].metric("Step (median)", f"{t.wall.median:.3g} ms", help=f"p90 {t.wall.p90:.3g} ms, IQR {t.wall.iqr:.2g} ms "
+                f"over {t.wall.n} steps")
+    c[1].metric("Data wait", f"{t.phases.get('data', 0):.3g} ms", f"{t.data_share:.0%} of the step",
+                delta_color="off", delta_arrow="off")
+    c[2].metric("Backward / forward", f"{t.phases.get('backward', 0) / max(t.phases.get('forward', 0), 1e-9):.2g}x")
+    mem = t.memory
+    c[3].metric("Peak memory", f"{mem.peak_bytes / 2**20:,.1f} MiB" if mem and mem.peak_bytes else "-",
+                f"during {mem.peak_phase}" if mem and mem.peak_bytes else None, delta_color="off", delta_arrow="off")
+    (st.warning if t.input_bound else st.success)(t.verdict)
+    steps_df = pd.DataFrame([{"step": i + 1, **s.phases} for i, s in enumerate(t.steps)])
+    fig = go.Figure()
+    for phase in [k for k in steps_df.columns if k != "step"]:
+        fig.add_bar(x=steps_df["step"], y=steps_df[phase], name=phase)
+    fig.update_layout(barmode="stack", title="Each timed step by phase", xaxis_title="step",
+                      yaxis_title="time (ms)", height=340)
+    left, right = st.columns(2)
+    left.plotly_chart(fig, use_container_width=True)
+    cats = pd.DataFrame({"category": list(t.categories), "ms": list(t.categories.values())})
+    cats = cats[cats["ms"] > 0]
+    right.plotly_chart(go.Figure(go.Bar(x=cats["ms"], y=cats["category"], orientation="h",
+                                        text=[f"{v:.3g} ms" for v in cats["ms"]])).update_layout(
+        title="Median step by category (TensorBoard plugin's priority)", xaxis_title="time (ms)", height=340),
+        use_container_width=True)
+    if mem is not None and mem.times_ms:
+        mfig = go.Figure()
+        for name, values in mem.bytes.items():
+            mfig.add_scatter(x=mem.times_ms, y=[v / 2**20 for v in values], name=name, stackgroup="memory",
+                             mode="lines")
+        mfig.add_vline(x=mem.peak_ms, line_dash="dot", annotation_text=f"peak {mem.peak_bytes / 2**20:,.1f} MiB "
+                       f"({mem.peak_phase})")
+        mfig.update_layout(title="Memory over one step by category", xaxis_title="time into the step (ms)",
+                           yaxis_title="memory in use (MiB)", height=360)
+        st.plotly_chart(mfig, use_container_width=True)
+    if t.losses:
+        st.caption("Loss per step (warm-up included): " + ", ".join(f"{x:.4g}" for x in t.losses))
+    for note in train_run.notes:
+        st.caption(note)
