@@ -19,6 +19,7 @@ PAGES = [
     "optimize",
     "why_slow",
     "generate",
+    "train",
     "queue",
 ]
 
@@ -101,6 +102,7 @@ SHOWS = {
     and "A saved run" in at.radio(key="opt_source").options,
     "why_slow": _why_slow_shows,
     "generate": lambda at, run: any("The selected run is not a generation" in i.value for i in at.info),
+    "train": lambda at, run: any("The selected run is not a training run" in i.value for i in at.info),
     # the Queue page (on main, not yet on this branch) is about jobs, not runs: it shows its history section
     "queue": lambda at, run: "Your recent jobs" in [s.value for s in at.subheader],
 }

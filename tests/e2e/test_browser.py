@@ -170,6 +170,17 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         no_exception_box(page)
         shot(page, tmp_path, "8-generate")
 
+        # training steps, profiled from the Train page: the step by phase, categories and memory over a step
+        page.get_by_role("link", name="Train").click()
+        page.get_by_text("Profile training steps").first.wait_for(timeout=30_000)
+        page.get_by_label("Model (sample name or file.py:factory)").fill("mlp-tiny")
+        page.get_by_label("Steps").first.fill("2")
+        page.get_by_role("button", name="Profile training").click()
+        page.get_by_test_id("stMetricLabel").filter(has_text="Step (median)").wait_for(timeout=240_000)
+        page.locator(".js-plotly-plot .gtitle", has_text="Memory over one step").wait_for(timeout=30_000)
+        no_exception_box(page)
+        shot(page, tmp_path, "8b-train")
+
         # every other page opens from the sidebar and draws without an exception
         for link, heading in (("Runs", "Runs"), ("Queue", "Queue"), ("System", "System"),
                               ("2 · Compute vs data movement", "Lesson 2 · Compute vs data movement"),
