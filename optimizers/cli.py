@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "change in perplexity on it is reported beside token agreement")
     ge.add_argument("--runs-dir", help="where the result is saved (default $OPLENS_RUNS_DIR or ./runs)")
     ge.add_argument("--json", action="store_true")
+    tr = sub.add_parser("train", help="training passes with proof: step time per sample side by side (ABBA), loss "
+                                      "curves and held-out loss from the same weights and samples, peak memory")
+    tr.add_argument("model", help="sample model name (its natural loss) or file.py:factory returning (module, "
+                                  "batch or Dataset, loss)")
+    how_t = tr.add_mutually_exclusive_group(required=True)
+    how_t.add_argument("--passes", help="comma-separated training passes, e.g. fused-optimizer,torch-compile")
+    how_t.add_argument("--search", action="store_true", help="each speed pass alone, then the winners together")
+    tr.add_argument("--batch-size", type=positive(), default=None)
+    tr.add_argument("--seq-len", type=positive(maximum=policy.MAX_SEQ_LEN), default=None)
+    tr.add_argument("--optimizer", default="adamw")
+    tr.add_argument("--rounds", type=positive(), default=2, help="ABBA rounds (default 2)")
+    tr.add_argument("--steps", type=positive(), default=3, help="steps per timing (default 3)")
+    tr.add_argument("--curve-steps", type=positive(), default=8, help="steps of the compared loss curves")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--json", action="store_true")
     rs = sub.add_parser("results", help="list saved comparisons (every apply and search); with an ID, one of them "
                                         "and why it helped or hurt")
     rs.add_argument("id", nargs="?", help="a comparison id: show it with the causes named from its per-op diff")
@@ -210,6 +225,47 @@ def _cmd_search(a) -> int:
     return 0
 
 
+def _cmd_train(a) -> int:
+    import dataclasses
+
+    from profiler.schema import TrainConfig
+
+    from .training import TRAIN_PASSES, compare, search
+
+    config = TrainConfig(batch_size=a.batch_size or 0, optimizer=a.optimizer, device=a.device)
+    loaded = load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len)
+    timing = {"rounds": a.rounds, "steps": a.steps, "curve_steps": a.curve_steps}
+    progress, close = progress_bar(False if a.json else None)
+    try:
+        if a.search:
+            results = search(loaded, config, progress=progress, **timing)
+        else:
+            names = [p.strip() for p in a.passes.split(",") if p.strip()]
+            results = [compare(loaded, names, config, progress=progress, **timing)]
+    finally:
+        close()
+    if a.json:
+        print(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+        return 0
+    rows = [["+".join(r.passes), f"{r.speedup.median:.2f}x" if r.speedup.rounds else "-",
+             f"{r.speedup.p10:.2f}-{r.speedup.p90:.2f}" if r.speedup.rounds else "-",
+             f"{r.base_ms:.3g} -> {r.new_ms:.3g}" if r.speedup.rounds else "-",
+             f"{r.base_heldout:.4g} -> {r.new_heldout:.4g}" if r.speedup.rounds else "-",
+             ("agrees" if r.agrees else "DIFFERS") if r.speedup.rounds else "n/a",
+             f"{r.base_peak_bytes / 2**20:,.1f} -> {r.new_peak_bytes / 2**20:,.1f}" if r.speedup.rounds else "-"]
+            for r in results]
+    print(f"training passes on {loaded.info.name} (time per sample, base / optimized; memory: one step's peak)")
+    print(format_table(rows, ["passes", "speedup", "ABBA range", "step ms", "held-out loss", "loss", "peak MiB"],
+                       left=(0, 5)))
+    for r in results:
+        print(f"- {r.verdict}")
+        for note in r.notes:
+            print(f"  {note}")
+    memory = [n for n, p in TRAIN_PASSES.items() if p.memory]
+    print(f"memory passes ({', '.join(memory)}) trade time for peak memory: name them in --passes to measure them")
+    return 0
+
+
 def _cmd_generate(a) -> int:
     from profiler.schema import GenerateConfig
 
@@ -293,6 +349,7 @@ COMMANDS = {
     "apply": _cmd_apply,
     "search": _cmd_search,
     "generate": _cmd_generate,
+    "train": _cmd_train,
     "results": _cmd_results,
 }
 

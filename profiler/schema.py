@@ -405,6 +405,7 @@ class TrainConfig(_Dict):
     device: str = "auto"
     seed: int = 0
     memory: bool = True  # one more step under the memory profiler: the timeline by category
+    accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step (each batch_size / accumulate)
 
 
 @dataclass

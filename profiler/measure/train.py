@@ -61,9 +61,10 @@ class TrainParts:
 
     module: nn.Module
     dataset: Dataset
-    forward: Callable[[dict], object]
-    loss: Callable[[object, dict], torch.Tensor]
+    forward: Callable[[nn.Module, object], object]  # (the module to call, a batch) -> output
+    loss: Callable[[object, object], torch.Tensor]
     loss_name: str
+    runner: nn.Module | None = None  # what forward calls instead of `module` (a compiled wrapper); None: module
 
 
 class Samples(Dataset):
@@ -114,10 +115,10 @@ def natural_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:
     names = [f"arg{i}" for i in range(len(loaded.args))]
     causal = loaded.info.task == "text-generation" and "input_ids" in tensors
 
-    def forward(batch: dict):
+    def forward(module: nn.Module, batch: dict):
         args = [batch[k] for k in names]
         kwargs = {k: v for k, v in batch.items() if k not in names and not k.startswith("target")}
-        return loaded.module(*args, **kwargs)
+        return module(*args, **kwargs)
 
     with torch.no_grad():
         probe = _first_tensor(loaded())
@@ -147,10 +148,10 @@ def factory_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:
     if loaded.dataset is not None:
         dataset = loaded.dataset
 
-        def forward(batch):
+        def forward(module: nn.Module, batch):
             inputs = batch[0] if isinstance(batch, (tuple, list)) else {k: v for k, v in batch.items()
                                                                          if k != "target"}
-            return loaded.module(**inputs) if isinstance(inputs, dict) else loaded.module(inputs)
+            return module(**inputs) if isinstance(inputs, dict) else module(inputs)
 
         def score(out, batch):
             return loss(out, batch[1] if isinstance(batch, (tuple, list)) else batch["target"])
@@ -159,9 +160,9 @@ def factory_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:
     tensors["target"] = loaded.target
     names = [f"arg{i}" for i in range(len(loaded.args))]
 
-    def forward_batch(batch: dict):
-        return loaded.module(*[batch[k] for k in names],
-                             **{k: v for k, v in batch.items() if k not in names and k != "target"})
+    def forward_batch(module: nn.Module, batch: dict):
+        return module(*[batch[k] for k in names],
+                      **{k: v for k, v in batch.items() if k not in names and k != "target"})
     return TrainParts(loaded.module, Samples(tensors, n, seed), forward_batch,
                       lambda out, b: loss(out, b["target"]), f"{getattr(loss, '__name__', type(loss).__name__)} "
                                                              "(the factory's)")
@@ -195,6 +196,22 @@ def _batches(parts: TrainParts, config: TrainConfig):
     return itertools.chain.from_iterable(itertools.repeat(loader))
 
 
+def _split(batch, k: int) -> list:
+    """`batch` as k micro-batches along dim 0 (tensors inside dicts, tuples and lists); [batch] when k is 1."""
+    if k <= 1:
+        return [batch]
+
+    def part(x, j):
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            return x.chunk(k)[j]
+        if isinstance(x, dict):
+            return {key: part(v, j) for key, v in x.items()}
+        if isinstance(x, (tuple, list)):
+            return type(x)(part(v, j) for v in x)
+        return x
+    return [part(batch, j) for j in range(k)]
+
+
 def _next(it):
     try:
         return next(it)
@@ -221,17 +238,22 @@ class _Stepper:
     def step(self, i: int) -> float:
         with record_function(LIVE_TAG + "data"):
             batch = _to(_next(self.batches), self.device, self.non_blocking)
-        with record_function(LIVE_TAG + "forward"), self.autocast():
-            loss = self.parts.loss(self.parts.forward(batch), batch)
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise ModelRunError(f"the loss returned {type(loss).__name__}"
-                                f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}, not a scalar tensor")
-        value = float(loss.detach())
-        if i == 0 and not torch.isfinite(loss.detach()):
-            raise ModelRunError(f"the loss is {value} at step 1: check the inputs and targets (nothing was trained "
-                                "or saved)")
-        with record_function(LIVE_TAG + "backward"):
-            loss.backward()
+        value = 0.0
+        parts = _split(batch, self.config.accumulate)  # gradient accumulation: micro-batches, one optimizer step
+        for micro in parts:
+            with record_function(LIVE_TAG + "forward"), self.autocast():
+                runner = self.parts.runner if self.parts.runner is not None else self.parts.module
+                loss = self.parts.loss(self.parts.forward(runner, micro), micro)
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+                raise ModelRunError(f"the loss returned {type(loss).__name__}"
+                                    f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}, not a scalar "
+                                    "tensor")
+            if i == 0 and not torch.isfinite(loss.detach()):
+                raise ModelRunError(f"the loss is {float(loss.detach())} at step 1: check the inputs and targets "
+                                    "(nothing was trained or saved)")
+            value += float(loss.detach()) / len(parts)
+            with record_function(LIVE_TAG + "backward"):
+                (loss / len(parts)).backward()
         with record_function(LIVE_TAG + "optimizer"):
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
