@@ -258,6 +258,11 @@ def render_training(run: ProfileRun, top: int = 10) -> str:
                    f"{parts}")
     if t.losses:
         out.append("loss       " + " ".join(f"{x:.4g}" for x in t.losses))
+    from profiler.analysis.training_rules import advice
+
+    for rec in advice(run):
+        out.append(f"try        {rec.title} (python -m optimizers train {run.model.spec or run.model.name} "
+                   f"--passes {','.join(rec.passes)}): {rec.evidence}")
     rows = [[o.name[:60], f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms)] for o in run.ops[:top]]
     if rows:
         out += ["Top operators per step", format_table(rows, ["operator", "calls", "exec ms", "trans ms"])]

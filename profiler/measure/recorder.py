@@ -24,7 +24,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from profiler import devices, store
-from profiler.analysis import training as analysis
+from profiler.traces import training as analysis
 from profiler.measure.ops import totals as op_totals
 from profiler.measure.session import new_run_id
 from profiler.schema import Graph, ModelInfo, ProfileConfig, ProfileRun, TrainConfig, Training

@@ -2,7 +2,7 @@
 run for warm-up + N steps with OpLens's phase markers (oplens.data / forward / backward / optimizer), each timed step
 a profiler step; one more step under the memory profiler gives the memory timeline by category. Under the machine-wide
 lock, with progress and cancellation, as profile() is. The figures come from the run's own trace
-(profiler.traces.figures for operators, profiler.analysis.training for the step breakdown).
+(profiler.traces.figures for operators, profiler.traces.training for the step breakdown).
 
 Natural losses: a causal LM predicts its own input ids (labels = input_ids); a classifier's [batch, classes] output
 is scored against seeded random labels (cross-entropy); anything else (an MLP's features, an embedder's hidden states)
@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from torch.utils.data import DataLoader, Dataset
 
 from profiler import devices, store
-from profiler.analysis import training as analysis
+from profiler.traces import training as analysis
 from profiler.measure.lock import measurement_lock
 from profiler.measure.ops import totals as op_totals
 from profiler.measure.session import CancelToken, Progress, new_run_id

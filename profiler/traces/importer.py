@@ -40,6 +40,7 @@ from profiler.traces.columns import TraceData, load
 from profiler.traces.figures import figures
 from profiler.traces.ranks import _rank_of, rank_stats
 from profiler.traces.serving import serving_phases
+from profiler.traces import training as training_steps
 from profiler.traces.timeline import gpu_timeline
 
 # ---------------------------------------------------------------- the run
@@ -224,4 +225,5 @@ def import_trace(path: str | Path | list, progress: Callable[[str, float], None]
         ranks=rank_stats(datas, timelines) if len(datas) > 1 else [],
         phases=serving_phases(d, a),
         shapes=figs.shapes,
+        training=training_steps.from_trace(d),
     )

@@ -42,8 +42,8 @@ def _tag_intervals(d: TraceData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         out[phase] = (tags["ts"][sel], tags["ts"][sel] + tags["dur"][sel])
     ops = d.ops
     main = ops["thread"] == _stepping_thread(d)
-    if not len(out["backward"][0]):
-        back = _named(d, ops["name"], lambda n: n.startswith(BACKWARD_OPS)) & main
+    if not len(out["backward"][0]):  # on any thread: a GPU job's backward runs on autograd's own thread
+        back = _named(d, ops["name"], lambda n: n.startswith(BACKWARD_OPS))
         out["backward"] = (ops["ts"][back], ops["ts"][back] + ops["dur"][back])
     if not len(out["forward"][0]):  # what is left of the stepping thread's operators (priority: see steps())
         out["forward"] = (ops["ts"][main], ops["ts"][main] + ops["dur"][main])
@@ -167,3 +167,28 @@ def memory_timeline(device: str, times_us: list[float], columns: dict[str, list[
                           bytes={k: v[idx].tolist() for k, v in cols.items()}, peak_bytes=float(total[i]),
                           peak_ms=(peak_t - t[0]) / 1e3, peak_phase=phase,
                           peak_by_category={k: float(v[i]) for k, v in cols.items()})
+
+
+def is_training(d: TraceData) -> bool:
+    """A trace of training steps: profiler steps, and a backward pass or an optimizer step inside them."""
+    if not len(d.cpu_steps["ts"]):
+        return False
+    tags = {d.names[n] for n in d.live_tags["name"].tolist()}
+    if LIVE_TAG + "backward" in tags or LIVE_TAG + "optimizer" in tags:
+        return True
+    return bool(_named(d, d.ops["name"], lambda n: n.startswith(BACKWARD_OPS)).any())
+
+
+def from_trace(d: TraceData):
+    """The Training of an imported trace of training steps (None for anything else)."""
+    from profiler.schema import TrainConfig, Training
+
+    if not is_training(d):
+        return None
+    steps_ = steps(d)
+    walls = [s.wall_ms for s in steps_]
+    phases = medians(steps_, "phases")
+    share, bound, verdict = input_verdict(phases, statistics.median(walls))
+    return Training(config=TrainConfig(steps=len(steps_), warmup=0, optimizer="(the trace's)", device=""),
+                    steps=steps_, wall=spread(walls), phases=phases, categories=medians(steps_, "categories"),
+                    data_share=share, input_bound=bound, verdict=verdict, source="trace")
