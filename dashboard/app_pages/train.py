@@ -40,11 +40,17 @@ with st.expander("Profile training steps", expanded=train_run is None, icon=":ma
         optimizer = cols[3].selectbox("Optimizer", list(OPTIMIZERS), index=list(OPTIMIZERS).index("adamw"),
                                       key="train_optimizer")
         workers = cols[4].number_input("Loader workers", 0, 8, 0, key="train_workers")
+        rcols = st.columns([1, 1, 3])
+        ranks = rcols[0].number_input("Ranks (DDP over gloo)", 1, 4, 1, key="train_ranks",
+                                      help="2 or more: one process per rank on this machine, each rank's trace")
+        slow_ms = rcols[1].number_input("Slow the last rank by (ms per step)", 0, 1000, 0, key="train_slow",
+                                        help="a straggler on purpose: see the other ranks wait for it")
         go_train = st.form_submit_button("Profile training", type="primary")
     if go_train:
         job = job_view.submit(jobs, spec.strip(), kind="train", runs_dir=state.runs_dir(),
                               train={"batch_size": int(batch), "steps": int(steps), "warmup": 2,
-                                     "optimizer": optimizer, "workers": int(workers)})
+                                     "optimizer": optimizer, "workers": int(workers), "memory": int(ranks) == 1},
+                              ranks=int(ranks), slow_rank=int(ranks) - 1 if slow_ms else -1, slow_ms=float(slow_ms))
         if job is not None:
             st.session_state["train_job"] = job.id
 
@@ -98,6 +104,12 @@ elif train_run is not None:
         mfig.update_layout(title="Memory over one step by category", xaxis_title="time into the step (ms)",
                            yaxis_title="memory in use (MiB)", height=360)
         st.plotly_chart(mfig, use_container_width=True)
+    if train_run.ranks:
+        st.subheader(f"Ranks ({len(train_run.ranks)})")
+        st.dataframe(pd.DataFrame([{"rank": r.rank, "step ms": r.step_ms, "computation ms": r.computation_ms,
+                                    "communication ms": r.comm_ms, "transfer ms": r.comm_transfer_ms,
+                                    "waiting for others ms": r.comm_sync_ms, "straggler": r.straggler,
+                                    "note": r.note} for r in train_run.ranks]), hide_index=True, width="stretch")
     if t.losses:
         st.caption("Loss per step (warm-up included): " + ", ".join(f"{x:.4g}" for x in t.losses))
     for note in train_run.notes:

@@ -94,6 +94,15 @@ def _cmd_train(a) -> int:
     config = TrainConfig(batch_size=a.batch_size or 0, steps=a.steps, warmup=a.warmup, optimizer=a.optimizer,
                          lr=a.lr, workers=a.workers, pin_memory=a.pin_memory, dtype=a.dtype, device=a.device,
                          memory=not a.no_memory)
+    if a.ranks > 1:
+        from profiler.measure.distributed import train_ranks
+
+        store.check_writable(a.runs_dir)
+        run = train_ranks(a.model, config, a.ranks, -1 if a.slow_rank is None else a.slow_rank, a.slow_ms)
+        store.save(run, a.runs_dir)
+        print(json.dumps(run.to_dict(), indent=1) if a.json else render.render_training(run, a.top) + "\n"
+              + render_import(run, a.top))
+        return 0
     return _measure_and_save(
         a, lambda: load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len),
         lambda loaded, progress: train(loaded, config, progress=progress),

@@ -85,6 +85,10 @@ def _train(sub) -> None:
                    help="autocast dtype for forward and loss")
     t.add_argument("--device", default="auto")
     t.add_argument("--no-memory", action="store_true", help="skip the memory-profiled step")
+    t.add_argument("--ranks", type=positive(), default=1, help="processes of a DDP job over gloo on this machine "
+                                                               "(2 or more: each rank's trace, stragglers)")
+    t.add_argument("--slow-rank", type=positive(minimum=0), default=None, help="slow this rank on purpose")
+    t.add_argument("--slow-ms", type=positive(float, 0), default=0.0, help="... by this many ms per step")
     t.add_argument("--runs-dir")
     t.add_argument("--top", type=positive(), default=10)
     t.add_argument("--json", action="store_true", help="print only the run, as JSON")

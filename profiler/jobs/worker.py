@@ -120,6 +120,16 @@ def train_job(payload: dict, say: Say, cancel: threading.Event) -> str:
     from profiler.schema import TrainConfig
 
     config = TrainConfig.from_dict(payload.get("train") or {})
+    ranks = int(payload.get("ranks") or 1)
+    if ranks > 1:  # DDP over gloo on this machine; the model policy holds as for one process
+        from profiler import policy
+        from profiler.measure.distributed import train_ranks
+
+        policy.check_server_model(payload["spec"], sources.catalogue_names())
+        run = train_ranks(payload["spec"], config, ranks, int(payload.get("slow_rank", -1)),
+                          float(payload.get("slow_ms") or 0), progress=say)
+        store.save(run, payload.get("runs_dir"))
+        return run.id
     loaded = load_payload_model(payload, say, cancel, config.batch_size or None, None)
     run = train(loaded, config, progress=say, cancel=cancel)
     store.save(run, payload.get("runs_dir"))

@@ -15,6 +15,7 @@ from profiler.traces.attribution import COMM_KERNEL
 from profiler.traces.columns import TraceData
 
 STRAGGLER = 1.05  # a rank whose computation exceeds the median rank's by 5% holds the others back
+WAITED_SHARE = 0.10  # ... or one the others wait for, in collectives, this share of a step or more
 
 
 def _rank_of(d: TraceData, default: int) -> int:
@@ -103,6 +104,9 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
     comps = [f.computation_ms for f in figures if f is not None]
     median = statistics.median(comps) if comps else 0.0
     split = collective_split(datas)
+    # the others wait for a straggler in every collective: per-step waiting of each rank (us per step)
+    waits = [sync / f.steps if f is not None and f.steps else 0.0 for f, (_, sync, _) in zip(figures, split)]
+    most = max(waits, default=0.0)
     out = []
     for i, (d, f, (transfer, sync, matched)) in enumerate(zip(datas, figures, split)):
         if f is None:
@@ -112,6 +116,11 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
             continue
         slow = len(comps) > 1 and median > 0 and f.computation_ms > STRAGGLER * median
         notes = [f"computation {f.computation_ms / median:.2f}x the median rank"] if slow else []
+        waited_for = most / 1e3 > WAITED_SHARE * f.window_ms and waits[i] <= 0.25 * most
+        if waited_for and len(datas) > 1:  # the others wait in the collectives; it does not
+            slow = True
+            notes.append(f"the other ranks wait up to {most / 1e3:.3g} ms per step for it in collectives; it "
+                         f"waits {waits[i] / 1e3:.3g} ms")
         if isinstance(f, HostSteps):
             notes.append("host figures (no device activity)")
         out.append(RankStat(rank=_rank_of(d, i), file=Path(d.path).name, steps=f.steps, step_ms=f.window_ms,

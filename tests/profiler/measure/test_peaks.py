@@ -69,9 +69,9 @@ def test_damaged_cache_measures_again(monkeypatch):
     assert cached["fp32_gflops"] == 1.0 and cached["name"] == "x"
 
 
-@pytest.mark.parametrize("name, key, bf16", [("NVIDIA H100 80GB HBM3", "H100", 989e3),
+@pytest.mark.parametrize("name, key, bf16", [("NVIDIA H100 80GB HBM3", "H100 HBM3", 989.4e3),
                                              ("NVIDIA A100-SXM4-80GB", "A100 80GB", 312e3),
-                                             ("AMD Instinct MI300X", "MI300X", 1307e3),
+                                             ("AMD Instinct MI300X", "MI300X", 1307.4e3),
                                              ("NVIDIA A10", "A10", 125e3)])
 def test_spec_peaks_match_the_gpu_name(name, key, bf16):
     p = devices.spec_peaks(name)

@@ -160,3 +160,13 @@ def test_cli_train_and_its_bad_inputs(tmp_path):
         assert text in r.stdout
     bad = cli("train", "mlp-tiny", "--optimizer", "nope", "--runs-dir", str(tmp_path))
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_rank_gloo_run_flags_the_rank_slowed_on_purpose():
+    from profiler.measure.distributed import train_ranks
+
+    run = train_ranks("mlp-tiny", TrainConfig(steps=3, warmup=1, memory=False), 2, slow_rank=1, slow_ms=30)
+    fast, slow = run.ranks
+    assert slow.straggler and not fast.straggler and "wait" in slow.note
+    assert 20 <= fast.comm_sync_ms <= 60 and slow.comm_sync_ms < 0.25 * fast.comm_sync_ms  # rank 0 waits ~30 ms
+    assert run.training is not None and run.training.source == "trace" and len(run.training.steps) == 3
