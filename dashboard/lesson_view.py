@@ -67,7 +67,7 @@ def follow(key: str, what: str) -> None:
         if job is None:
             return
         made = st.session_state.setdefault(JOB_RUNS, [])
-        if job.status == "done" and job.kind == "profile" and job.run_id not in made:
+        if job.status == "done" and job.kind in ("profile", "train") and job.run_id not in made:
             made.append(job.run_id)
         if job.status == "done" and entry["pending"]:
             nxt = _start(**entry["pending"].pop(0))
@@ -124,9 +124,9 @@ def runs_of(model: str) -> list[ProfileRun]:
 
 
 LESSONS = ["app_pages/learn_time.py", "app_pages/learn_movement.py", "app_pages/learn_precision.py",
-           "app_pages/learn_fusion.py", "app_pages/learn_batch.py"]
+           "app_pages/learn_fusion.py", "app_pages/learn_batch.py", "app_pages/learn_training.py"]
 TITLES = ["1 · Where does the time go?", "2 · Compute vs data movement", "3 · Precision", "4 · Compilation and fusion",
-          "5 · Batch size"]
+          "5 · Batch size", "6 · Training: where does a step go?"]
 
 
 def next_lesson(current: int) -> None:

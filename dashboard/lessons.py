@@ -187,3 +187,22 @@ def best_batch(points: list[SweepPoint]) -> Question:
                 [f"batch {p.batch_size}" for p in points], f"batch {best.batch_size}",
                 f"Batch {best.batch_size} reaches {best.throughput_per_s:,.0f}/s.{cost} " + "; ".join(lines) + ".",
                 notes=knees(points))
+
+
+TRAIN_PHASES = ("data", "forward", "backward", "optimizer", "other")
+
+
+def training_step(run: ProfileRun) -> Question:
+    """Lesson 6: which phase of a training step takes the most time (medians over the timed steps)."""
+    t = run.training
+    if t is None or not t.phases:
+        raise ValueError(f"run {run.id} is not a training run")
+    phases = {p: t.phases.get(p, 0.0) for p in TRAIN_PHASES}
+    top = max(phases, key=phases.get)
+    wall = t.wall.median or sum(phases.values()) or 1.0
+    ratio = phases["backward"] / phases["forward"] if phases["forward"] > 0 else 0.0
+    return _ask("Which phase of your training step takes the most time?", list(TRAIN_PHASES), top,
+                f"{top} takes {phases[top]:.3g} of the {wall:.3g} ms step ({phases[top] / wall:.0%}). Backward took "
+                f"{ratio:.1f}x the forward (it computes two gradients per layer, so about 2x is usual); the "
+                f"optimizer {phases['optimizer']:.3g} ms and the wait for data {phases['data']:.3g} ms "
+                f"({t.data_share:.0%}: {'input-bound' if t.input_bound else 'not input-bound'}).")

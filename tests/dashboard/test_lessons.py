@@ -168,3 +168,21 @@ def test_lesson_5_sweep_runs_one_job_at_a_time_and_cancels(tmp_path):
     second = wait(entry["jobs"][1])
     assert second.status == "cancelled" and at.session_state["l5_job"]["pending"] == []
     assert [r.batch_size for r in store.list_runs()] == [1]  # the cancelled size saved nothing
+
+
+def test_lesson_6_trains_and_asks_which_phase_dominates(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
+    at = open_lesson("learn_training", name="eve")
+    assert any("Train bert-tiny first" in i.value for i in at.info)
+    at.button(key="l6_train").click().run()
+    job = wait(at.session_state["l6_job"]["jobs"][0], 300)
+    assert job.status == "done", job.error
+    at.run()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = [r for r in own_runs(tmp_path, "eve")]
+    from profiler.store import load
+
+    full = load(run.id, tmp_path)
+    assert full.training is not None and len(full.training.steps) == 5 and full.training.config.batch_size == 8
+    check_both_answers(at, "l6", lessons.training_step(full))
