@@ -105,7 +105,7 @@ def _cmd_train(a) -> int:
         return 0
     return _measure_and_save(
         a, lambda: load_model(a.model, batch_size=a.batch_size, seq_len=a.seq_len),
-        lambda loaded, progress: train(loaded, config, progress=progress),
+        lambda loaded, progress: train(loaded, config, progress=progress, snapshot_path=a.memory_snapshot),
         lambda run: render.render_training(run, a.top))
 
 

@@ -291,13 +291,17 @@ def parts_for(loaded: LoadedModel, config: TrainConfig) -> TrainParts:
 
 
 def train(loaded: LoadedModel, config: TrainConfig | None = None, progress: Progress | None = None,
-          cancel: CancelToken | None = None) -> ProfileRun:
-    """Profile `config.steps` training steps of `loaded` after `config.warmup`; the run, not yet saved."""
+          cancel: CancelToken | None = None, snapshot_path: str | None = None) -> ProfileRun:
+    """Profile `config.steps` training steps of `loaded` after `config.warmup`; the run, not yet saved. With
+    `snapshot_path` (CUDA), one more step's CUDA memory snapshot is written there for PyTorch's memory viewer."""
     config = config or TrainConfig()
     if config.batch_size <= 0:  # the model's own batch size (a factory's defaults stand, as for profile)
         config = replace(config, batch_size=loaded.batch_size or 8)
     say = progress or (lambda stage, frac: None)
     device = devices.resolve_device(config.device)
+    if snapshot_path and device.type != "cuda":
+        raise ModelRunError("--memory-snapshot records the CUDA caching allocator: it needs a CUDA GPU (on a CPU the "
+                            "memory timeline by category is taken instead)")
     torch.manual_seed(config.seed)
     parts = parts_for(loaded, config)
     stepper = _Stepper(parts, config, device)
@@ -317,7 +321,16 @@ def train(loaded: LoadedModel, config: TrainConfig | None = None, progress: Prog
         if config.memory:
             say("one step under the memory profiler", 0.9)
             memory = _memory_step(stepper, total)
-    return _assemble(loaded, config, device, parts, path, losses, memory)
+        if snapshot_path:
+            from profiler.measure.snapshot import take_snapshot
+
+            got = take_snapshot(lambda: stepper.step(total + 1), snapshot_path, device)
+    run = _assemble(loaded, config, device, parts, path, losses, memory)
+    if snapshot_path:
+        run.notes.append(f"CUDA memory snapshot of one step in {snapshot_path} ({got['allocated_bytes'] / 2**20:,.1f} "
+                         f"MiB allocated, {got['reserved_bytes'] / 2**20:,.1f} MiB reserved): open it at "
+                         "https://pytorch.org/memory_viz")
+    return run
 
 
 def _assemble(loaded: LoadedModel, config: TrainConfig, device: torch.device, parts: TrainParts, path: str,
