@@ -42,7 +42,7 @@ state.follow_deep_link()
 pages["Learn"] = [st.Page(path, title=title, icon=":material/school:")
                   for path, title in zip(lesson_view.LESSONS, lesson_view.TITLES)]
 pages["Learn"].append(st.Page("app_pages/class_board.py", title="Class leaderboard", icon=":material/leaderboard:"))
-# expanded: a participant sees every page, System and the five lessons included, without a "View more" fold
+# expanded: a participant sees every page, System and the six lessons included, without a "View more" fold
 st.navigation(pages, expanded=True).run()
 
 

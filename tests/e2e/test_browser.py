@@ -187,6 +187,7 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
                               ("3 · Precision", "Lesson 3 · Precision: fp32, bf16 or int8?"),
                               ("4 · Compilation and fusion", "Lesson 4 · Compilation and fusion"),
                               ("5 · Batch size", "Lesson 5 · Batch size, throughput and latency"),
+                              ("6 · Training: where does a step go?", "Lesson 6 · Training: where does a step go?"),
                               ("Class leaderboard", "Class leaderboard")):
             page.get_by_role("link", name=link, exact=True).click()
             page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
