@@ -302,4 +302,5 @@ def shape_rows(shapes: list, k: int = 100) -> list[dict]:
     return [{"operator": s.op, "shape": s.params or s.shape, "family": s.family or "(no formula)", "dtype": s.dtype,
              "calls": s.calls, "kernel ms": s.time_ms, "us per call (median)": s.median_us, "GFLOP per call":
              s.flops / 1e9 if s.known else None, "MiB per call": s.bytes / 2**20 if s.known else None,
+             "FLOP/byte": s.flops / s.bytes if s.known and s.bytes else None,
              "TFLOP/s": s.tflops if s.known else None, "TB/s": s.tbs if s.known else None} for s in shapes[:k]]

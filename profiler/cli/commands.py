@@ -143,10 +143,16 @@ def _cmd_show(a) -> int:
         print(json.dumps(run.to_dict(), indent=1))
     elif run.generation:
         print(render_generation(run, a.top))
+    elif run.training and run.model.source != "trace":
+        print(render.render_training(run, a.top))
+        if run.ranks:
+            print(render_import(run, a.top))
     else:
         print(render_run(run, a.top))
         if run.model.source == "trace":
             print(render_import(run, a.top))
+            if run.training:
+                print(render.render_training(run, a.top))
     return 0
 
 

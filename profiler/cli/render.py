@@ -227,10 +227,10 @@ def trace_work(run: ProfileRun, roof, top: int = 12) -> str:
     known = [s for s in run.shapes if s.known][:top]
     if known:
         rows = [[s.op[:36], (s.params or s.shape)[:40], s.dtype, f"{s.calls:g}", _ms(s.time_ms),
-                 f"{s.median_us:,.2f}", f"{s.flops / 1e9:,.4g}", f"{s.bytes / 2**20:,.4g}", f"{s.tflops:,.2f}",
-                 f"{s.tbs:,.3f}"] for s in known]
+                 f"{s.median_us:,.2f}", f"{s.flops / 1e9:,.4g}", f"{s.bytes / 2**20:,.4g}",
+                 f"{s.flops / s.bytes:,.1f}" if s.bytes else "-", f"{s.tflops:,.2f}", f"{s.tbs:,.3f}"] for s in known]
         out += ["Slowest signatures (median call)", format_table(
-            rows, ["operator", "shape", "dtype", "calls", "ms", "us/call", "GFLOP", "MiB", "TFLOP/s", "TB/s"],
+            rows, ["operator", "shape", "dtype", "calls", "ms", "us/call", "GFLOP", "MiB", "FLOP/B", "TFLOP/s", "TB/s"],
             left=(0, 1, 2))]
     unknown = [s for s in run.shapes if not s.known][:5]
     if unknown:
