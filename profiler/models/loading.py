@@ -21,6 +21,7 @@ from torch import nn
 from profiler import devices, policy
 from profiler.models import inputs as synthetic
 from profiler.models import sources
+from profiler.models.training_factory import training_factory
 from profiler.models.loaded import LoadedModel, ModelTraits, count_parameters
 from profiler.models.sources import LoadRequest, ModelSource
 from profiler.schema import ModelInfo, ModelLoadError
@@ -231,7 +232,7 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
         result, inputs = result
     elif isinstance(result, tuple) and len(result) == 3 and isinstance(result[0], nn.Module):
-        result, inputs, training = _training_factory(result, f"{path}:{candidates[0]}()")
+        result, inputs, training = training_factory(result, f"{path}:{candidates[0]}()")
     if not isinstance(result, nn.Module):
         raise ModelLoadError(f"{path}:{candidates[0]}() returned {type(result).__name__}, not a torch.nn.Module "
                              "(or a (module, example_inputs) pair)")
@@ -250,27 +251,6 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
             + f" could not be applied: measured at its own inputs (batch {loaded.batch_size}"
             + (f", sequence/image {loaded.seq_len}" if loaded.seq_len else "") + ")")
     return loaded
-
-
-def _training_factory(result: tuple, what: str) -> tuple[nn.Module, Any, tuple]:
-    """(module, batch, loss) with batch = (inputs, target), or (module, dataset, loss) with (inputs, target) items:
-    the module, example inputs, and (loss, target, dataset)."""
-    module, batch, loss = result
-    if isinstance(batch, torch.utils.data.Dataset):
-        if len(batch) == 0:  # type: ignore[arg-type]
-            raise ModelLoadError(f"{what} returned an empty dataset")
-        try:
-            item = batch[0]
-        except Exception as exc:  # noqa: BLE001 - user code can raise anything
-            raise ModelLoadError(f"{what}: its dataset's first item raised {type(exc).__name__}: {_short(exc)}") \
-                from None
-        inputs = item[0] if isinstance(item, (tuple, list)) else {k: v for k, v in item.items() if k != "target"}
-        inputs = inputs.unsqueeze(0) if isinstance(inputs, torch.Tensor) else inputs
-        return module, inputs, (loss, None, batch)
-    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise ModelLoadError(f"{what} returned (module, {type(batch).__name__}, loss): the batch must be (inputs, "
-                             "target), or a torch Dataset of such pairs")
-    return module, batch[0], (loss, batch[1], None)
 
 
 def _with_inputs(module: nn.Module, inputs, name: str, source: str, spec: str, batch: int | None,
