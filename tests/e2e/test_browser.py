@@ -171,7 +171,7 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         shot(page, tmp_path, "8-generate")
 
         # training steps, profiled from the Train page: the step by phase, categories and memory over a step
-        page.get_by_role("link", name="Train").click()
+        page.get_by_role("link", name="Train", exact=True).click()
         page.get_by_text("Profile training steps").first.wait_for(timeout=30_000)
         page.get_by_label("Model (sample name or file.py:factory)").fill("mlp-tiny")
         page.get_by_label("Steps").first.fill("2")

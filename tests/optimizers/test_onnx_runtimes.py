@@ -264,6 +264,7 @@ class TestRealMiniLM:  # real weights: kept in the default run (25 s)
         assert acc.cosine > 0.98, (acc, result.details)
         assert result.details["matmuls_quantized"] == "36 of 36"
 
+    @pytest.mark.slow  # a per-role sensitivity search on real MiniLM: ~25 s
     def test_ort_int8_keeps_a_sensitive_role_float_to_reach_0_99(self, minilm):
         """Asked for 0.99, the pass keeps the one role of MatMuls float whose int8 costs the most (measured: the FFN
         down-projections, which read GELU's outlier channels) and holds it on held-out sentences."""

@@ -54,6 +54,7 @@ def test_a_saved_comparison_round_trips_and_stays_out_of_the_run_listing(tmp_pat
         store.load_comparison(record.id, tmp_path)
 
 
+@pytest.mark.slow  # a real apply through the CLI: ~20 s
 def test_results_lists_an_apply_and_prints_an_empty_list_for_none(tmp_path):
     r = cli("results", "--json", "--runs-dir", str(tmp_path / "empty"))
     assert r.returncode == 0 and json.loads(r.stdout) == []

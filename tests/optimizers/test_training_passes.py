@@ -44,16 +44,21 @@ def test_passes_that_do_not_apply_say_why():
         tp.compare(load_model("mlp-tiny"), ["turbo"], TrainConfig(batch_size=8), **FAST)
 
 
-def test_cli_train_passes_and_search():
+def test_cli_train_passes():
     def cli(*a):
         return subprocess.run([sys.executable, "-m", "optimizers", "train", "mlp-tiny", *a], capture_output=True,
                               text=True, timeout=600)
     r = cli("--passes", "fused-optimizer", "--rounds", "1", "--curve-steps", "2")
     assert r.returncode == 0, r.stderr
     assert "fused-optimizer" in r.stdout and "agrees" in r.stdout and "held-out loss" in r.stdout
-    s = cli("--search", "--rounds", "1", "--curve-steps", "2", "--batch-size", "8")
-    assert s.returncode == 0, s.stderr
-    assert "channels-last: not applicable" in s.stdout and "larger-batch" in s.stdout
     bad = cli("--passes", "turbo")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown training pass")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow  # six passes, each timed side by side: ~15 s
+def test_cli_train_search():
+    s = subprocess.run([sys.executable, "-m", "optimizers", "train", "mlp-tiny", "--search", "--rounds", "1",
+                        "--curve-steps", "2", "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+    assert s.returncode == 0, s.stderr
+    assert "channels-last: not applicable" in s.stdout and "larger-batch" in s.stdout

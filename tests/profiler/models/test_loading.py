@@ -217,6 +217,7 @@ def test_directory_without_config(tmp_path):
         load_model(str(tmp_path))
 
 
+@pytest.mark.slow  # waits out the hub client's own offline retries: ~25 s
 def test_hub_id_offline_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="could not fetch 'bert-base-uncased' from the Hugging Face Hub"):
