@@ -17,7 +17,8 @@ def advice(run: ProfileRun) -> list[Recommendation]:
     wall, ph, out = t.wall.median, t.phases, []
     if t.input_bound:
         out.append(Recommendation(rule="input-bound", title="Feed the step faster: DataLoader workers",
-                                  passes=["loader-workers"], evidence=t.verdict))
+                                  passes=["loader-workers"], evidence=f"the step waits {t.data_share:.0%} of its "
+                                  f"{wall:.3g} ms ({ph.get('data', 0.0):.3g} ms) for its next batch"))
     opt = ph.get("optimizer", 0.0)
     if opt >= OPTIMIZER_SHARE * wall and "fused" not in t.config.optimizer:
         out.append(Recommendation(rule="optimizer", title="The optimizer step is a large part: fused kernels",

@@ -69,18 +69,18 @@ class TrainParts:
 
 class Samples(Dataset):
     """`n` samples cycled from an example batch (each sample a dict of per-row tensors), float inputs perturbed by
-    seeded noise and integer inputs rolled so batches differ; `target` rows go with them."""
+    seeded noise and integer inputs rolled so batches differ; `target` rows go with them. Made up front, so taking a
+    sample is an index (the step's data wait is the loader's, not OpLens's sample making); indices past `n` (a
+    held-out batch) are made on demand."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], n: int, seed: int):
-        self.tensors, self.n = tensors, n
+        self.tensors, self.n, self.seed = tensors, n, seed
         self.rows = next(iter(tensors.values())).shape[0]
-        self.gen = seed
+        made = [self._make(i) for i in range(n)]
+        self.made = {k: torch.stack([m[k] for m in made]) for k in tensors} if made else {}
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(self.gen * 100_003 + i)
+    def _make(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + i)
         out = {}
         for k, t in self.tensors.items():
             row = t[i % self.rows]
@@ -90,6 +90,14 @@ class Samples(Dataset):
                 row = torch.roll(row, shifts=i // self.rows, dims=-1)
             out[k] = row
         return out
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        if i < self.n:
+            return {k: v[i] for k, v in self.made.items()}
+        return self._make(i)
 
 
 def _first_tensor(out) -> torch.Tensor:
