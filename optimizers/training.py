@@ -158,10 +158,15 @@ def _setup(loaded: LoadedModel, config: TrainConfig, passes: list[str]) -> tuple
 
 
 def _heldout(stepper: tr._Stepper, batch) -> float:
-    with torch.no_grad(), stepper.autocast():
-        parts = stepper.parts
-        runner = parts.runner if parts.runner is not None else parts.module
-        return float(parts.loss(parts.forward(runner, batch), batch))
+    """The loss on a batch neither model trained on, in eval mode (no dropout: the two are scored alike)."""
+    parts = stepper.parts
+    parts.module.eval()
+    try:
+        with torch.no_grad(), stepper.autocast():
+            runner = parts.runner if parts.runner is not None else parts.module
+            return float(parts.loss(parts.forward(runner, batch), batch))
+    finally:
+        parts.module.train()
 
 
 def _held_out_batch(parts: tr.TrainParts, config: TrainConfig):
@@ -206,7 +211,9 @@ def compare(loaded: LoadedModel, passes: list[str], config: TrainConfig | None =
     held = tr._to(_held_out_batch(base_change.parts, config), base.device, False)
     say("loss curves from the same weights and samples", 0.05)
     ratio = change.config.batch_size // config.batch_size or 1
+    torch.manual_seed(config.seed)  # the same dropout masks for both curves
     base_losses = [base.step(i) for i in range(curve_steps)]
+    torch.manual_seed(config.seed)
     new_losses = [new.step(i) for i in range(max(1, curve_steps // ratio))]
     base_at = [statistics.fmean(base_losses[i * ratio:(i + 1) * ratio]) for i in range(len(new_losses))]
     scale = statistics.fmean(abs(x) for x in base_at) or 1.0

@@ -62,3 +62,10 @@ def test_cli_train_search():
                         "--curve-steps", "2", "--batch-size", "8"], capture_output=True, text=True, timeout=600)
     assert s.returncode == 0, s.stderr
     assert "channels-last: not applicable" in s.stdout and "larger-batch" in s.stdout
+
+
+def test_a_model_with_dropout_is_compared_on_the_same_masks():
+    """BERT trains with dropout: both curves start from the same seed and the held-out batch is scored in eval mode,
+    so an optimizer that does the same math agrees exactly."""
+    c = tp.compare(load_model("bert-tiny"), ["fused-optimizer"], TrainConfig(batch_size=8), **FAST)
+    assert c.agrees and c.curve_gap < 1e-3 and c.new_heldout == pytest.approx(c.base_heldout, rel=1e-4)
