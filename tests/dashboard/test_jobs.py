@@ -7,6 +7,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from streamlit.testing.v1 import AppTest
 from testdata import wait
 
@@ -69,6 +71,7 @@ def test_bad_model_fails_with_its_message(tmp_path):
     assert store.list_runs(tmp_path) == []
 
 
+@pytest.mark.slow  # four hostile models, each its own worker process: ~27 s
 def test_hostile_models_fail_their_own_job_and_the_queue_carries_on(tmp_path, monkeypatch):
     monkeypatch.setattr(executors, "GRACE_S", 1.0)  # a hung model ignores SIGINT: kill it soon after
     monkeypatch.setenv("OPLENS_ALLOW_CODE", "1")  # .py models run code: only on a server started to allow it
@@ -173,6 +176,7 @@ def test_a_reloaded_profile_page_finds_the_participants_job():
         "Profiling failed: the profile process died (it crashed with SIGSEGV); nothing was saved"]
 
 
+@pytest.mark.slow  # a sweep and a generation through the queue: ~15 s (lesson 5 and the Generate page cover both)
 def test_sweep_and_generate_run_as_jobs(tmp_path):
     jobs = JobManager()
     sweep = jobs.submit("mlp-tiny", ProfileConfig(**FAST), str(tmp_path), kind="sweep", batch_sizes=[1, 2],

@@ -1,5 +1,6 @@
 """Accuracy-aware int8 and the calibration / held-out split: a layer made sensitive on purpose stays float, the
 tolerance holds on inputs the calibration never saw, and static int8 calibrates on a set the proof does not use."""
+import pytest
 import torch
 from testdata import int8_needs_vnni
 from torch import nn
@@ -173,6 +174,7 @@ def test_the_search_tries_accuracy_int8():
 class TestRealMiniLM:
     """The point-4 target on the real all-MiniLM-L6-v2: worst held-out sentence cosine >= 0.99 against fp32."""
 
+    @pytest.mark.slow  # accuracy-aware int8 of real MiniLM, calibrated and held out: ~35 s
     @int8_needs_vnni
     def test_worst_held_out_sentence_keeps_cosine_0_99(self):
         loaded = profiler.load_model("minilm")

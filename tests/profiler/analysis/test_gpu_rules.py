@@ -94,8 +94,6 @@ def test_recommend_on_an_imported_gpu_trace(tmp_path):
     text = out.stdout
     assert "explain 100% of the compute kernel time" in text and "Operators on the roofline" in text
     assert "M=141 N=512 K=512 bias" in text and "The GPU waits for the host" in text
-    rows = json.loads(cli("recommend", run_id, "--json", "--runs-dir", str(tmp_path)).stdout)
-    assert rows[0]["evidence"] and rows[0]["passes"] == ["cuda-graphs"]
     peaks = tmp_path / "h100.json"
     peaks.write_text(json.dumps({"mem_bw_gbps": 3000, "max_achievable_tflops": {"matrix_bf16": 700}}))
     measured = cli("recommend", run_id, "--peaks", str(peaks), "--runs-dir", str(tmp_path))
