@@ -94,6 +94,18 @@ def _cmd_train(a) -> int:
     config = TrainConfig(batch_size=a.batch_size or 0, steps=a.steps, warmup=a.warmup, optimizer=a.optimizer,
                          lr=a.lr, workers=a.workers, pin_memory=a.pin_memory, dtype=a.dtype, device=a.device,
                          memory=not a.no_memory)
+    if a.step_fn:
+        from profiler.measure.recorder import train_step_function
+
+        store.check_writable(a.runs_dir)
+        progress, close = progress_bar(False if a.json else None)
+        try:
+            run = train_step_function(a.model, a.steps, a.warmup, progress=progress)
+        finally:
+            close()
+        store.save(run, a.runs_dir)
+        print(json.dumps(run.to_dict(), indent=1) if a.json else render.render_training(run, a.top))
+        return 0
     if a.ranks > 1:
         from profiler.measure.distributed import train_ranks
 

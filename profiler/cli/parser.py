@@ -85,6 +85,8 @@ def _train(sub) -> None:
                    help="autocast dtype for forward and loss")
     t.add_argument("--device", default="auto")
     t.add_argument("--no-memory", action="store_true", help="skip the memory-profiled step")
+    t.add_argument("--step-fn", action="store_true", help="MODEL is your own step function, file.py:function, "
+                                                          "called once per step (it trains; it may return the loss)")
     t.add_argument("--memory-snapshot", metavar="FILE.pickle", help="CUDA: one more step's memory snapshot, for "
                                                                     "PyTorch's memory viewer (pytorch.org/memory_viz)")
     t.add_argument("--ranks", type=positive(), default=1, help="processes of a DDP job over gloo on this machine "

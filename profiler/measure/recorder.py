@@ -18,6 +18,7 @@ import datetime as _dt
 import os
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -97,3 +98,53 @@ def _run(name: str, config: TrainConfig, path: str, losses: list[float]) -> Prof
         gpu=figs.gpu, training=copy.deepcopy(training),
         notes=[f"recorded from a script: {config.steps} steps after {config.warmup} warm-up; phases from torch's "
                "own marks (DataLoader, Optimizer.step, the autograd engine); forward is the rest of the operators"])
+
+
+def train_step_function(spec: str, steps: int = 5, warmup: int = 1, name: str = "",
+                        progress=None) -> ProfileRun:
+    """Profile a user's own step function, `file.py:function`: called with no arguments once per step (it runs
+    forward, backward and the optimizer itself and may return the loss), `warmup` untimed calls then `steps` profiler
+    steps, analysed as a recorded loop is (phases from torch's own marks). The run, not yet saved."""
+    import importlib.util
+    import hashlib
+
+    from profiler.schema import ModelLoadError, ModelRunError
+
+    path, _, fn_name = spec.partition(".py:")
+    path = path + ".py"
+    if not fn_name or not os.path.isfile(path):
+        raise ModelLoadError(f"a step function is named file.py:function; {spec!r} is not one (or the file is "
+                             "missing)")
+    mod_name = "oplens_step_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    try:
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        user = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(user)
+    except Exception as exc:  # noqa: BLE001 - user code can raise anything
+        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    fn = getattr(user, fn_name, None)
+    if not callable(fn):
+        raise ModelLoadError(f"{path} has no function '{fn_name}'")
+    say = progress or (lambda stage, frac: None)
+    trace = os.path.join(store.temp_trace_dir(), traces_mod.trace_file_name("train"))
+    losses: list[float] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available()
+                                                          else []),
+                     schedule=schedule(wait=0, warmup=warmup, active=steps),
+                     on_trace_ready=lambda p: p.export_chrome_trace(trace)) as prof:
+            for i in range(warmup + steps):
+                try:
+                    out = fn()
+                except Exception as exc:  # noqa: BLE001 - the user's step can raise anything
+                    raise ModelRunError(f"{spec} raised {type(exc).__name__} at step {i + 1}: {exc}") from None
+                if out is not None:
+                    losses.append(float(out.detach()) if isinstance(out, torch.Tensor) else float(out))
+                prof.step()
+                say(f"step {i + 1} of {warmup + steps}", (i + 1) / (warmup + steps))
+    config = TrainConfig(steps=steps, warmup=warmup, optimizer="(the function's)",
+                         device="cuda" if torch.cuda.is_available() else "cpu", memory=False)
+    run = _run(name or f"{Path(path).stem}:{fn_name}", config, trace, losses)
+    run.model.source, run.model.spec = "step-function", spec
+    return run

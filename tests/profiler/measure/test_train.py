@@ -178,3 +178,31 @@ def test_two_rank_gloo_run_flags_the_rank_slowed_on_purpose():
     assert slow.straggler and not fast.straggler and "wait" in slow.note
     assert 20 <= fast.comm_sync_ms <= 60 and slow.comm_sync_ms < 0.25 * fast.comm_sync_ms  # rank 0 waits ~30 ms
     assert run.training is not None and run.training.source == "trace" and len(run.training.steps) == 3
+
+
+def test_a_users_own_step_function(tmp_path):
+    (tmp_path / "loop.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
+
+        def step():
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+    """))
+    r = subprocess.run([sys.executable, "-m", "profiler", "train", f"{tmp_path / 'loop.py'}:step", "--step-fn",
+                        "--steps", "3", "--json", "--runs-dir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    t = json.loads(r.stdout)["training"]
+    assert len(t["steps"]) == 3 and len(t["losses"]) == 5  # 2 warm-up calls (the default) + 3 timed
+    assert all(s["phases"]["backward"] > 0 and s["phases"]["optimizer"] > 0 for s in t["steps"])
+    bad = subprocess.run([sys.executable, "-m", "profiler", "train", f"{tmp_path / 'loop.py'}:nope", "--step-fn",
+                          "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "has no function 'nope'" in bad.stderr and "Traceback" not in bad.stderr
