@@ -107,6 +107,11 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
     # the others wait for a straggler in every collective: per-step waiting of each rank (us per step)
     waits = [sync / f.steps if f is not None and f.steps else 0.0 for f, (_, sync, _) in zip(figures, split)]
     most = max(waits, default=0.0)
+    # a rank the others wait for in the collectives, while it does not wait: when there is one, it is the straggler
+    # (a CPU rank blocked in gloo's all-reduce counts that wait as operator time, so computation alone would also
+    # flag the ranks that wait)
+    waited_for = [len(datas) > 1 and f is not None and most / 1e3 > WAITED_SHARE * f.window_ms and w <= 0.25 * most
+                  for f, w in zip(figures, waits)]
     out = []
     for i, (d, f, (transfer, sync, matched)) in enumerate(zip(datas, figures, split)):
         if f is None:
@@ -114,10 +119,9 @@ def rank_stats(datas: list[TraceData], timelines: list[GpuTimeline | None]) -> l
                                 computation_ms=0.0, comm_ms=0.0, exposed_comm_ms=0.0, overlap=0.0,
                                 note="no device activity and no profiler steps"))
             continue
-        slow = len(comps) > 1 and median > 0 and f.computation_ms > STRAGGLER * median
+        slow = len(comps) > 1 and median > 0 and f.computation_ms > STRAGGLER * median and not any(waited_for)
         notes = [f"computation {f.computation_ms / median:.2f}x the median rank"] if slow else []
-        waited_for = most / 1e3 > WAITED_SHARE * f.window_ms and waits[i] <= 0.25 * most
-        if waited_for and len(datas) > 1:  # the others wait in the collectives; it does not
+        if waited_for[i]:
             slow = True
             notes.append(f"the other ranks wait up to {most / 1e3:.3g} ms per step for it in collectives; it "
                          f"waits {waits[i] / 1e3:.3g} ms")
