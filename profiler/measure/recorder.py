@@ -105,9 +105,7 @@ def train_step_function(spec: str, steps: int = 5, warmup: int = 1, name: str = 
     """Profile a user's own step function, `file.py:function`: called with no arguments once per step (it runs
     forward, backward and the optimizer itself and may return the loss), `warmup` untimed calls then `steps` profiler
     steps, analysed as a recorded loop is (phases from torch's own marks). The run, not yet saved."""
-    import importlib.util
-    import hashlib
-
+    from profiler.models.loading import import_user_file
     from profiler.schema import ModelLoadError, ModelRunError
 
     path, _, fn_name = spec.partition(".py:")
@@ -115,14 +113,7 @@ def train_step_function(spec: str, steps: int = 5, warmup: int = 1, name: str = 
     if not fn_name or not os.path.isfile(path):
         raise ModelLoadError(f"a step function is named file.py:function; {spec!r} is not one (or the file is "
                              "missing)")
-    mod_name = "oplens_step_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
-    try:
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        user = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(user)
-    except Exception as exc:  # noqa: BLE001 - user code can raise anything
-        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
-    fn = getattr(user, fn_name, None)
+    fn = getattr(import_user_file(path), fn_name, None)
     if not callable(fn):
         raise ModelLoadError(f"{path} has no function '{fn_name}'")
     say = progress or (lambda stage, frac: None)

@@ -6,11 +6,8 @@ runs only when named, and state dicts and input files are read with `torch.load(
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import inspect
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +18,8 @@ from torch import nn
 from profiler import devices, policy
 from profiler.models import inputs as synthetic
 from profiler.models import sources
-from profiler.models.training_factory import training_factory
+from profiler.models.user_files import import_user_file, training_factory
+from profiler.models.user_files import short as _short
 from profiler.models.loaded import LoadedModel, ModelTraits, count_parameters
 from profiler.models.sources import LoadRequest, ModelSource
 from profiler.schema import ModelInfo, ModelLoadError
@@ -167,15 +165,6 @@ def _oom(exc: BaseException, what: str, batch: int | None) -> str:
                                "--batch-size or --seq-len")
 
 
-def _short(exc: BaseException) -> str:
-    if "Weights only load failed" in str(exc):  # say what was refused, not torch's advice to turn the check off
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        return (f"it holds pickled Python objects{f' ({wanted.group(1)})' if wanted else ''}, and OpLens never "
-                "unpickles code: save a state dict, TorchScript or torch.export .pt2 instead")
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
-
-
 # ---------------------------------------------------------------- each source
 
 def call_factory(factory: Callable[[], Any], what: str, batch: int | None) -> Any:
@@ -201,13 +190,8 @@ def _from_python_file(spec: str, batch: int | None, seq_len: int | None) -> Load
         path, factory_name = spec, ""
     if not os.path.isfile(path):
         raise ModelLoadError(f"model file not found: {path}")
-    mod_name = "oplens_user_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
-    try:
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        user = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(user)
-    except Exception as exc:  # noqa: BLE001 - user code can raise anything
-        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {_short(exc)}") from None
+    user = import_user_file(path)
+    mod_name = user.__name__
     candidates = [factory_name] if factory_name else [n for n in DEFAULT_FACTORIES if callable(getattr(user, n, None))]
     if not candidates or not hasattr(user, candidates[0]):
         public = sorted(
