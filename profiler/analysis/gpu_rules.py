@@ -87,7 +87,7 @@ def rule_small_gemms(ctx) -> Recommendation | None:
     worst, frac = max(slow, key=lambda x: x[0].time_ms)
     return Recommendation(
         rule="small-gemms", title="Small GEMMs run far below the roof: batch or fuse them", passes=["torch-compile"],
-        raw_estimate=rl_amdahl(share, 2.0),
+        raw_estimate=rl.amdahl(share, 2.0),
         evidence=f"{len(slow)} GEMM signature(s) below {SMALL_GEMM_ROOF:.0%} of their roof hold {share:.0%} of the "
                  f"kernel time ({ms:.3g} ms); the largest, {_example(worst)}, takes {worst.median_us:.3g} us per call "
                  f"at {worst.tflops:.3g} TFLOP/s ({frac:.1%} of its roof): too little work per kernel to fill the "
@@ -145,11 +145,6 @@ def rule_exposed_comm(ctx) -> Recommendation | None:
                  f"(no computation beside it: {share:.0%} of the GPU's {g.busy_ms:.3g} ms busy time). Overlap it: DDP "
                  "bucket_cap_mb, FSDP prefetch, async collectives launched before the compute that does not need "
                  "their result")
-
-
-def rl_amdahl(share: float, factor: float) -> float:
-    share = min(max(share, 0.0), 1.0)
-    return 1.0 / ((1.0 - share) + share / factor)
 
 
 GPU_RULES = (rule_fp32_tensor_cores, rule_small_gemms, rule_host_wait, rule_copies_in_step, rule_exposed_comm)

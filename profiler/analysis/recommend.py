@@ -56,10 +56,7 @@ class Context:
         return sum(self.roof.time_by_bound.values()) or self.run.totals.wall_ms or 1.0
 
 
-def amdahl(share: float, factor: float) -> float:
-    """Whole-model speedup when `share` of the time runs `factor` times faster."""
-    share = min(max(share, 0.0), 1.0)
-    return 1.0 / ((1.0 - share) + share / factor) if factor > 0 else 1.0
+amdahl = rl.amdahl  # the rules' estimate (one definition, in roofline; gpu_rules uses it too)
 
 
 def _precision_gain(ctx: Context, ops: tuple[str, ...] | None, factor: float,

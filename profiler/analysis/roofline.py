@@ -235,6 +235,12 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
                     verdict=max(by_bound, key=by_bound.get) if any(by_bound.values()) else "", notes=notes)
 
 
+def amdahl(share: float, factor: float) -> float:
+    """Whole-model speedup when `share` of the time runs `factor` times faster."""
+    share = min(max(share, 0.0), 1.0)
+    return 1.0 / ((1.0 - share) + share / factor) if factor > 0 else 1.0
+
+
 def share(r: Roofline, bound: str) -> float:
     """Share of the accounted time that is `bound`."""
     total = sum(r.time_by_bound.values())

@@ -38,6 +38,9 @@ class CallWork:
     params: list[str]
     call_flops: np.ndarray  # per call signature (NaN: unknown)
     call_bytes: np.ndarray
+    own_us: np.ndarray  # per op event: event_time_us, computed once for coverage, per_name and shape_stats
+    incl_us: np.ndarray
+    comm_us: np.ndarray
 
 
 def _signature_work(d: TraceData) -> tuple[np.ndarray, np.ndarray, list[str], list[str], list[str]]:
@@ -97,8 +100,9 @@ def call_work(d: TraceData, a: Attribution) -> CallWork:
     known = counted_all | wrapper | _inside(a.op_parent, counted_all) | _zero_work(d)
     flops = np.where(counted, np.nan_to_num(fl), 0.0) + np.where(theirs, ops["flops"], 0.0)
     moved = np.where(counted, np.nan_to_num(by), 0.0)
+    own_us, incl_us, comm_us = event_time_us(d, a, bool(len(d.device["ts"])))
     return CallWork(flops=flops, bytes=moved, counted=counted_all, known=known, family=family, dtype=dtype,
-                    params=params, call_flops=cfl, call_bytes=cby)
+                    params=params, call_flops=cfl, call_bytes=cby, own_us=own_us, incl_us=incl_us, comm_us=comm_us)
 
 
 def _zero_work(d: TraceData) -> np.ndarray:
@@ -131,8 +135,7 @@ def event_time_us(d: TraceData, a: Attribution, on_gpu: bool) -> tuple[np.ndarra
 
 def coverage(d: TraceData, a: Attribution, cw: CallWork, on_gpu: bool) -> tuple[float, float, float]:
     """(explained share, explained us, compute us) of the trace's compute time (see the module docstring)."""
-    own, _, comm = event_time_us(d, a, on_gpu)
-    compute = own - comm
+    compute = cw.own_us - cw.comm_us
     explained = float(compute[cw.known].sum())
     total = float(compute.sum())
     if on_gpu:  # device work no operator launched: graph replays, work queued before recording
@@ -143,9 +146,9 @@ def coverage(d: TraceData, a: Attribution, cw: CallWork, on_gpu: bool) -> tuple[
     return (explained / total if total > 0 else 1.0), explained, total
 
 
-def per_name(d: TraceData, a: Attribution, cw: CallWork, on_gpu: bool) -> dict[str, tuple[float, float, bool, str]]:
+def per_name(d: TraceData, cw: CallWork) -> dict[str, tuple[float, float, bool, str]]:
     """Per op name: (FLOPs, bytes, known, dtype of most counted time) over the trace."""
-    own, _, _ = event_time_us(d, a, on_gpu)
+    own = cw.own_us
     names = d.ops["name"]
     m = len(d.names)
     flops = np.bincount(names, weights=cw.flops, minlength=m)
@@ -163,9 +166,9 @@ def per_name(d: TraceData, a: Attribution, cw: CallWork, on_gpu: bool) -> dict[s
     return out
 
 
-def shape_stats(d: TraceData, a: Attribution, cw: CallWork, on_gpu: bool, top: int = TOP_SHAPES) -> list[ShapeStat]:
+def shape_stats(d: TraceData, cw: CallWork, top: int = TOP_SHAPES) -> list[ShapeStat]:
     """One row per (op, signature) that holds work or has unexplained time, most time first."""
-    own, incl, comm = event_time_us(d, a, on_gpu)
+    own, incl, comm = cw.own_us, cw.incl_us, cw.comm_us
     cid = d.ops["call"]
     rows = cw.counted | (~cw.known & (own - comm > 0))
     groups: dict[tuple, list[int]] = defaultdict(list)

@@ -59,12 +59,12 @@ def figures(d: TraceData, a: Attribution) -> TraceFigures:
     on_gpu = bool(len(d.device["ts"]))
     cw = calls_mod.call_work(d, a)
     recorded = bool(len(d.calls)) or bool((d.ops["flops"] > 0).any())
-    per_name = calls_mod.per_name(d, a, cw, on_gpu) if recorded else None
+    per_name = calls_mod.per_name(d, cw) if recorded else None
     return TraceFigures(ops=operator_stats(d, a, on_gpu, work=per_name),
                         transfers=transfer_stats(d, a) if on_gpu else [],
                         kernels=kernel_stats(d, a) if on_gpu else [], gpu=gpu_timeline(d, a) if on_gpu else None,
                         tagged=_tagged_operator_stats(d, a, on_gpu),
-                        shapes=calls_mod.shape_stats(d, a, cw, on_gpu) if recorded else [],
+                        shapes=calls_mod.shape_stats(d, cw) if recorded else [],
                         flop_coverage=calls_mod.coverage(d, a, cw, on_gpu)[0] if recorded else None)
 
 
