@@ -128,22 +128,22 @@ class Probe:
         return self.model.infer(self.engine, inputs)
 
 
-def profiled_runs(run_once: Callable[[], Any], iterations: int, after_each: Callable[[], None] = lambda: None
+def profiled_runs(run_once: Callable[[], Any], iterations: int, after_warmup: Callable[[int], None] = lambda n: None
                   ) -> list[float]:
     """Warm the runtime up (two runs, then until WARMUP_S has passed), then run it under its profiler at least
     `iterations` times, more while they fit in PROFILE_S (a millisecond model's per-op figures need more than three):
-    the wall time of each profiled run, in ms. `after_each` collects what the runtime recorded for a run."""
+    the wall time of each profiled run, in ms. `after_warmup(n)` is called once the n warm-up runs are done."""
     t0, n = time.perf_counter(), 0
     while n < 2 or (time.perf_counter() - t0 < WARMUP_S and n < MAX_PROFILED):
         run_once()
         n += 1
     runs = max(iterations, min(MAX_PROFILED, int(PROFILE_S / ((time.perf_counter() - t0) / n))))
+    after_warmup(n)
     walls = []
     for _ in range(runs):
         t0 = time.perf_counter()
         run_once()
         walls.append((time.perf_counter() - t0) * 1e3)
-        after_each()
     return walls
 
 
@@ -247,13 +247,12 @@ class OpenVinoModel(OnnxModel):
         compiled = ov_compile(self.engine[0], self.threads, PERF_COUNT="YES")
         engine = (None, compiled, compiled.create_infer_request())
         inputs = self.exported.signature.arrays(args, kwargs)
-        counters: list[list[dict]] = []
-        collect = lambda: counters.append([{"node_name": c.node_name, "node_type": c.node_type,  # noqa: E731
-                                            "exec_type": c.exec_type, "real_time": c.real_time, "status": str(c.status)}
-                                           for c in engine[2].get_profiling_info()])
-        walls = profiled_runs(lambda: self.infer(engine, inputs), iterations, collect)
+        read = lambda: [{"node_name": c.node_name, "node_type": c.node_type, "exec_type": c.exec_type,  # noqa: E731
+                         "real_time": c.real_time, "status": str(c.status)} for c in engine[2].get_profiling_info()]
+        warm: list = []  # (runs, counters) after the warm-up: the counters are means since compiling, warm-up included
+        walls = profiled_runs(lambda: self.infer(engine, inputs), iterations, lambda n: warm.append((n, read())))
         specs, shapes = runtimes.openvino_graph(compiled.get_runtime_model(), SCOPE)
-        profile = runtimes.read_openvino_counters(counters, shapes)
+        profile = runtimes.read_openvino_counters(read(), warm[0][0] + len(walls), shapes, warm[0][1], warm[0][0])
         ops = profile.ops()
         kernels = sorted({n.kernel for n in profile.nodes if oc.matches(n.op, oc.MATMUL + oc.CONVOLUTION)})
         note = _note("OpenVINO's per-layer counters", walls, ops, "of the model compiled again with PERF_COUNT on") + (

@@ -255,30 +255,32 @@ def _ms(value: Any) -> float:
     return value.total_seconds() * 1e3 if hasattr(value, "total_seconds") else float(value) / 1e3
 
 
-def read_openvino_counters(per_inference: list[list[Any]], shapes: dict[str, tuple] | None = None
-                           ) -> RuntimeProfile:
-    """OpenVINO's per-layer counters (request.get_profiling_info() after each profiled inference; objects or dicts
-    with node_name, node_type, exec_type, real_time, status) as per-inference node times. Layers that did not run
-    (fused into a neighbour, constants, parameters) are left out. `shapes`: node name -> (input shapes, input dtypes,
-    output shapes, output dtypes), from the runtime model (openvino_graph)."""
-    if not per_inference:
+def read_openvino_counters(after: list[Any], runs_after: int, shapes: dict[str, tuple] | None = None,
+                           before: list[Any] | None = None, runs_before: int = 0) -> RuntimeProfile:
+    """OpenVINO's per-layer counters (request.get_profiling_info(); objects or dicts with node_name, node_type,
+    exec_type, real_time, status) as per-inference node times. The CPU plugin reports each layer's mean over every
+    inference since the model was compiled, warm-up included: read after `runs_after` inferences, and (`before`)
+    after the `runs_before` warm-up ones, the measured runs' mean is the difference of the totals. Layers that did not
+    run (fused into a neighbour, constants, parameters) are left out. `shapes`: node name -> (input shapes, input
+    dtypes, output shapes, output dtypes), from the runtime model (openvino_graph)."""
+    if not after or runs_after <= runs_before:
         raise TraceFormatError("no OpenVINO performance counters: compile the model with PERF_COUNT set to YES")
     get = lambda c, k: c[k] if isinstance(c, dict) else getattr(c, k)
-    nodes: dict[str, NodeTime] = {}
-    for counters in per_inference:
-        for c in counters:
-            if "EXECUTED" not in str(get(c, "status")) or "NOT" in str(get(c, "status")):
-                continue
-            name = str(get(c, "node_name"))
-            node = nodes.get(name)
-            if node is None:
-                ins, in_types, outs, out_types = (shapes or {}).get(name, ([], [], [], []))
-                node = nodes[name] = NodeTime(name, str(get(c, "node_type")), input_shapes=list(ins),
-                                              input_dtypes=list(in_types), output_shapes=list(outs),
-                                              output_dtypes=list(out_types), kernel=str(get(c, "exec_type")))
-            node.ms += _ms(get(c, "real_time"))
-            node.calls += 1
-    return RuntimeProfile(OPENVINO_METHOD, _per_inference(nodes.values(), len(per_inference)), len(per_inference))
+    ran = lambda c: "EXECUTED" in str(get(c, "status")) and "NOT" not in str(get(c, "status"))
+    earlier = {str(get(c, "node_name")): _ms(get(c, "real_time")) for c in before or () if ran(c)}
+    measured = runs_after - runs_before
+    nodes: list[NodeTime] = []
+    for c in after:
+        if not ran(c):
+            continue
+        name = str(get(c, "node_name"))
+        ins, in_types, outs, out_types = (shapes or {}).get(name, ([], [], [], []))
+        total = _ms(get(c, "real_time")) * runs_after - earlier.get(name, 0.0) * runs_before
+        # counters are whole microseconds: a difference of two rounded totals can dip below zero for a tiny layer
+        nodes.append(NodeTime(name, str(get(c, "node_type")), ms=max(total, 0.0) / measured, calls=1,
+                              input_shapes=list(ins), input_dtypes=list(in_types), output_shapes=list(outs),
+                              output_dtypes=list(out_types), kernel=str(get(c, "exec_type"))))
+    return RuntimeProfile(OPENVINO_METHOD, nodes, measured)
 
 
 # ---------------------------------------------------------------- the graph the runtime ran

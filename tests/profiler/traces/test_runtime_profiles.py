@@ -1,6 +1,7 @@
 """ONNX Runtime's session profile and OpenVINO's per-layer counters read into OpStat and Graph: on profiles recorded
 here from the bert-tiny sample exported with torch.onnx (nothing of OpLens's own exporter), on a layer built with
 OpenVINO's opset, and on hand-made event lists for the edge cases (warm-up runs, profiles without run events)."""
+import datetime
 import json
 
 import numpy as np
@@ -113,12 +114,14 @@ def test_openvino_counters_and_runtime_graph():
     y = ops.softmax(ops.matmul(x, weight, False, False), 1)
     compiled = ov.Core().compile_model(ov.Model([y], [x]), "CPU", {"PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": 1})
     request = compiled.create_infer_request()
-    counters = []
+    for _ in range(2):
+        request.infer({"x": np.ones((2, 8), np.float32)})
+    warm = request.get_profiling_info()  # the counter objects themselves, read by attribute
     for _ in range(3):
         request.infer({"x": np.ones((2, 8), np.float32)})
-        counters.append(request.get_profiling_info())  # the counter objects themselves, read by attribute
     specs, shapes = rt.openvino_graph(compiled.get_runtime_model())
-    profile = rt.read_openvino_counters(counters, shapes)
+    profile = rt.read_openvino_counters(request.get_profiling_info(), 5, shapes, warm, 2)
+    assert profile.inferences == 3
     ops_ = {o.name: o for o in profile.ops()}
     assert ops_["FullyConnected"].calls == 1 and ops_["FullyConnected"].flops == 2 * 2 * 4 * 8
     assert "Parameter" not in ops_ and "Result" not in ops_  # not run: no time of their own
@@ -128,7 +131,22 @@ def test_openvino_counters_and_runtime_graph():
     assert nodes[fc.inputs[0]].kind == "placeholder" and fc.output_shape == "[2, 4]" and graph.method == "openvino"
     assert any(n.kind == "output" for n in graph.nodes)
     with pytest.raises(TraceFormatError, match="PERF_COUNT"):
-        rt.read_openvino_counters([])
+        rt.read_openvino_counters([], 0)
+
+
+def test_openvino_counters_are_means_since_compiling_so_the_warm_up_is_taken_out():
+    """The CPU plugin reports each layer's mean over every inference since compiling: a slow first run would
+    otherwise stay in the figures (a CI run read 1.19x the wall time from them)."""
+    counter = lambda ms: {"node_name": "fc", "node_type": "FullyConnected", "exec_type": "brgemm_avx2_FP32",
+                          "real_time": datetime.timedelta(milliseconds=ms), "status": "Status.EXECUTED"}
+    skipped = {**counter(0), "node_name": "c", "status": "Status.NOT_RUN"}
+    # 2 warm-up runs (10 and 6 ms: mean 8), then 4 measured runs of 1 ms: mean since compiling (16 + 4) / 6
+    profile = rt.read_openvino_counters([counter(20 / 6), skipped], 6, before=[counter(8)], runs_before=2)
+    [node] = profile.nodes
+    assert profile.inferences == 4 and node.ms == pytest.approx(1.0, abs=0.002) and node.calls == 1  # whole us
+    assert rt.read_openvino_counters([counter(2)], 3).nodes[0].ms == pytest.approx(2.0)  # no warm-up: the mean
+    with pytest.raises(TraceFormatError, match="PERF_COUNT"):
+        rt.read_openvino_counters([counter(2)], 2, before=[counter(2)], runs_before=2)  # no measured run
 
 
 def test_flop_formulas_from_shapes():
