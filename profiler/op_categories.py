@@ -49,6 +49,12 @@ CONVOLUTION_KERNELS = ("aten::convolution", "aten::_convolution", "aten::mkldnn_
                        "aten::_slow_conv2d_forward", "mkldnn::_convolution_pointwise", "onednn::qconv_pointwise",
                        "onednn::qconv2d_pointwise")
 INT8_CONVOLUTION = ("quantized::conv*", "onednn::qconv*", "ConvInteger", "QLinearConv")
+# forward entry points taking (input, weight, ...): a 2021-era trace records their shapes without stride or padding
+CONVOLUTION_FORWARD = ("aten::convolution", "aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d",
+                       "aten::cudnn_convolution", "aten::miopen_convolution", "aten::mkldnn_convolution")
+# the halves of a 2021-era cuDNN / MIOpen backward, whose size argument is an int list (recorded only as concrete)
+CONVOLUTION_GRAD_HALVES = ("aten::cudnn_convolution_backward_input", "aten::miopen_convolution_backward_input",
+                           "aten::cudnn_convolution_backward_weight", "aten::miopen_convolution_backward_weight")
 BATCH_NORM = ("aten::batch_norm", "aten::_batch_norm_impl_index", "aten::native_batch_norm",
               "aten::_native_batch_norm_legit_no_training", "aten::cudnn_batch_norm", "BatchNormalization",
               "BatchNormInference")

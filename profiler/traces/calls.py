@@ -47,8 +47,9 @@ def _signature_work(d: TraceData) -> tuple[np.ndarray, np.ndarray, list[str], li
     n = len(d.calls)
     fl, by = np.full(n, np.nan), np.full(n, np.nan)
     family, dtype, params = [""] * n, [""] * n, [""] * n
+    conv_shapes = work_mod.conv_shapes([(d.names[nid], call) for nid, call in d.calls])
     for i, (nid, call) in enumerate(d.calls):
-        w = work_mod.of_call(d.names[nid], call)
+        w = work_mod.of_call(d.names[nid], call, conv_shapes)
         dtype[i] = formulas.SHORT_DTYPE.get(call.types[0], "") if call.types and isinstance(call.types[0], str) else ""
         if w is not None:
             fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan
@@ -91,6 +92,7 @@ def call_work(d: TraceData, a: Attribution) -> CallWork:
     for i, w in d.overflow.items():
         if w is not None:
             fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan
+    _conv_grads(d, a, cid, fl, by, family, params)
     resolved = ~np.isnan(fl)
     wrapper = _propagate_up(a.op_parent, resolved)
     counted = resolved & ~wrapper
@@ -103,6 +105,28 @@ def call_work(d: TraceData, a: Attribution) -> CallWork:
     own_us, incl_us, comm_us = event_time_us(d, a, bool(len(d.device["ts"])))
     return CallWork(flops=flops, bytes=moved, counted=counted_all, known=known, family=family, dtype=dtype,
                     params=params, call_flops=cfl, call_bytes=cby, own_us=own_us, incl_us=incl_us, comm_us=comm_us)
+
+
+def _conv_grads(d: TraceData, a: Attribution, cid: np.ndarray, fl: np.ndarray, by: np.ndarray, family: list[str],
+                params: list[str]) -> None:
+    """The backward halves of 2021-era cuDNN convolutions, sized from the backward op each runs inside (one
+    signature can stand for a 1x1 and a 3x3 layer alike, so this is per event)."""
+    ids = [j for j, nm in enumerate(d.names) if nm in work_mod.CONV_GRAD]
+    if not ids:
+        return
+    names = d.ops["name"]
+    for i in np.flatnonzero(np.isin(names, ids) & np.isnan(fl) & (cid >= 0)).tolist():
+        p = int(a.op_parent[i])
+        if p < 0 or cid[p] < 0:
+            continue
+        w = work_mod.conv_grad_from_parent(d.names[names[i]], d.calls[cid[i]][1], d.names[names[p]],
+                                           d.calls[cid[p]][1])
+        if w is not None:
+            fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan
+            c = cid[i]
+            # one signature, layers of different kernel sizes: say so rather than name one of them
+            params[c] = w.params if params[c] in ("", w.params) else "sizes differ per call (from each backward op)"
+            family[c] = w.family
 
 
 def _zero_work(d: TraceData) -> np.ndarray:

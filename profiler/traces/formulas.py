@@ -184,20 +184,50 @@ def conv(c: Call, stride: int, padding: int, dilation: int | None, groups: int |
     return conv_work(x, w, out, g, bool(bias is not None and c.shape(bias)), t, c.bpe(0))
 
 
-def conv_backward(c: Call) -> Work | None:
-    """aten::convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
-    output_padding, groups, output_mask): each gradient asked for costs the forward's FLOPs."""
-    go, x, w = c.shape(0), c.shape(1), c.shape(2)
-    if not go or not x or not w:
+def conv_with_output(c: Call, out_spatial: list[int]) -> Work | None:
+    """A forward convolution whose stride and padding were not recorded (2021-era traces), with its output's spatial
+    size taken from its own backward (same input and weight shapes); groups from C_in / the weight's C_in."""
+    x, w = c.shape(0), c.shape(1)
+    if not x or not w or len(x) != len(w) or len(x) < 3 or len(out_spatial) != len(x) - 2 or not w[1]:
         return None
-    groups = (c.ints(9) or [1])[0]
-    fwd = conv_work(x, w, go[2:], groups, False, c.flag(7), c.bpe(1))
-    mask = str(c.concrete[10] if len(c.concrete) > 10 else "").lower()
+    work = conv_work(x, w, out_spatial, max(1, x[1] // w[1]), False, False, c.bpe(0))
+    work.params += " (output size from its backward)"
+    return work
+
+
+def conv_backward(c: Call, go_at: int = 0, x_at: int = 1, w_at: int = 2, groups_at: int | None = 9,
+                  transposed_at: int | None = 7, mask_at: int = 10) -> Work | None:
+    """aten::convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+    output_padding, groups, output_mask): each gradient asked for costs the forward's FLOPs. The cuDNN / MIOpen
+    backward ops of 2021-era traces order their arguments (input, grad_output, weight, ...): positions given."""
+    go, x, w = c.shape(go_at), c.shape(x_at), c.shape(w_at)
+    if not go or not x or not w or len(x) < 3 or not w[1]:
+        return None
+    groups = (c.ints(groups_at) or [0])[0] if groups_at is not None else 0
+    transposed = c.flag(transposed_at) if transposed_at is not None else False
+    groups = groups or (max(1, x[1] // w[1]) if not transposed else 1)  # not recorded: C_in / the weight's C_in
+    fwd = conv_work(x, w, go[2:], groups, False, transposed, c.bpe(x_at))
+    mask = str(c.concrete[mask_at] if len(c.concrete) > mask_at else "").lower()
     wants = [m.strip() == "true" for m in mask.strip("[]").split(",")] if mask else [True, True, False]
     wants += [False] * (3 - len(wants))
     flops = fwd.flops * (int(wants[0]) + int(wants[1])) + (numel(go) if wants[2] else 0)
     elems = numel(go) + numel(x) + numel(w) + (numel(x) if wants[0] else 0) + (numel(w) if wants[1] else 0)
     return Work(flops, _bytes(elems, c.bpe(0)), "conv", fwd.params + " backward")
+
+
+def conv_grad(c: Call, weight: bool, size: list[int] | None = None) -> Work | None:
+    """One half of a 2021-era cuDNN / MIOpen convolution backward: the input gradient (self_size, grad_output,
+    weight, ...) or the weight gradient (weight_size, grad_output, self, ...); each costs the forward's FLOPs. The
+    size argument is a list of ints, recorded only with concrete inputs: `size` gives it otherwise."""
+    size, go, other = size or c.ints(0), c.shape(1), c.shape(2)
+    if not size or not go or not other or len(size) != len(go) or len(go) < 3:
+        return None
+    x, w = (other, size) if weight else (size, other)
+    if not w[1]:
+        return None
+    fwd = conv_work(x, w, go[2:], max(1, x[1] // w[1]), False, False, c.bpe(1))
+    return Work(fwd.flops, _bytes(numel(go) + numel(other) + numel(size), c.bpe(1)), "conv",
+                fwd.params + (" weight gradient" if weight else " input gradient"))
 
 
 # ---------------------------------------------------------------- attention
@@ -318,3 +348,31 @@ def concat(c: Call) -> Work | None:
     t = c.types[0] if c.types else None
     bpe = ELEMENT_BYTES.get(t) if isinstance(t, str) else None
     return Work(0.0, _bytes(2 * elems, bpe or None), "copy", f"{len(first)} tensors")
+
+
+def convert(c: Call, out_bpe: int, cols_delta: int = 0, per_element: float = 1.0) -> Work | None:
+    """A row-wise (de)quantization (FBGEMM's FloatToFP8RowwiseQuantized and kin): read the input, write it at
+    `out_bpe` bytes per element with `cols_delta` more columns per row (a fused row-wise scale: +8 bytes quantizing,
+    -8 dequantizing)."""
+    x, bpe = c.shape(0), c.bpe(0)
+    if not x:
+        return None
+    rows, cols = (numel(x[:-1]), x[-1]) if len(x) > 1 else (1, x[0])
+    out_cols = cols + cols_delta if len(x) > 1 else cols
+    return Work(per_element * rows * min(cols, out_cols), None if bpe is None else
+                numel(x) * bpe + rows * out_cols * out_bpe, "elementwise", f"in={x}")
+
+
+def permute(c: Call, *tensors: int) -> Work | None:
+    """A permutation of whole tensors (FBGEMM's permute_sparse_features, permute_pooled_embs, ...): each of
+    `tensors` read and written once, at its own element size."""
+    moved = 0.0
+    for i in tensors:
+        x = c.shape(i)
+        if x:
+            bpe = c.bpe(i)
+            if bpe is None:
+                return None
+            moved += 2 * numel(x) * bpe
+    return Work(0.0, moved, "copy", f"in={c.shape(tensors[0])}") if moved else None
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from profiler import op_categories as oc
 from profiler.traces import formulas as f
 from profiler.traces.formulas import Call, Work, numel  # noqa: F401 - re-exported for callers
 
@@ -59,7 +60,21 @@ CONV: dict[str, Formula] = {
     "aten::_slow_conv2d_forward": lambda c: f.conv(c, 4, 5, None, None, 3),
     "aten::thnn_conv2d": lambda c: f.conv(c, 4, 5, None, None, 3),
     "aten::convolution_backward": f.conv_backward,
+    # 2021-era cuDNN / MIOpen backward: (input, grad_output, weight, padding, stride, dilation, groups, ..., mask)
+    "aten::cudnn_convolution_backward": lambda c: f.conv_backward(c, 1, 0, 2, 6, None, 10),
+    "aten::miopen_convolution_backward": lambda c: f.conv_backward(c, 1, 0, 2, 6, None, 9),
+    # their halves: (self_size, grad_output, weight, ...) and (weight_size, grad_output, self, ...), sizes as ints
+    "aten::cudnn_convolution_backward_input": lambda c: f.conv_grad(c, weight=False),
+    "aten::miopen_convolution_backward_input": lambda c: f.conv_grad(c, weight=False),
+    "aten::cudnn_convolution_backward_weight": lambda c: f.conv_grad(c, weight=True),
+    "aten::miopen_convolution_backward_weight": lambda c: f.conv_grad(c, weight=True),
 }
+# where a convolution backward records (grad_output, input, weight): the forward with the same input and weight
+# shapes had that output (its stride and padding may not be recorded)
+CONV_BACKWARD_ARGS = {"aten::convolution_backward": (0, 1, 2), "aten::cudnn_convolution_backward": (1, 0, 2),
+                      "aten::miopen_convolution_backward": (1, 0, 2)}
+CONV_GRAD = frozenset(oc.CONVOLUTION_GRAD_HALVES)
+CONV_FORWARD = frozenset(oc.CONVOLUTION_FORWARD)
 ATTENTION: dict[str, Formula] = {
     "aten::scaled_dot_product_attention": _bhsd(5),
     "aten::_scaled_dot_product_flash_attention": _bhsd(4),
@@ -79,7 +94,8 @@ ATTENTION: dict[str, Formula] = {
 _UNARY = ("gelu", "relu", "relu_", "silu", "silu_", "sigmoid", "tanh", "exp", "neg", "abs", "sqrt", "rsqrt", "log",
           "erf", "sin", "cos", "reciprocal", "hardtanh", "hardswish", "leaky_relu", "elu", "clamp", "clamp_", "pow",
           "gelu_backward", "threshold_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "dropout",
-          "native_dropout", "masked_fill", "masked_fill_", "where", "bitwise_not", "logical_not", "_to_copy_never")
+          "native_dropout", "masked_fill", "masked_fill_", "where", "bitwise_not", "logical_not", "nan_to_num",
+          "nan_to_num_")
 _BINARY = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", "eq", "ne", "lt", "le",
            "gt", "ge", "rsub", "addcmul_", "addcdiv_", "lerp_", "bitwise_and", "logical_and", "remainder", "fmod")
 _REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any", "prod", "norm",
@@ -109,6 +125,19 @@ MEMORY: dict[str, Formula] = {
     "aten::contiguous": lambda c: f.copy(c, 0), "aten::fill_": f.write, "aten::zero_": f.write,
     "aten::embedding": lambda c: f.gather(c, 0, 1), "aten::index_select": lambda c: f.gather(c, 0, 2),
     "aten::cat": f.concat,
+    # FBGEMM (recommendation models): row-wise (de)quantization and permutations of sparse features and embeddings
+    "fbgemm::FloatToFP8RowwiseQuantized": lambda c: f.convert(c, 1, 8, 2.0),
+    "fbgemm::FloatToFused8BitRowwiseQuantized": lambda c: f.convert(c, 1, 8, 2.0),
+    "fbgemm::FP8RowwiseQuantizedToFloat": lambda c: f.convert(c, 4, -8),
+    "fbgemm::Fused8BitRowwiseQuantizedToFloat": lambda c: f.convert(c, 4, -8),
+    "fbgemm::FloatToHFP8Quantized": lambda c: f.convert(c, 1),
+    "fbgemm::HFP8QuantizedToFloat": lambda c: f.convert(c, 4),
+    "fbgemm::permute_sparse_features": lambda c: f.permute(c, 1, 2, 3),
+    "fbgemm::permute_2D_sparse_data": lambda c: f.permute(c, 1, 2, 3),
+    "fbgemm::permute_1D_sparse_data": lambda c: f.permute(c, 1, 2, 3),
+    "fbgemm::permute_pooled_embs": lambda c: f.permute(c, 0),
+    "fbgemm::permute_pooled_embs_auto_grad": lambda c: f.permute(c, 0),
+    "fbgemm::recat_embedding_grad_output_mixed_D_batch": lambda c: f.permute(c, 0),
 }
 TABLE: dict[str, Formula] = {**GEMM, **CONV, **ATTENTION, **MEMORY}
 MATMUL_CLASS = {**GEMM, **CONV, **ATTENTION}  # the ops live FLOP counting reads (element-wise FLOPs are not counted)
@@ -133,15 +162,55 @@ def _silu_and_mul(c: Call) -> Work | None:
                 f"out={out}")
 
 
-def of_call(name: str, call: Call) -> Work | None:
-    """The work of one call of `name`, or None when no formula knows it or its recorded arguments do not say."""
+def of_call(name: str, call: Call, conv_shapes: dict[tuple, list[int] | None] | None = None) -> Work | None:
+    """The work of one call of `name`, or None when no formula knows it or its recorded arguments do not say.
+    `conv_shapes` (conv_shapes()): a forward convolution's output size where its stride and padding are missing."""
     formula = TABLE.get(name)
     if formula is None:
         return None
     try:
-        return formula(call)
+        work = formula(call)
+        if work is None and conv_shapes:
+            work = _from_conv_shapes(name, call, conv_shapes)
+        return work
     except (IndexError, ValueError, TypeError, ZeroDivisionError):  # a recorded argument of an unexpected form
         return None
+
+
+def _from_conv_shapes(name: str, call: Call, shapes: dict[tuple, list[int] | None]) -> Work | None:
+    """A forward convolution without its stride and padding: the output size its backward recorded."""
+    a, b = call.shape(0), call.shape(1)
+    if name in CONV_FORWARD and a and b:
+        out = shapes.get((tuple(a), tuple(b)))
+        return f.conv_with_output(call, out) if out else None
+    return None
+
+
+def conv_shapes(calls: list[tuple[str, Call]]) -> dict[tuple, list[int] | None]:
+    """(input shape, weight shape) -> the output's spatial size, from the convolution backwards among `calls`, which
+    record (grad_output, input, weight) whole: a training trace recorded without concrete arguments (2021-era) still
+    says each convolution's output size there. None where two backwards disagree (same shapes, another stride)."""
+    out: dict[tuple, list[int] | None] = {}
+    for name, call in calls:
+        args = CONV_BACKWARD_ARGS.get(name)
+        if args is not None:
+            go, x, w = (call.shape(i) for i in args)
+            if go and x and w and len(go) == len(x) == len(w) > 2:
+                key = (tuple(x), tuple(w))
+                out[key] = go[2:] if out.get(key, go[2:]) == go[2:] else None
+    return out
+
+
+def conv_grad_from_parent(name: str, call: Call, parent_name: str, parent: Call) -> Work | None:
+    """A 2021-era backward half (cudnn_convolution_backward_input / _weight) whose size argument was not recorded,
+    from the backward op it runs inside, which records input, grad_output and weight whole."""
+    args = CONV_BACKWARD_ARGS.get(parent_name)
+    if name not in CONV_GRAD or args is None:
+        return None
+    go, x, w = (parent.shape(i) for i in args)
+    weight = name.endswith("_weight")
+    size = w if weight else x
+    return f.conv_grad(call, weight, size) if size else None
 
 
 def _flops_only(name: str) -> Callable[[Shapes, list | None], int | None]:

@@ -81,3 +81,18 @@ def test_memory_bound_families():
     emb = work.of_call("aten::index_select", Call([[30522, 512], [], [141]], ["c10::BFloat16", "Scalar", "long int"]))
     assert emb.bytes == 2 * 141 * 512 * 2 + 141 * 8
     assert work.of_call("aten::not_an_op", Call([[1]], ["float"])) is None
+
+
+def test_fbgemm_data_movement_from_the_recorded_shapes():
+    """FBGEMM's row-wise (de)quantization and permutations, as HTA's recommendation-model traces record them."""
+    q = work.of_call("fbgemm::FloatToFP8RowwiseQuantized", Call([[1492704, 256], []], ["float", "Scalar"]))
+    assert q.bytes == 1492704 * 256 * 4 + 1492704 * (256 + 8) and q.flops == 2 * 1492704 * 256  # fp8 + 8-byte scale
+    dq = work.of_call("fbgemm::FP8RowwiseQuantizedToFloat", Call([[1638400, 264], []], ["unsigned char", "Scalar"]))
+    assert dq.bytes == 1638400 * 264 + 1638400 * 256 * 4 and dq.flops == 1638400 * 256
+    p = work.of_call("fbgemm::permute_sparse_features", Call([[300], [300, 2048], [16334339], []],
+                                                               ["int", "int", "int", ""]))
+    assert p.flops == 0 and p.bytes == 2 * 4 * (300 * 2048 + 16334339)
+    assert work.of_call("fbgemm::permute_pooled_embs_auto_grad", Call(
+        [[2048, 186588], [1391], [1390], [1391], [1390]], ["float", "long", "long", "long", "long"])).bytes == \
+        2 * 4 * 2048 * 186588
+    assert work.of_call("fbgemm::FloatToHFP8Quantized", Call([[], []], ["float"])) is None  # no shape: unknown
