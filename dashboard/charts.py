@@ -306,3 +306,14 @@ def sweep_figure(sweep) -> go.Figure:
     fig.update_layout(title=f"Sweep {sweep.id}", xaxis_title="batch size", xaxis_type="log", yaxis_title="samples/s",
                       yaxis2=dict(title="median ms", overlaying="y", side="right"), **_LAYOUT)
     return fig
+
+
+def loss_curves(result) -> go.Figure:
+    """A training pass's loss curve against the base's, by samples seen (a larger batch takes fewer, bigger steps)."""
+    fig = go.Figure()
+    for name, losses, batch in (("base", result.base_losses, result.base_batch),
+                                ("+".join(result.passes), result.new_losses, result.new_batch)):
+        fig.add_scatter(x=[(i + 1) * batch for i in range(len(losses))], y=losses, name=name, mode="lines+markers")
+    fig.update_layout(title="Loss curves from the same weights and samples", xaxis_title="samples seen",
+                      yaxis_title="training loss", height=320)
+    return fig

@@ -7,7 +7,7 @@ import streamlit as st
 
 from optimizers.results import verdict
 from optimizers.search import head_to_head_line
-from optimizers.tables import LEADERBOARD_COLUMNS, generation_rows, leaderboard_rows
+from optimizers.tables import LEADERBOARD_COLUMNS, generation_rows, leaderboard_rows, training_rows
 from profiler import RunStoreError, stats
 from profiler.analysis import explain, tables
 from profiler.analysis import frames as analysis
@@ -20,7 +20,8 @@ def _headline(c: SavedComparison) -> str:
     what = " + ".join(c.passes) or "no pass"
     # a generation comparison times both models side by side and saves no run of either: say that, not "- → -"
     runs = (f", runs `{c.base_run_id}` → `{c.optimized_run_id}`" if c.base_run_id and c.optimized_run_id else
-            ", from generations timed side by side (no runs saved)" if c.kind == "generate" else "")
+            ", from generations timed side by side (no runs saved)" if c.kind == "generate" else
+            ", from training steps timed side by side (no runs saved)" if c.kind == "train" else "")
     return (f"{c.kind.capitalize()} on {c.model}: {what} — {c.speedup:.2f}x "
             f"(range {c.speedup_low:.2f}-{c.speedup_high:.2f}x), accuracy {verdict(c)}. Saved as `{c.id}`{runs}.")
 
@@ -145,7 +146,25 @@ def show_texts(result) -> None:
     right.code(result.optimized_text.strip(), language=None, wrap_lines=True)
 
 
-SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate}
+def show_train(c: SavedComparison) -> None:
+    """Kept training passes, shown as when they finished."""
+    show_training(c.training)
+
+
+def show_training(found: list) -> None:
+    """Training pipelines, best agreeing first: time-per-sample speedup with its ABBA range, step times, held-out
+    loss and agreement, peak memory; the best one's loss curve against the base's, at equal samples seen."""
+    st.dataframe(pd.DataFrame(training_rows(found)), hide_index=True, width="stretch")
+    for r in found:
+        (st.success if r.agrees and r.speedup.p10 > 1.0 else st.warning if r.speedup.rounds else st.info)(r.verdict)
+    best = next((r for r in found if r.speedup.rounds), None)
+    if best is None:
+        return
+    st.plotly_chart(charts.loss_curves(best), width="stretch")
+    st.caption(f"The loss agrees when the {best.tolerance}. " + " ".join(best.notes))
+
+
+SHOW = {"apply": show_apply, "search": show_search, "generate": show_generate, "train": show_train}
 
 
 def show_why(c: SavedComparison) -> None:

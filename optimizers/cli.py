@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=positive(), default=3, help="steps per timing (default 3)")
     tr.add_argument("--curve-steps", type=positive(), default=8, help="steps of the compared loss curves")
     tr.add_argument("--device", default="auto")
+    tr.add_argument("--runs-dir", help="where the comparison is saved (default $OPLENS_RUNS_DIR or ./runs)")
     tr.add_argument("--json", action="store_true")
     rs = sub.add_parser("results", help="list saved comparisons (every apply and search); with an ID, one of them "
                                         "and why it helped or hurt")
@@ -226,10 +227,9 @@ def _cmd_search(a) -> int:
 
 
 def _cmd_train(a) -> int:
-    import dataclasses
-
     from profiler.schema import TrainConfig
 
+    from .tables import training_text
     from .training import TRAIN_PASSES, compare, search
 
     config = TrainConfig(batch_size=a.batch_size or 0, optimizer=a.optimizer, device=a.device)
@@ -238,29 +238,23 @@ def _cmd_train(a) -> int:
     progress, close = progress_bar(False if a.json else None)
     try:
         if a.search:
-            results = search(loaded, config, progress=progress, **timing)
+            found = search(loaded, config, progress=progress, **timing)
         else:
             names = [p.strip() for p in a.passes.split(",") if p.strip()]
-            results = [compare(loaded, names, config, progress=progress, **timing)]
+            found = [compare(loaded, names, config, progress=progress, **timing)]
     finally:
         close()
+    saved = results.keep(results.from_training(found, loaded, config), a.runs_dir)
     if a.json:
-        print(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+        print(json.dumps([r.to_dict() for r in found], indent=1))
         return 0
-    rows = [["+".join(r.passes), f"{r.speedup.median:.2f}x" if r.speedup.rounds else "-",
-             f"{r.speedup.p10:.2f}-{r.speedup.p90:.2f}" if r.speedup.rounds else "-",
-             f"{r.base_ms:.3g} -> {r.new_ms:.3g}" if r.speedup.rounds else "-",
-             f"{r.base_heldout:.4g} -> {r.new_heldout:.4g}" if r.speedup.rounds else "-",
-             ("agrees" if r.agrees else "DIFFERS") if r.speedup.rounds else "n/a",
-             f"{r.base_peak_bytes / 2**20:,.1f} -> {r.new_peak_bytes / 2**20:,.1f}" if r.speedup.rounds else "-"]
-            for r in results]
     print(f"training passes on {loaded.info.name} (time per sample, base / optimized; memory: one step's peak)")
-    print(format_table(rows, ["passes", "speedup", "ABBA range", "step ms", "held-out loss", "loss", "peak MiB"],
-                       left=(0, 5)))
-    for r in results:
+    print(training_text(found))
+    for r in found:
         print(f"- {r.verdict}")
         for note in r.notes:
             print(f"  {note}")
+    print(f"saved as comparison {saved.id} (`python -m optimizers results {saved.id}`; the Train page shows it)")
     memory = [n for n, p in TRAIN_PASSES.items() if p.memory]
     print(f"memory passes ({', '.join(memory)}) trade time for peak memory: name them in --passes to measure them")
     return 0
@@ -319,6 +313,13 @@ def _cmd_result(a) -> int:
         return 0
     row = results.summary_row(saved)
     print(f"{saved.kind} {saved.id}: {row['model']}, {row['passes']}, {row['speedup']}, accuracy {row['accuracy']}")
+    if saved.kind == "train":  # training passes keep no runs: their table and verdicts are the record
+        from .tables import training_text
+
+        print(training_text(saved.training))
+        for r in saved.training:
+            print(f"- {r.verdict}")
+        return 0
     print(f"runs      {saved.base_run_id} -> {saved.optimized_run_id}")
     print(f"why       {verdict}")
     for c in causes:

@@ -18,6 +18,8 @@ from profiler.schema import (
     ProfileConfig,
     SavedComparison,
     SearchResult,
+    TrainConfig,
+    TrainResult,
 )
 
 
@@ -86,6 +88,30 @@ def from_generation(found: list[GenerationResult], loaded: LoadedModel, config: 
     return saved
 
 
+def from_training(found: list[TrainResult], loaded: LoadedModel, config: TrainConfig,
+                  source_run_id: str = "") -> SavedComparison:
+    """The record of training passes (one pipeline, or a search's tries best agreeing first): the best one's passes,
+    its time-per-sample speedup with range, and the loss agreement as its accuracy."""
+    pc = ProfileConfig(device=config.device, batch_size=config.batch_size or loaded.batch_size,
+                       seq_len=loaded.seq_len)
+    best = next((r for r in found if r.speedup.rounds), None)
+    saved = _record("train", loaded, pc, None, source_run_id, list(best.passes) if best else [])
+    saved.training = list(found)
+    if best is not None:
+        r = best.speedup
+        saved.speedup, saved.speedup_low, saved.speedup_high = r.median, r.p10, r.p90
+        saved.base_median_ms, saved.new_median_ms = best.base_ms, best.new_ms
+        scale = abs(best.base_heldout) or 1.0
+        held = f"held-out loss {best.base_heldout:.4g} -> {best.new_heldout:.4g}, curve within {best.curve_gap:.1%}"
+        saved.accuracy = Accuracy(max_abs_err=abs(best.new_heldout - best.base_heldout),
+                                  rel_err=abs(best.new_heldout - best.base_heldout) / scale, cosine=0.0,
+                                  top1_agreement=None, passed=best.agrees,
+                                  kind="training loss (held-out batch and curve)",
+                                  note=held + ("" if best.agrees else f"; needs {best.tolerance}"),
+                                  inputs="a held-out batch neither model trained on")
+    return saved
+
+
 def keep(saved: SavedComparison, runs_dir: str | os.PathLike | None = None) -> SavedComparison:
     """Save the record in the run store and return it."""
     store.save_comparison(saved, runs_dir)
@@ -139,7 +165,8 @@ def class_leaderboard(saved: list[SavedComparison], model: str) -> list[ClassRow
     untagged results (no participant) are left out."""
     best: dict[str, ClassRow] = {}
     for c in saved:
-        if c.error or c.model != model or not c.participant or c.accuracy is None or not c.accuracy.passed:
+        if (c.error or c.kind == "train" or c.model != model or not c.participant or c.accuracy is None
+                or not c.accuracy.passed):  # a training speedup is another measure: not on this board
             continue
         row = best.get(c.participant)
         tried = row.tried + 1 if row else 1

@@ -3,7 +3,7 @@ from one definition each, so the dashboard, the CLI and the benchmarks show the 
 from __future__ import annotations
 
 from profiler.console import format_table
-from profiler.schema import GenerationResult, SearchResult
+from profiler.schema import GenerationResult, SearchResult, TrainResult
 
 LEADERBOARD_COLUMNS = ("pipeline", "status", "median ms", "speedup", "range", "cosine", "apply s", "why not")
 
@@ -81,3 +81,31 @@ def generation_text(results: list[GenerationResult]) -> str:
     rows = generation_rows(results)
     header = list(rows[0]) if rows else list(GENERATION_COLUMNS)
     return format_table([list(r.values()) for r in rows], header)
+
+
+TRAINING_COLUMNS = ("passes", "speedup", "ABBA range", "step ms", "held-out loss", "loss", "peak MiB")
+
+
+def training_rows(results: list[TrainResult]) -> list[dict]:
+    """One row per training pipeline: time-per-sample speedup with its ABBA range, step times, held-out loss, whether
+    the loss agrees, one step's peak memory. What `python -m optimizers train` prints and the Train page shows."""
+    rows = []
+    for r in results:
+        ran = bool(r.speedup.rounds)
+        rows.append(dict(zip(TRAINING_COLUMNS, [
+            "+".join(r.passes),
+            f"{r.speedup.median:.2f}x" if ran else "-",
+            f"{r.speedup.p10:.2f}-{r.speedup.p90:.2f}" if ran else "-",
+            (f"{r.base_ms:.3g} -> {r.new_ms:.3g}" + (f" (batch {r.base_batch} -> {r.new_batch})"
+                                                     if r.new_batch != r.base_batch else "")) if ran else "-",
+            f"{r.base_heldout:.4g} -> {r.new_heldout:.4g}" if ran else "-",
+            ("agrees" if r.agrees else "DIFFERS") if ran else "n/a",
+            f"{r.base_peak_bytes / 2**20:,.1f} -> {r.new_peak_bytes / 2**20:,.1f}" if ran else "-",
+        ])))
+    return rows
+
+
+def training_text(results: list[TrainResult]) -> str:
+    """training_rows as an aligned text table, for terminals."""
+    rows = training_rows(results)
+    return format_table([list(r.values()) for r in rows], list(TRAINING_COLUMNS), left=(0, 5))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from torch import nn
 from profiler.measure import train as tr
 from profiler.measure.lock import measurement_lock
 from profiler.models.loaded import LoadedModel
-from profiler.schema import ModelRunError, Ratio, TrainConfig
+from profiler.schema import ModelRunError, Ratio, TrainConfig, TrainResult
 
 LOSS_RTOL = 0.05  # held-out loss within 5% of the base's (plus LOSS_ATOL)
 LOSS_ATOL = 0.01
@@ -131,24 +131,9 @@ TRAIN_PASSES = {p.name: p for p in (
 )}
 
 
-@dataclass
-class TrainComparison:
-    passes: list[str]
-    notes: list[str]
-    speedup: Ratio  # base / optimized time per sample
-    base_ms: float  # median step time
-    new_ms: float
-    base_batch: int
-    new_batch: int
-    base_losses: list[float] = field(default_factory=list)
-    new_losses: list[float] = field(default_factory=list)
-    base_heldout: float = 0.0
-    new_heldout: float = 0.0
-    curve_gap: float = 0.0  # largest |new - base| over the curve, at equal samples seen, / the base curve's mean
-    agrees: bool = False
-    base_peak_bytes: float = 0.0
-    new_peak_bytes: float = 0.0
-    verdict: str = ""
+TrainComparison = TrainResult  # the name this module used before the result joined the schema
+TOLERANCE = (f"held-out loss within {LOSS_RTOL:.0%} (+{LOSS_ATOL:g}) and every point of the curve within "
+             f"{CURVE_RTOL:.0%} of the base curve's mean")
 
 
 def _setup(loaded: LoadedModel, config: TrainConfig, passes: list[str]) -> tuple[tr._Stepper, Change]:
@@ -200,7 +185,7 @@ def _timed(stepper: tr._Stepper, steps: int, start: int) -> float:
 
 def compare(loaded: LoadedModel, passes: list[str], config: TrainConfig | None = None, rounds: int = 2,
             steps: int = 3, curve_steps: int = 8, progress: Callable[[str, float], None] | None = None
-            ) -> TrainComparison:
+            ) -> TrainResult:
     """Apply `passes` to a copy of `loaded`'s training setup and prove the result (module docstring)."""
     unknown = [p for p in passes if p not in TRAIN_PASSES]
     if unknown or not passes:
@@ -253,27 +238,28 @@ def compare(loaded: LoadedModel, passes: list[str], config: TrainConfig | None =
                + ("loss agrees" if agrees else "LOSS DIFFERS") + f" (held-out {base_held:.4g} -> {new_held:.4g}, "
                f"curve within {gap:.1%} of the base's mean)"
                + ("; a memory pass: judge it by the peak, not the speed" if memory_pass else ""))
-    return TrainComparison(passes=passes, notes=[change.note], speedup=speed, base_ms=statistics.median(base_ms),
-                           new_ms=statistics.median(new_ms), base_batch=config.batch_size,
-                           new_batch=change.config.batch_size, base_losses=base_losses, new_losses=new_losses,
-                           base_heldout=base_held, new_heldout=new_held, curve_gap=gap, agrees=agrees,
-                           base_peak_bytes=base_peak, new_peak_bytes=new_peak, verdict=verdict)
+    return TrainResult(passes=passes, notes=[change.note], speedup=speed, base_ms=statistics.median(base_ms),
+                       new_ms=statistics.median(new_ms), base_batch=config.batch_size,
+                       new_batch=change.config.batch_size, base_losses=base_losses, new_losses=new_losses,
+                       base_heldout=base_held, new_heldout=new_held, curve_gap=gap, agrees=agrees,
+                       base_peak_bytes=base_peak, new_peak_bytes=new_peak, verdict=verdict,
+                       memory_pass=memory_pass, tolerance=TOLERANCE)
 
 
 def search(loaded: LoadedModel, config: TrainConfig | None = None, passes: list[str] | None = None,
-           progress: Callable[[str, float], None] | None = None, **timing) -> list[TrainComparison]:
+           progress: Callable[[str, float], None] | None = None, **timing) -> list[TrainResult]:
     """Each speed pass alone (memory passes only when named), then the ones that were faster in every ABBA round and
     kept the loss, together: every comparison, the best agreeing one first."""
     names = passes or [n for n, p in TRAIN_PASSES.items() if not p.memory]
     say = progress or (lambda stage, frac: None)
-    done: list[TrainComparison] = []
+    done: list[TrainResult] = []
     for i, name in enumerate(names):
         say(f"trying {name}", i / (len(names) + 1))
         try:
             done.append(compare(loaded, [name], config, **timing))
         except ModelRunError as exc:  # a pass that does not apply to this model: said, not fatal
-            done.append(TrainComparison(passes=[name], notes=[str(exc)], speedup=Ratio(), base_ms=0, new_ms=0,
-                                        base_batch=0, new_batch=0, verdict=f"{name}: not applicable: {exc}"))
+            done.append(TrainResult(passes=[name], notes=[str(exc)], verdict=f"{name}: not applicable: {exc}",
+                                    memory_pass=TRAIN_PASSES[name].memory, tolerance=TOLERANCE))
     winners = [c.passes[0] for c in done if c.agrees and c.speedup.p10 > 1.0]
     if len(winners) > 1:
         say(f"trying {'+'.join(winners)} together", len(names) / (len(names) + 1))

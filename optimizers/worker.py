@@ -1,6 +1,7 @@
 """The optimizers' job kinds, registered with the job layer (profiler.jobs): "check" (which passes apply to the
-model here), "optimize" (apply passes and measure), "search" and "generate" (optimize a decoder's generation).
-Optimize and search save their result as a comparison in the run store and return it (a SavedComparison as a dict).
+model here), "optimize" (apply passes and measure), "search", "generate" (optimize a decoder's generation) and
+"train-passes" (training passes, or their search). Optimize, search and train-passes save their result as a
+comparison in the run store and return it (a SavedComparison as a dict).
 They run in a worker process started by `python -m profiler.jobs`, which imports this module for these kinds."""
 from __future__ import annotations
 
@@ -60,3 +61,23 @@ def generate_job(payload: dict, say: Say, cancel: threading.Event) -> list[dict]
                                   payload.get("objective", "tpot"), int(payload.get("rounds", 3)),
                                   payload.get("runs_dir"), progress=say)
     return [r.to_dict() for r in found]
+
+
+@job("train-passes")
+def train_passes_job(payload: dict, say: Say, cancel: threading.Event) -> dict:
+    """Training passes proven as `python -m optimizers train` proves them (the payload's passes, or a search), saved
+    as a comparison of kind "train"."""
+    from profiler.schema import TrainConfig
+
+    from .training import compare
+    from .training import search as train_search
+
+    config = TrainConfig.from_dict(payload.get("train") or {})
+    loaded = load_payload_model(payload, say, cancel, config.batch_size or None, config.seq_len or None)
+    timing = {k: int(payload[k]) for k in ("rounds", "steps", "curve_steps") if payload.get(k)}
+    if payload.get("search"):
+        found = train_search(loaded, config, list(payload.get("passes") or []) or None, progress=say, **timing)
+    else:
+        found = [compare(loaded, list(payload["passes"]), config, progress=say, **timing)]
+    saved = results.from_training(found, loaded, config, payload.get("source_run_id", ""))
+    return results.keep(saved, payload.get("runs_dir")).to_dict()

@@ -746,7 +746,8 @@ class SavedComparison(_Dict):
     The headline (passes, speedup with its range, accuracy) is flat; the full result sits in `apply` or `search`."""
     id: str
     created: str
-    kind: str  # "apply", "search" or "generate" (an optimized generation: its results best first in `generation`)
+    kind: str  # "apply", "search", "generate" (an optimized generation: its results best first in `generation`) or
+    # "train" (training passes: their results best agreeing first in `training`)
     model: str  # the model's display name
     spec: str  # how to load it again (profiler.load_model), with `arch` for a state dict
     config: ProfileConfig
@@ -767,6 +768,7 @@ class SavedComparison(_Dict):
     error: str = ""  # set only by the store's listing, for a file it could not read
     participant: str = ""  # who asked for it (a workshop participant's display name); empty from the CLI
     generation: list[GenerationResult] = field(default_factory=list)  # kind "generate": best first
+    training: list[TrainResult] = field(default_factory=list)  # kind "train": best agreeing first
     schema_version: int = SCHEMA_VERSION
 
 
@@ -870,3 +872,29 @@ class GenerationResult(_Dict):
     threads: int = 0
     torch_version: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult(_Dict):
+    """optimizers.training.compare's answer: one training pipeline against the base, from the same weights, samples
+    and dropout masks. Speed is time per sample (a larger batch is judged per sample); the loss agrees when the
+    held-out loss and the curve at equal samples seen are within the stated tolerances."""
+    passes: list[str]
+    notes: list[str] = field(default_factory=list)
+    speedup: Ratio = field(default_factory=Ratio)  # base / optimized time per sample, over ABBA rounds
+    base_ms: float = 0.0  # median step time
+    new_ms: float = 0.0
+    base_batch: int = 0
+    new_batch: int = 0
+    base_losses: list[float] = field(default_factory=list)  # the curve, one loss per step
+    new_losses: list[float] = field(default_factory=list)
+    base_heldout: float = 0.0  # a batch neither trained on, in eval mode
+    new_heldout: float = 0.0
+    curve_gap: float = 0.0  # largest |new - base| over the curve, at equal samples seen, / the base curve's mean
+    agrees: bool = False
+    base_peak_bytes: float = 0.0  # one step's peak under the memory profiler
+    new_peak_bytes: float = 0.0
+    verdict: str = ""
+    memory_pass: bool = False  # it trades time for peak memory: judge it by the peak
+    tolerance: str = ""  # the loss tolerances it was judged by, in words
+

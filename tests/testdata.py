@@ -34,3 +34,20 @@ def wait(job, timeout: float = 120):
         time.sleep(0.1)
     assert not job.active, f"job still {job.status} at {job.stage}"
     return job
+
+
+def in_process(main, *args: str):
+    """A CLI's `main(argv)` called in this process, as `python -m ...` would run it, without the seconds a new
+    interpreter spends importing torch: (returncode, stdout, stderr) as subprocess.CompletedProcess has them. The
+    tests of what a terminal sees (no log noise, no traceback from a real process) run the real command instead."""
+    import contextlib
+    import io
+    import subprocess
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())

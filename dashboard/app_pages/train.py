@@ -2,7 +2,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import job_view, state
+from dashboard import comparison_view, job_view, state
 
 st.title("Train")
 state.about("""
@@ -60,6 +60,52 @@ with st.expander("Profile training steps", expanded=train_run is None, icon=":ma
 
     train_progress()
 
+
+def passes_applied(job) -> None:
+    from profiler.schema import SavedComparison
+
+    comparison_view.show_training(SavedComparison.from_dict(job.result).training)
+
+
+def apply_passes(train_run, advised: list[str]) -> None:
+    """Apply training passes to this run's model and prove them (a job, as `python -m optimizers train` does), or show
+    the last ones kept for it."""
+    from optimizers.training import TRAIN_PASSES
+
+    st.subheader("Apply training passes")
+    spec = train_run.model.spec or train_run.model.name
+    with st.form("trainpasses", enter_to_submit=False):
+        names = st.multiselect("Passes (together)", list(TRAIN_PASSES), default=list(dict.fromkeys(advised))[:2] or
+                               ["fused-optimizer"], key="train_passes",
+                               format_func=lambda n: f"{n}: {TRAIN_PASSES[n].description}")
+        search = st.checkbox("Search instead: each speed pass alone, then the winners together",
+                             key="train_search")
+        go_apply = st.form_submit_button("Apply and prove", type="primary")
+    st.caption("Each is timed side by side with the base (ABBA, time per sample) and trains from the same weights on "
+               "the same samples: the loss curves and a held-out batch's loss must agree.")
+    if go_apply and (names or search):
+        cfg = train_run.training.config
+        job = job_view.submit(jobs, spec, kind="train-passes", runs_dir=state.runs_dir(), passes=names,
+                              search=bool(search), source_run_id=train_run.id,
+                              train={"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "seq_len": cfg.seq_len})
+        if job is not None:
+            st.session_state["train_passes_job"] = job.id
+    elif go_apply:
+        st.warning("Pick at least one pass, or tick the search.")
+
+    @st.fragment(run_every=0.5)
+    def passes_progress():
+        job_view.panel(jobs, "train_passes_job", "train-passes", "Proving training passes on {spec} ...",
+                       "Applying training passes", passes_applied)
+
+    passes_progress()
+    if st.session_state.get("train_passes_job") is None:  # nothing run in this session: the last one kept
+        kept = [c for c in state.my_comparisons() if c.kind == "train" and c.spec == spec]
+        if kept:
+            st.caption(f"Last kept for {spec}: `{kept[0].id}` ({kept[0].created[:16].replace('T', ' ')})")
+            comparison_view.show_training(kept[0].training)
+
+
 if run is not None and train_run is None:
     st.info("The selected run is not a training run: profile one above, or pick a run made by "
             "`python -m profiler train MODEL` or `profiler.record_training`.")
@@ -77,7 +123,8 @@ elif train_run is not None:
     (st.warning if t.input_bound else st.success)(t.verdict)
     from profiler.analysis.training_rules import advice
 
-    for rec in advice(train_run):
+    advised = advice(train_run)
+    for rec in advised:
         st.markdown(f"**Try: {rec.title}** — `python -m optimizers train {train_run.model.spec or train_run.model.name}"
                     f" --passes {','.join(rec.passes)}`  \n*Evidence:* {rec.evidence}")
     steps_df = pd.DataFrame([{"step": i + 1, **s.phases} for i, s in enumerate(t.steps)])
@@ -87,13 +134,13 @@ elif train_run is not None:
     fig.update_layout(barmode="stack", title="Each timed step by phase", xaxis_title="step",
                       yaxis_title="time (ms)", height=340)
     left, right = st.columns(2)
-    left.plotly_chart(fig, use_container_width=True)
+    left.plotly_chart(fig, width="stretch")
     cats = pd.DataFrame({"category": list(t.categories), "ms": list(t.categories.values())})
     cats = cats[cats["ms"] > 0]
     right.plotly_chart(go.Figure(go.Bar(x=cats["ms"], y=cats["category"], orientation="h",
                                         text=[f"{v:.3g} ms" for v in cats["ms"]])).update_layout(
         title="Median step by category (TensorBoard plugin's priority)", xaxis_title="time (ms)", height=340),
-        use_container_width=True)
+        width="stretch")
     if mem is not None and mem.times_ms:
         mfig = go.Figure()
         for name, values in mem.bytes.items():
@@ -103,7 +150,7 @@ elif train_run is not None:
                        f"({mem.peak_phase})")
         mfig.update_layout(title="Memory over one step by category", xaxis_title="time into the step (ms)",
                            yaxis_title="memory in use (MiB)", height=360)
-        st.plotly_chart(mfig, use_container_width=True)
+        st.plotly_chart(mfig, width="stretch")
     if train_run.ranks:
         st.subheader(f"Ranks ({len(train_run.ranks)})")
         st.dataframe(pd.DataFrame([{"rank": r.rank, "step ms": r.step_ms, "computation ms": r.computation_ms,
@@ -114,3 +161,5 @@ elif train_run is not None:
         st.caption("Loss per step (warm-up included): " + ", ".join(f"{x:.4g}" for x in t.losses))
     for note in train_run.notes:
         st.caption(note)
+
+    apply_passes(train_run, [p for rec in advised for p in rec.passes])

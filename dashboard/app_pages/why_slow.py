@@ -101,21 +101,21 @@ for i, f in enumerate(diagnosis.findings, 1):
 
 tab_ops, tab_shapes, tab_nodes, tab_sweep = st.tabs(["Roofline", "Work per shape", "Graph nodes", "Sweep"])
 with tab_ops:
-    st.plotly_chart(charts.roofline_figure(roof), use_container_width=True)
-    st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, use_container_width=True)
+    st.plotly_chart(charts.roofline_figure(roof), width="stretch")
+    st.dataframe(pd.DataFrame(rc.points_rows(roof.points)), hide_index=True, width="stretch")
 with tab_shapes:
     if run.shapes:
         cov = run.totals.flop_coverage
         st.caption(f"FLOPs and bytes from the trace's recorded shapes explain {cov:.0%} of the compute kernel time. "
                    "One row per operator and recorded signature, the median call's rates; rows without a formula "
                    "list their time so nothing is silently zero." if cov is not None else "")
-        st.dataframe(pd.DataFrame(rc.shape_rows(run.shapes)), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(rc.shape_rows(run.shapes)), hide_index=True, width="stretch")
     else:
         st.info("Per-shape work is computed for imported traces recorded with record_shapes=True.")
 with tab_nodes:
     if roof.nodes:
         st.dataframe(pd.DataFrame(rc.points_rows(roof.nodes)).rename(columns={"operator": "node"}), hide_index=True,
-                     use_container_width=True)
+                     width="stretch")
     else:
         st.info("This run has no timed graph nodes.")
 
@@ -143,7 +143,7 @@ with tab_sweep:
     if sweep is None:
         st.info("No sweep of this model yet: run one here, or `python -m profiler sweep MODEL --batch-sizes 1,8,32`.")
     else:
-        st.plotly_chart(charts.sweep_figure(sweep), use_container_width=True)
+        st.plotly_chart(charts.sweep_figure(sweep), width="stretch")
         for finding in sweep.findings:
             st.caption(finding)
     sweep_job()

@@ -40,6 +40,7 @@ KINDS: dict[str, Kind] = {
     "search": Kind("optimizers.worker", 1200, typical_s=300,
                    saves=(("run", "base run"), ("run", "best run"), ("comparison", "comparison"))),
     "generate": Kind("optimizers.worker", 1800, typical_s=120, saves=(("comparison", "comparison"),)),
+    "train-passes": Kind("optimizers.worker", 1800, typical_s=90, saves=(("comparison", "comparison"),)),
 }
 
 _FUNCTIONS: dict[str, JobFunction] = {}

@@ -293,6 +293,7 @@ def test_optimize_page_applies_a_pass_and_shows_the_proof():
     assert {saved.base_run_id, saved.optimized_run_id} == {r.id for r in store.list_runs()}
 
 
+@pytest.mark.slow  # ~9 s; conflicts are tested in process (test_onnx_runtimes, test_passes)
 def test_optimize_page_refuses_conflicting_passes():
     at = open_page("optimize")
     _checked(at)
@@ -464,6 +465,7 @@ def test_optimize_page_says_when_a_saved_runs_model_is_gone(own_store):
     assert job_manager().get(at.session_state["opt_check_job"]).payload["source_run_id"] == ""
 
 
+@pytest.mark.slow  # ~10 s; bad paths on the pages are covered by tests/bad_inputs
 def test_optimize_page_bad_path_is_one_line_from_the_worker():
     at = open_page("optimize")
     at.radio(key="opt_source").set_value("Path on this server").run()

@@ -26,3 +26,44 @@ def test_train_page_shows_a_training_run(tmp_path, monkeypatch):
     assert metrics["Peak memory"] == f"{run.training.memory.peak_bytes / 2**20:,.1f} MiB"
     assert any("not input-bound" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 3  # phases per step, categories, memory over the step
+
+
+def test_train_page_applies_a_training_pass_and_shows_its_proof(tmp_path, monkeypatch):
+    """The Done's "applies a training pass and gets its speedup with the loss agreement", from the page: the job
+    proves fused-optimizer on the run's model, the result is kept as a comparison and shown again on a fresh page."""
+    from testdata import wait
+
+    from dashboard.state import job_manager
+    from profiler.store import list_comparisons
+
+    run = train(load_model("mlp-tiny"), TrainConfig(batch_size=4, steps=2, warmup=1))
+    store.save(run, tmp_path)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["run_id"] = run.id
+    at.run()
+    at.switch_page("app_pages/train.py").run()
+    at.multiselect(key="train_passes").set_value(["fused-optimizer"])
+    at.button(key="FormSubmitter:trainpasses-Apply and prove").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = wait(job_manager().get(at.session_state["train_passes_job"]), 240)
+    assert job.status == "done", job.error
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    (kept,) = [c for c in list_comparisons(tmp_path) if c.kind == "train"]
+    [result] = kept.training
+    assert kept.source_run_id == run.id and kept.passes == ["fused-optimizer"] and result.speedup.rounds == 2
+    assert kept.accuracy.passed == result.agrees and result.base_losses and result.new_losses
+    table = at.dataframe[-1].value
+    assert table.iloc[0]["passes"] == "fused-optimizer" and table.iloc[0]["speedup"] == f"{result.speedup.median:.2f}x"
+    assert any(result.verdict in b.value for b in [*at.success, *at.warning])
+    assert any("Loss curves" in str(c.proto.spec) for c in at.get("plotly_chart"))
+    fresh = AppTest.from_file(APP, default_timeout=60)  # another session: the kept result is shown
+    fresh.session_state["run_id"] = run.id
+    fresh.run()
+    fresh.switch_page("app_pages/train.py").run()
+    assert any(f"Last kept for {run.model.spec or run.model.name}" in c.value for c in fresh.caption)
+    assert fresh.dataframe[-1].value.iloc[0]["passes"] == "fused-optimizer"
+    fresh.switch_page("app_pages/runs.py").run()  # the Runs page lists it with the others and shows it the same way
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert any(c.value.startswith(f"Train on {kept.model}: fused-optimizer") for c in fresh.caption)

@@ -1,7 +1,5 @@
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 
 from torch import nn
@@ -9,6 +7,7 @@ from torch import nn
 import profiler
 from optimizers import base
 from optimizers.search import search
+from testdata import in_process
 
 
 class Sleepy(nn.Module):
@@ -32,7 +31,9 @@ def _half(monkeypatch):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "optimizers", *args], capture_output=True, text=True, timeout=600)
+    from optimizers.cli import main
+
+    return in_process(main, *args)
 
 
 def test_list_json():

@@ -120,6 +120,7 @@ def test_search_tries_compile_after_the_best_singles_even_when_compile_alone_is_
     assert len(tried) == len({tuple(t) for t in tried})  # nothing timed twice
 
 
+@pytest.mark.slow  # ~11 s of CLI; optimize_or_search is tested in process above
 def test_cli_generate_json(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     r = subprocess.run(

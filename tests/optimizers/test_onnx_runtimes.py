@@ -251,6 +251,7 @@ class TestRealMiniLM:  # real weights: kept in the default run (25 s)
     def minilm(self):
         return profiler.load_model("minilm", batch_size=4, seq_len=32)
 
+    @pytest.mark.slow  # ~8 s; int8 on the same real weights stays in the default run
     def test_fp32_runtimes_keep_the_embeddings(self, minilm):
         for name in ("onnxruntime", "openvino"):
             new, _ = applied(minilm, name)

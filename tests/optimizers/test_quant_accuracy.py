@@ -188,6 +188,7 @@ class TestRealMiniLM:
         assert "MINILM_CALIBRATION_SENTENCES" in d["calibration"]
 
 
+@pytest.mark.slow  # ~8 s of calibration on real MiniLM
 def test_static_int8_applies_to_a_sentence_embedder_with_an_unused_pooler():
     """MiniLM's pooler is exported but read by nothing; the x86 quantizer failed on it until dead code was dropped."""
     loaded = profiler.load_model("minilm-tiny")

@@ -14,10 +14,13 @@ from profiler import ModelLoadError, RunStoreError, store
 from profiler.devices import resolve_device
 from profiler.models.loading import reload_spec
 from profiler.schema import Accuracy, Candidate, HeadToHead, SavedComparison, SearchResult
+from testdata import in_process
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "optimizers", *args], capture_output=True, text=True, timeout=600)
+    from optimizers.cli import main
+
+    return in_process(main, *args)
 
 
 def _search_record(loaded, config):
@@ -78,6 +81,7 @@ def test_results_lists_an_apply_and_prints_an_empty_list_for_none(tmp_path):
     assert {x["id"] for x in runs} == {saved["base_run_id"], saved["optimized_run_id"]}  # no 'comparisons' run
 
 
+@pytest.mark.slow  # ~9 s; the Optimize page test runs the check job in a worker too
 def test_the_check_job_gives_the_in_process_table(tmp_path):
     from profiler.jobs import JobManager
 

@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from optimizers import training as tp
+from profiler import store
 from profiler.models.loading import load_model
 from profiler.schema import ModelRunError, TrainConfig
+from testdata import in_process
 
 FAST = {"rounds": 2, "steps": 2, "curve_steps": 4}
 
@@ -44,22 +46,34 @@ def test_passes_that_do_not_apply_say_why():
         tp.compare(load_model("mlp-tiny"), ["turbo"], TrainConfig(batch_size=8), **FAST)
 
 
-def test_cli_train_passes():
-    def cli(*a):
-        return subprocess.run([sys.executable, "-m", "optimizers", "train", "mlp-tiny", *a], capture_output=True,
-                              text=True, timeout=600)
-    r = cli("--passes", "fused-optimizer", "--rounds", "1", "--curve-steps", "2")
+def test_cli_train_passes_are_kept_and_shown_again(tmp_path):
+    from optimizers.cli import main
+
+    def cli(*a, command="train"):  # the commands as typed, in this process (the first as a real terminal runs it)
+        return in_process(main, command, *a, "--runs-dir", str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "optimizers", "train", "mlp-tiny", "--passes", "fused-optimizer",
+                        "--rounds", "1", "--curve-steps", "2", "--runs-dir", str(tmp_path)], capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "fused-optimizer" in r.stdout and "agrees" in r.stdout and "held-out loss" in r.stdout
-    bad = cli("--passes", "turbo")
+    (kept,) = store.list_comparisons(tmp_path)
+    assert kept.kind == "train" and kept.passes == ["fused-optimizer"] and f"saved as comparison {kept.id}" in r.stdout
+    shown = cli(kept.id, command="results")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"train {kept.id}: mlp-tiny, fused-optimizer") and kept.training[0].verdict in \
+        shown.stdout
+    listed = cli(command="results")
+    assert kept.id in listed.stdout and " train " in listed.stdout
+    bad = cli("mlp-tiny", "--passes", "turbo")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown training pass")
-    assert "Traceback" not in bad.stderr
+    assert "Traceback" not in bad.stderr and len(store.list_comparisons(tmp_path)) == 1
 
 
 @pytest.mark.slow  # six passes, each timed side by side: ~15 s
-def test_cli_train_search():
+def test_cli_train_search(tmp_path):
     s = subprocess.run([sys.executable, "-m", "optimizers", "train", "mlp-tiny", "--search", "--rounds", "1",
-                        "--curve-steps", "2", "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+                        "--curve-steps", "2", "--batch-size", "8", "--runs-dir", str(tmp_path)], capture_output=True,
+                       text=True, timeout=600)
     assert s.returncode == 0, s.stderr
     assert "channels-last: not applicable" in s.stdout and "larger-batch" in s.stdout
 

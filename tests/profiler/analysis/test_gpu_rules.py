@@ -3,8 +3,6 @@ file, every op bound, and `profiler recommend` on a real trace as a user runs it
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -13,7 +11,7 @@ from profiler import devices
 from profiler.analysis import gpu_rules, recommend, roofline, why_slow
 from profiler.schema import ModelRunError
 from profiler.traces.importer import import_trace
-from tests.testdata import DATA
+from tests.testdata import DATA, in_process
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +80,9 @@ def test_measured_peaks_file_in_tracelens_format(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, timeout=300)
+    from profiler.cli.commands import main
+
+    return in_process(main, *args)
 
 
 def test_recommend_on_an_imported_gpu_trace(tmp_path):

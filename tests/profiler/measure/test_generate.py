@@ -178,6 +178,7 @@ def test_cli_generate_json_has_the_contract_keys(cli_env, tmp_path):
     assert shown.returncode == 0 and "TPOT       median" in shown.stdout
 
 
+@pytest.mark.slow  # the text table; the JSON contract test and cli_contract run the same command (~10 s)
 def test_cli_generate_table(cli_env, tmp_path):
     r = cli(cli_env, "generate", "qwen2-tiny", "--prompt-len", "8", "--new-tokens", "6", "--cache", "static",
             "--repeats", "2", "--min-time", "0", "--runs-dir", str(tmp_path / "runs"))
@@ -200,7 +201,7 @@ def test_cli_generate_table(cli_env, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["gpt2-tiny", "--prompt-len", "0"], "--prompt-len"),
     (["gpt2-tiny", "--new-tokens", "0"], "--new-tokens"),
-    (["bert-tiny"], "not a causal language model"),
+    pytest.param(["bert-tiny"], "not a causal language model", marks=pytest.mark.slow),  # in-process: above
     (["gpt2-tiny", "--cache", "paged"], "--cache"),
 ])
 def test_cli_generate_bad_input_is_one_error_line(cli_env, tmp_path, args, message):

@@ -83,6 +83,7 @@ def test_unknown_gpu_has_no_spec():
     assert devices.spec_peaks("Imaginary GPU 9000") is None
 
 
+@pytest.mark.slow  # ~9 s of measuring; cli_contract checks the same command's keys
 def test_cli_json_has_the_cpu_keys_only(tmp_path):
     import os
 
