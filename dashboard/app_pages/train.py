@@ -85,8 +85,8 @@ def apply_passes(train_run, advised: list[str]) -> None:
                "the same samples: the loss curves and a held-out batch's loss must agree.")
     if go_apply and (names or search):
         cfg = train_run.training.config
-        job = job_view.submit(jobs, spec, kind="train-passes", runs_dir=state.runs_dir(), passes=names,
-                              search=bool(search), source_run_id=train_run.id,
+        job = job_view.submit(jobs, spec, kind="train-passes", runs_dir=state.runs_dir(),
+                              passes=[] if search else names, search=bool(search), source_run_id=train_run.id,
                               train={"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "seq_len": cfg.seq_len})
         if job is not None:
             st.session_state["train_passes_job"] = job.id

@@ -180,6 +180,12 @@ def test_profile_tiny_bert_and_explore(server, tmp_path):
         page.locator(".js-plotly-plot .gtitle", has_text="Memory over one step").wait_for(timeout=30_000)
         no_exception_box(page)
         shot(page, tmp_path, "8b-train")
+        # a training pass applied from the same page: its speedup per sample, the loss agreement and the curves
+        page.get_by_role("button", name="Apply and prove").click()
+        page.locator(".js-plotly-plot .gtitle", has_text="Loss curves").wait_for(timeout=240_000)
+        page.get_by_text("per sample (").first.wait_for(timeout=30_000)
+        no_exception_box(page)
+        shot(page, tmp_path, "8c-train-pass")
 
         # every other page opens from the sidebar and draws without an exception
         for link, heading in (("Runs", "Runs"), ("Queue", "Queue"), ("System", "System"),

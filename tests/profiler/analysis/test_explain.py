@@ -14,6 +14,7 @@ from profiler.analysis import explain
 from profiler.analysis.basis import basis, breakdown
 from profiler.schema import OpStat
 from tests.profiler.analysis.test_recommend import hand_run, small
+from tests.testdata import in_process
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "explain_bert_tiny_int8"
 COMPARISON = "20261126-024449-apply-bert-tiny-b43a28"
@@ -93,21 +94,19 @@ def test_added_conversions_and_lost_fusion_are_named():
 
 
 def test_cli_results_id_prints_the_causes(real):
+    from optimizers.cli import main
+
     _, base, _, root = real
-    out = subprocess.run([sys.executable, "-m", "optimizers", "results", COMPARISON, "--runs-dir", str(root)],
-                         capture_output=True, text=True, timeout=120)
+    out = in_process(main, "results", COMPARISON, "--runs-dir", str(root))
     assert out.returncode == 0, out.stderr
     assert f"runs      {base.id} -> " in out.stdout and "why       helped:" in out.stdout
     assert "Linear/matmul kernels changed: aten::addmm x14" in out.stdout
-    js = subprocess.run([sys.executable, "-m", "optimizers", "results", COMPARISON, "--runs-dir", str(root), "--json"],
-                        capture_output=True, text=True, timeout=120)
+    js = in_process(main, "results", COMPARISON, "--runs-dir", str(root), "--json")
     data = json.loads(js.stdout)
     assert data["id"] == COMPARISON and "kernels" in {c["kind"] for c in data["causes"]}
     assert data["verdict"].startswith("helped")
-    bad = subprocess.run([sys.executable, "-m", "optimizers", "results", "no-such-id", "--runs-dir", str(root)],
-                         capture_output=True, text=True, timeout=120)
+    bad = in_process(main, "results", "no-such-id", "--runs-dir", str(root))
     assert bad.returncode == 2 and bad.stderr.startswith("error: no saved comparison 'no-such-id'")
-
 
 
 def test_a_comparison_whose_run_is_gone_still_shows_and_says_why_not_explained(real):

@@ -40,7 +40,7 @@ def test_a_bad_payload_fails_in_one_message():
     for argv, reason in ((["not json"], not_json), ([], not_json),
                          ([json.dumps({"kind": "teleport"})],
                           "bad job payload: unknown job kind 'teleport'; known: profile, sweep, profile-generation, "
-                          "train, import, peaks, check, optimize, search, generate")):
+                          "train, import, peaks, check, optimize, search, generate, train-passes")):
         out = io.StringIO()
         assert serve(argv, out) == 2
         assert decode(out.getvalue()) == Failed(reason)

@@ -11,6 +11,7 @@ import torch
 from profiler import load_model, profile
 from profiler.measure.checks import input_warnings, output_warnings
 from profiler.models.loading import input_sizes
+from testdata import in_process
 
 FACTORY = textwrap.dedent("""
     import torch
@@ -117,10 +118,10 @@ def test_cli_summary_shows_the_warning_and_the_real_sizes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "WARNING" in r.stdout and "zero-size" in r.stdout
     assert "batch x seq/image 3;" in r.stdout  # the batch the factory's default made; no sequence length
-    r = subprocess.run([sys.executable, "-m", "profiler", "runs", "--json"], capture_output=True, text=True, env=env)
+    from profiler.cli.commands import main  # the rest in this process: what was saved, not what a terminal shows
+
+    r = in_process(main, "runs", "--json", "--runs-dir", str(tmp_path / "runs"))
     run_id = json.loads(r.stdout)[0]["id"]
-    r = subprocess.run(
-        [sys.executable, "-m", "profiler", "show", run_id, "--json"], capture_output=True, text=True, env=env
-    )
+    r = in_process(main, "show", run_id, "--json", "--runs-dir", str(tmp_path / "runs"))
     [warning] = json.loads(r.stdout)["warnings"]
     assert "zero-size" in warning and "[3, 0]" in warning  # the saved run names the empty input
