@@ -276,6 +276,8 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
 def elementwise(c: Call, per_element: float = 1.0) -> Work | None:
     """Unary or binary element-wise (add, mul, gelu, ...): one FLOP per output element (scaled by per_element)."""
     tensors = [(i, s) for i in range(min(len(c.dims), 3)) if (s := c.shape(i))]
+    if not tensors and c.dims and c.dims[0] == [] and c.bpe(0):  # a 0-dim tensor (a step counter): one element
+        return Work(per_element, 2.0 * c.bpe(0), "elementwise", "out=[]")
     if not tensors or tensors[0][0] != 0:
         return None
     out = tensors[0][1]
@@ -375,4 +377,57 @@ def permute(c: Call, *tensors: int) -> Work | None:
                 return None
             moved += 2 * numel(x) * bpe
     return Work(0.0, moved, "copy", f"in={c.shape(tensors[0])}") if moved else None
+
+
+# ---------------------------------------------------------------- optimizers: tensor lists
+
+ASSUMED_LIST_BPE = 4  # Kineto records a tensor list's shapes but not its dtype: optimizer state is fp32 as a rule
+
+
+def tensor_list(c: Call, i: int) -> list[list[int]] | None:
+    """The shapes of a TensorList argument (Kineto writes one list of shapes for it); None for anything else."""
+    d = c.dims[i] if i < len(c.dims) else None
+    if not isinstance(d, list) or not d or not all(isinstance(s, list) for s in d):
+        return None
+    return [[int(x) for x in s] for s in d]
+
+
+def _list_numel(shapes: list[list[int]]) -> int:
+    return sum(math.prod(s) for s in shapes)  # a 0-dim tensor (shape []) is one element
+
+
+def foreach(c: Call, per_element: float = 1.0) -> Work | None:
+    """torch._foreach_* (the optimizers' multi-tensor kernels): per element of the first list, `per_element` FLOPs;
+    every tensor list read once and the first written (in place, or a new list alike)."""
+    lists = [s for i in range(len(c.dims)) if (s := tensor_list(c, i))]
+    elems = _list_numel(lists[0]) if lists else 0
+    if not elems:
+        return None
+    moved = (sum(_list_numel(shapes) for shapes in lists) + elems) * ASSUMED_LIST_BPE
+    return Work(per_element * elems, float(moved), "elementwise", f"{len(lists[0])} tensors, {elems:,} elements "
+                f"(fp32 assumed: a tensor list's dtype is not recorded)")
+
+
+def fused_optimizer(c: Call, reads: int, writes: int, per_element: float) -> Work | None:
+    """aten::_fused_adam(w)_ / _fused_sgd_ (params, grads, state lists ...): each parameter element reads `reads`
+    tensors (parameter, gradient, optimizer state) and writes `writes` back; `per_element` FLOPs of the update."""
+    params = tensor_list(c, 0)
+    elems = _list_numel(params) if params else 0
+    if not elems:
+        return None
+    return Work(per_element * elems, float(elems * (reads + writes) * ASSUMED_LIST_BPE), "elementwise",
+                f"{len(params)} tensors, {elems:,} elements (fp32 assumed: a tensor list's dtype is not recorded)")
+
+
+def nll_loss(c: Call, backward: bool = False) -> Work | None:
+    """nll_loss_forward(self [N, C], target [N], ...): one log-probability gathered per target, summed; the backward
+    (grad_output, self, target, ...) writes the whole [N, C] gradient (zeros but one per row)."""
+    x = c.shape(1 if backward else 0)
+    t = c.shape(2 if backward else 1)
+    if not x or t is None:
+        return None
+    n = numel(t) or 1
+    bpe, tbpe = c.bpe(1 if backward else 0), c.bpe(2 if backward else 1) or 8
+    moved = None if bpe is None else (numel(x) if backward else n) * bpe + n * tbpe + (0 if backward else bpe)
+    return Work(float(n), moved, "reduction", f"in={x}")
 

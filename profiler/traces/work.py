@@ -100,11 +100,16 @@ _BINARY = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum"
            "gt", "ge", "rsub", "addcmul_", "addcdiv_", "lerp_", "bitwise_and", "logical_and", "remainder", "fmod")
 _REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any", "prod", "norm",
            "linalg_vector_norm", "std", "var", "cumsum", "logsumexp", "topk", "sort")
+_FOREACH = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "sqrt", "sqrt_", "neg", "neg_", "copy_",
+            "zero_", "maximum_", "clamp_min_", "clamp_max_", "abs", "abs_", "exp", "exp_", "reciprocal_", "sign",
+            "norm", "pow", "pow_")
 MEMORY: dict[str, Formula] = {
     **{f"aten::{n}": f.elementwise for n in _UNARY + _BINARY},
     **{f"aten::{n}": f.reduction for n in _REDUCE},
     "aten::_softmax": f.softmax, "aten::softmax": f.softmax, "aten::_log_softmax": f.softmax,
     "aten::log_softmax": f.softmax, "aten::_softmax_backward_data": f.softmax,
+    "aten::_log_softmax_backward_data": f.softmax,
+    "aten::nll_loss_forward": f.nll_loss, "aten::nll_loss_backward": lambda c: f.nll_loss(c, backward=True),
     "aten::native_layer_norm": lambda c: f.norm(c, affine=(2, 3)),
     "aten::layer_norm": lambda c: f.norm(c, affine=(2, 3)),
     "aten::native_layer_norm_backward": lambda c: f.norm(c, affine=(5, 6), extra_inputs=(1,)),
@@ -125,6 +130,14 @@ MEMORY: dict[str, Formula] = {
     "aten::contiguous": lambda c: f.copy(c, 0), "aten::fill_": f.write, "aten::zero_": f.write,
     "aten::embedding": lambda c: f.gather(c, 0, 1), "aten::index_select": lambda c: f.gather(c, 0, 2),
     "aten::cat": f.concat,
+    # optimizers: Adam(W) reads parameter, gradient and both moments and writes three back, ~15 FLOPs of update per
+    # element (moments, bias corrections, sqrt, division, decay); SGD with momentum reads three and writes two
+    "aten::_fused_adam_": lambda c: f.fused_optimizer(c, 4, 3, 15.0),
+    "aten::_fused_adamw_": lambda c: f.fused_optimizer(c, 4, 3, 15.0),
+    "aten::_fused_sgd_": lambda c: f.fused_optimizer(c, 3, 2, 4.0),
+    **{f"aten::_foreach_{n}": f.foreach for n in _FOREACH},
+    **{f"aten::_foreach_{n}": lambda c: f.foreach(c, 2.0) for n in ("addcmul", "addcmul_", "addcdiv", "addcdiv_",
+                                                                   "lerp", "lerp_")},
     # FBGEMM (recommendation models): row-wise (de)quantization and permutations of sparse features and embeddings
     "fbgemm::FloatToFP8RowwiseQuantized": lambda c: f.convert(c, 1, 8, 2.0),
     "fbgemm::FloatToFused8BitRowwiseQuantized": lambda c: f.convert(c, 1, 8, 2.0),

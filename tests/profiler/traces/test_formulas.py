@@ -96,3 +96,54 @@ def test_fbgemm_data_movement_from_the_recorded_shapes():
         [[2048, 186588], [1391], [1390], [1391], [1390]], ["float", "long", "long", "long", "long"])).bytes == \
         2 * 4 * 2048 * 186588
     assert work.of_call("fbgemm::FloatToHFP8Quantized", Call([[], []], ["float"])) is None  # no shape: unknown
+
+
+def test_optimizer_tensor_lists_and_the_loss():
+    """The optimizer's multi-tensor and fused kernels, recorded as tensor lists (shapes, no dtype: fp32 assumed and
+    said), and the loss: a training trace's step is explained, not only its forward and backward."""
+    params = [[512, 256], [512], [10, 512], [10]]
+    n = 512 * 256 + 512 + 10 * 512 + 10
+    adamw = work.of_call("aten::_fused_adamw_", Call([params, params, params, params, [], [[]] * 4],
+                                                      ["TensorList"] * 6))
+    assert adamw.flops == 15 * n and adamw.bytes == 7 * 4 * n and "fp32 assumed" in adamw.params
+    add = work.of_call("aten::_foreach_add_", Call([params, params, []], ["TensorList", "TensorList", "Scalar"]))
+    assert add.flops == n and add.bytes == 3 * 4 * n  # two lists read, the first written
+    steps = work.of_call("aten::_foreach_add_", Call([[[]] * 4, [], []], ["TensorList", "float", "Scalar"]))
+    assert steps.flops == 4  # four 0-dim step counters
+    assert work.of_call("aten::add_", Call([[], [], []], ["float", "Scalar", "Scalar"])).flops == 1
+    nll = work.of_call("aten::nll_loss_forward", Call([[64, 10], [64], [], [], []], ["float", "long int"]))
+    assert nll.flops == 64 and nll.bytes == 64 * 4 + 64 * 8 + 4
+    x = torch.randn(64, 10).log_softmax(1)
+    assert work.of_call("aten::_log_softmax_backward_data", Call([[64, 10], [64, 10], [], []], ["float", "float"])) \
+        .flops == 3 * x.numel()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw-fused", "adamw-foreach", "sgd-foreach"])
+def test_a_recorded_training_step_is_explained(tmp_path, optimizer):
+    """torch.profiler's own trace of a few training steps (record_shapes), imported: the optimizer's kernels hold
+    known work and nearly all operator time is explained."""
+    from torch import nn
+    from torch.profiler import ProfilerActivity, profile
+
+    from profiler.traces.importer import import_trace
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.LayerNorm(512), nn.Linear(512, 10))
+    kind, variant = optimizer.split("-")
+    opt = (torch.optim.AdamW(m.parameters(), **{variant: True}) if kind == "adamw" else
+           torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, foreach=True))
+    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
+        for _ in range(3):
+            loss = F.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    p.export_chrome_trace(str(tmp_path / "train.json"))
+    run = import_trace(tmp_path / "train.json")
+    ops = {o.name: o for o in run.ops}
+    steps = [o for name, o in ops.items() if name.startswith(("aten::_fused_", "aten::_foreach_"))]
+    assert steps and all(o.flops_known for o in steps), [(o.name, o.flops_known) for o in steps]
+    if kind == "adamw" and variant == "fused":  # one kernel: its work is its own (a CPU foreach runs per-tensor ops)
+        assert ops["aten::_fused_adamw_"].flops == 3 * 15 * sum(p.numel() for p in m.parameters())
+    assert run.totals.flop_coverage > 0.9, run.totals.flop_coverage
