@@ -807,12 +807,13 @@ class Roofline(_Dict):
     peaks_source: str = ""
     points: list[RooflinePoint] = field(default_factory=list)
     nodes: list[RooflinePoint] = field(default_factory=list)
-    measured_ms: float = 0.0  # median latency
+    measured_ms: float = 0.0  # median latency; an imported trace: its wall time, on the basis of its op totals
     floor_ms: float = 0.0  # every op at its roof, one after another
     headroom_ms: float = 0.0  # sum of the points' headroom
     time_by_bound: dict[str, float] = field(default_factory=dict)  # ms per bound; unexplained wall time is overhead
     verdict: str = ""  # the bound holding most of the time
     notes: list[str] = field(default_factory=list)
+    measured_what: str = "median"  # what measured_ms is: "median", or "wall time of the trace (6 steps)"
 
 
 @dataclass

@@ -78,7 +78,9 @@ if diagnosis is None:
 roof, recs, sweep = diagnosis.roofline, diagnosis.recommendations, diagnosis.sweep
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Measured median", f"{roof.measured_ms:.3g} ms")
+c1.metric("Measured median" if roof.measured_what == "median" else "Trace wall time", f"{roof.measured_ms:.3g} ms",
+          help=None if roof.measured_what == "median" else f"The {roof.measured_what}: operator figures are totals "
+          "over the trace, so the floor is too")
 c2.metric("Floor at peak", f"{roof.floor_ms:.3g} ms", help="every operator at its roof, one after another")
 c3.metric("Headroom", f"{roof.headroom_ms:.3g} ms", help="sum over operators of time above their roof")
 c4.metric("Mostly bound by", roof.verdict or "-", help="compute, memory or overhead: where most of the time goes")

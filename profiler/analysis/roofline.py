@@ -215,7 +215,11 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
     # time no op accounts for (Python between ops, the framework) is overhead too: all on the median's basis
     by_bound["overhead"] += basis_mod.breakdown(run)["unexplained"]
     floor = sum(p.roof_ms for p in points)
-    measured = run.latency.median_ms
+    measured, what = run.latency.median_ms, "median"
+    if run.model.source == "trace":  # op figures are totals over the trace: the floor against the trace's wall time
+        steps = len(run.latency.samples_ms or [])
+        measured = basis_mod.breakdown(run)["wall"]
+        what = f"wall time of the trace ({steps} steps)" if steps > 1 else "wall time of the trace"
     notes = []
     if not any(o.flops > 0 for o in run.ops) and any(p.flops > 0 for p in points):
         notes.append("FLOPs counted from recorded input shapes (the trace recorded none)")
@@ -232,7 +236,8 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
                     ridge_intensity=peak / bw if bw > 0 else 0.0, peaks_source=peaks.source, points=points,
                     nodes=node_points(run, peaks, dtype), measured_ms=measured, floor_ms=floor,
                     headroom_ms=sum(p.headroom_ms for p in points), time_by_bound=by_bound,
-                    verdict=max(by_bound, key=by_bound.get) if any(by_bound.values()) else "", notes=notes)
+                    verdict=max(by_bound, key=by_bound.get) if any(by_bound.values()) else "", notes=notes,
+                    measured_what=what)
 
 
 def amdahl(share: float, factor: float) -> float:

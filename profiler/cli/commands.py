@@ -365,7 +365,8 @@ def _cmd_recommend(a) -> int:
     roof = diagnosis.roofline
     dtype = roof.dtype if trace else run.config.dtype
     print(f"why {run.model.name} is slow (run {run.id}, {run.device.name}, {dtype})")
-    print(f"median {roof.measured_ms:.3g} ms; floor at peak {roof.floor_ms:.3g} ms; mostly {roof.verdict or '-'}-bound "
+    print(f"{roof.measured_what} {_ms(roof.measured_ms)} ms; floor at peak {_ms(roof.floor_ms)} ms; mostly "
+          f"{roof.verdict or '-'}-bound "
           f"({roof.dtype} ceilings, {roof.peaks_source})")
     for note in roof.notes:
         print(f"note    {note}")

@@ -50,7 +50,9 @@ def _signature_work(d: TraceData) -> tuple[np.ndarray, np.ndarray, list[str], li
     conv_shapes = work_mod.conv_shapes([(d.names[nid], call) for nid, call in d.calls])
     for i, (nid, call) in enumerate(d.calls):
         w = work_mod.of_call(d.names[nid], call, conv_shapes)
-        dtype[i] = formulas.SHORT_DTYPE.get(call.types[0], "") if call.types and isinstance(call.types[0], str) else ""
+        # the first tensor's dtype (a backward may start with a size list: cudnn_convolution_backward_weight)
+        short = formulas.SHORT_DTYPE
+        dtype[i] = next((short[t] for t in call.types if isinstance(t, str) and t in short), "")
         if w is not None:
             fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan
             family[i], params[i] = w.family, w.params

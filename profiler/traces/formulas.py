@@ -275,7 +275,11 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
 
 def elementwise(c: Call, per_element: float = 1.0) -> Work | None:
     """Unary or binary element-wise (add, mul, gelu, ...): one FLOP per output element (scaled by per_element)."""
-    tensors = [(i, s) for i in range(min(len(c.dims), 3)) if (s := c.shape(i))]
+    tensors = []  # the leading tensor arguments: after a scalar, a tensor is an out= argument (clamp_min.out)
+    for i in range(min(len(c.dims), 3)):
+        if not (s := c.shape(i)):
+            break
+        tensors.append((i, s))
     if not tensors and c.dims and c.dims[0] == [] and c.bpe(0):  # a 0-dim tensor (a step counter): one element
         return Work(per_element, 2.0 * c.bpe(0), "elementwise", "out=[]")
     if not tensors or tensors[0][0] != 0:

@@ -95,7 +95,8 @@ _UNARY = ("gelu", "relu", "relu_", "silu", "silu_", "sigmoid", "tanh", "exp", "n
           "erf", "sin", "cos", "reciprocal", "hardtanh", "hardswish", "leaky_relu", "elu", "clamp", "clamp_", "pow",
           "gelu_backward", "threshold_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "dropout",
           "native_dropout", "masked_fill", "masked_fill_", "where", "bitwise_not", "logical_not", "nan_to_num",
-          "nan_to_num_")
+          "nan_to_num_", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "threshold", "threshold_",
+          "hardsigmoid", "softplus", "mish", "native_dropout_backward", "leaky_relu_backward", "hardswish_backward")
 _BINARY = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", "eq", "ne", "lt", "le",
            "gt", "ge", "rsub", "addcmul_", "addcdiv_", "lerp_", "bitwise_and", "logical_and", "remainder", "fmod")
 _REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any", "prod", "norm",

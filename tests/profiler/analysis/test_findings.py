@@ -35,7 +35,7 @@ def test_slowest_ops():
     [mm, gelu] = fd.slowest_ops(ev())  # copy_ is a transfer: the data-movement rule speaks for it
     assert mm.title == "aten::addmm takes 60% of operator time" and mm.share == pytest.approx(0.6)
     # 6 ms profiled in a 12 ms profiled wall, 10 ms median: 5 ms on the median's basis, 6 GFLOP in it 1200 GFLOP/s
-    assert "5 ms per inference over 2 calls, achieving 1200.0 GFLOP/s" in mm.evidence
+    assert "5 ms per inference in 2 calls, achieving 1200.0 GFLOP/s" in mm.evidence
     assert mm.fix.startswith("Matrix multiplies dominate")
     assert gelu.fix.startswith("Element-wise") and "GFLOP/s" not in gelu.evidence
     assert [f.title for f in fd.slowest_ops(ev(top=1))] == [mm.title]

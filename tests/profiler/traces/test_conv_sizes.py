@@ -82,3 +82,18 @@ def test_recommendation_model_traces_are_mostly_explained(name):
     unknown = {o.name for o in run.ops if not o.flops_known and o.exec_ms > 1}
     assert "fbgemm::split_embedding_codegen_lookup_rowwise_adagrad_function" in unknown
     assert not {n for n in unknown if "permute" in n and not n.startswith("torch::autograd")}
+
+
+def test_a_multi_step_trace_is_floored_against_its_own_wall_time(run):
+    """Op figures of an imported trace are totals over its 6 steps: the floor at peak is compared with the trace's
+    wall time, not with one step's median (which read as a floor 2.4x above the measured time)."""
+    from profiler import devices
+    from profiler.analysis import roofline
+
+    peaks = devices.spec_peaks(run.device.name)
+    roof = roofline.roofline(run, peaks)
+    assert roof.measured_what == "wall time of the trace (6 steps)" and roof.measured_ms == run.totals.wall_ms
+    assert 0 < roof.floor_ms < roof.measured_ms
+    # the convolutions' floor alone, by hand: their FLOPs at the V100's fp32 peak
+    conv = sum(o.flops for o in run.ops if "convolution" in o.name)
+    assert roof.floor_ms > conv / (peaks.fp32_gflops * 1e9) * 1e3

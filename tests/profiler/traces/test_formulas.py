@@ -147,3 +147,14 @@ def test_a_recorded_training_step_is_explained(tmp_path, optimizer):
     if kind == "adamw" and variant == "fused":  # one kernel: its work is its own (a CPU foreach runs per-tensor ops)
         assert ops["aten::_fused_adamw_"].flops == 3 * 15 * sum(p.numel() for p in m.parameters())
     assert run.totals.flop_coverage > 0.9, run.totals.flop_coverage
+
+
+def test_an_out_argument_is_written_not_read():
+    """clamp_min.out(self, min, out) as a 2021 ResNet-50 trace records it: after the scalar, the tensor is where the
+    result goes, so the op moves the input once and the output once (counting it as a second input put ReLU at 138%
+    of the V100's memory roof)."""
+    n = 32 * 64 * 56 * 56
+    w = work.of_call("aten::clamp_min", Call([[32, 64, 56, 56], [], [32, 64, 56, 56]], ["float", "Int", "float"]))
+    assert w.flops == n and w.bytes == 2 * 4 * n
+    add = work.of_call("aten::add", Call([[32, 64, 56, 56], [32, 64, 56, 56], []], ["float", "float", "Scalar"]))
+    assert add.bytes == 3 * 4 * n  # two inputs read, one output written
