@@ -122,3 +122,22 @@ def test_why_slow_on_a_trace_of_an_unknown_gpu_asks_for_measured_peaks(tmp_path,
     assert not at.exception and not at.error
     assert any("No published peaks" in i.value for i in at.info)
     assert not any(b.label == "Measure this machine's peaks" for b in at.button)  # this machine is not that GPU
+
+
+def test_why_slow_on_a_multi_step_training_trace_floors_it_against_its_wall_time(tmp_path, monkeypatch):
+    """The 2021 ResNet-50 training trace (6 steps, totals): the page's first figure is the trace's wall time, the
+    floor below it, the convolutions on the V100's roof."""
+    run = import_trace(DATA / "resnet50_train_gpu.pt.trace.json.gz")
+    store.save(run, tmp_path)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = run.id
+    at.run()
+    at.switch_page("app_pages/why_slow.py")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trace wall time"] == f"{run.totals.wall_ms:.3g} ms" and "Measured median" not in metrics
+    assert float(metrics["Floor at peak"].split()[0]) < run.totals.wall_ms
+    roof = next(d.value for d in at.dataframe if "% of roof" in d.value.columns)
+    assert roof[roof["operator"] == "aten::cudnn_convolution_backward_weight"].iloc[0]["bound"] == "compute"
