@@ -5,8 +5,8 @@ lock, with progress and cancellation, as profile() is. The figures come from the
 (profiler.traces.figures for operators, profiler.traces.training for the step breakdown).
 
 Natural losses: a causal LM predicts its own input ids (labels = input_ids); a classifier's [batch, classes] output
-is scored against seeded random labels (cross-entropy); anything else (an MLP's features, an embedder's hidden states)
-is regressed onto a seeded random target (mean squared error).
+is scored against seeded random labels (cross-entropy); anything else (an MLP's features, a sentence embedder's
+embeddings) is regressed onto a seeded random target (mean squared error).
 """
 from __future__ import annotations
 
@@ -135,7 +135,9 @@ def natural_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:
         tensors["labels"] = tensors["input_ids"]
         return TrainParts(loaded.module, Samples(tensors, n, seed), forward, lambda out, b: _first_tensor(out),
                           "language-model loss (labels = input ids)")
-    if probe.dim() == 2 and probe.is_floating_point() and "mlp" not in loaded.info.name:
+    # a sentence embedder's rows are embeddings, not logits: regressed like a student onto a teacher's (MSE)
+    embedder = loaded.info.task in ("sentence-embedding", "feature-extraction")
+    if probe.dim() == 2 and probe.is_floating_point() and "mlp" not in loaded.info.name and not embedder:
         tensors["target"] = torch.randint(0, probe.shape[1], (rows,), generator=g)
         return TrainParts(loaded.module, Samples(tensors, n, seed), forward,
                           lambda out, b: nn.functional.cross_entropy(_first_tensor(out).float(), b["target"]),
@@ -143,7 +145,8 @@ def natural_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:
     tensors["target"] = torch.randn(probe.shape, generator=g)
     return TrainParts(loaded.module, Samples(tensors, n, seed), forward,
                       lambda out, b: nn.functional.mse_loss(_first_tensor(out).float(), b["target"]),
-                      "mean squared error to a seeded random target")
+                      "mean squared error to seeded random target embeddings (as distilling a teacher)" if embedder
+                      else "mean squared error to a seeded random target")
 
 
 def factory_parts(loaded: LoadedModel, n: int, seed: int) -> TrainParts:

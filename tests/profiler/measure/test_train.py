@@ -93,6 +93,13 @@ def test_a_classifier_and_a_decoder_get_their_natural_losses():
     assert "language-model loss" in gpt.notes[0] and gpt.training.losses[0] > 5  # ~ln(vocab) at random weights
 
 
+def test_a_sentence_embedder_is_distilled_not_classified_by_embedding_dimension():
+    """Real all-MiniLM-L6-v2: its [batch, 384] output is embeddings, not logits over 384 classes."""
+    run = train(load_model("minilm", batch_size=4, seq_len=16), TrainConfig(steps=1, warmup=1, memory=False))
+    assert "target embeddings" in run.notes[0] and "classes" not in run.notes[0]
+    assert all(x == x and x > 0 for x in run.training.losses)
+
+
 def test_a_slow_dataloader_wait_is_reported_within_ten_percent(user_file):
     """5 ms per sample, 4 samples a batch, no workers: the step waits 20 ms for each batch (more when a busy machine
     oversleeps: the dataset times what each item really took, and the breakdown must report that)."""
