@@ -234,7 +234,8 @@ def compare(loaded: LoadedModel, passes: list[str], config: TrainConfig | None =
     speed = Ratio(median=statistics.median(xs), p10=xs[0], p90=xs[-1], rounds=len(xs))
     memory_pass = any(TRAIN_PASSES[p].memory for p in passes)
     verdict = (f"{'+'.join(passes)}: {speed.median:.2f}x per sample ({speed.p10:.2f}-{speed.p90:.2f} over "
-               f"{speed.rounds} ABBA rounds), peak memory {base_peak / 2**20:,.1f} -> {new_peak / 2**20:,.1f} MiB; "
+               f"{speed.rounds} ABBA round{'s' if speed.rounds != 1 else ''}), peak memory "
+               f"{base_peak / 2**20:,.1f} -> {new_peak / 2**20:,.1f} MiB; "
                + ("loss agrees" if agrees else "LOSS DIFFERS") + f" (held-out {base_held:.4g} -> {new_held:.4g}, "
                f"curve within {gap:.1%} of the base's mean)"
                + ("; a memory pass: judge it by the peak, not the speed" if memory_pass else ""))
