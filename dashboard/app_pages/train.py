@@ -73,6 +73,12 @@ def apply_passes(train_run, advised: list[str]) -> None:
     from optimizers.training import TRAIN_PASSES
 
     st.subheader("Apply training passes")
+    if train_run.model.source in ("trace", "recorder", "step-function") or train_run.training.source != "live":
+        st.info("This run was recorded elsewhere (an imported trace, `profiler.record_training` in a script, or your "
+                "own step function): "
+                "OpLens has no model to train here. Apply the passes named above in your own loop, or profile the "
+                "model with the form at the top and apply them there.")
+        return
     spec = train_run.model.spec or train_run.model.name
     with st.form("trainpasses", enter_to_submit=False):
         names = st.multiselect("Passes (together)", list(TRAIN_PASSES), default=list(dict.fromkeys(advised))[:2] or

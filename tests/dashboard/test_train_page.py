@@ -26,6 +26,7 @@ def test_train_page_shows_a_training_run(tmp_path, monkeypatch):
     assert metrics["Peak memory"] == f"{run.training.memory.peak_bytes / 2**20:,.1f} MiB"
     assert any("not input-bound" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 3  # phases per step, categories, memory over the step
+    assert any(b.label == "Apply and prove" for b in at.button)  # a live run's model can take training passes
 
 
 def test_train_page_applies_a_training_pass_and_shows_its_proof(tmp_path, monkeypatch):
@@ -67,3 +68,29 @@ def test_train_page_applies_a_training_pass_and_shows_its_proof(tmp_path, monkey
     fresh.switch_page("app_pages/runs.py").run()  # the Runs page lists it with the others and shows it the same way
     assert not fresh.exception, [e.value for e in fresh.exception]
     assert any(c.value.startswith(f"Train on {kept.model}: fused-optimizer") for c in fresh.caption)
+
+
+def test_a_recorded_run_offers_no_apply_and_says_why(tmp_path, monkeypatch):
+    """A run from `profiler.record_training` in someone's script: OpLens has no model to apply passes to."""
+    import torch
+
+    import profiler
+
+    model = torch.nn.Linear(8, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with profiler.record_training(name="script", steps=2, warmup=1, runs_dir=tmp_path) as rec:
+        for _ in range(3):
+            loss = model(torch.randn(4, 8)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step(loss)
+    (summary,) = store.list_runs(tmp_path)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["run_id"] = summary.id
+    at.run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception and not at.error
+    assert any("OpLens has no model to train here" in i.value for i in at.info)
+    assert not any(b.label == "Apply and prove" for b in at.button)
