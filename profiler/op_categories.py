@@ -52,6 +52,8 @@ INT8_CONVOLUTION = ("quantized::conv*", "onednn::qconv*", "ConvInteger", "QLinea
 # forward entry points taking (input, weight, ...): a 2021-era trace records their shapes without stride or padding
 CONVOLUTION_FORWARD = ("aten::convolution", "aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d",
                        "aten::cudnn_convolution", "aten::miopen_convolution", "aten::mkldnn_convolution")
+# max pools taking (self, kernel_size, stride, ...); their backwards are these names + "_backward"
+MAX_POOL = ("aten::max_pool2d_with_indices", "aten::max_pool3d_with_indices")
 # the halves of a 2021-era cuDNN / MIOpen backward, whose size argument is an int list (recorded only as concrete)
 CONVOLUTION_GRAD_HALVES = ("aten::cudnn_convolution_backward_input", "aten::miopen_convolution_backward_input",
                            "aten::cudnn_convolution_backward_weight", "aten::miopen_convolution_backward_weight")

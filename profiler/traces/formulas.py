@@ -435,3 +435,51 @@ def nll_loss(c: Call, backward: bool = False) -> Work | None:
     moved = None if bpe is None else (numel(x) if backward else n) * bpe + n * tbpe + (0 if backward else bpe)
     return Work(float(n), moved, "reduction", f"in={x}")
 
+
+# ---------------------------------------------------------------- pooling
+
+def pool_out(x: list[int], kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
+             ceil: bool) -> list[int]:
+    """Output spatial size of a max / average pool (torch's formula, ceil_mode included)."""
+    out = []
+    for i, size in enumerate(x[2:]):
+        span = size + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1
+        o = -(-span // stride[i]) + 1 if ceil else span // stride[i] + 1
+        if ceil and (o - 1) * stride[i] >= size + padding[i]:
+            o -= 1
+        out.append(o)
+    return out
+
+
+def max_pool(c: Call, out_spatial: list[int] | None = None) -> Work | None:
+    """max_pool*d_with_indices(self, kernel_size, stride, padding, dilation, ceil_mode): a comparison per window
+    element; reads the input, writes the output and its indices (int64). The output size from the concrete
+    arguments, or (`out_spatial`) from the backward where they were not recorded."""
+    x = c.shape(0)
+    if not x or len(x) < 3:
+        return None
+    n_sp = len(x) - 2
+    k = _spread(c.ints(1), n_sp, 1)
+    if out_spatial is None:
+        if k is None:
+            return None
+        s = _spread(c.ints(2), n_sp, 1) or k  # an empty stride means the kernel's
+        p, d = _spread(c.ints(3), n_sp, 0) or [0] * n_sp, _spread(c.ints(4), n_sp, 1) or [1] * n_sp
+        out_spatial = pool_out(x, k, s, p, d, c.flag(5))
+    out = numel(x[:2]) * numel(out_spatial)
+    bpe = c.bpe(0)
+    window = numel(k) if k else max(1, round(numel(x[2:]) / max(1, numel(out_spatial))))
+    return Work(float(out * window), None if bpe is None else numel(x) * bpe + out * (bpe + 8), "reduction",
+                f"in={x} out={[*x[:2], *out_spatial]}" + ("" if k else f" window ~{window} (kernel not recorded)"))
+
+
+def max_pool_backward(c: Call) -> Work | None:
+    """max_pool*d_with_indices_backward(grad_output, self, ..., indices): scatter each gradient to its max; reads
+    the gradient and the indices, writes the input's gradient."""
+    go, x = c.shape(0), c.shape(1)
+    if not go or not x:
+        return None
+    bpe = c.bpe(0)
+    return Work(float(numel(go)), None if bpe is None else numel(go) * (bpe + 8) + numel(x) * bpe, "reduction",
+                f"grad={go} in={x}")
+

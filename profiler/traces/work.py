@@ -75,6 +75,8 @@ CONV_BACKWARD_ARGS = {"aten::convolution_backward": (0, 1, 2), "aten::cudnn_conv
                       "aten::miopen_convolution_backward": (1, 0, 2)}
 CONV_GRAD = frozenset(oc.CONVOLUTION_GRAD_HALVES)
 CONV_FORWARD = frozenset(oc.CONVOLUTION_FORWARD)
+POOL_FORWARD = frozenset(oc.MAX_POOL)
+POOL_BACKWARD = frozenset(f"{n}_backward" for n in oc.MAX_POOL)
 ATTENTION: dict[str, Formula] = {
     "aten::scaled_dot_product_attention": _bhsd(5),
     "aten::_scaled_dot_product_flash_attention": _bhsd(4),
@@ -110,6 +112,9 @@ MEMORY: dict[str, Formula] = {
     "aten::_softmax": f.softmax, "aten::softmax": f.softmax, "aten::_log_softmax": f.softmax,
     "aten::log_softmax": f.softmax, "aten::_softmax_backward_data": f.softmax,
     "aten::_log_softmax_backward_data": f.softmax,
+    "aten::max_pool2d_with_indices": f.max_pool, "aten::max_pool3d_with_indices": f.max_pool,
+    "aten::max_pool2d_with_indices_backward": f.max_pool_backward,
+    "aten::max_pool3d_with_indices_backward": f.max_pool_backward,
     "aten::nll_loss_forward": f.nll_loss, "aten::nll_loss_backward": lambda c: f.nll_loss(c, backward=True),
     "aten::native_layer_norm": lambda c: f.norm(c, affine=(2, 3)),
     "aten::layer_norm": lambda c: f.norm(c, affine=(2, 3)),
@@ -192,8 +197,11 @@ def of_call(name: str, call: Call, conv_shapes: dict[tuple, list[int] | None] | 
 
 
 def _from_conv_shapes(name: str, call: Call, shapes: dict[tuple, list[int] | None]) -> Work | None:
-    """A forward convolution without its stride and padding: the output size its backward recorded."""
+    """A forward convolution or max pool without its stride and padding: the output size its backward recorded."""
     a, b = call.shape(0), call.shape(1)
+    if name in POOL_FORWARD and a:
+        out = shapes.get(("pool", tuple(a)))
+        return f.max_pool(call, out) if out else None
     if name in CONV_FORWARD and a and b:
         out = shapes.get((tuple(a), tuple(b)))
         return f.conv_with_output(call, out) if out else None
@@ -206,6 +214,9 @@ def conv_shapes(calls: list[tuple[str, Call]]) -> dict[tuple, list[int] | None]:
     says each convolution's output size there. None where two backwards disagree (same shapes, another stride)."""
     out: dict[tuple, list[int] | None] = {}
     for name, call in calls:
+        if name in POOL_BACKWARD and call.shape(0) and call.shape(1):  # (grad_output, self, ...)
+            key, go = ("pool", tuple(call.shape(1))), call.shape(0)[2:]
+            out[key] = go if out.get(key, go) == go else None
         args = CONV_BACKWARD_ARGS.get(name)
         if args is not None:
             go, x, w = (call.shape(i) for i in args)

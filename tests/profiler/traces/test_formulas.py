@@ -158,3 +158,18 @@ def test_an_out_argument_is_written_not_read():
     assert w.flops == n and w.bytes == 2 * 4 * n
     add = work.of_call("aten::add", Call([[32, 64, 56, 56], [32, 64, 56, 56], []], ["float", "float", "Scalar"]))
     assert add.bytes == 3 * 4 * n  # two inputs read, one output written
+
+
+@pytest.mark.parametrize("kernel,stride,padding,ceil", [(3, 2, 1, False), (2, 2, 0, True), (3, 1, 0, False)])
+def test_max_pool_matches_torch(kernel, stride, padding, ceil):
+    x = torch.randn(2, 4, 15, 17)
+    out, idx = F.max_pool2d(x, kernel, stride, padding, 1, ceil, return_indices=True)
+    call = Call([list(x.shape)] + [[]] * 5, ["float", "GenericList", "GenericList", "GenericList", "GenericList",
+                                             "Bool"], ["", f"[{kernel}, {kernel}]", f"[{stride}, {stride}]",
+                                                       f"[{padding}, {padding}]", "[1, 1]", str(ceil)])
+    w = work.of_call("aten::max_pool2d_with_indices", call)
+    assert w.params.endswith(str(list(out.shape))) and w.flops == out.numel() * kernel * kernel
+    assert w.bytes == 4 * x.numel() + (4 + 8) * out.numel()  # the input read, values and int64 indices written
+    back = work.of_call("aten::max_pool2d_with_indices_backward",
+                        Call([list(out.shape), list(x.shape)] + [[]] * 5 + [list(idx.shape)], ["float", "float"]))
+    assert back.bytes == (4 + 8) * out.numel() + 4 * x.numel()
