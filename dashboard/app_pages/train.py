@@ -73,7 +73,9 @@ def apply_passes(train_run, advised: list[str]) -> None:
     from optimizers.training import TRAIN_PASSES
 
     st.subheader("Apply training passes")
-    if train_run.model.source in ("trace", "recorder", "step-function") or train_run.training.source != "live":
+    from profiler.analysis.training_rules import retrainable
+
+    if not retrainable(train_run):
         st.info("This run was recorded elsewhere (an imported trace, `profiler.record_training` in a script, or your "
                 "own step function): "
                 "OpLens has no model to train here. Apply the passes named above in your own loop, or profile the "
@@ -127,12 +129,11 @@ elif train_run is not None:
     c[3].metric("Peak memory", f"{mem.peak_bytes / 2**20:,.1f} MiB" if mem and mem.peak_bytes else "-",
                 f"during {mem.peak_phase}" if mem and mem.peak_bytes else None, delta_color="off", delta_arrow="off")
     (st.warning if t.input_bound else st.success)(t.verdict)
-    from profiler.analysis.training_rules import advice
+    from profiler.analysis.training_rules import advice, how_to_apply
 
     advised = advice(train_run)
     for rec in advised:
-        st.markdown(f"**Try: {rec.title}** — `python -m optimizers train {train_run.model.spec or train_run.model.name}"
-                    f" --passes {','.join(rec.passes)}`  \n*Evidence:* {rec.evidence}")
+        st.markdown(f"**Try: {rec.title}** — `{how_to_apply(train_run, rec)}`  \n*Evidence:* {rec.evidence}")
     steps_df = pd.DataFrame([{"step": i + 1, **s.phases} for i, s in enumerate(t.steps)])
     fig = go.Figure()
     for phase in [k for k in steps_df.columns if k != "step"]:

@@ -47,3 +47,33 @@ def advice(run: ProfileRun) -> list[Recommendation]:
                                                f" MiB peak ({act / m.peak_bytes:.0%}, during {m.peak_phase}): "
                                                "these passes trade time for memory"))
     return out
+
+
+# what each training pass is in a user's own loop: for a run OpLens cannot retrain (a trace, the recorder, a step
+# function), the advice says this instead of a command
+IN_YOUR_LOOP = {
+    "loader-workers": "DataLoader(..., num_workers=4, pin_memory=True, persistent_workers=True)",
+    "fused-optimizer": "torch.optim.AdamW(params, fused=True) (or foreach=True)",
+    "bf16-autocast": "torch.autocast(device_type, dtype=torch.bfloat16) around the forward and the loss",
+    "torch-compile": "model = torch.compile(model)",
+    "activation-checkpointing": "torch.utils.checkpoint.checkpoint around the blocks",
+    "channels-last": "model.to(memory_format=torch.channels_last), and the images too",
+    "larger-batch": "a larger batch, the learning rate scaled with it",
+    "gradient-accumulation": "several micro-batches per optimizer.step()",
+}
+
+
+def retrainable(run: ProfileRun) -> bool:
+    """OpLens can train this run's model again (a sample or a factory), so passes can be applied and proven: not a
+    trace recorded elsewhere, a script's recorder or a user's own step function."""
+    return (run.model.source not in ("trace", "recorder", "step-function")
+            and (run.training is None or run.training.source == "live"))
+
+
+def how_to_apply(run: ProfileRun, rec: Recommendation) -> str:
+    """The command that applies and proves `rec` on a run OpLens can retrain, else what to change in the user's own
+    loop."""
+    if not retrainable(run):
+        return "in your loop: " + "; ".join(IN_YOUR_LOOP.get(p, p) for p in rec.passes)
+    return f"python -m optimizers train {run.model.spec or run.model.name} --passes {','.join(rec.passes)}"
+

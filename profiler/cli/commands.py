@@ -83,6 +83,8 @@ def _cmd_import(a) -> int:
     else:
         print(render_run(run, a.top))
         print(render_import(run, a.top))
+        if run.training:  # a trace of training steps: where each step went, as `profiler train` shows it
+            print(render.render_training(run, a.top))
         print(f"saved      {saved}")
     return 0
 

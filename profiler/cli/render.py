@@ -243,8 +243,10 @@ def render_training(run: ProfileRun, top: int = 10) -> str:
     input-pipeline verdict, memory by category at the peak, and the slowest operators."""
     t = run.training
     w = t.wall
-    out = [f"training {run.model.name} on {run.device.name}: {t.config.steps} steps after {t.config.warmup} warm-up, "
-           f"batch {t.config.batch_size}, optimizer {t.config.optimizer}, {t.config.dtype}",
+    how = (f"{t.config.steps} steps recorded in the trace (its batch, optimizer and dtype are not recorded)"
+           if t.source == "trace" else f"{t.config.steps} steps after {t.config.warmup} warm-up, batch "
+           f"{t.config.batch_size}, optimizer {t.config.optimizer}, {t.config.dtype}")
+    out = [f"training {run.model.name} on {run.device.name}: {how}",
            f"step       median {_ms(w.median)} ms, p90 {_ms(w.p90)}, spread (IQR) {_ms(w.iqr)} over {w.n} steps",
            "phases     " + ", ".join(f"{k} {_ms(v)}" for k, v in t.phases.items()) + " ms (medians; each step's add "
            "up to its wall time)",
@@ -258,13 +260,13 @@ def render_training(run: ProfileRun, top: int = 10) -> str:
                    f"{parts}")
     if t.losses:
         out.append("loss       " + " ".join(f"{x:.4g}" for x in t.losses))
-    from profiler.analysis.training_rules import advice
+    from profiler.analysis.training_rules import advice, how_to_apply
 
     for rec in advice(run):
-        out.append(f"try        {rec.title} (python -m optimizers train {run.model.spec or run.model.name} "
-                   f"--passes {','.join(rec.passes)}): {rec.evidence}")
+        out.append(f"try        {rec.title} ({how_to_apply(run, rec)}): {rec.evidence}")
     rows = [[o.name[:60], f"{o.calls:g}", _ms(o.exec_ms), _ms(o.trans_ms)] for o in run.ops[:top]]
     if rows:
-        out += ["Top operators per step", format_table(rows, ["operator", "calls", "exec ms", "trans ms"])]
+        out += ["Top operators " + ("(totals over the trace)" if t.source == "trace" else "per step"),
+                format_table(rows, ["operator", "calls", "exec ms", "trans ms"])]
     out += [f"note       {n}" for n in run.notes]
     return "\n".join(out)

@@ -163,6 +163,9 @@ def load(path: str | Path, progress: Callable[[float], None] | None = None) -> T
             if name.startswith(STEP_PREFIX):  # the 2021 convention records steps as operators
                 _add(cpu_steps, (intern(name), ts, dur))
                 continue
+            if name.startswith(TORCH_PHASES):  # and torch's phase marks too: kept as operators, and as phases
+                tag = LIVE_TAG + ("data" if name.startswith("enumerate(DataLoader)") else "optimizer")
+                _add(tags, (intern(tag), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
             nid = names.get(name)
             if nid is None:
                 nid = intern(name)

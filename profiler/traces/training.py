@@ -13,6 +13,8 @@ Input-bound: the median data wait is at least INPUT_BOUND_SHARE of the median st
 """
 from __future__ import annotations
 
+import re
+
 import statistics
 
 import numpy as np
@@ -29,6 +31,13 @@ MAX_MEMORY_POINTS = 400
 
 
 BACKWARD_OPS = "autograd::engine::evaluate_function"  # the autograd engine's per-node events: the backward pass
+# the autograd nodes themselves (AddmmBackward0; 2021-era traces: CudnnConvolutionBackward, ReluBackward1), which
+# older profilers record without the engine's events
+AUTOGRAD_NODE = re.compile(r"[A-Za-z0-9_]+Backward\d*")
+
+
+def _backward(name: str) -> bool:
+    return name.startswith(BACKWARD_OPS) or bool(AUTOGRAD_NODE.fullmatch(name))
 
 
 def _tag_intervals(d: TraceData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -43,7 +52,7 @@ def _tag_intervals(d: TraceData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     ops = d.ops
     main = ops["thread"] == _stepping_thread(d)
     if not len(out["backward"][0]):  # on any thread: a GPU job's backward runs on autograd's own thread
-        back = _named(d, ops["name"], lambda n: n.startswith(BACKWARD_OPS))
+        back = _named(d, ops["name"], _backward)
         out["backward"] = (ops["ts"][back], ops["ts"][back] + ops["dur"][back])
     if not len(out["forward"][0]):  # what is left of the stepping thread's operators (priority: see steps())
         out["forward"] = (ops["ts"][main], ops["ts"][main] + ops["dur"][main])
@@ -176,7 +185,7 @@ def is_training(d: TraceData) -> bool:
     tags = {d.names[n] for n in d.live_tags["name"].tolist()}
     if LIVE_TAG + "backward" in tags or LIVE_TAG + "optimizer" in tags:
         return True
-    return bool(_named(d, d.ops["name"], lambda n: n.startswith(BACKWARD_OPS)).any())
+    return bool(_named(d, d.ops["name"], _backward).any())
 
 
 def from_trace(d: TraceData):
