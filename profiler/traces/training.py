@@ -78,8 +78,12 @@ def _category_intervals(d: TraceData, tags: dict) -> list[tuple[np.ndarray, np.n
 
 
 def _stepping_thread(d: TraceData) -> int:
-    """The thread that runs the steps: the one whose operators cover most time (ties: the first)."""
-    ops = d.ops
+    """The thread that runs the steps: the one with torch's or OpLens's phase marks (the DataLoader's next batch,
+    the optimizer's step), else the one whose operators cover most time (ties: the first). A GPU job's autograd
+    thread can hold more operator time than the loop's own."""
+    ops, tags = d.ops, d.live_tags
+    if len(tags.get("thread", ())):
+        return int(tags["thread"][0])
     if not len(ops["ts"]):
         return -1
     threads = np.unique(ops["thread"])

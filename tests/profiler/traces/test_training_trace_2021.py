@@ -41,3 +41,13 @@ def test_the_import_command_shows_the_training_breakdown(tmp_path):
     r = in_process(main, "import", str(DATA / "resnet50_train_gpu.pt.trace.json.gz"), "--runs-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "phases     data" in r.stdout and "input-bound" in r.stdout and "in your loop: DataLoader(" in r.stdout
+
+
+@pytest.mark.parametrize("name", ["control_a100", "test_v100"])
+def test_a_gpu_jobs_loop_thread_is_the_one_with_the_phase_marks(name):
+    """HTA's A100 / V100 training job: its autograd thread holds more operator time than the loop's own thread; the
+    forward is read on the thread with the DataLoader's and the optimizer's marks (it read 0 ms on the A100)."""
+    t = import_trace(DATA / f"{name}.pt.trace.json.gz").training
+    assert t is not None and len(t.steps) == 6
+    assert t.phases["forward"] > 0.2 * t.wall.median and t.phases["backward"] > 0.2 * t.wall.median
+    assert t.phases["optimizer"] > 0
