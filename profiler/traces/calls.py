@@ -117,12 +117,16 @@ def _conv_grads(d: TraceData, a: Attribution, cid: np.ndarray, fl: np.ndarray, b
     if not ids:
         return
     names = d.ops["name"]
+    done: dict[tuple[int, int], object] = {}  # (signature, its parent's): a million-step trace has a few hundred
     for i in np.flatnonzero(np.isin(names, ids) & np.isnan(fl) & (cid >= 0)).tolist():
         p = int(a.op_parent[i])
         if p < 0 or cid[p] < 0:
             continue
-        w = work_mod.conv_grad_from_parent(d.names[names[i]], d.calls[cid[i]][1], d.names[names[p]],
-                                           d.calls[cid[p]][1])
+        key = (int(cid[i]), int(cid[p]))
+        if key not in done:
+            done[key] = work_mod.conv_grad_from_parent(d.names[names[i]], d.calls[cid[i]][1], d.names[names[p]],
+                                                       d.calls[cid[p]][1])
+        w = done[key]
         if w is not None:
             fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan
             c = cid[i]
