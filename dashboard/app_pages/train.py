@@ -129,11 +129,13 @@ elif train_run is not None:
     c[3].metric("Peak memory", f"{mem.peak_bytes / 2**20:,.1f} MiB" if mem and mem.peak_bytes else "-",
                 f"during {mem.peak_phase}" if mem and mem.peak_bytes else None, delta_color="off", delta_arrow="off")
     (st.warning if t.input_bound else st.success)(t.verdict)
-    from profiler.analysis.training_rules import advice, how_to_apply
+    from profiler.analysis.training_rules import advice, how_to_apply, retrainable
 
     advised = advice(train_run)
     for rec in advised:
-        st.markdown(f"**Try: {rec.title}** — `{how_to_apply(train_run, rec)}`  \n*Evidence:* {rec.evidence}")
+        st.markdown(f"**Try: {rec.title}** — `{how_to_apply(train_run, rec)}`"
+                    + (" (or **Apply and prove** below)" if retrainable(train_run) else "")
+                    + f"  \n*Evidence:* {rec.evidence}")
     steps_df = pd.DataFrame([{"step": i + 1, **s.phases} for i, s in enumerate(t.steps)])
     fig = go.Figure()
     for phase in [k for k in steps_df.columns if k != "step"]:
