@@ -71,10 +71,9 @@ def apply_passes(train_run, advised: list[str]) -> None:
     """Apply training passes to this run's model and prove them (a job, as `python -m optimizers train` does), or show
     the last ones kept for it."""
     from optimizers.training import TRAIN_PASSES
-
-    st.subheader("Apply training passes")
     from profiler.analysis.training_rules import retrainable
 
+    st.subheader("Apply training passes")
     if not retrainable(train_run):
         st.info("This run was recorded elsewhere (an imported trace, `profiler.record_training` in a script, or your "
                 "own step function): "
