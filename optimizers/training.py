@@ -131,7 +131,6 @@ TRAIN_PASSES = {p.name: p for p in (
 )}
 
 
-TrainComparison = TrainResult  # the name this module used before the result joined the schema
 TOLERANCE = (f"held-out loss within {LOSS_RTOL:.0%} (+{LOSS_ATOL:g}) and every point of the curve within "
              f"{CURVE_RTOL:.0%} of the base curve's mean")
 

@@ -93,3 +93,9 @@ def breakdown(run: ProfileRun) -> dict[str, float]:
     wall = t.wall_ms if b.trace else b.median_ms
     exec_ms, trans_ms = b.ops(t.exec_ms), b.ops(t.trans_ms)
     return {"T_exec": exec_ms, "T_trans": trans_ms, "unexplained": max(0.0, wall - exec_ms - trans_ms), "wall": wall}
+
+
+def per_what(run: ProfileRun) -> str:
+    """What an operator figure of `run` is over, in words: an imported trace's are totals."""
+    return "over the trace" if basis(run).trace else "per inference"
+

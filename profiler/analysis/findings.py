@@ -124,11 +124,6 @@ def _shapes(joined: str) -> str:
     return " | ".join(shapes[:SHAPES_SHOWN]) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _per(run) -> str:
-    """What an operator figure is over: an imported trace's are totals (profiler.analysis.basis)."""
-    return "over the trace" if run.model.source == "trace" else "per inference"
-
-
 def slowest_ops(ev: Evidence) -> list[Finding]:
     """Each of the `top` slowest compute ops that holds at least TOP_OP_SHARE of operator time."""
     out = []
@@ -138,8 +133,8 @@ def slowest_ops(ev: Evidence) -> list[Finding]:
         rate = f", achieving {o['gflops_per_s']:.1f} GFLOP/s" if o["gflops_per_s"] else ""
         out.append(Finding(
             title=f"{o['name']} takes {100 * o['share']:.0f}% of operator time", share=o["share"], kind="op",
-            evidence=f"{o['time_ms']:.3g} ms {_per(ev.run)} in {o['calls']:g} calls{rate}; most common shapes "
-                     f"{_shapes(o['input_shapes'])}", fix=fix_for(o["name"])))
+            evidence=f"{o['time_ms']:.3g} ms {basis_mod.per_what(ev.run)} in {o['calls']:g} calls{rate}; most "
+                     f"common shapes {_shapes(o['input_shapes'])}", fix=fix_for(o["name"])))
     return out
 
 
@@ -190,7 +185,7 @@ def overhead(ev: Evidence) -> list[Finding]:
     return [Finding(
         title=f"Overhead-bound: {100 * share:.0f}% of the time is launch, dispatch and Python",
         share=share, kind="overhead",
-        evidence=f"{calls:.0f} op calls {_per(run)}; "
+        evidence=f"{calls:.0f} op calls {basis_mod.per_what(run)}; "
                  f"{100 * unexplained:.0f}% of the time is outside any operator; floor at peak "
                  f"{ev.roof.floor_ms:,.4g} ms vs measured {ev.roof.measured_ms:,.4g} ms ({ev.roof.measured_what})",
         fix="Cut per-op overhead: " + ("CUDA graphs, " if on_gpu else "") + "torch.compile, TorchScript trace + "
@@ -218,7 +213,7 @@ def low_flop_rate(ev: Evidence) -> list[Finding]:
         return []
     return [Finding(
         title=f"Low achieved FLOP/s: {rate.gflops_per_s:.1f} GFLOP/s over the whole "
-              f"{'trace' if ev.run.model.source == 'trace' else 'inference'}",
+              f"{'trace' if basis_mod.basis(ev.run).trace else 'inference'}",
         share=1 - rate.gflops_per_s / best, kind="flops",
         evidence=f"the best op reaches {best:.1f} GFLOP/s, so time outside the big matmuls/convs drags the average "
                  f"down ({rate.coverage_text()})",

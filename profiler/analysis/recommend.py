@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from profiler import op_categories as oc
+from profiler.analysis import basis as basis_mod
 from profiler.analysis import findings, gpu_rules
 from profiler.analysis import roofline as rl
 from profiler.schema import Peaks, ProfileRun, Recommendation, Roofline, Sweep
@@ -124,12 +125,11 @@ def rule_overhead(ctx: Context) -> Recommendation | None:
     on_gpu = ctx.run.device.kind == "cuda"
     passes = ["cuda-graphs"] if on_gpu else ["torch-compile"]
     calls = sum(o.calls for o in ctx.run.ops if o.category == "compute")
-    where = "over the trace" if ctx.run.model.source == "trace" else "per inference"
     return Recommendation(rule="overhead", title="Overhead-bound: cut launches and dispatch "
                                                  f"({'CUDA graphs' if on_gpu else 'compile and fuse'})",
                           passes=passes, raw_estimate=amdahl(share, 2.0),  # assume half of the overhead goes
                           evidence=f"{share:.0%} of the time is overhead-bound (launch, dispatch, Python): "
-                                   f"{calls:.0f} op calls {where}, floor at peak "
+                                   f"{calls:.0f} op calls {basis_mod.per_what(ctx.run)}, floor at peak "
                                    f"{ctx.roof.floor_ms:,.4g} ms vs measured {ctx.roof.measured_ms:,.4g} ms "
                                    f"({ctx.roof.measured_what})")
 

@@ -216,7 +216,7 @@ def roofline(run: ProfileRun, peaks: Peaks) -> Roofline:
     by_bound["overhead"] += basis_mod.breakdown(run)["unexplained"]
     floor = sum(p.roof_ms for p in points)
     measured, what = run.latency.median_ms, "median"
-    if run.model.source == "trace":  # op figures are totals over the trace: the floor against the trace's wall time
+    if basis_mod.basis(run).trace:  # op figures are totals over the trace: the floor against the trace's wall time
         steps = len(run.latency.samples_ms or [])
         measured = basis_mod.breakdown(run)["wall"]
         what = f"wall time of the trace ({steps} steps)" if steps > 1 else "wall time of the trace"

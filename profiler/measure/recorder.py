@@ -53,24 +53,30 @@ class Recorder:
 
 
 @contextmanager
-def record_training(name: str = "my-training", steps: int = 5, warmup: int = 1, batch_size: int = 0,
-                    runs_dir: str | os.PathLike | None = None) -> Iterator[Recorder]:
-    """Record `steps` training steps after `warmup` of the loop inside the block and save them as a run named
-    `name` (see the module docstring)."""
+def _recording(warmup: int, steps: int) -> Iterator[tuple[Recorder, str]]:
+    """torch.profiler over `warmup` + `steps` steps (a profiler step each), its trace written to a temporary file:
+    the Recorder that steps it, and that file's path."""
     path = os.path.join(store.temp_trace_dir(), traces_mod.trace_file_name("train"))
-    cuda = torch.cuda.is_available()
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
         with profile(activities=acts, schedule=schedule(wait=0, warmup=warmup, active=steps),
                      on_trace_ready=lambda p: p.export_chrome_trace(path)) as prof:
-            rec = Recorder(prof, warmup, steps)
-            yield rec
+            yield Recorder(prof, warmup, steps), path
+
+
+@contextmanager
+def record_training(name: str = "my-training", steps: int = 5, warmup: int = 1, batch_size: int = 0,
+                    runs_dir: str | os.PathLike | None = None) -> Iterator[Recorder]:
+    """Record `steps` training steps after `warmup` of the loop inside the block and save them as a run named
+    `name` (see the module docstring)."""
+    with _recording(warmup, steps) as (rec, path):
+        yield rec
     if rec.count < warmup + steps:
         raise RuntimeError(f"record_training({name!r}) saw {rec.count} steps; it records {steps} after {warmup} "
                            "warm-up: call rec.step() after each step, or lower steps=")
     config = TrainConfig(batch_size=batch_size, steps=steps, warmup=warmup, optimizer="(the script's)",
-                         device="cuda" if cuda else "cpu", memory=False)
+                         device="cuda" if torch.cuda.is_available() else "cpu", memory=False)
     rec.run = _run(name, config, path, rec.losses)
     store.save(rec.run, runs_dir)
 
@@ -117,25 +123,16 @@ def train_step_function(spec: str, steps: int = 5, warmup: int = 1, name: str = 
     if not callable(fn):
         raise ModelLoadError(f"{path} has no function '{fn_name}'")
     say = progress or (lambda stage, frac: None)
-    trace = os.path.join(store.temp_trace_dir(), traces_mod.trace_file_name("train"))
-    losses: list[float] = []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available()
-                                                          else []),
-                     schedule=schedule(wait=0, warmup=warmup, active=steps),
-                     on_trace_ready=lambda p: p.export_chrome_trace(trace)) as prof:
-            for i in range(warmup + steps):
-                try:
-                    out = fn()
-                except Exception as exc:  # noqa: BLE001 - the user's step can raise anything
-                    raise ModelRunError(f"{spec} raised {type(exc).__name__} at step {i + 1}: {exc}") from None
-                if out is not None:
-                    losses.append(float(out.detach()) if isinstance(out, torch.Tensor) else float(out))
-                prof.step()
-                say(f"step {i + 1} of {warmup + steps}", (i + 1) / (warmup + steps))
+    with _recording(warmup, steps) as (rec, trace):
+        for i in range(warmup + steps):
+            try:
+                out = fn()
+            except Exception as exc:  # noqa: BLE001 - the user's step can raise anything
+                raise ModelRunError(f"{spec} raised {type(exc).__name__} at step {i + 1}: {exc}") from None
+            rec.step(out)
+            say(f"step {i + 1} of {warmup + steps}", (i + 1) / (warmup + steps))
     config = TrainConfig(steps=steps, warmup=warmup, optimizer="(the function's)",
                          device="cuda" if torch.cuda.is_available() else "cpu", memory=False)
-    run = _run(name or f"{Path(path).stem}:{fn_name}", config, trace, losses)
+    run = _run(name or f"{Path(path).stem}:{fn_name}", config, trace, rec.losses)
     run.model.source, run.model.spec = "step-function", spec
     return run

@@ -47,11 +47,11 @@ def _signature_work(d: TraceData) -> tuple[np.ndarray, np.ndarray, list[str], li
     n = len(d.calls)
     fl, by = np.full(n, np.nan), np.full(n, np.nan)
     family, dtype, params = [""] * n, [""] * n, [""] * n
-    conv_shapes = work_mod.conv_shapes([(d.names[nid], call) for nid, call in d.calls])
+    from_backward = work_mod.backward_shapes([(d.names[nid], call) for nid, call in d.calls])
+    short = formulas.SHORT_DTYPE
     for i, (nid, call) in enumerate(d.calls):
-        w = work_mod.of_call(d.names[nid], call, conv_shapes)
+        w = work_mod.of_call(d.names[nid], call, from_backward)
         # the first tensor's dtype (a backward may start with a size list: cudnn_convolution_backward_weight)
-        short = formulas.SHORT_DTYPE
         dtype[i] = next((short[t] for t in call.types if isinstance(t, str) and t in short), "")
         if w is not None:
             fl[i], by[i] = w.flops, w.bytes if w.bytes is not None else np.nan

@@ -164,8 +164,7 @@ def load(path: str | Path, progress: Callable[[float], None] | None = None) -> T
                 _add(cpu_steps, (intern(name), ts, dur))
                 continue
             if name.startswith(TORCH_PHASES):  # and torch's phase marks too: kept as operators, and as phases
-                tag = LIVE_TAG + ("data" if name.startswith("enumerate(DataLoader)") else "optimizer")
-                _add(tags, (intern(tag), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+                _add(tags, (intern(_phase_tag(name)), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
             nid = names.get(name)
             if nid is None:
                 nid = intern(name)
@@ -270,6 +269,11 @@ def _rare_python(name: str, ts: float, dur: float, e: dict, modules, thread_of, 
     return True
 
 
+def _phase_tag(name: str) -> str:
+    """The OpLens phase one of torch's marks (TORCH_PHASES) stands for: the data wait, or the optimizer."""
+    return LIVE_TAG + ("data" if name.startswith("enumerate(DataLoader)") else "optimizer")
+
+
 def _rare(kind: str, name: str, ts: float, dur: float, e: dict, cpu_steps, gpu_steps, marks, host_comm, tags, syncs,
           thread_of, intern) -> None:
     """The few annotation and sync events of a trace (steps, serving phases, host collectives, OpLens's own tags):
@@ -284,8 +288,7 @@ def _rare(kind: str, name: str, ts: float, dur: float, e: dict, cpu_steps, gpu_s
         elif name.startswith(LIVE_TAG):
             _add(tags, (intern(name), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
         elif name.startswith(TORCH_PHASES):  # torch's own marks in any training loop: the data wait, the optimizer
-            tag = LIVE_TAG + ("data" if name.startswith("enumerate(DataLoader)") else "optimizer")
-            _add(tags, (intern(tag), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
+            _add(tags, (intern(_phase_tag(name)), ts, dur, thread_of(e.get("pid"), e.get("tid"))))
     elif kind == "gpu_annotation":
         if name.startswith(STEP_PREFIX):
             _add(gpu_steps, (intern(name), ts, dur))

@@ -14,7 +14,6 @@ Input-bound: the median data wait is at least INPUT_BOUND_SHARE of the median st
 from __future__ import annotations
 
 import re
-
 import statistics
 
 import numpy as np

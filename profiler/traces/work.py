@@ -181,22 +181,23 @@ def _silu_and_mul(c: Call) -> Work | None:
                 f"out={out}")
 
 
-def of_call(name: str, call: Call, conv_shapes: dict[tuple, list[int] | None] | None = None) -> Work | None:
+def of_call(name: str, call: Call, from_backward: dict[tuple, list[int] | None] | None = None) -> Work | None:
     """The work of one call of `name`, or None when no formula knows it or its recorded arguments do not say.
-    `conv_shapes` (conv_shapes()): a forward convolution's output size where its stride and padding are missing."""
+    `from_backward` (backward_shapes()): a forward convolution's or max pool's output size where its stride and
+    padding are missing."""
     formula = TABLE.get(name)
     if formula is None:
         return None
     try:
         work = formula(call)
-        if work is None and conv_shapes:
-            work = _from_conv_shapes(name, call, conv_shapes)
+        if work is None and from_backward:
+            work = _from_backward(name, call, from_backward)
         return work
     except (IndexError, ValueError, TypeError, ZeroDivisionError):  # a recorded argument of an unexpected form
         return None
 
 
-def _from_conv_shapes(name: str, call: Call, shapes: dict[tuple, list[int] | None]) -> Work | None:
+def _from_backward(name: str, call: Call, shapes: dict[tuple, list[int] | None]) -> Work | None:
     """A forward convolution or max pool without its stride and padding: the output size its backward recorded."""
     a, b = call.shape(0), call.shape(1)
     if name in POOL_FORWARD and a:
@@ -208,10 +209,11 @@ def _from_conv_shapes(name: str, call: Call, shapes: dict[tuple, list[int] | Non
     return None
 
 
-def conv_shapes(calls: list[tuple[str, Call]]) -> dict[tuple, list[int] | None]:
-    """(input shape, weight shape) -> the output's spatial size, from the convolution backwards among `calls`, which
-    record (grad_output, input, weight) whole: a training trace recorded without concrete arguments (2021-era) still
-    says each convolution's output size there. None where two backwards disagree (same shapes, another stride)."""
+def backward_shapes(calls: list[tuple[str, Call]]) -> dict[tuple, list[int] | None]:
+    """Each forward's output spatial size, from the backwards among `calls`, which record their gradient whole: a
+    training trace recorded without concrete arguments (2021-era) still says it there. Keys: (input shape, weight
+    shape) for a convolution, ("pool", input shape) for a max pool. None where two backwards disagree (same shapes,
+    another stride)."""
     out: dict[tuple, list[int] | None] = {}
     for name, call in calls:
         if name in POOL_BACKWARD and call.shape(0) and call.shape(1):  # (grad_output, self, ...)

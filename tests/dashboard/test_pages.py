@@ -24,8 +24,8 @@ PAGES = [
 ]
 
 
-def open_page(page: str, run_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
+def open_page(page: str, run_id: str | None = None, timeout: float = 30) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
     if run_id:
         at.session_state["run_id"] = run_id
     at.run()

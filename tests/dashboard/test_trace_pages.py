@@ -8,7 +8,7 @@ from testdata import DATA
 from profiler import store
 from profiler.analysis import frames as analysis
 from profiler.traces.importer import import_trace
-from tests.dashboard.test_pages import SHOWS, texts
+from tests.dashboard.test_pages import SHOWS, open_page, texts
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "operators", "graph", "timeline", "why_slow", "runs"]
@@ -94,15 +94,19 @@ def test_an_uploaded_trace_may_be_imported(tmp_path, monkeypatch):
     assert import_trace(elsewhere).gpu.steps == 1  # from Python, a user's own file is read as handed
 
 
+def why_slow_of(name: str, root, monkeypatch):
+    """A shared trace imported into `root` and its Why slow page opened (open_page checks for exceptions)."""
+    run = import_trace(DATA / f"{name}.pt.trace.json.gz")
+    store.save(run, root)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    return run, open_page("why_slow", run.id)
+
+
 def test_why_slow_on_a_gpu_trace_shows_its_work_per_shape_and_gpu_rules(imported, monkeypatch):
     runs, root = imported
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["run_id"] = runs["h100_bert_small"].id
-    at.run()
-    at.switch_page("app_pages/why_slow.py")
-    at.run()
-    assert not at.exception and not at.error
+    at = open_page("why_slow", runs["h100_bert_small"].id)
+    assert not at.error
     shapes = next(d.value for d in at.dataframe if "us per call (median)" in d.value.columns)
     top = shapes.iloc[0]
     assert top["operator"] == "aten::addmm" and top["shape"] == "M=141 N=512 K=512 bias" and top["calls"] == 17
@@ -111,15 +115,8 @@ def test_why_slow_on_a_gpu_trace_shows_its_work_per_shape_and_gpu_rules(imported
 
 
 def test_why_slow_on_a_trace_of_an_unknown_gpu_asks_for_measured_peaks(tmp_path, monkeypatch):
-    run = import_trace(DATA / "sampled_rank0_gpu.pt.trace.json.gz")  # no deviceProperties: the GPU is unnamed
-    store.save(run, tmp_path)
-    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["run_id"] = run.id
-    at.run()
-    at.switch_page("app_pages/why_slow.py")
-    at.run()
-    assert not at.exception and not at.error
+    _, at = why_slow_of("sampled_rank0_gpu", tmp_path, monkeypatch)  # no deviceProperties: the GPU is unnamed
+    assert not at.error
     assert any("No published peaks" in i.value for i in at.info)
     assert not any(b.label == "Measure this machine's peaks" for b in at.button)  # this machine is not that GPU
 
@@ -127,15 +124,8 @@ def test_why_slow_on_a_trace_of_an_unknown_gpu_asks_for_measured_peaks(tmp_path,
 def test_why_slow_on_a_multi_step_training_trace_floors_it_against_its_wall_time(tmp_path, monkeypatch):
     """The 2021 ResNet-50 training trace (6 steps, totals): the page's first figure is the trace's wall time, the
     floor below it, the convolutions on the V100's roof."""
-    run = import_trace(DATA / "resnet50_train_gpu.pt.trace.json.gz")
-    store.save(run, tmp_path)
-    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["run_id"] = run.id
-    at.run()
-    at.switch_page("app_pages/why_slow.py")
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.exception]
+    run, at = why_slow_of("resnet50_train_gpu", tmp_path, monkeypatch)
+    assert not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Trace wall time"] == f"{run.totals.wall_ms:.3g} ms" and "Measured median" not in metrics
     assert float(metrics["Floor at peak"].split()[0]) < run.totals.wall_ms

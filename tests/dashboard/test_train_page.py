@@ -1,26 +1,22 @@
 """The Train page on a real training run: the step's figures, the input verdict, the charts, the memory timeline."""
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 from profiler import store
 from profiler.measure.train import train
 from profiler.models.loading import load_model
 from profiler.schema import TrainConfig
+from tests.dashboard.test_pages import open_page
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+def open_train(run, root, monkeypatch):
+    """`run` saved in `root` and the Train page opened on it (open_page checks for exceptions)."""
+    store.save(run, root)
+    monkeypatch.setenv("OPLENS_RUNS_DIR", str(root))
+    return open_page("train", run.id, timeout=60)
 
 
 def test_train_page_shows_a_training_run(tmp_path, monkeypatch):
     run = train(load_model("mlp-tiny"), TrainConfig(batch_size=4, steps=2, warmup=1))
-    store.save(run, tmp_path)
-    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["run_id"] = run.id
-    at.run()
-    at.switch_page("app_pages/train.py")
-    at.run()
-    assert not at.exception and not at.error
+    at = open_train(run, tmp_path, monkeypatch)
+    assert not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Step (median)"] == f"{run.training.wall.median:.3g} ms"
     assert metrics["Peak memory"] == f"{run.training.memory.peak_bytes / 2**20:,.1f} MiB"
@@ -38,12 +34,7 @@ def test_train_page_applies_a_training_pass_and_shows_its_proof(tmp_path, monkey
     from profiler.store import list_comparisons
 
     run = train(load_model("mlp-tiny"), TrainConfig(batch_size=4, steps=2, warmup=1))
-    store.save(run, tmp_path)
-    monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["run_id"] = run.id
-    at.run()
-    at.switch_page("app_pages/train.py").run()
+    at = open_train(run, tmp_path, monkeypatch)
     at.multiselect(key="train_passes").set_value(["fused-optimizer"])
     at.button(key="FormSubmitter:trainpasses-Apply and prove").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -59,10 +50,7 @@ def test_train_page_applies_a_training_pass_and_shows_its_proof(tmp_path, monkey
     assert table.iloc[0]["passes"] == "fused-optimizer" and table.iloc[0]["speedup"] == f"{result.speedup.median:.2f}x"
     assert any(result.verdict in b.value for b in [*at.success, *at.warning])
     assert any("Loss curves" in str(c.proto.spec) for c in at.get("plotly_chart"))
-    fresh = AppTest.from_file(APP, default_timeout=60)  # another session: the kept result is shown
-    fresh.session_state["run_id"] = run.id
-    fresh.run()
-    fresh.switch_page("app_pages/train.py").run()
+    fresh = open_page("train", run.id, timeout=60)  # another session: the kept result is shown
     assert any(f"Last kept for {run.model.spec or run.model.name}" in c.value for c in fresh.caption)
     assert fresh.dataframe[-1].value.iloc[0]["passes"] == "fused-optimizer"
     fresh.switch_page("app_pages/runs.py").run()  # the Runs page lists it with the others and shows it the same way
@@ -87,10 +75,7 @@ def test_a_recorded_run_offers_no_apply_and_says_why(tmp_path, monkeypatch):
             rec.step(loss)
     (summary,) = store.list_runs(tmp_path)
     monkeypatch.setenv("OPLENS_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["run_id"] = summary.id
-    at.run()
-    at.switch_page("app_pages/train.py").run()
-    assert not at.exception and not at.error
+    at = open_page("train", summary.id)
+    assert not at.error
     assert any("OpLens has no model to train here" in i.value for i in at.info)
     assert not any(b.label == "Apply and prove" for b in at.button)

@@ -69,9 +69,9 @@ def test_a_forward_whose_backwards_disagree_stays_unknown():
     x, w = [8, 16, 32, 32], [16, 16, 3, 3]
     back = lambda out: ("aten::convolution_backward", Call(dims=[[8, 16, out, out], x, w]))  # noqa: E731
     forward = Call(dims=[x, w, [], [], [], []], types=["float", "float"])
-    one = work.conv_shapes([back(32)])
+    one = work.backward_shapes([back(32)])
     assert work.of_call("aten::conv2d", forward, one).flops == 2 * 8 * 16 * 32 * 32 * 16 * 9
-    assert work.of_call("aten::conv2d", forward, work.conv_shapes([back(32), back(16)])) is None
+    assert work.of_call("aten::conv2d", forward, work.backward_shapes([back(32), back(16)])) is None
     assert work.of_call("aten::conv2d", forward) is None  # and none without a backward
 
 
